@@ -1,0 +1,266 @@
+//! The vector index: an HNSW graph (hnsw_rs) over chunk vectors, searched with a filter
+//! that hides deleted chunks, dumped to disk so a warm start does not re-insert.
+//!
+//! It is derived data: the store holds every vector, so a missing, stale or unreadable
+//! dump is simply rebuilt. Deleted chunks stay in the graph as tombstones (hnsw_rs has no
+//! removal) until the caller compacts, that is rebuilds, past a threshold.
+
+use crate::store::ChunkId;
+use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
+use std::path::Path;
+
+const MAX_CONNECTIONS: usize = 16;
+const MAX_LAYERS: usize = 16;
+const EF_CONSTRUCTION: usize = 64;
+const SIDECAR: &str = "vectors.json";
+
+/// Cosine distance for unit vectors: `1 - a.b`, clamped so rounding never makes it
+/// negative (hnsw_rs's own `DistDot` asserts on that).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UnitCosine;
+
+impl Distance<f32> for UnitCosine {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        (1.0 - dot).clamp(0.0, 2.0)
+    }
+}
+
+/// Which chunk ids are live: a bitset, so the search filter is one lookup.
+#[derive(Clone, Debug, Default)]
+pub struct LiveSet {
+    bits: Vec<u64>,
+    len: usize,
+}
+
+impl LiveSet {
+    pub fn from_ids(ids: impl IntoIterator<Item = ChunkId>) -> Self {
+        let mut set = LiveSet::default();
+        for id in ids {
+            set.insert(id);
+        }
+        set
+    }
+    pub fn insert(&mut self, id: ChunkId) {
+        let Ok(i) = usize::try_from(id) else { return };
+        if self.bits.len() <= i / 64 {
+            self.bits.resize(i / 64 + 1, 0);
+        }
+        if self.bits[i / 64] & (1 << (i % 64)) == 0 {
+            self.bits[i / 64] |= 1 << (i % 64);
+            self.len += 1;
+        }
+    }
+    pub fn remove(&mut self, id: ChunkId) {
+        let Ok(i) = usize::try_from(id) else { return };
+        if let Some(word) = self.bits.get_mut(i / 64) {
+            if *word & (1 << (i % 64)) != 0 {
+                *word &= !(1 << (i % 64));
+                self.len -= 1;
+            }
+        }
+    }
+    pub fn contains(&self, id: usize) -> bool {
+        self.bits.get(id / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+pub struct VectorIndex {
+    hnsw: Hnsw<'static, f32, UnitCosine>,
+    dims: usize,
+    /// Points in the graph, tombstones included.
+    points: usize,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Sidecar {
+    generation: u64,
+    dims: usize,
+    points: usize,
+    basename: String,
+}
+
+impl VectorIndex {
+    pub fn new(dims: usize, expected_points: usize) -> Self {
+        let mut hnsw = Hnsw::new(MAX_CONNECTIONS, expected_points.max(1024), MAX_LAYERS, EF_CONSTRUCTION, UnitCosine);
+        hnsw.set_searching_mode(false);
+        VectorIndex { hnsw, dims, points: 0 }
+    }
+
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// Points in the graph, tombstones included.
+    pub fn points(&self) -> usize {
+        self.points
+    }
+
+    /// Inserts vectors (in parallel when there are many). Vectors of the wrong dimension
+    /// are ignored rather than corrupting the graph.
+    pub fn insert(&mut self, items: &[(ChunkId, Vec<f32>)]) {
+        let data: Vec<(&Vec<f32>, usize)> =
+            items.iter().filter(|(id, v)| v.len() == self.dims && *id >= 0).map(|(id, v)| (v, *id as usize)).collect();
+        if data.len() >= 64 {
+            self.hnsw.parallel_insert(&data);
+        } else {
+            for (v, id) in &data {
+                self.hnsw.insert((v.as_slice(), *id));
+            }
+        }
+        self.points += data.len();
+    }
+
+    /// The `k` nearest live chunks to `query`, as (id, cosine similarity), best first.
+    pub fn search(&self, query: &[f32], k: usize, ef: usize, live: &LiveSet) -> Vec<(ChunkId, f32)> {
+        if self.points == 0 || k == 0 || query.len() != self.dims || query.iter().all(|x| *x == 0.0) {
+            return Vec::new();
+        }
+        let filter = |id: &usize| live.contains(*id);
+        self.hnsw
+            .search_filter(query, k, ef.max(k), Some(&filter))
+            .into_iter()
+            .map(|n| (n.get_origin_id() as ChunkId, 1.0 - n.get_distance()))
+            .collect()
+    }
+
+    /// Writes the graph next to a sidecar naming the store generation it reflects. The
+    /// sidecar is replaced atomically last, so a crash leaves the old dump or the new one.
+    pub fn save(&self, dir: &Path, generation: u64) -> std::io::Result<()> {
+        let basename = format!("vectors-{generation}");
+        if self.points > 0 {
+            self.hnsw.file_dump(dir, &basename).map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+        let sidecar = Sidecar { generation, dims: self.dims, points: self.points, basename: basename.clone() };
+        let tmp = dir.join(format!("{SIDECAR}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec(&sidecar).map_err(std::io::Error::other)?)?;
+        std::fs::rename(&tmp, dir.join(SIDECAR))?;
+        // Old dumps are garbage now.
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("vectors-") && !name.starts_with(&format!("{basename}.")) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the dump if it exists, matches `generation` and `dims`, and reads cleanly.
+    pub fn load(dir: &Path, generation: u64, dims: usize) -> Option<VectorIndex> {
+        let sidecar: Sidecar = serde_json::from_slice(&std::fs::read(dir.join(SIDECAR)).ok()?).ok()?;
+        if sidecar.generation != generation || sidecar.dims != dims {
+            return None;
+        }
+        if sidecar.points == 0 {
+            return Some(VectorIndex::new(dims, 1024));
+        }
+        // hnsw_rs ties the graph's lifetime to its loader; one loader per process start
+        // is leaked on purpose (a few hundred bytes).
+        let basename = sidecar.basename.clone();
+        let loaded = std::panic::catch_unwind(move || {
+            let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, &basename)));
+            io.load_hnsw::<f32, UnitCosine>()
+        });
+        let mut hnsw = loaded.ok()?.ok()?;
+        if hnsw.get_nb_point() != sidecar.points {
+            return None;
+        }
+        hnsw.set_searching_mode(false);
+        Some(VectorIndex { hnsw, dims, points: sidecar.points })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embed::normalize;
+
+    fn unit(seed: u64, dims: usize) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut v: Vec<f32> = (0..dims)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 1000) as f32 / 500.0 - 1.0
+            })
+            .collect();
+        normalize(&mut v);
+        v
+    }
+
+    fn sample(n: i64) -> Vec<(ChunkId, Vec<f32>)> {
+        (1..=n).map(|id| (id, unit(id as u64, 32))).collect()
+    }
+
+    #[test]
+    fn finds_the_exact_vector_first() {
+        let items = sample(500);
+        let mut index = VectorIndex::new(32, 500);
+        index.insert(&items);
+        let live = LiveSet::from_ids(1..=500);
+        let hits = index.search(&items[41].1, 5, 64, &live);
+        assert_eq!(hits[0].0, 42);
+        assert!((hits[0].1 - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn deleted_chunks_are_never_returned() {
+        let items = sample(300);
+        let mut index = VectorIndex::new(32, 300);
+        index.insert(&items);
+        let mut live = LiveSet::from_ids(1..=300);
+        live.remove(42);
+        let hits = index.search(&items[41].1, 10, 64, &live);
+        assert!(hits.iter().all(|(id, _)| *id != 42));
+        assert_eq!(hits.len(), 10);
+    }
+
+    #[test]
+    fn a_dump_reloads_and_a_stale_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let items = sample(200);
+        let mut index = VectorIndex::new(32, 200);
+        index.insert(&items);
+        index.save(dir.path(), 7).unwrap();
+        let live = LiveSet::from_ids(1..=200);
+        let loaded = VectorIndex::load(dir.path(), 7, 32).expect("reload");
+        assert_eq!(loaded.points(), 200);
+        assert_eq!(loaded.search(&items[9].1, 1, 32, &live)[0].0, 10);
+        assert!(VectorIndex::load(dir.path(), 8, 32).is_none(), "another generation is stale");
+        assert!(VectorIndex::load(dir.path(), 7, 64).is_none(), "another dimension is stale");
+    }
+
+    #[test]
+    fn a_corrupt_dump_is_refused_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = VectorIndex::new(32, 100);
+        index.insert(&sample(100));
+        index.save(dir.path(), 1).unwrap();
+        for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            if e.file_name().to_string_lossy().ends_with(".graph") {
+                std::fs::write(e.path(), b"garbage").unwrap();
+            }
+        }
+        assert!(VectorIndex::load(dir.path(), 1, 32).is_none());
+    }
+
+    #[test]
+    fn live_set_counts_and_bounds() {
+        let mut s = LiveSet::from_ids([1, 5, 5, 1000]);
+        assert_eq!(s.len(), 3);
+        s.remove(5);
+        s.remove(5);
+        s.remove(99_999);
+        assert_eq!(s.len(), 2);
+        assert!(s.contains(1000) && !s.contains(5) && !s.contains(1_000_000));
+    }
+}

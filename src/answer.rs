@@ -1,0 +1,173 @@
+//! Answers: the `rag/ask` result, built from ranked sources.
+//!
+//! Offline (no chat model reachable) the answer is extractive: the best sources, each with
+//! its symbol and `path:line`, numbered `[n]` like a generated answer's citations, and a
+//! line saying how to turn on generated answers. Pure: sources in, answer out.
+
+use crate::engine::SearchHit;
+use serde::Serialize;
+
+/// How many lines of a chunk a snippet shows.
+const SNIPPET_LINES: usize = 8;
+
+/// A retrieved chunk given as context, with a workspace-relative path and 1-based lines.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Source {
+    pub path: String,
+    pub start_line: u32,
+    pub end_line: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    pub kind: String,
+    pub language: String,
+    pub score: f32,
+    pub snippet: String,
+}
+
+/// A source the answer cites as `[n]`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Citation {
+    pub n: usize,
+    pub path: String,
+    pub start_line: u32,
+    pub end_line: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    pub snippet: String,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Models {
+    pub embedding: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Timings {
+    pub retrieve_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generate_ms: Option<u64>,
+}
+
+/// The `rag/ask` result of PROTOCOL.md (CLI form: paths and 1-based lines).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AskResult {
+    pub answer: String,
+    pub citations: Vec<Citation>,
+    pub sources: Vec<Source>,
+    pub mode: String,
+    pub models: Models,
+    pub timings: Timings,
+}
+
+/// The line that tells an offline user how to get written answers.
+pub const ENABLE_GENERATION_HINT: &str = "Generated answers are off (no API key). Set OPENROUTER_API_KEY, or point \
+provider.base_url at a local OpenAI-compatible server, to get a written answer that cites these sources.";
+
+pub fn source_of(hit: &SearchHit) -> Source {
+    let c = &hit.chunk;
+    Source {
+        path: c.path.clone(),
+        start_line: c.start_line,
+        end_line: c.end_line,
+        symbol: (!c.symbol.is_empty()).then(|| c.symbol.clone()),
+        kind: c.kind.clone(),
+        language: c.language.clone(),
+        score: hit.score,
+        snippet: snippet(&c.text),
+    }
+}
+
+/// The first lines of a chunk, without leading blank lines.
+pub fn snippet(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().skip_while(|l| l.trim().is_empty()).take(SNIPPET_LINES).collect();
+    lines.join("\n")
+}
+
+/// The offline answer: the best sources, numbered, each with its symbol and location.
+pub fn extractive(question: &str, sources: &[Source], models: Models, timings: Timings) -> AskResult {
+    let mut answer = String::new();
+    if sources.is_empty() {
+        answer.push_str(&format!(
+            "Nothing in the index matches \"{}\". Try other words, or check `ragls status` for files that were skipped.\n",
+            question.trim()
+        ));
+    } else {
+        answer.push_str(&format!("The code most relevant to \"{}\":\n\n", question.trim()));
+        for (i, s) in sources.iter().enumerate() {
+            let what = s.symbol.as_deref().map(|sym| format!("`{sym}` ({})", s.kind)).unwrap_or_else(|| s.kind.clone());
+            answer.push_str(&format!("{}. {what} in {}:{} [{}]\n", i + 1, s.path, s.start_line, i + 1));
+            answer.push_str(&format!("```{}\n{}\n```\n", s.language, s.snippet));
+        }
+    }
+    answer.push('\n');
+    answer.push_str(ENABLE_GENERATION_HINT);
+    let citations = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Citation {
+            n: i + 1,
+            path: s.path.clone(),
+            start_line: s.start_line,
+            end_line: s.end_line,
+            symbol: s.symbol.clone(),
+            snippet: s.snippet.clone(),
+        })
+        .collect();
+    AskResult { answer, citations, sources: sources.to_vec(), mode: "extractive".into(), models, timings }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(path: &str, line: u32, symbol: Option<&str>) -> Source {
+        Source {
+            path: path.into(),
+            start_line: line,
+            end_line: line + 3,
+            symbol: symbol.map(String::from),
+            kind: "function".into(),
+            language: "rust".into(),
+            score: 1.0,
+            snippet: "fn poll() {\n}".into(),
+        }
+    }
+
+    #[test]
+    fn extractive_answers_number_each_source_with_its_location() {
+        let r = extractive(
+            "how does polling work?",
+            &[source("src/sched.rs", 10, Some("impl Scheduler > fn poll")), source("src/io.rs", 3, None)],
+            Models { embedding: "builtin".into(), rerank: None, chat: None },
+            Timings::default(),
+        );
+        assert_eq!(r.mode, "extractive");
+        assert!(r.answer.contains("1. `impl Scheduler > fn poll` (function) in src/sched.rs:10 [1]"), "{}", r.answer);
+        assert!(r.answer.contains("2. function in src/io.rs:3 [2]"), "{}", r.answer);
+        assert!(r.answer.contains("OPENROUTER_API_KEY"));
+        assert_eq!(r.citations.len(), 2);
+        assert_eq!((r.citations[1].n, r.citations[1].start_line, r.citations[1].end_line), (2, 3, 6));
+    }
+
+    #[test]
+    fn no_sources_says_so() {
+        let r = extractive("zzz", &[], Models { embedding: "b".into(), rerank: None, chat: None }, Timings::default());
+        assert!(r.answer.starts_with("Nothing in the index matches \"zzz\""));
+        assert!(r.citations.is_empty());
+    }
+
+    #[test]
+    fn snippets_skip_leading_blank_lines_and_stop_after_a_few_lines() {
+        let text = "\n\nfn a() {\n1\n2\n3\n4\n5\n6\n7\n8\n9\n}";
+        let s = snippet(text);
+        assert!(s.starts_with("fn a() {"));
+        assert_eq!(s.lines().count(), SNIPPET_LINES);
+    }
+}

@@ -1,0 +1,345 @@
+//! The command line: `ragls index | search | ask | status`, the same engine as the server
+//! without an editor. Output schemas and exit codes are PROTOCOL.md's ("CLI").
+//!
+//! This is the only layer that prints: results to stdout, progress and messages to
+//! stderr (a progress bar only when stderr is a terminal).
+
+use crate::answer::{self, Models, Timings};
+use crate::config::{self, Config};
+use crate::engine::{self, Engine, IndexProgress, IndexReport, SearchHit};
+use crate::error::{Error, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(name = "ragls", version, about = "Ask questions about your codebase; answers cite the code.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build or update the index of a workspace.
+    Index {
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+        /// Start from an empty index (cached embeddings are reused).
+        #[arg(long)]
+        rebuild: bool,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find the code that matches a question (retrieval only).
+    Search {
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+        /// How many results to return.
+        #[arg(long, default_value_t = 10)]
+        top_k: usize,
+        /// Print results as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Batch mode: read `{"id", "query"}` lines from FILE, write one JSON line per query.
+        #[arg(long, value_name = "FILE", conflicts_with = "query")]
+        queries: Option<PathBuf>,
+        /// Skip the reranker (fused order).
+        #[arg(long)]
+        no_rerank: bool,
+        /// The question.
+        #[arg(required_unless_present = "queries")]
+        query: Option<String>,
+    },
+    /// Answer a question from the workspace, citing file locations.
+    Ask {
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+        /// How many sources to use.
+        #[arg(long)]
+        top_k: Option<usize>,
+        /// Print the rag/ask result as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The question.
+        question: String,
+    },
+    /// Show the state of a workspace's index.
+    Status {
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WorkspaceArgs {
+    /// The workspace folder.
+    #[arg(long, short = 'w', default_value = ".")]
+    pub workspace: PathBuf,
+    /// Where the index lives (default: $XDG_CACHE_HOME/ragls/<workspace id>).
+    #[arg(long, value_name = "DIR")]
+    pub index_dir: Option<PathBuf>,
+}
+
+struct Resolved {
+    root: PathBuf,
+    config: Config,
+    index_dir: PathBuf,
+}
+
+fn resolve(ws: &WorkspaceArgs) -> Result<Resolved> {
+    let root = engine::workspace_root(&ws.workspace)?;
+    let config = config::load(&root, None)?;
+    let index_dir = match &ws.index_dir {
+        Some(d) => d.clone(),
+        None => engine::index_dir_for(&root, &config)?,
+    };
+    Ok(Resolved { root, config, index_dir })
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Index { ws, rebuild, json } => cmd_index(&ws, rebuild, json),
+        Command::Search { ws, top_k, json, queries, no_rerank, query } => {
+            let mut engine = open_for_search(&ws)?;
+            match queries {
+                Some(file) => search_batch(&mut engine, &file, top_k, !no_rerank),
+                None => {
+                    let query = query.unwrap_or_default();
+                    let hits = engine.search(&query, top_k, !no_rerank)?;
+                    print_hits(&hits, json)
+                }
+            }
+        }
+        Command::Ask { ws, top_k, json, question } => {
+            let mut engine = open_for_search(&ws)?;
+            let top_k = top_k.unwrap_or(engine.config().rerank.top_k);
+            let started = Instant::now();
+            let hits = engine.search(&question, top_k, true)?;
+            let timings = Timings { retrieve_ms: started.elapsed().as_millis() as u64, ..Timings::default() };
+            let sources: Vec<_> = hits.iter().map(answer::source_of).collect();
+            let models = Models { embedding: engine.embedding_info().model, rerank: Some("offline".into()), chat: None };
+            let result = answer::extractive(&question, &sources, models, timings);
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", to_json(&result)?).map_err(stdout_error)?;
+            } else {
+                writeln!(out, "{}", result.answer.trim_end()).map_err(stdout_error)?;
+            }
+            Ok(())
+        }
+        Command::Status { ws, json } => {
+            let r = resolve(&ws)?;
+            let status = match Engine::open_for_reading(&r.root, r.config.clone(), r.index_dir.clone())? {
+                Some(engine) => engine.status()?,
+                None => engine::Status {
+                    state: "error".into(),
+                    workspace: r.root.display().to_string(),
+                    index_dir: r.index_dir.display().to_string(),
+                    files: 0,
+                    chunks: 0,
+                    pending_files: 0,
+                    index_bytes: 0,
+                    embedding: engine::EmbeddingInfo {
+                        provider: String::new(),
+                        model: String::new(),
+                        dimensions: 0,
+                    },
+                    skipped: Default::default(),
+                    last_indexed: None,
+                    last_error: Some(format!(
+                        "no index for this workspace with the current settings; run `ragls index --workspace {}`",
+                        r.root.display()
+                    )),
+                },
+            };
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", to_json(&status)?).map_err(stdout_error)?;
+            } else {
+                print_status(&mut out, &status).map_err(stdout_error)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn cmd_index(ws: &WorkspaceArgs, rebuild: bool, json: bool) -> Result<()> {
+    let r = resolve(ws)?;
+    let mut engine = Engine::open_for_writing(&r.root, r.config, r.index_dir)?;
+    let report = engine.index(rebuild, &BarProgress::new())?;
+    if json {
+        writeln!(std::io::stdout().lock(), "{}", to_json(&report)?).map_err(stdout_error)?;
+    }
+    eprintln!("{}", summary(&r.root, &report, &engine));
+    warn_failed(&report);
+    Ok(())
+}
+
+/// Opens the index for searching; indexes first when the workspace has none yet (or one
+/// built by another embedder), so `ragls ask` works on a fresh machine in one command.
+fn open_for_search(ws: &WorkspaceArgs) -> Result<Engine> {
+    let r = resolve(ws)?;
+    if let Some(engine) = Engine::open_for_reading(&r.root, r.config.clone(), r.index_dir.clone())? {
+        return Ok(engine);
+    }
+    eprintln!("ragls: no index for {} yet; indexing it first", r.root.display());
+    let mut engine = Engine::open_for_writing(&r.root, r.config, r.index_dir)?;
+    let report = engine.index(false, &BarProgress::new())?;
+    eprintln!("{}", summary(&r.root, &report, &engine));
+    warn_failed(&report);
+    Ok(engine)
+}
+
+fn search_batch(engine: &mut Engine, file: &Path, top_k: usize, rerank: bool) -> Result<()> {
+    let input = std::fs::File::open(file)
+        .map_err(|e| Error::Usage(format!("cannot read the queries file {}: {e}", file.display())))?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (n, line) in std::io::BufReader::new(input).lines().enumerate() {
+        let line = line.map_err(|e| Error::Usage(format!("cannot read {}: {e}", file.display())))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let q: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| Error::Usage(format!("{}:{}: not a JSON object: {e}", file.display(), n + 1)))?;
+        let (Some(id), Some(query)) = (q.get("id"), q.get("query").and_then(|v| v.as_str())) else {
+            return Err(Error::Usage(format!("{}:{}: each line needs \"id\" and \"query\"", file.display(), n + 1)));
+        };
+        let hits = engine.search(query, top_k, rerank)?;
+        let line = serde_json::json!({ "id": id, "results": hits.iter().map(hit_json).collect::<Vec<_>>() });
+        writeln!(out, "{line}").map_err(stdout_error)?;
+    }
+    out.flush().map_err(stdout_error)
+}
+
+fn hit_json(h: &SearchHit) -> serde_json::Value {
+    serde_json::json!({
+        "path": h.chunk.path,
+        "start_line": h.chunk.start_line,
+        "end_line": h.chunk.end_line,
+        "score": h.score,
+        "symbol": h.chunk.symbol,
+        "kind": h.chunk.kind,
+    })
+}
+
+fn print_hits(hits: &[SearchHit], json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let results: Vec<serde_json::Value> = hits
+            .iter()
+            .map(|h| {
+                let mut v = hit_json(h);
+                v["language"] = h.chunk.language.clone().into();
+                v["snippet"] = answer::snippet(&h.chunk.text).into();
+                v
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::json!({ "results": results })).map_err(stdout_error)?;
+        return Ok(());
+    }
+    if hits.is_empty() {
+        writeln!(out, "no results").map_err(stdout_error)?;
+    }
+    for h in hits {
+        let c = &h.chunk;
+        let what = if c.symbol.is_empty() { c.kind.clone() } else { format!("{} ({})", c.symbol, c.kind) };
+        writeln!(out, "{}:{}-{}  {:.3}  {what}", c.path, c.start_line, c.end_line, h.score).map_err(stdout_error)?;
+    }
+    Ok(())
+}
+
+fn print_status(out: &mut impl Write, s: &engine::Status) -> std::io::Result<()> {
+    writeln!(out, "workspace   {}", s.workspace)?;
+    writeln!(out, "index       {} ({:.1} MB)", s.index_dir, s.index_bytes as f64 / 1e6)?;
+    writeln!(out, "state       {}", s.state)?;
+    if let Some(e) = &s.last_error {
+        writeln!(out, "last error  {e}")?;
+        return Ok(());
+    }
+    writeln!(out, "files       {} indexed, {} pending", s.files, s.pending_files)?;
+    writeln!(out, "chunks      {}", s.chunks)?;
+    writeln!(out, "embedding   {} {} ({} dimensions)", s.embedding.provider, s.embedding.model, s.embedding.dimensions)?;
+    writeln!(out, "skipped     {}", skipped_text(&s.skipped))?;
+    if let Some(t) = &s.last_indexed {
+        writeln!(out, "last index  {t}")?;
+    }
+    Ok(())
+}
+
+fn skipped_text(skipped: &std::collections::BTreeMap<String, u64>) -> String {
+    if skipped.is_empty() {
+        return "none".into();
+    }
+    skipped.iter().map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", ")
+}
+
+fn summary(root: &Path, r: &IndexReport, engine: &Engine) -> String {
+    let chunks = engine.status().map(|s| s.chunks).unwrap_or(0);
+    let mut s = format!(
+        "indexed {}: {} files ({} new or changed, {} removed, {} unchanged), {} chunks; embedded {}, from cache {}; skipped {}; {:.2} s",
+        root.display(),
+        r.files_seen - r.failed.len() as u64,
+        r.files_changed,
+        r.files_removed,
+        r.files_unchanged,
+        chunks,
+        r.embedded,
+        r.cached,
+        skipped_text(&r.skipped),
+        r.elapsed_ms as f64 / 1000.0
+    );
+    if !r.failed.is_empty() {
+        s.push_str(&format!("; {} files FAILED (see below), they will be retried next run", r.failed.len()));
+    }
+    s
+}
+
+fn warn_failed(r: &IndexReport) {
+    for (path, reason) in r.failed.iter().take(20) {
+        eprintln!("ragls: warning: could not index {path}: {reason}");
+    }
+    if r.failed.len() > 20 {
+        eprintln!("ragls: warning: ... and {} more files", r.failed.len() - 20);
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Other(format!("cannot write JSON: {e}")))
+}
+
+fn stdout_error(e: std::io::Error) -> Error {
+    Error::io("cannot write to stdout", e)
+}
+
+/// A progress bar on stderr; indicatif hides it when stderr is not a terminal.
+struct BarProgress {
+    bar: ProgressBar,
+}
+
+impl BarProgress {
+    fn new() -> Self {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{spinner} indexing [{bar:30}] {pos}/{len} files {per_sec} eta {eta}") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        BarProgress { bar }
+    }
+}
+
+impl IndexProgress for BarProgress {
+    fn start(&self, total_files: u64) {
+        self.bar.set_length(total_files);
+    }
+    fn advance(&self, files: u64) {
+        self.bar.inc(files);
+    }
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

@@ -1,0 +1,643 @@
+//! The engine: one workspace's index, and the operations the CLI and the server share —
+//! index (incrementally), search (hybrid, reranked) and status.
+//!
+//! It wires the parts together and owns the order of work: walk -> read and chunk (in
+//! parallel) -> embed what the cache lacks -> commit each batch of files in one store
+//! transaction -> insert the new vectors into the vector index -> dump it. It does not
+//! print: progress goes through [`IndexProgress`], results come back as data.
+
+use crate::ann::{LiveSet, VectorIndex};
+use crate::chunk::{self, ChunkBudget};
+use crate::config::Config;
+use crate::embed::{self, Embedder};
+use crate::error::{Error, Result};
+use crate::rerank::{self, Candidate};
+use crate::retrieve;
+use crate::store::{self, ChunkId, FileState, Identity, NewChunk, Store, StoredChunk, TextHash};
+use crate::tokenize;
+use crate::workspace::{self, WalkOptions, WalkedFile};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Files read, chunked and committed together: the unit of crash recovery.
+const FILES_PER_BATCH: usize = 128;
+const LOCK_FILE: &str = "lock";
+
+/// Where long work reports how far it got. The CLI draws a bar, the server sends
+/// `$/progress`; tests count.
+pub trait IndexProgress: Sync {
+    fn start(&self, total_files: u64);
+    fn advance(&self, files: u64);
+    fn finish(&self);
+}
+
+/// Progress that goes nowhere.
+pub struct NoProgress;
+impl IndexProgress for NoProgress {
+    fn start(&self, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// What one `index` run did.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexReport {
+    pub files_seen: u64,
+    pub files_unchanged: u64,
+    pub files_changed: u64,
+    pub files_removed: u64,
+    pub chunks_added: u64,
+    pub chunks_removed: u64,
+    pub chunks_kept: u64,
+    /// Vectors computed by the embedder in this run.
+    pub embedded: u64,
+    /// Vectors found in the embedding cache.
+    pub cached: u64,
+    /// Files not indexed, by reason (all of them, not only this run's).
+    pub skipped: BTreeMap<String, u64>,
+    /// Files that could not be read in this run: (path, reason).
+    pub failed: Vec<(String, String)>,
+    pub rebuilt: bool,
+    pub elapsed_ms: u64,
+}
+
+/// One search result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchHit {
+    pub chunk: StoredChunk,
+    pub score: f32,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct EmbeddingInfo {
+    pub provider: String,
+    pub model: String,
+    pub dimensions: usize,
+}
+
+/// The `rag/status` object of PROTOCOL.md, plus the CLI's extras.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub state: String,
+    pub workspace: String,
+    pub index_dir: String,
+    pub files: u64,
+    pub chunks: u64,
+    pub pending_files: u64,
+    pub index_bytes: u64,
+    pub embedding: EmbeddingInfo,
+    pub skipped: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_indexed: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+pub struct Engine {
+    root: PathBuf,
+    index_dir: PathBuf,
+    config: Config,
+    embedder: Box<dyn Embedder>,
+    store: Store,
+    vectors: Option<VectorIndex>,
+    live: LiveSet,
+    _lock: Option<File>,
+}
+
+/// The folder of a workspace's index: `index.dir`, else `$XDG_CACHE_HOME/ragls/<id>`.
+pub fn index_dir_for(root: &Path, config: &Config) -> Result<PathBuf> {
+    if !config.index.dir.is_empty() {
+        return Ok(PathBuf::from(&config.index.dir));
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .ok_or_else(|| Error::Config("neither XDG_CACHE_HOME nor HOME is set; pass --index-dir".into()))?;
+    let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
+    let hash = blake3::hash(root.to_string_lossy().as_bytes()).to_hex();
+    Ok(cache.join("ragls").join(format!("{}-{}", sanitize(&name), &hash[..12])))
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
+}
+
+/// Checks that `path` is a workspace folder and returns its canonical form.
+pub fn workspace_root(path: &Path) -> Result<PathBuf> {
+    let root = path
+        .canonicalize()
+        .map_err(|e| Error::Usage(format!("workspace folder {} cannot be opened: {e}", path.display())))?;
+    if !root.is_dir() {
+        return Err(Error::Usage(format!("workspace {} is not a folder", path.display())));
+    }
+    Ok(root)
+}
+
+impl Engine {
+    /// Opens (creating if needed) the index of `root` for indexing; takes the index's
+    /// lock, so two writers never interleave.
+    pub fn open_for_writing(root: &Path, config: Config, index_dir: PathBuf) -> Result<Engine> {
+        std::fs::create_dir_all(&index_dir)
+            .map_err(|e| Error::io(format!("cannot create the index folder {}", index_dir.display()), e))?;
+        let lock = take_lock(&index_dir)?;
+        let store = Store::open(&index_dir)?;
+        Engine::assemble(root, config, index_dir, store, Some(lock))
+    }
+
+    /// Opens an existing index for searching; `None` when the workspace has none yet or
+    /// it was built by another embedder (it must be re-indexed first).
+    pub fn open_for_reading(root: &Path, config: Config, index_dir: PathBuf) -> Result<Option<Engine>> {
+        let Some(store) = Store::open_existing(&index_dir)? else { return Ok(None) };
+        let engine = Engine::assemble(root, config, index_dir, store, None)?;
+        if engine.store.identity()? != Some(engine.identity()) {
+            return Ok(None);
+        }
+        Ok(Some(engine))
+    }
+
+    fn assemble(root: &Path, config: Config, index_dir: PathBuf, store: Store, lock: Option<File>) -> Result<Engine> {
+        let embedder = embed::from_config(&config)?;
+        Ok(Engine { root: root.to_path_buf(), index_dir, config, embedder, store, vectors: None, live: LiveSet::default(), _lock: lock })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn embedder(&self) -> &dyn Embedder {
+        self.embedder.as_ref()
+    }
+
+    fn identity(&self) -> Identity {
+        Identity { embedder: self.embedder.id(), dimensions: self.embedder.dimensions() }
+    }
+
+    fn walk_options(&self) -> WalkOptions {
+        WalkOptions {
+            max_file_bytes: self.config.index.max_file_bytes,
+            exclude: self.config.index.exclude.clone(),
+            index_secrets: self.config.index.index_secrets,
+            ..WalkOptions::default()
+        }
+    }
+
+    fn budget(&self) -> ChunkBudget {
+        ChunkBudget {
+            max_bytes: self.config.index.chunk_max_bytes,
+            min_bytes: self.config.index.chunk_min_bytes,
+            max_lines: self.config.index.chunk_max_lines,
+        }
+    }
+
+    /// Brings the index up to date with the workspace: only new and changed files are
+    /// read, only chunks whose text is new are embedded, removed files leave the index.
+    /// `rebuild` starts from nothing (the embedding cache is kept).
+    pub fn index(&mut self, rebuild: bool, progress: &dyn IndexProgress) -> Result<IndexReport> {
+        let started = Instant::now();
+        let identity = self.identity();
+        let mut report = IndexReport::default();
+        if rebuild {
+            // Forget the identity so that adopting it drops every file and chunk.
+            self.store.set_meta("embedder", "")?;
+        }
+        report.rebuilt = self.store.adopt_identity(&identity)? || rebuild;
+
+        let walked = workspace::walk(&self.root, &self.walk_options()).map_err(|e| Error::Usage(e.to_string()))?;
+        report.files_seen = walked.files.len() as u64;
+        let known = self.store.file_states()?;
+        self.load_vectors()?;
+
+        let mut to_read: Vec<&WalkedFile> = Vec::new();
+        for f in &walked.files {
+            match known.get(&f.rel_path) {
+                Some(s) if s.size == f.size && s.mtime_ns == f.mtime_ns => report.files_unchanged += 1,
+                _ => to_read.push(f),
+            }
+        }
+        let seen: HashSet<&str> = walked.files.iter().map(|f| f.rel_path.as_str()).collect();
+        let removed: Vec<&String> = known.keys().filter(|p| !seen.contains(p.as_str())).collect();
+
+        progress.start(to_read.len() as u64);
+        let budget = self.budget();
+        let mut new_vectors: Vec<(ChunkId, Vec<f32>)> = Vec::new();
+        for batch in to_read.chunks(FILES_PER_BATCH) {
+            let prepared: Vec<Prepared> = batch.par_iter().map(|f| prepare(f, known.get(&f.rel_path), &budget)).collect();
+            self.commit_batch(prepared, &identity, &mut report, &mut new_vectors)?;
+            progress.advance(batch.len() as u64);
+        }
+        if !removed.is_empty() {
+            let mut w = self.store.writer()?;
+            for path in &removed {
+                let ids = w.remove_file(path)?;
+                report.chunks_removed += ids.len() as u64;
+                ids.iter().for_each(|id| self.live.remove(*id));
+            }
+            w.commit()?;
+            report.files_removed = removed.len() as u64;
+        }
+        {
+            let mut w = self.store.writer()?;
+            let skips: Vec<(String, String)> =
+                walked.skipped.iter().map(|(p, r)| (p.clone(), r.as_str().to_string())).collect();
+            w.set_walk_skips(&skips)?;
+            w.set_meta("last_indexed", &now_rfc3339())?;
+            w.commit()?;
+        }
+        self.update_vectors(new_vectors)?;
+        if report.files_changed > 0 || report.files_removed > 0 {
+            self.store.checkpoint()?;
+        }
+        progress.finish();
+        report.skipped = self.store.skip_counts()?.into_iter().collect();
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
+
+    fn commit_batch(
+        &mut self,
+        prepared: Vec<Prepared>,
+        identity: &Identity,
+        report: &mut IndexReport,
+        new_vectors: &mut Vec<(ChunkId, Vec<f32>)>,
+    ) -> Result<()> {
+        // Which chunks each changed file keeps (same text, same hash), and which are new.
+        let mut plans = Vec::new();
+        let mut needed: Vec<TextHash> = Vec::new();
+        for p in prepared {
+            match p {
+                Prepared::Failed { path, reason } => report.failed.push((path, reason)),
+                Prepared::Touched { path, state } => plans.push(Plan::Touch { path, state }),
+                Prepared::Skipped { path, state } => {
+                    let drop = self.chunk_ids_of_path(&path)?;
+                    plans.push(Plan::Replace { path, state, keep: Vec::new(), add: Vec::new(), drop });
+                }
+                Prepared::Chunked { path, state, chunks } => {
+                    let mut old: HashMap<TextHash, Vec<ChunkId>> = HashMap::new();
+                    for (id, h) in self.store.chunk_hashes_of(&path)? {
+                        old.entry(h).or_default().push(id);
+                    }
+                    let mut keep = Vec::new();
+                    let mut add = Vec::new();
+                    for c in chunks {
+                        match old.get_mut(&c.text_hash).and_then(|ids| ids.pop()) {
+                            Some(id) => keep.push((id, c)),
+                            None => {
+                                needed.push(c.text_hash);
+                                add.push(c);
+                            }
+                        }
+                    }
+                    let drop = old.into_values().flatten().collect();
+                    plans.push(Plan::Replace { path, state, keep, add, drop });
+                }
+            }
+        }
+        // Vectors: from the cache where possible, from the embedder for the rest.
+        let mut vectors = self.store.cached_vectors(identity, &needed)?;
+        report.cached += needed.iter().filter(|h| vectors.contains_key(*h)).count() as u64;
+        let mut missing: Vec<(TextHash, &str)> = Vec::new();
+        let mut asked: HashSet<TextHash> = HashSet::new();
+        for plan in &plans {
+            if let Plan::Replace { add, .. } = plan {
+                for c in add {
+                    if !vectors.contains_key(&c.text_hash) && asked.insert(c.text_hash) {
+                        missing.push((c.text_hash, c.embedding_text.as_str()));
+                    }
+                }
+            }
+        }
+        let mut fresh: Vec<(TextHash, Vec<f32>)> = Vec::with_capacity(missing.len());
+        for group in missing.chunks(self.embedder.batch_size().max(1)) {
+            let texts: Vec<&str> = group.iter().map(|(_, t)| *t).collect();
+            let out = self.embedder.embed(&texts)?;
+            if out.len() != texts.len() {
+                return Err(Error::Other(format!("the embedder returned {} vectors for {} texts", out.len(), texts.len())));
+            }
+            fresh.extend(group.iter().map(|(h, _)| *h).zip(out));
+        }
+        report.embedded += fresh.len() as u64;
+
+        let mut w = self.store.writer()?;
+        for (h, v) in &fresh {
+            w.put_vector(identity, h, v)?;
+        }
+        vectors.extend(fresh);
+        let mut dropped = Vec::new();
+        for plan in plans {
+            match plan {
+                Plan::Touch { path, state } => w.put_file(&path, &state)?,
+                Plan::Replace { path, state, keep, add, drop } => {
+                    report.files_changed += 1;
+                    report.chunks_removed += drop.len() as u64;
+                    for id in drop {
+                        w.remove_chunk(id)?;
+                        dropped.push(id);
+                    }
+                    for (id, c) in &keep {
+                        w.move_chunk(*id, &c.stored)?;
+                    }
+                    report.chunks_kept += keep.len() as u64;
+                    for c in &add {
+                        let id = w.insert_chunk(&path, &c.stored)?;
+                        if let Some(v) = vectors.get(&c.text_hash) {
+                            new_vectors.push((id, v.clone()));
+                        }
+                    }
+                    report.chunks_added += add.len() as u64;
+                    w.put_file(&path, &state)?;
+                }
+            }
+        }
+        w.commit()?;
+        for id in dropped {
+            self.live.remove(id);
+        }
+        Ok(())
+    }
+
+    fn chunk_ids_of_path(&self, path: &str) -> Result<Vec<ChunkId>> {
+        Ok(self.store.chunk_hashes_of(path)?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// Loads the vector index from its dump, or rebuilds it from the store when the dump
+    /// is missing, stale or unreadable.
+    fn load_vectors(&mut self) -> Result<()> {
+        if self.vectors.is_some() {
+            return Ok(());
+        }
+        let dims = self.embedder.dimensions();
+        let generation = self.store.generation()?;
+        self.live = LiveSet::from_ids(self.store.live_chunk_ids()?);
+        let index = match VectorIndex::load(&self.index_dir, generation, dims) {
+            Some(index) => index,
+            None => {
+                let all = self.store.live_vectors(&self.identity())?;
+                let mut index = VectorIndex::new(dims, all.len());
+                index.insert(&all);
+                if !all.is_empty() {
+                    // Best effort: a failed dump only costs a rebuild next time.
+                    let _ = index.save(&self.index_dir, generation);
+                }
+                index
+            }
+        };
+        self.vectors = Some(index);
+        Ok(())
+    }
+
+    /// Inserts this run's new vectors, compacts when tombstones pass the threshold, and
+    /// dumps the graph for the next start.
+    fn update_vectors(&mut self, new_vectors: Vec<(ChunkId, Vec<f32>)>) -> Result<()> {
+        let generation = self.store.generation()?;
+        for (id, _) in &new_vectors {
+            self.live.insert(*id);
+        }
+        let identity = self.identity();
+        let Some(index) = self.vectors.as_mut() else { return Ok(()) };
+        let dims = index.dims();
+        let points_after = index.points() + new_vectors.len();
+        let tombstones = points_after.saturating_sub(self.live.len());
+        let ratio = self.config.index.compact_deleted_ratio;
+        if points_after > 0 && tombstones as f32 > ratio * points_after as f32 {
+            let all = self.store.live_vectors(&identity)?;
+            let mut fresh = VectorIndex::new(dims, all.len());
+            fresh.insert(&all);
+            *index = fresh;
+        } else if !new_vectors.is_empty() {
+            index.insert(&new_vectors);
+        }
+        index
+            .save(&self.index_dir, generation)
+            .map_err(|e| Error::io(format!("cannot write the vector index in {}", self.index_dir.display()), e))
+    }
+
+    /// Hybrid search: lexical and vector candidates, fused, reranked offline.
+    pub fn search(&mut self, query: &str, top_k: usize, rerank: bool) -> Result<Vec<SearchHit>> {
+        let rc = self.config.retrieve.clone();
+        let terms = tokenize::terms(query);
+        let lexical = self.store.lexical_search(&terms, rc.lexical_candidates, rc.head_weight)?;
+        let vector = if rc.vector_candidates > 0 && rc.vector_weight > 0.0 {
+            self.load_vectors()?;
+            let q = self.embedder.embed_query(query)?;
+            match &self.vectors {
+                Some(index) => index.search(&q, rc.vector_candidates, rc.ef_search, &self.live),
+                None => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        let fused = retrieve::fuse(&lexical, &vector, &rc);
+        let pool = if rerank { self.config.rerank.candidates.max(top_k) } else { top_k };
+        let ids: Vec<ChunkId> = fused.iter().take(pool).map(|f| f.id).collect();
+        let mut rows = self.store.chunks_by_id(&ids)?;
+        let mut hits: Vec<SearchHit> = fused
+            .iter()
+            .take(pool)
+            .filter_map(|f| rows.remove(&f.id).map(|chunk| SearchHit { chunk, score: f.score }))
+            .collect();
+        if rerank && hits.len() > 1 {
+            let candidates: Vec<Candidate<'_>> = hits
+                .iter()
+                .map(|h| Candidate {
+                    fused: h.score,
+                    name: &h.chunk.name,
+                    symbol: &h.chunk.symbol,
+                    path: &h.chunk.path,
+                    kind: &h.chunk.kind,
+                })
+                .collect();
+            let scores = rerank::offline_scores(&terms, &candidates, &self.config.rerank.offline);
+            for (h, s) in hits.iter_mut().zip(scores) {
+                h.score = s;
+            }
+            hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk.id.cmp(&b.chunk.id)));
+        }
+        hits.truncate(top_k);
+        Ok(hits)
+    }
+
+    /// The index's state. `pending_files` counts what a re-index would touch (a walk and
+    /// stats, no reads).
+    pub fn status(&self) -> Result<Status> {
+        let counts = self.store.counts()?;
+        let known = self.store.file_states()?;
+        let walked = workspace::walk(&self.root, &self.walk_options()).map_err(|e| Error::Usage(e.to_string()))?;
+        let mut pending = 0u64;
+        let mut seen = HashSet::new();
+        for f in &walked.files {
+            seen.insert(f.rel_path.as_str());
+            match known.get(&f.rel_path) {
+                Some(s) if s.size == f.size && s.mtime_ns == f.mtime_ns => {}
+                _ => pending += 1,
+            }
+        }
+        pending += known.keys().filter(|p| !seen.contains(p.as_str())).count() as u64;
+        let indexing = lock_is_held(&self.index_dir);
+        Ok(Status {
+            state: if indexing { "indexing" } else { "ready" }.into(),
+            workspace: self.root.display().to_string(),
+            index_dir: self.index_dir.display().to_string(),
+            files: counts.files,
+            chunks: counts.chunks,
+            pending_files: pending,
+            index_bytes: self.store.index_bytes(),
+            embedding: self.embedding_info(),
+            skipped: self.store.skip_counts()?.into_iter().collect(),
+            last_indexed: self.store.meta("last_indexed")?,
+            last_error: None,
+        })
+    }
+
+    pub fn embedding_info(&self) -> EmbeddingInfo {
+        EmbeddingInfo {
+            provider: self.embedder.provider_name().into(),
+            model: self.embedder.model_name(),
+            dimensions: self.embedder.dimensions(),
+        }
+    }
+}
+
+/// A chunk ready to be stored, with its embedding text and the hash that keys its vector.
+struct PreparedChunk {
+    stored: NewChunk,
+    text_hash: TextHash,
+    embedding_text: String,
+}
+
+/// The outcome of reading one new or changed file (done in parallel, no store access).
+enum Prepared {
+    Failed { path: String, reason: String },
+    /// Same content, new mtime: only the file's state changes.
+    Touched { path: String, state: FileState },
+    Skipped { path: String, state: FileState },
+    Chunked { path: String, state: FileState, chunks: Vec<PreparedChunk> },
+}
+
+enum Plan {
+    Touch { path: String, state: FileState },
+    Replace { path: String, state: FileState, keep: Vec<(ChunkId, PreparedChunk)>, add: Vec<PreparedChunk>, drop: Vec<ChunkId> },
+}
+
+fn prepare(f: &WalkedFile, known: Option<&FileState>, budget: &ChunkBudget) -> Prepared {
+    let path = f.rel_path.clone();
+    let bytes = match std::fs::read(&f.abs_path) {
+        Ok(b) => b,
+        Err(e) => return Prepared::Failed { path, reason: e.to_string() },
+    };
+    let content_hash = *blake3::hash(&bytes).as_bytes();
+    let mut state = FileState { size: f.size, mtime_ns: f.mtime_ns, content_hash, skip_reason: None };
+    if let Some(k) = known {
+        if k.content_hash == content_hash {
+            state.skip_reason = k.skip_reason.clone();
+            return Prepared::Touched { path, state };
+        }
+    }
+    if let Some(reason) = workspace::classify_content(&bytes) {
+        state.skip_reason = Some(reason.as_str().to_string());
+        return Prepared::Skipped { path, state };
+    }
+    let chunks = chunk::chunk_file(&path, &bytes, budget)
+        .into_iter()
+        .map(|c| {
+            let embedding_text = c.embedding_text(&path);
+            let text_hash = store::text_hash(&embedding_text);
+            let head = format!("{} {} {}", c.name, c.symbol, path_words(&path));
+            let stored = NewChunk {
+                language: c.language.as_str().to_string(),
+                kind: c.kind.as_str().to_string(),
+                head_terms: tokenize::terms_line(&head),
+                body_terms: tokenize::terms_line(&c.text),
+                symbol: c.symbol,
+                name: c.name,
+                start_byte: c.start_byte,
+                end_byte: c.end_byte,
+                start_line: c.start_line,
+                end_line: c.end_line,
+                text: c.text,
+                text_hash,
+            };
+            PreparedChunk { stored, text_hash, embedding_text }
+        })
+        .collect();
+    Prepared::Chunked { path, state, chunks }
+}
+
+/// The words of a path worth matching: folder names and the file stem, not the extension.
+fn path_words(path: &str) -> String {
+    let without_ext = match path.rfind('.') {
+        Some(dot) if dot > path.rfind('/').map_or(0, |s| s + 1) => &path[..dot],
+        _ => path,
+    };
+    without_ext.replace(['/', '.', '-'], " ")
+}
+
+fn take_lock(index_dir: &Path) -> Result<File> {
+    let path = index_dir.join(LOCK_FILE);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("cannot open the index lock {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::IndexLocked(index_dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(format!("cannot lock the index {}", path.display()), e)),
+    }
+}
+
+fn lock_is_held(index_dir: &Path) -> bool {
+    let Ok(file) = File::options().write(true).open(index_dir.join(LOCK_FILE)) else { return false };
+    match file.try_lock() {
+        Ok(()) => false,
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(_) => false,
+    }
+}
+
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_words_drop_the_extension_only() {
+        assert_eq!(path_words("src/http/client.rs"), "src http client");
+        assert_eq!(path_words(".github/ci"), " github ci");
+        assert_eq!(path_words("Makefile"), "Makefile");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 20);
+        assert!(t.starts_with("20") && t.ends_with('Z'));
+    }
+}

@@ -1,0 +1,49 @@
+//! The errors that reach a user, each one line that says what is wrong and what to do.
+//!
+//! Library code returns [`Error`]; only `main` decides how to print it. The variant decides
+//! the exit code: problems the user can fix (bad path, bad configuration, a locked or
+//! corrupt index) exit with 2, everything else with 1.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad command-line input: a missing workspace, an unreadable queries file.
+    #[error("{0}")]
+    Usage(String),
+    /// A settings file or value that cannot be used.
+    #[error("{0}")]
+    Config(String),
+    #[error("the index at {} is in use by another ragls process; wait for it to finish and try again", .0.display())]
+    IndexLocked(PathBuf),
+    #[error("the index at {} cannot be read ({reason}); run `ragls index --rebuild` to rebuild it", path.display())]
+    IndexCorrupt { path: PathBuf, reason: String },
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("index database: {0}")]
+    Store(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// 2 for what the user can fix, 1 for the rest (PROTOCOL.md, "Exit codes").
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) | Error::Config(_) | Error::IndexLocked(_) | Error::IndexCorrupt { .. } => 2,
+            Error::Io { .. } | Error::Store(_) | Error::Other(_) => 1,
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io { context: context.into(), source }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Store(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,104 @@
+//! Hybrid retrieval's pure core: fusing a lexical ranking and a vector ranking into one.
+//!
+//! Two fusions, chosen in settings (`retrieve.fusion`): weighted z-score fusion (each
+//! list's scores standardised, shifted so its weakest candidate contributes 0, weighted
+//! and summed; a candidate absent from a list gets 0 from it) and reciprocal rank fusion.
+//! Measured on `../shared/eval/dev-eval.sh`, weighted fusion wins: a weak signal's ranks
+//! count as much as a strong one's under RRF, its standardised scores do not.
+//! Fetching candidates (store, vector index) is the engine's job; this module does no I/O.
+
+use crate::config::{Fusion, RetrieveConfig};
+use crate::store::ChunkId;
+use std::collections::HashMap;
+
+/// One candidate after fusion, with the scores it came from (for the reranker and for
+/// explaining a result).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fused {
+    pub id: ChunkId,
+    pub score: f32,
+    pub lexical: Option<f32>,
+    pub vector: Option<f32>,
+}
+
+/// Fuses two rankings (each best first, higher score better) into one, best first.
+/// Ties break by chunk id so results are deterministic.
+pub fn fuse(lexical: &[(ChunkId, f32)], vector: &[(ChunkId, f32)], config: &RetrieveConfig) -> Vec<Fused> {
+    let mut by_id: HashMap<ChunkId, Fused> = HashMap::new();
+    let lex = contributions(lexical, config, config.lexical_weight);
+    let vec = contributions(vector, config, config.vector_weight);
+    for ((id, raw), c) in lexical.iter().zip(lex) {
+        let f = by_id.entry(*id).or_insert(Fused { id: *id, score: 0.0, lexical: None, vector: None });
+        f.score += c;
+        f.lexical = Some(*raw);
+    }
+    for ((id, raw), c) in vector.iter().zip(vec) {
+        let f = by_id.entry(*id).or_insert(Fused { id: *id, score: 0.0, lexical: None, vector: None });
+        f.score += c;
+        f.vector = Some(*raw);
+    }
+    let mut out: Vec<Fused> = by_id.into_values().collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+    out
+}
+
+fn contributions(list: &[(ChunkId, f32)], config: &RetrieveConfig, weight: f32) -> Vec<f32> {
+    match config.fusion {
+        Fusion::Rrf => (0..list.len()).map(|rank| weight / (config.rrf_k + rank as f32 + 1.0)).collect(),
+        Fusion::Weighted => {
+            if list.is_empty() {
+                return Vec::new();
+            }
+            let n = list.len() as f32;
+            let mean = list.iter().map(|(_, s)| s).sum::<f32>() / n;
+            let var = list.iter().map(|(_, s)| (s - mean).powi(2)).sum::<f32>() / n;
+            let std = var.sqrt();
+            if std < 1e-9 {
+                // One candidate, or all equal: each gets the full weight.
+                return vec![weight; list.len()];
+            }
+            let min = list.iter().map(|(_, s)| *s).fold(f32::INFINITY, f32::min);
+            list.iter().map(|(_, s)| weight * (s - min) / std).collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(fusion: Fusion) -> RetrieveConfig {
+        RetrieveConfig { fusion, lexical_weight: 1.0, vector_weight: 1.0, ..RetrieveConfig::default() }
+    }
+
+    #[test]
+    fn a_candidate_in_both_lists_beats_one_in_either() {
+        let lexical = [(1, 10.0), (2, 8.0), (3, 1.0)];
+        let vector = [(4, 0.9), (2, 0.85), (5, 0.1)];
+        for fusion in [Fusion::Weighted, Fusion::Rrf] {
+            let fused = fuse(&lexical, &vector, &config(fusion));
+            assert_eq!(fused[0].id, 2, "{fusion:?}: {fused:?}");
+            assert_eq!(fused[0].lexical, Some(8.0));
+            assert_eq!(fused[0].vector, Some(0.85));
+            assert_eq!(fused.len(), 5);
+        }
+    }
+
+    #[test]
+    fn weighted_fusion_follows_score_gaps_rrf_only_ranks() {
+        // The lexical list is decisive (one clear winner); the vector list is flat noise.
+        let lexical = [(1, 30.0), (2, 3.0), (3, 2.9), (4, 2.8)];
+        let vector = [(2, 0.51), (3, 0.505), (4, 0.50), (1, 0.49)];
+        let weighted = fuse(&lexical, &vector, &config(Fusion::Weighted));
+        assert_eq!(weighted[0].id, 1, "{weighted:?}");
+        let rrf = fuse(&lexical, &vector, &config(Fusion::Rrf));
+        assert_eq!(rrf[0].id, 2, "RRF lets the flat list drag the clear winner down: {rrf:?}");
+    }
+
+    #[test]
+    fn empty_lists_fuse_to_nothing_and_one_list_keeps_its_order() {
+        assert!(fuse(&[], &[], &config(Fusion::Weighted)).is_empty());
+        let only = fuse(&[(7, 3.0), (8, 2.0), (9, 1.0)], &[], &config(Fusion::Weighted));
+        assert_eq!(only.iter().map(|f| f.id).collect::<Vec<_>>(), [7, 8, 9]);
+    }
+}
