@@ -231,10 +231,15 @@ impl Engine {
         progress.start(to_read.len() as u64);
         let budget = self.budget();
         let mut new_vectors: Vec<(ChunkId, Vec<f32>)> = Vec::new();
-        for batch in to_read.chunks(FILES_PER_BATCH) {
+        let abort_after = fault_abort_after_batches();
+        for (n, batch) in to_read.chunks(FILES_PER_BATCH).enumerate() {
             let prepared: Vec<Prepared> = batch.par_iter().map(|f| prepare(f, known.get(&f.rel_path), &budget)).collect();
             self.commit_batch(prepared, &identity, &mut report, &mut new_vectors)?;
             progress.advance(batch.len() as u64);
+            if abort_after == Some(n + 1) {
+                // Fault injection for the crash tests: die like `kill -9` would.
+                std::process::abort();
+            }
         }
         if !removed.is_empty() {
             let mut w = self.store.writer()?;
@@ -580,6 +585,12 @@ fn path_words(path: &str) -> String {
         _ => path,
     };
     without_ext.replace(['/', '.', '-'], " ")
+}
+
+/// `RAGLS_FAULT_ABORT_AFTER_BATCHES=N` makes indexing abort the process right after the
+/// N-th committed batch of files: the crash tests use it to kill ragls at a known point.
+fn fault_abort_after_batches() -> Option<usize> {
+    std::env::var("RAGLS_FAULT_ABORT_AFTER_BATCHES").ok()?.parse().ok()
 }
 
 fn take_lock(index_dir: &Path) -> Result<File> {

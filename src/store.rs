@@ -116,13 +116,15 @@ CREATE TABLE IF NOT EXISTS chunks (
     text_hash BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_by_path ON chunks(path);
+-- A rowid table: vectors are large rows, which WITHOUT ROWID tables store poorly.
 CREATE TABLE IF NOT EXISTS embeddings (
+    id INTEGER PRIMARY KEY,
     embedder TEXT NOT NULL,
     dimensions INTEGER NOT NULL,
     text_hash BLOB NOT NULL,
     vector BLOB NOT NULL,
-    PRIMARY KEY (embedder, dimensions, text_hash)
-) WITHOUT ROWID;
+    UNIQUE (embedder, dimensions, text_hash)
+);
 CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, reason TEXT NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     head, body, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 0'

@@ -67,7 +67,12 @@ pub(crate) fn is_transparent(language: Language, node: Node) -> bool {
 
 /// Recognises `node` as an item. `in_type` says whether the enclosing scope is
 /// a type (impl, trait, class, interface), which makes functions methods.
-pub(crate) fn classify<'t>(language: Language, node: Node<'t>, src: &str, in_type: bool) -> Option<Item<'t>> {
+pub(crate) fn classify<'t>(
+    language: Language,
+    node: Node<'t>,
+    src: &str,
+    in_type: bool,
+) -> Option<Item<'t>> {
     match language {
         Language::Rust => rust(node, src, in_type),
         Language::Python => python(node, src, in_type, 0),
@@ -84,8 +89,18 @@ pub(crate) fn classify<'t>(language: Language, node: Node<'t>, src: &str, in_typ
 const MAX_WRAPPING: usize = 4;
 
 fn item<'t>(kind: ChunkKind, keyword: &str, name: String) -> Item<'t> {
-    let segment = if name.is_empty() { keyword.to_string() } else { format!("{keyword} {name}") };
-    Item { kind, segment, name, body: None, holds_methods: false }
+    let segment = if name.is_empty() {
+        keyword.to_string()
+    } else {
+        format!("{keyword} {name}")
+    };
+    Item {
+        kind,
+        segment,
+        name,
+        body: None,
+        holds_methods: false,
+    }
 }
 
 fn container<'t>(mut it: Item<'t>, body: Option<Node<'t>>, holds_methods: bool) -> Item<'t> {
@@ -132,7 +147,9 @@ fn named_children(node: Node) -> Vec<Node> {
 }
 
 fn field_text(node: Node, field: &str, src: &str) -> String {
-    node.child_by_field_name(field).map(|n| collapsed(n, src)).unwrap_or_default()
+    node.child_by_field_name(field)
+        .map(|n| collapsed(n, src))
+        .unwrap_or_default()
 }
 
 fn name_of(node: Node, src: &str) -> String {
@@ -144,7 +161,9 @@ fn name_of(node: Node, src: &str) -> String {
 fn rust<'t>(node: Node<'t>, src: &str, in_type: bool) -> Option<Item<'t>> {
     let body = node.child_by_field_name("body");
     Some(match node.kind() {
-        "function_item" | "function_signature_item" => item(function_kind(in_type), "fn", name_of(node, src)),
+        "function_item" | "function_signature_item" => {
+            item(function_kind(in_type), "fn", name_of(node, src))
+        }
         "struct_item" => item(ChunkKind::Struct, "struct", name_of(node, src)),
         "union_item" => item(ChunkKind::Struct, "union", name_of(node, src)),
         "enum_item" => item(ChunkKind::Enum, "enum", name_of(node, src)),
@@ -152,8 +171,16 @@ fn rust<'t>(node: Node<'t>, src: &str, in_type: bool) -> Option<Item<'t>> {
         "const_item" => item(ChunkKind::Const, "const", name_of(node, src)),
         "static_item" => item(ChunkKind::Const, "static", name_of(node, src)),
         "macro_definition" => item(ChunkKind::Macro, "macro", name_of(node, src)),
-        "trait_item" => container(item(ChunkKind::Trait, "trait", name_of(node, src)), body, true),
-        "mod_item" => container(item(ChunkKind::Module, "mod", name_of(node, src)), body, false),
+        "trait_item" => container(
+            item(ChunkKind::Trait, "trait", name_of(node, src)),
+            body,
+            true,
+        ),
+        "mod_item" => container(
+            item(ChunkKind::Module, "mod", name_of(node, src)),
+            body,
+            false,
+        ),
         "foreign_mod_item" => {
             let abi = named_children(node)
                 .into_iter()
@@ -172,7 +199,13 @@ fn rust<'t>(node: Node<'t>, src: &str, in_type: bool) -> Option<Item<'t>> {
                 None => format!("impl {ty_text}"),
             };
             let name = ty.map(|t| rust_bare_type(t, src)).unwrap_or_default();
-            Item { kind: ChunkKind::Impl, segment, name, body, holds_methods: true }
+            Item {
+                kind: ChunkKind::Impl,
+                segment,
+                name,
+                body,
+                holds_methods: true,
+            }
         }
         _ => return None,
     })
@@ -204,9 +237,12 @@ fn python<'t>(node: Node<'t>, src: &str, in_type: bool, depth: usize) -> Option<
             node.child_by_field_name("body"),
             true,
         )),
-        "decorated_definition" if depth < MAX_WRAPPING => {
-            python(node.child_by_field_name("definition")?, src, in_type, depth + 1)
-        }
+        "decorated_definition" if depth < MAX_WRAPPING => python(
+            node.child_by_field_name("definition")?,
+            src,
+            in_type,
+            depth + 1,
+        ),
         _ => None,
     }
 }
@@ -219,9 +255,11 @@ fn ecmascript<'t>(node: Node<'t>, src: &str, depth: usize) -> Option<Item<'t>> {
         "function_declaration" | "generator_function_declaration" | "function_signature" => {
             item(ChunkKind::Function, "function", name_of(node, src))
         }
-        "class_declaration" | "abstract_class_declaration" | "class" => {
-            container(item(ChunkKind::Class, "class", name_of(node, src)), body, true)
-        }
+        "class_declaration" | "abstract_class_declaration" | "class" => container(
+            item(ChunkKind::Class, "class", name_of(node, src)),
+            body,
+            true,
+        ),
         "method_definition" | "method_signature" | "abstract_method_signature" => {
             item(ChunkKind::Method, "method", name_of(node, src))
         }
@@ -237,11 +275,23 @@ fn ecmascript<'t>(node: Node<'t>, src: &str, depth: usize) -> Option<Item<'t>> {
                 .unwrap_or_default();
             item(ChunkKind::Method, "method", name)
         }
-        "interface_declaration" => container(item(ChunkKind::Interface, "interface", name_of(node, src)), body, true),
+        "interface_declaration" => container(
+            item(ChunkKind::Interface, "interface", name_of(node, src)),
+            body,
+            true,
+        ),
         "type_alias_declaration" => item(ChunkKind::Type, "type", name_of(node, src)),
         "enum_declaration" => item(ChunkKind::Enum, "enum", name_of(node, src)),
-        "internal_module" => container(item(ChunkKind::Module, "namespace", name_of(node, src)), body, false),
-        "module" => container(item(ChunkKind::Module, "module", name_of(node, src)), body, false),
+        "internal_module" => container(
+            item(ChunkKind::Module, "namespace", name_of(node, src)),
+            body,
+            false,
+        ),
+        "module" => container(
+            item(ChunkKind::Module, "module", name_of(node, src)),
+            body,
+            false,
+        ),
         "lexical_declaration" | "variable_declaration" => {
             // `const f = () => ...`, `let g = function () {...}`, `const C = class {...}`.
             let declarator = named_children(node)
@@ -250,7 +300,11 @@ fn ecmascript<'t>(node: Node<'t>, src: &str, depth: usize) -> Option<Item<'t>> {
             let value = declarator.child_by_field_name("value")?;
             let name = field_text(declarator, "name", src);
             if value.kind() == "class" {
-                container(item(ChunkKind::Class, "class", name), value.child_by_field_name("body"), true)
+                container(
+                    item(ChunkKind::Class, "class", name),
+                    value.child_by_field_name("body"),
+                    true,
+                )
             } else if is_function_value(value) {
                 item(ChunkKind::Function, "function", name)
             } else {
@@ -265,11 +319,27 @@ fn ecmascript<'t>(node: Node<'t>, src: &str, depth: usize) -> Option<Item<'t>> {
             let value = node.child_by_field_name("value")?;
             if value.kind() == "class" {
                 let name = name_of(value, src);
-                let name = if name.is_empty() { "default".to_string() } else { name };
-                container(item(ChunkKind::Class, "class", name), value.child_by_field_name("body"), true)
+                let name = if name.is_empty() {
+                    "default".to_string()
+                } else {
+                    name
+                };
+                container(
+                    item(ChunkKind::Class, "class", name),
+                    value.child_by_field_name("body"),
+                    true,
+                )
             } else if is_function_value(value) {
                 let name = name_of(value, src);
-                item(ChunkKind::Function, "function", if name.is_empty() { "default".to_string() } else { name })
+                item(
+                    ChunkKind::Function,
+                    "function",
+                    if name.is_empty() {
+                        "default".to_string()
+                    } else {
+                        name
+                    },
+                )
             } else {
                 return None;
             }
@@ -308,7 +378,13 @@ fn go<'t>(node: Node<'t>, src: &str) -> Option<Item<'t>> {
                 .map(|t| collapsed(t, src))
                 .unwrap_or_default();
             let segment = format!("func ({receiver}) {name}");
-            Item { kind: ChunkKind::Method, segment, name, body: None, holds_methods: false }
+            Item {
+                kind: ChunkKind::Method,
+                segment,
+                name,
+                body: None,
+                holds_methods: false,
+            }
         }
         "type_declaration" => {
             let specs: Vec<Node> = named_children(node)
@@ -316,7 +392,10 @@ fn go<'t>(node: Node<'t>, src: &str) -> Option<Item<'t>> {
                 .filter(|c| c.kind() == "type_spec" || c.kind() == "type_alias")
                 .collect();
             let first = specs.first()?;
-            let kind = match (specs.len(), first.child_by_field_name("type").map(|t| t.kind())) {
+            let kind = match (
+                specs.len(),
+                first.child_by_field_name("type").map(|t| t.kind()),
+            ) {
                 (1, Some("struct_type")) => ChunkKind::Struct,
                 (1, Some("interface_type")) => ChunkKind::Interface,
                 _ => ChunkKind::Type,
@@ -324,7 +403,11 @@ fn go<'t>(node: Node<'t>, src: &str) -> Option<Item<'t>> {
             item(kind, "type", name_of(*first, src))
         }
         "const_declaration" | "var_declaration" => {
-            let keyword = if node.kind() == "const_declaration" { "const" } else { "var" };
+            let keyword = if node.kind() == "const_declaration" {
+                "const"
+            } else {
+                "var"
+            };
             let name = named_children(node)
                 .into_iter()
                 .find_map(|spec| spec.child_by_field_name("name"))
@@ -341,13 +424,31 @@ fn go<'t>(node: Node<'t>, src: &str) -> Option<Item<'t>> {
 fn java<'t>(node: Node<'t>, src: &str) -> Option<Item<'t>> {
     let body = node.child_by_field_name("body");
     Some(match node.kind() {
-        "class_declaration" => container(item(ChunkKind::Class, "class", name_of(node, src)), body, true),
-        "record_declaration" => container(item(ChunkKind::Class, "record", name_of(node, src)), body, true),
-        "interface_declaration" => container(item(ChunkKind::Interface, "interface", name_of(node, src)), body, true),
-        "annotation_type_declaration" => {
-            container(item(ChunkKind::Interface, "@interface", name_of(node, src)), body, true)
-        }
-        "enum_declaration" => container(item(ChunkKind::Enum, "enum", name_of(node, src)), body, true),
+        "class_declaration" => container(
+            item(ChunkKind::Class, "class", name_of(node, src)),
+            body,
+            true,
+        ),
+        "record_declaration" => container(
+            item(ChunkKind::Class, "record", name_of(node, src)),
+            body,
+            true,
+        ),
+        "interface_declaration" => container(
+            item(ChunkKind::Interface, "interface", name_of(node, src)),
+            body,
+            true,
+        ),
+        "annotation_type_declaration" => container(
+            item(ChunkKind::Interface, "@interface", name_of(node, src)),
+            body,
+            true,
+        ),
+        "enum_declaration" => container(
+            item(ChunkKind::Enum, "enum", name_of(node, src)),
+            body,
+            true,
+        ),
         "method_declaration" => item(ChunkKind::Method, "method", name_of(node, src)),
         "constructor_declaration" | "compact_constructor_declaration" => {
             item(ChunkKind::Method, "constructor", name_of(node, src))
@@ -369,8 +470,18 @@ fn c_family<'t>(node: Node<'t>, src: &str, in_type: bool, depth: usize) -> Optio
                 .unwrap_or_default();
             let bare = full.rsplit("::").next().unwrap_or("").to_string();
             let kind = function_kind(in_type || full.contains("::"));
-            let segment = if full.is_empty() { "function".to_string() } else { format!("function {full}") };
-            Item { kind, segment, name: bare, body: None, holds_methods: false }
+            let segment = if full.is_empty() {
+                "function".to_string()
+            } else {
+                format!("function {full}")
+            };
+            Item {
+                kind,
+                segment,
+                name: bare,
+                body: None,
+                holds_methods: false,
+            }
         }
         "struct_specifier" | "union_specifier" | "enum_specifier" | "class_specifier" => {
             body?;
@@ -386,7 +497,10 @@ fn c_family<'t>(node: Node<'t>, src: &str, in_type: bool, depth: usize) -> Optio
         "type_definition" => {
             let name = field_text(node, "declarator", src);
             let defined = node.child_by_field_name("type");
-            match defined.filter(|t| t.child_by_field_name("body").is_some()).map(|t| t.kind()) {
+            match defined
+                .filter(|t| t.child_by_field_name("body").is_some())
+                .map(|t| t.kind())
+            {
                 Some("struct_specifier") => item(ChunkKind::Struct, "struct", name),
                 Some("union_specifier") => item(ChunkKind::Struct, "union", name),
                 Some("enum_specifier") => item(ChunkKind::Enum, "enum", name),
@@ -399,10 +513,20 @@ fn c_family<'t>(node: Node<'t>, src: &str, in_type: bool, depth: usize) -> Optio
             ty.child_by_field_name("body")?;
             return c_family(ty, src, in_type, depth + 1);
         }
-        "namespace_definition" => container(item(ChunkKind::Module, "namespace", name_of(node, src)), body, false),
+        "namespace_definition" => container(
+            item(ChunkKind::Module, "namespace", name_of(node, src)),
+            body,
+            false,
+        ),
         "linkage_specification" => {
             let abi = format!("extern {}", field_text(node, "value", src));
-            let it = Item { kind: ChunkKind::Module, segment: abi, name: String::new(), body: None, holds_methods: false };
+            let it = Item {
+                kind: ChunkKind::Module,
+                segment: abi,
+                name: String::new(),
+                body: None,
+                holds_methods: false,
+            };
             match body {
                 Some(b) if b.kind() == "declaration_list" => container(it, Some(b), false),
                 Some(b) if depth < MAX_WRAPPING => return c_family(b, src, in_type, depth + 1),
@@ -415,7 +539,9 @@ fn c_family<'t>(node: Node<'t>, src: &str, in_type: bool, depth: usize) -> Optio
             })?;
             return c_family(inner, src, in_type, depth + 1);
         }
-        "preproc_function_def" | "preproc_def" => item(ChunkKind::Macro, "macro", name_of(node, src)),
+        "preproc_function_def" | "preproc_def" => {
+            item(ChunkKind::Macro, "macro", name_of(node, src))
+        }
         _ => return None,
     })
 }
@@ -424,10 +550,17 @@ fn c_family<'t>(node: Node<'t>, src: &str, in_type: bool, depth: usize) -> Optio
 fn declarator_name(mut node: Node) -> Option<Node> {
     for _ in 0..16 {
         match node.kind() {
-            "identifier" | "field_identifier" | "qualified_identifier" | "destructor_name"
-            | "operator_name" | "template_function" | "operator_cast" => return Some(node),
+            "identifier"
+            | "field_identifier"
+            | "qualified_identifier"
+            | "destructor_name"
+            | "operator_name"
+            | "template_function"
+            | "operator_cast" => return Some(node),
             _ => {
-                node = node.child_by_field_name("declarator").or_else(|| node.named_child(0))?;
+                node = node
+                    .child_by_field_name("declarator")
+                    .or_else(|| node.named_child(0))?;
             }
         }
     }

@@ -25,7 +25,11 @@ struct Fence {
 
 pub(crate) fn chunk_markdown(src: &Source) -> Vec<Piece> {
     let text = src.text;
-    let mut sections = vec![Section { start: 0, path: Vec::new(), name: String::new() }];
+    let mut sections = vec![Section {
+        start: 0,
+        path: Vec::new(),
+        name: String::new(),
+    }];
     let mut trail: Vec<(usize, String)> = Vec::new();
     // Lines inside fences (including the fence lines), by 0-based index.
     let mut fenced_lines: Vec<bool> = Vec::new();
@@ -53,7 +57,11 @@ pub(crate) fn chunk_markdown(src: &Source) -> Vec<Piece> {
                         trail.push((level, title.clone()));
                         sections.push(Section {
                             start: line_start,
-                            path: trail.iter().map(|(_, t)| t.clone()).filter(|t| !t.is_empty()).collect(),
+                            path: trail
+                                .iter()
+                                .map(|(_, t)| t.clone())
+                                .filter(|t| !t.is_empty())
+                                .collect(),
                             name: title,
                         });
                     }
@@ -108,7 +116,9 @@ fn opens(line: &str) -> Option<Fence> {
 }
 
 fn closes(line: &str, fence: &Fence) -> bool {
-    let Some(rest) = unindent(line) else { return false };
+    let Some(rest) = unindent(line) else {
+        return false;
+    };
     let len = rest.bytes().take_while(|&b| b == fence.marker).count();
     len >= fence.len && rest[len..].trim().is_empty()
 }
@@ -130,5 +140,8 @@ fn heading(line: &str) -> Option<(usize, String)> {
     if stripped.is_empty() || stripped.ends_with([' ', '\t']) {
         title = stripped.trim_end();
     }
-    Some((level, title.split_whitespace().collect::<Vec<_>>().join(" ")))
+    Some((
+        level,
+        title.split_whitespace().collect::<Vec<_>>().join(" "),
+    ))
 }

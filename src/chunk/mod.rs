@@ -22,6 +22,11 @@
 //! * Everything else is cut at blank lines (`text`); so is a code file whose
 //!   grammar cannot produce a tree at all (`block`).
 //!
+//! Budgets below 16 bytes or 1 line are treated as 16 bytes and 1 line. No
+//! chunk exceeds `max_bytes` or `max_lines`: lines longer than `max_bytes`
+//! are cut at character boundaries (preferably after a space), so several
+//! chunks may share one line.
+//!
 //! Consecutive sibling chunks that are each under `min_bytes` are merged while
 //! the result fits the budget (in markdown a small section also joins the
 //! section after it). A merged chunk keeps the kind its parts share (else
@@ -221,7 +226,11 @@ pub struct ChunkBudget {
 
 impl Default for ChunkBudget {
     fn default() -> Self {
-        ChunkBudget { max_bytes: 2000, min_bytes: 250, max_lines: 80 }
+        ChunkBudget {
+            max_bytes: 2000,
+            min_bytes: 250,
+            max_lines: 80,
+        }
     }
 }
 
@@ -278,7 +287,8 @@ pub fn chunk_file(path: &str, bytes: &[u8], budget: &ChunkBudget) -> Vec<Chunk> 
     let pieces = match language {
         Language::Markdown => markdown::chunk_markdown(&src),
         Language::Text => text::chunk_plain(&src, ChunkKind::Text),
-        _ => syntax::chunk_code(&src, language).unwrap_or_else(|| text::chunk_plain(&src, ChunkKind::Block)),
+        _ => syntax::chunk_code(&src, language)
+            .unwrap_or_else(|| text::chunk_plain(&src, ChunkKind::Block)),
     };
     finish(&src, language, pieces)
 }
@@ -303,8 +313,12 @@ fn finish(src: &Source, language: Language, pieces: Vec<Piece>) -> Vec<Chunk> {
         if end <= start {
             continue;
         }
-        let Some(range) = src.trim(start..end) else { continue };
-        let Some(body) = text.get(range.clone()) else { continue };
+        let Some(range) = src.trim(start..end) else {
+            continue;
+        };
+        let Some(body) = text.get(range.clone()) else {
+            continue;
+        };
         covered = range.end;
         chunks.push(Chunk {
             language,

@@ -56,7 +56,12 @@ pub(crate) fn chunk_code(src: &Source, language: Language) -> Option<Vec<Piece>>
     let walker = Walker { src, language };
     let root = tree.root_node();
     let members = walker.members(root);
-    let top = Scope { path: Vec::new(), kind: ChunkKind::Block, name: String::new(), holds_methods: false };
+    let top = Scope {
+        path: Vec::new(),
+        kind: ChunkKind::Block,
+        name: String::new(),
+        holds_methods: false,
+    };
     Some(walker.chunk_scope(&members, 0..src.len(), &top, 0))
 }
 
@@ -85,7 +90,9 @@ impl<'s> Walker<'s> {
     fn push_members<'t>(&self, parent: Node<'t>, depth: usize, out: &mut Vec<Node<'t>>) {
         let mut cursor = parent.walk();
         for child in parent.children(&mut cursor) {
-            if depth < MAX_TRANSPARENT_DEPTH && languages::is_transparent(self.language, child) {
+            // ERROR nodes are spliced in too, so that intact items inside them are found.
+            let transparent = child.is_error() || languages::is_transparent(self.language, child);
+            if depth < MAX_TRANSPARENT_DEPTH && transparent {
                 self.push_members(child, depth + 1, out);
             } else {
                 out.push(child);
@@ -103,7 +110,13 @@ impl<'s> Walker<'s> {
 
     /// Partitions `region` into pieces: items found among `members`, and
     /// leftovers (identity of `scope`) for everything between them.
-    fn chunk_scope(&self, members: &[Node], region: Range<usize>, scope: &Scope, depth: usize) -> Vec<Piece> {
+    fn chunk_scope(
+        &self,
+        members: &[Node],
+        region: Range<usize>,
+        scope: &Scope,
+        depth: usize,
+    ) -> Vec<Piece> {
         let mut entries: Vec<Entry> = Vec::new();
         let mut cursor = region.start;
         // Index of the first member not yet consumed by an item.
@@ -114,7 +127,9 @@ impl<'s> Walker<'s> {
             if node.start_byte() >= region.end {
                 break;
             }
-            let Some(item) = languages::classify(self.language, node, self.src.text, scope.holds_methods) else {
+            let Some(item) =
+                languages::classify(self.language, node, self.src.text, scope.holds_methods)
+            else {
                 i += 1;
                 continue;
             };
@@ -141,10 +156,18 @@ impl<'s> Walker<'s> {
             {
                 last += 1;
             }
-            let start = self.src.snap(members[first].start_byte(), cursor).max(cursor);
-            let end = members[last].end_byte().clamp(start, region.end);
+            let start = self
+                .src
+                .snap(members[first].start_byte(), cursor)
+                .max(cursor);
+            let end = members[last].end_byte().min(region.end).max(start);
             if start > cursor {
-                self.leftovers(cursor..start, &members[gap_first..first], scope, &mut entries);
+                self.leftovers(
+                    cursor..start,
+                    &members[gap_first..first],
+                    scope,
+                    &mut entries,
+                );
             }
             if end > start {
                 self.item_pieces(&item, node, start..end, scope, depth, &mut entries);
@@ -176,7 +199,10 @@ impl<'s> Walker<'s> {
             return false;
         };
         let text = self.src.text.get(trimmed).unwrap_or("");
-        let closer = text.len() <= MAX_CLOSER && text.bytes().all(|b| b.is_ascii_punctuation() || b.is_ascii_whitespace());
+        let closer = text.len() <= MAX_CLOSER
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_punctuation() || b.is_ascii_whitespace());
         match entries.last_mut() {
             Some(last) if closer && self.src.fits(last.piece.start..tail.end) => {
                 last.piece.end = tail.end;
@@ -187,7 +213,13 @@ impl<'s> Walker<'s> {
     }
 
     /// Pieces for the text between items, cut at the given members' boundaries.
-    fn leftovers(&self, range: Range<usize>, nodes: &[Node], scope: &Scope, entries: &mut Vec<Entry>) {
+    fn leftovers(
+        &self,
+        range: Range<usize>,
+        nodes: &[Node],
+        scope: &Scope,
+        entries: &mut Vec<Entry>,
+    ) {
         for span in self.cut_region(range, nodes) {
             entries.push(Entry {
                 piece: Piece {
@@ -202,21 +234,43 @@ impl<'s> Walker<'s> {
         }
     }
 
-    fn item_pieces(&self, item: &Item, node: Node, range: Range<usize>, scope: &Scope, depth: usize, entries: &mut Vec<Entry>) {
+    fn item_pieces(
+        &self,
+        item: &Item,
+        node: Node,
+        range: Range<usize>,
+        scope: &Scope,
+        depth: usize,
+        entries: &mut Vec<Entry>,
+    ) {
         let mut path = scope.path.clone();
         path.push(item.segment.clone());
         if self.src.fits(range.clone()) {
             entries.push(Entry {
-                piece: Piece { start: range.start, end: range.end, kind: item.kind, path, name: item.name.clone() },
+                piece: Piece {
+                    start: range.start,
+                    end: range.end,
+                    kind: item.kind,
+                    path,
+                    name: item.name.clone(),
+                },
                 mergeable: true,
             });
             return;
         }
         if let (Some(body), true) = (item.body, depth < MAX_SCOPE_DEPTH) {
             let members = self.members(body);
-            let inner = Scope { path, kind: item.kind, name: item.name.clone(), holds_methods: item.holds_methods };
+            let inner = Scope {
+                path,
+                kind: item.kind,
+                name: item.name.clone(),
+                holds_methods: item.holds_methods,
+            };
             for piece in self.chunk_scope(&members, range, &inner, depth + 1) {
-                entries.push(Entry { piece, mergeable: false });
+                entries.push(Entry {
+                    piece,
+                    mergeable: false,
+                });
             }
             return;
         }
@@ -246,16 +300,28 @@ impl<'s> Walker<'s> {
         self.src.pack(&fine)
     }
 
-    fn refine(&self, range: Range<usize>, nodes: &[Node], depth: usize, fine: &mut Vec<Range<usize>>) {
+    fn refine(
+        &self,
+        range: Range<usize>,
+        nodes: &[Node],
+        depth: usize,
+        fine: &mut Vec<Range<usize>>,
+    ) {
         if self.src.fits(range.clone()) {
             fine.push(range);
             return;
         }
-        if depth >= MAX_CUT_DEPTH || nodes.is_empty() {
+        // Cuts fall on line starts only, so nodes cannot help within one line.
+        let one_line =
+            self.src.line_of(range.start) == self.src.last_line_of(range.start, range.end);
+        if depth >= MAX_CUT_DEPTH || nodes.is_empty() || one_line {
             self.src.split_lines(range, fine);
             return;
         }
-        // Atoms: [start, owners) where owners are the nodes starting inside.
+        // Atoms: (start, owners) where owners are the nodes starting inside.
+        // Only line starts are cut points, so that a piece never begins in the
+        // middle of a line; nodes starting mid-line join the atom before them
+        // and are looked into only if that atom is still too big.
         let mut atoms: Vec<(usize, Range<usize>)> = vec![(range.start, 0..0)];
         for (index, node) in nodes.iter().enumerate() {
             let node_start = node.start_byte();
@@ -263,8 +329,10 @@ impl<'s> Walker<'s> {
                 continue;
             }
             let point = self.src.snap(node_start, range.start);
-            let Some(current) = atoms.last_mut() else { continue };
-            if point > current.0 {
+            let Some(current) = atoms.last_mut() else {
+                continue;
+            };
+            if point > current.0 && point == self.src.line_start(point) {
                 atoms.push((point, index..index + 1));
             } else if current.1.is_empty() {
                 current.1 = index..index + 1;

@@ -74,7 +74,9 @@ impl<'a> Source<'a> {
 
     /// 0-based line holding `byte`.
     pub fn line_of(&self, byte: usize) -> usize {
-        self.line_starts.partition_point(|&s| s <= byte).saturating_sub(1)
+        self.line_starts
+            .partition_point(|&s| s <= byte)
+            .saturating_sub(1)
     }
 
     /// 0-based line of the last byte of a non-empty range ending at `end`.
@@ -96,7 +98,8 @@ impl<'a> Source<'a> {
     pub fn snap(&self, pos: usize, floor: usize) -> usize {
         let pos = pos.min(self.len());
         let ls = self.line_start(pos);
-        if ls >= floor && (ls..pos).all(|i| self.is_space(i)) {
+        // Scanned backwards so that a node deep into a long line costs little.
+        if ls >= floor && (ls..pos).rev().all(|i| self.is_space(i)) {
             ls
         } else {
             pos
@@ -182,7 +185,10 @@ impl<'a> Source<'a> {
                 }
             } else {
                 let floor = pos + self.max_bytes / 2;
-                if let Some(ws) = (floor..cut).rev().find(|&i| bytes[i] == b' ' || bytes[i] == b'\t') {
+                if let Some(ws) = (floor..cut)
+                    .rev()
+                    .find(|&i| bytes[i] == b' ' || bytes[i] == b'\t')
+                {
                     cut = ws + 1;
                 }
             }
@@ -238,7 +244,11 @@ impl<'a> Source<'a> {
         let mut starts = Vec::new();
         let mut after_blank = false;
         for (line, &ls) in self.line_starts.iter().enumerate() {
-            let le = self.line_starts.get(line + 1).copied().unwrap_or(self.len());
+            let le = self
+                .line_starts
+                .get(line + 1)
+                .copied()
+                .unwrap_or(self.len());
             let blank = (ls..le).all(|i| self.is_space(i));
             if blank {
                 after_blank = after_blank || breakable(line);
@@ -301,7 +311,11 @@ pub(crate) fn merge_small(src: &Source, entries: Vec<Entry>, policy: MergePolicy
 fn absorb(into: &mut Piece, next: Piece) {
     into.end = next.end;
     if into.kind != next.kind {
-        into.kind = if into.kind == ChunkKind::Section { ChunkKind::Section } else { ChunkKind::Block };
+        into.kind = if into.kind == ChunkKind::Section {
+            ChunkKind::Section
+        } else {
+            ChunkKind::Block
+        };
     }
     let common = into
         .path
@@ -321,6 +335,12 @@ pub(crate) fn chunk_plain(src: &Source, kind: ChunkKind) -> Vec<Piece> {
     let points = src.paragraph_starts(|_| true);
     src.cut_at(0..src.len(), &points)
         .into_iter()
-        .map(|r| Piece { start: r.start, end: r.end, kind, path: Vec::new(), name: String::new() })
+        .map(|r| Piece {
+            start: r.start,
+            end: r.end,
+            kind,
+            path: Vec::new(),
+            name: String::new(),
+        })
         .collect()
 }
