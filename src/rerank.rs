@@ -1,7 +1,7 @@
 //! Reranking: reorders the fused candidates before they are shown or sent to a model.
 //!
 //! The offline reranker is a transparent scorer, a weighted sum of features in [0, 1]:
-//! the fused retrieval score (relative to the best candidate), how much of the query the
+//! the fused retrieval score (as a share of the best candidate's), how much of the query the
 //! chunk's own name covers, how much its symbol path and its file path cover, and a prior
 //! on its kind (a function is a likelier answer than a block of imports). The weights are
 //! settings (`rerank.offline`), tuned on `../shared/eval/dev-eval.sh`. Pure: no I/O.
@@ -23,12 +23,11 @@ pub struct Candidate<'a> {
 /// Scores every candidate; the caller sorts. `query_terms` come from `tokenize::terms`.
 pub fn offline_scores(query_terms: &[String], candidates: &[Candidate<'_>], w: &OfflineRerankConfig) -> Vec<f32> {
     let query: HashSet<&str> = query_terms.iter().map(String::as_str).collect();
-    let best = candidates.iter().map(|c| c.fused).fold(f32::MIN, f32::max);
-    let worst = candidates.iter().map(|c| c.fused).fold(f32::MAX, f32::min);
+    let best = candidates.iter().map(|c| c.fused).fold(0.0, f32::max);
     candidates
         .iter()
         .map(|c| {
-            let fused = if best > worst { (c.fused - worst) / (best - worst) } else { 1.0 };
+            let fused = if best > 0.0 { c.fused.max(0.0) / best } else { 1.0 };
             w.fused * fused
                 + w.name * coverage(&query, c.name)
                 + w.symbol * coverage(&query, c.symbol)

@@ -86,9 +86,10 @@ mod tests {
 
     #[test]
     fn weighted_fusion_follows_score_gaps_rrf_only_ranks() {
-        // The lexical list is decisive (one clear winner); the vector list is flat noise.
+        // The lexical list is decisive (one clear winner); the vector list ranks that
+        // winner third, close behind two others.
         let lexical = [(1, 30.0), (2, 3.0), (3, 2.9), (4, 2.8)];
-        let vector = [(2, 0.51), (3, 0.505), (4, 0.50), (1, 0.49)];
+        let vector = [(2, 0.8), (3, 0.7), (1, 0.6), (4, 0.2)];
         let weighted = fuse(&lexical, &vector, &config(Fusion::Weighted));
         assert_eq!(weighted[0].id, 1, "{weighted:?}");
         let rrf = fuse(&lexical, &vector, &config(Fusion::Rrf));
