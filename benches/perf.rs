@@ -16,8 +16,14 @@ use ragls::engine::{Engine, NoProgress};
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    let corpus = args.first().cloned().unwrap_or_else(|| "/tmp/ragls-perf-corpus/corpus".into());
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let corpus = args
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "/tmp/ragls-perf-corpus/corpus".into());
     let n_queries: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1000);
     let root = match ragls::engine::workspace_root(std::path::Path::new(&corpus)) {
         Ok(r) => r,
@@ -31,7 +37,8 @@ fn main() {
     let config = Config::default();
 
     let t = Instant::now();
-    let mut engine = Engine::open_for_writing(&root, config.clone(), index_dir.clone()).expect("open");
+    let mut engine =
+        Engine::open_for_writing(&root, config.clone(), index_dir.clone()).expect("open");
     let report = engine.index(false, &NoProgress).expect("index");
     let cold = t.elapsed();
     let t = Instant::now();
@@ -40,8 +47,12 @@ fn main() {
     drop(engine);
 
     let t = Instant::now();
-    let mut engine = Engine::open_for_reading(&root, config, index_dir.clone()).expect("open").expect("an index");
-    let first = engine.search("parse a generic type parameter", 10, true).expect("search");
+    let mut engine = Engine::open_for_reading(&root, config, index_dir.clone())
+        .expect("open")
+        .expect("an index");
+    let first = engine
+        .search("parse a generic type parameter", 10, true)
+        .expect("search");
     let warm = t.elapsed();
 
     let queries = queries_from_symbols(&mut engine, n_queries);
@@ -56,19 +67,57 @@ fn main() {
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
     let status = engine.status().expect("status");
 
-    println!("corpus              {} ({} files, {} chunks)", root.display(), status.files, status.chunks);
-    println!("cold index          {:.2} s ({} chunks embedded)", cold.as_secs_f64(), report.embedded);
-    println!("no-change re-index  {:.3} s (changed {}, embedded {})", noop.as_secs_f64(), again.files_changed, again.embedded);
-    println!("warm start -> first {:.3} s ({} results)", warm.as_secs_f64(), first.len());
-    println!("search latency      median {:.2} ms, p95 {:.2} ms, max {:.2} ms over {} queries", pct(0.5), pct(0.95), pct(1.0), latencies.len());
+    println!(
+        "corpus              {} ({} files, {} chunks)",
+        root.display(),
+        status.files,
+        status.chunks
+    );
+    println!(
+        "cold index          {:.2} s ({} chunks embedded)",
+        cold.as_secs_f64(),
+        report.embedded
+    );
+    println!(
+        "no-change re-index  {:.3} s (changed {}, embedded {})",
+        noop.as_secs_f64(),
+        again.files_changed,
+        again.embedded
+    );
+    println!(
+        "warm start -> first {:.3} s ({} results)",
+        warm.as_secs_f64(),
+        first.len()
+    );
+    println!(
+        "search latency      median {:.2} ms, p95 {:.2} ms, max {:.2} ms over {} queries",
+        pct(0.5),
+        pct(0.95),
+        pct(1.0),
+        latencies.len()
+    );
     println!("peak RSS            {} MB", peak_rss_kb() / 1024);
-    println!("index size          {:.1} MB", status.index_bytes as f64 / 1e6);
+    println!(
+        "index size          {:.1} MB",
+        status.index_bytes as f64 / 1e6
+    );
     let _ = std::fs::remove_dir_all(&index_dir);
 }
 
 /// Queries made of the words of the corpus's own symbol names, in a fixed order.
 fn queries_from_symbols(engine: &mut Engine, n: usize) -> Vec<String> {
-    let seeds = ["parse", "verify", "connection", "query", "expression", "token", "handshake", "insert", "generic", "error"];
+    let seeds = [
+        "parse",
+        "verify",
+        "connection",
+        "query",
+        "expression",
+        "token",
+        "handshake",
+        "insert",
+        "generic",
+        "error",
+    ];
     let mut out = Vec::new();
     for seed in seeds.iter().cycle().take(200) {
         for hit in engine.search(seed, 20, false).unwrap_or_default() {
@@ -93,6 +142,14 @@ fn queries_from_symbols(engine: &mut Engine, n: usize) -> Vec<String> {
 fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0)))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse()
+                    .unwrap_or(0)
+            })
+        })
         .unwrap_or(0)
 }

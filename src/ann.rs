@@ -61,7 +61,9 @@ impl LiveSet {
         }
     }
     pub fn contains(&self, id: usize) -> bool {
-        self.bits.get(id / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
+        self.bits
+            .get(id / 64)
+            .is_some_and(|w| w & (1 << (id % 64)) != 0)
     }
     pub fn len(&self) -> usize {
         self.len
@@ -88,9 +90,19 @@ struct Sidecar {
 
 impl VectorIndex {
     pub fn new(dims: usize, expected_points: usize) -> Self {
-        let mut hnsw = Hnsw::new(MAX_CONNECTIONS, expected_points.max(1024), MAX_LAYERS, EF_CONSTRUCTION, UnitCosine);
+        let mut hnsw = Hnsw::new(
+            MAX_CONNECTIONS,
+            expected_points.max(1024),
+            MAX_LAYERS,
+            EF_CONSTRUCTION,
+            UnitCosine,
+        );
         hnsw.set_searching_mode(false);
-        VectorIndex { hnsw, dims, points: 0 }
+        VectorIndex {
+            hnsw,
+            dims,
+            points: 0,
+        }
     }
 
     pub fn dims(&self) -> usize {
@@ -105,8 +117,11 @@ impl VectorIndex {
     /// Inserts vectors (in parallel when there are many). Vectors of the wrong dimension
     /// are ignored rather than corrupting the graph.
     pub fn insert(&mut self, items: &[(ChunkId, Vec<f32>)]) {
-        let data: Vec<(&Vec<f32>, usize)> =
-            items.iter().filter(|(id, v)| v.len() == self.dims && *id >= 0).map(|(id, v)| (v, *id as usize)).collect();
+        let data: Vec<(&Vec<f32>, usize)> = items
+            .iter()
+            .filter(|(id, v)| v.len() == self.dims && *id >= 0)
+            .map(|(id, v)| (v, *id as usize))
+            .collect();
         if data.len() >= 64 {
             self.hnsw.parallel_insert(&data);
         } else {
@@ -118,8 +133,15 @@ impl VectorIndex {
     }
 
     /// The `k` nearest live chunks to `query`, as (id, cosine similarity), best first.
-    pub fn search(&self, query: &[f32], k: usize, ef: usize, live: &LiveSet) -> Vec<(ChunkId, f32)> {
-        if self.points == 0 || k == 0 || query.len() != self.dims || query.iter().all(|x| *x == 0.0) {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        live: &LiveSet,
+    ) -> Vec<(ChunkId, f32)> {
+        if self.points == 0 || k == 0 || query.len() != self.dims || query.iter().all(|x| *x == 0.0)
+        {
             return Vec::new();
         }
         let filter = |id: &usize| live.contains(*id);
@@ -135,11 +157,21 @@ impl VectorIndex {
     pub fn save(&self, dir: &Path, generation: u64) -> std::io::Result<()> {
         let basename = format!("vectors-{generation}");
         if self.points > 0 {
-            self.hnsw.file_dump(dir, &basename).map_err(|e| std::io::Error::other(e.to_string()))?;
+            self.hnsw
+                .file_dump(dir, &basename)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
         }
-        let sidecar = Sidecar { generation, dims: self.dims, points: self.points, basename: basename.clone() };
+        let sidecar = Sidecar {
+            generation,
+            dims: self.dims,
+            points: self.points,
+            basename: basename.clone(),
+        };
         let tmp = dir.join(format!("{SIDECAR}.tmp"));
-        std::fs::write(&tmp, serde_json::to_vec(&sidecar).map_err(std::io::Error::other)?)?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(&sidecar).map_err(std::io::Error::other)?,
+        )?;
         std::fs::rename(&tmp, dir.join(SIDECAR))?;
         // Old dumps are garbage now.
         if let Ok(entries) = std::fs::read_dir(dir) {
@@ -155,7 +187,8 @@ impl VectorIndex {
 
     /// Loads the dump if it exists, matches `generation` and `dims`, and reads cleanly.
     pub fn load(dir: &Path, generation: u64, dims: usize) -> Option<VectorIndex> {
-        let sidecar: Sidecar = serde_json::from_slice(&std::fs::read(dir.join(SIDECAR)).ok()?).ok()?;
+        let sidecar: Sidecar =
+            serde_json::from_slice(&std::fs::read(dir.join(SIDECAR)).ok()?).ok()?;
         if sidecar.generation != generation || sidecar.dims != dims {
             return None;
         }
@@ -174,7 +207,11 @@ impl VectorIndex {
             return None;
         }
         hnsw.set_searching_mode(false);
-        Some(VectorIndex { hnsw, dims, points: sidecar.points })
+        Some(VectorIndex {
+            hnsw,
+            dims,
+            points: sidecar.points,
+        })
     }
 }
 
@@ -235,8 +272,14 @@ mod tests {
         let loaded = VectorIndex::load(dir.path(), 7, 32).expect("reload");
         assert_eq!(loaded.points(), 200);
         assert_eq!(loaded.search(&items[9].1, 1, 32, &live)[0].0, 10);
-        assert!(VectorIndex::load(dir.path(), 8, 32).is_none(), "another generation is stale");
-        assert!(VectorIndex::load(dir.path(), 7, 64).is_none(), "another dimension is stale");
+        assert!(
+            VectorIndex::load(dir.path(), 8, 32).is_none(),
+            "another generation is stale"
+        );
+        assert!(
+            VectorIndex::load(dir.path(), 7, 64).is_none(),
+            "another dimension is stale"
+        );
     }
 
     #[test]

@@ -86,12 +86,21 @@ pub fn source_of(hit: &SearchHit) -> Source {
 
 /// The first lines of a chunk, without leading blank lines.
 pub fn snippet(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().skip_while(|l| l.trim().is_empty()).take(SNIPPET_LINES).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .skip_while(|l| l.trim().is_empty())
+        .take(SNIPPET_LINES)
+        .collect();
     lines.join("\n")
 }
 
 /// The offline answer: the best sources, numbered, each with its symbol and location.
-pub fn extractive(question: &str, sources: &[Source], models: Models, timings: Timings) -> AskResult {
+pub fn extractive(
+    question: &str,
+    sources: &[Source],
+    models: Models,
+    timings: Timings,
+) -> AskResult {
     let mut answer = String::new();
     if sources.is_empty() {
         answer.push_str(&format!(
@@ -99,10 +108,23 @@ pub fn extractive(question: &str, sources: &[Source], models: Models, timings: T
             question.trim()
         ));
     } else {
-        answer.push_str(&format!("The code most relevant to \"{}\":\n\n", question.trim()));
+        answer.push_str(&format!(
+            "The code most relevant to \"{}\":\n\n",
+            question.trim()
+        ));
         for (i, s) in sources.iter().enumerate() {
-            let what = s.symbol.as_deref().map(|sym| format!("`{sym}` ({})", s.kind)).unwrap_or_else(|| s.kind.clone());
-            answer.push_str(&format!("{}. {what} in {}:{} [{}]\n", i + 1, s.path, s.start_line, i + 1));
+            let what = s
+                .symbol
+                .as_deref()
+                .map(|sym| format!("`{sym}` ({})", s.kind))
+                .unwrap_or_else(|| s.kind.clone());
+            answer.push_str(&format!(
+                "{}. {what} in {}:{} [{}]\n",
+                i + 1,
+                s.path,
+                s.start_line,
+                i + 1
+            ));
             answer.push_str(&format!("```{}\n{}\n```\n", s.language, s.snippet));
         }
     }
@@ -120,7 +142,14 @@ pub fn extractive(question: &str, sources: &[Source], models: Models, timings: T
             snippet: s.snippet.clone(),
         })
         .collect();
-    AskResult { answer, citations, sources: sources.to_vec(), mode: "extractive".into(), models, timings }
+    AskResult {
+        answer,
+        citations,
+        sources: sources.to_vec(),
+        mode: "extractive".into(),
+        models,
+        timings,
+    }
 }
 
 #[cfg(test)]
@@ -144,21 +173,53 @@ mod tests {
     fn extractive_answers_number_each_source_with_its_location() {
         let r = extractive(
             "how does polling work?",
-            &[source("src/sched.rs", 10, Some("impl Scheduler > fn poll")), source("src/io.rs", 3, None)],
-            Models { embedding: "builtin".into(), rerank: None, chat: None },
+            &[
+                source("src/sched.rs", 10, Some("impl Scheduler > fn poll")),
+                source("src/io.rs", 3, None),
+            ],
+            Models {
+                embedding: "builtin".into(),
+                rerank: None,
+                chat: None,
+            },
             Timings::default(),
         );
         assert_eq!(r.mode, "extractive");
-        assert!(r.answer.contains("1. `impl Scheduler > fn poll` (function) in src/sched.rs:10 [1]"), "{}", r.answer);
-        assert!(r.answer.contains("2. function in src/io.rs:3 [2]"), "{}", r.answer);
+        assert!(
+            r.answer
+                .contains("1. `impl Scheduler > fn poll` (function) in src/sched.rs:10 [1]"),
+            "{}",
+            r.answer
+        );
+        assert!(
+            r.answer.contains("2. function in src/io.rs:3 [2]"),
+            "{}",
+            r.answer
+        );
         assert!(r.answer.contains("OPENROUTER_API_KEY"));
         assert_eq!(r.citations.len(), 2);
-        assert_eq!((r.citations[1].n, r.citations[1].start_line, r.citations[1].end_line), (2, 3, 6));
+        assert_eq!(
+            (
+                r.citations[1].n,
+                r.citations[1].start_line,
+                r.citations[1].end_line
+            ),
+            (2, 3, 6)
+        );
     }
 
     #[test]
     fn no_sources_says_so() {
-        let r = extractive("zzz", &[], Models { embedding: "b".into(), rerank: None, chat: None }, Timings::default());
+        let r = extractive(
+            "zzz",
+            &[],
+            Models {
+                embedding: "b".into(),
+                rerank: None,
+                chat: None,
+            },
+            Timings::default(),
+        );
         assert!(r.answer.starts_with("Nothing in the index matches \"zzz\""));
         assert!(r.citations.is_empty());
     }

@@ -15,7 +15,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Parser, Debug)]
-#[command(name = "ragls", version, about = "Ask questions about your codebase; answers cite the code.")]
+#[command(
+    name = "ragls",
+    version,
+    about = "Ask questions about your codebase; answers cite the code."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -99,13 +103,24 @@ fn resolve(ws: &WorkspaceArgs) -> Result<Resolved> {
         Some(d) => d.clone(),
         None => engine::index_dir_for(&root, &config)?,
     };
-    Ok(Resolved { root, config, index_dir })
+    Ok(Resolved {
+        root,
+        config,
+        index_dir,
+    })
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Index { ws, rebuild, json } => cmd_index(&ws, rebuild, json),
-        Command::Search { ws, top_k, json, queries, no_rerank, query } => {
+        Command::Search {
+            ws,
+            top_k,
+            json,
+            queries,
+            no_rerank,
+            query,
+        } => {
             let mut engine = open_for_search(&ws)?;
             match queries {
                 Some(file) => search_batch(&mut engine, &file, top_k, !no_rerank),
@@ -116,14 +131,26 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Ask { ws, top_k, json, question } => {
+        Command::Ask {
+            ws,
+            top_k,
+            json,
+            question,
+        } => {
             let mut engine = open_for_search(&ws)?;
             let top_k = top_k.unwrap_or(engine.config().rerank.top_k);
             let started = Instant::now();
             let hits = engine.search(&question, top_k, true)?;
-            let timings = Timings { retrieve_ms: started.elapsed().as_millis() as u64, ..Timings::default() };
+            let timings = Timings {
+                retrieve_ms: started.elapsed().as_millis() as u64,
+                ..Timings::default()
+            };
             let sources: Vec<_> = hits.iter().map(answer::source_of).collect();
-            let models = Models { embedding: engine.embedding_info().model, rerank: Some("offline".into()), chat: None };
+            let models = Models {
+                embedding: engine.embedding_info().model,
+                rerank: Some("offline".into()),
+                chat: None,
+            };
             let result = answer::extractive(&question, &sources, models, timings);
             let mut out = std::io::stdout().lock();
             if json {
@@ -185,10 +212,14 @@ fn cmd_index(ws: &WorkspaceArgs, rebuild: bool, json: bool) -> Result<()> {
 /// built by another embedder), so `ragls ask` works on a fresh machine in one command.
 fn open_for_search(ws: &WorkspaceArgs) -> Result<Engine> {
     let r = resolve(ws)?;
-    if let Some(engine) = Engine::open_for_reading(&r.root, r.config.clone(), r.index_dir.clone())? {
+    if let Some(engine) = Engine::open_for_reading(&r.root, r.config.clone(), r.index_dir.clone())?
+    {
         return Ok(engine);
     }
-    eprintln!("ragls: no index for {} yet; indexing it first", r.root.display());
+    eprintln!(
+        "ragls: no index for {} yet; indexing it first",
+        r.root.display()
+    );
     let mut engine = Engine::open_for_writing(&r.root, r.config, r.index_dir)?;
     let report = engine.index(false, &BarProgress::new())?;
     eprintln!("{}", summary(&r.root, &report, &engine));
@@ -197,18 +228,32 @@ fn open_for_search(ws: &WorkspaceArgs) -> Result<Engine> {
 }
 
 fn search_batch(engine: &mut Engine, file: &Path, top_k: usize, rerank: bool) -> Result<()> {
-    let input = std::fs::File::open(file)
-        .map_err(|e| Error::Usage(format!("cannot read the queries file {}: {e}", file.display())))?;
+    let input = std::fs::File::open(file).map_err(|e| {
+        Error::Usage(format!(
+            "cannot read the queries file {}: {e}",
+            file.display()
+        ))
+    })?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (n, line) in std::io::BufReader::new(input).lines().enumerate() {
-        let line = line.map_err(|e| Error::Usage(format!("cannot read {}: {e}", file.display())))?;
+        let line =
+            line.map_err(|e| Error::Usage(format!("cannot read {}: {e}", file.display())))?;
         if line.trim().is_empty() {
             continue;
         }
-        let q: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|e| Error::Usage(format!("{}:{}: not a JSON object: {e}", file.display(), n + 1)))?;
+        let q: serde_json::Value = serde_json::from_str(&line).map_err(|e| {
+            Error::Usage(format!(
+                "{}:{}: not a JSON object: {e}",
+                file.display(),
+                n + 1
+            ))
+        })?;
         let (Some(id), Some(query)) = (q.get("id"), q.get("query").and_then(|v| v.as_str())) else {
-            return Err(Error::Usage(format!("{}:{}: each line needs \"id\" and \"query\"", file.display(), n + 1)));
+            return Err(Error::Usage(format!(
+                "{}:{}: each line needs \"id\" and \"query\"",
+                file.display(),
+                n + 1
+            )));
         };
         let hits = engine.search(query, top_k, rerank)?;
         let line = serde_json::json!({ "id": id, "results": hits.iter().map(hit_json).collect::<Vec<_>>() });
@@ -248,23 +293,45 @@ fn print_hits(hits: &[SearchHit], json: bool) -> Result<()> {
     }
     for h in hits {
         let c = &h.chunk;
-        let what = if c.symbol.is_empty() { c.kind.clone() } else { format!("{} ({})", c.symbol, c.kind) };
-        writeln!(out, "{}:{}-{}  {:.3}  {what}", c.path, c.start_line, c.end_line, h.score).map_err(stdout_error)?;
+        let what = if c.symbol.is_empty() {
+            c.kind.clone()
+        } else {
+            format!("{} ({})", c.symbol, c.kind)
+        };
+        writeln!(
+            out,
+            "{}:{}-{}  {:.3}  {what}",
+            c.path, c.start_line, c.end_line, h.score
+        )
+        .map_err(stdout_error)?;
     }
     Ok(())
 }
 
 fn print_status(out: &mut impl Write, s: &engine::Status) -> std::io::Result<()> {
     writeln!(out, "workspace   {}", s.workspace)?;
-    writeln!(out, "index       {} ({:.1} MB)", s.index_dir, s.index_bytes as f64 / 1e6)?;
+    writeln!(
+        out,
+        "index       {} ({:.1} MB)",
+        s.index_dir,
+        s.index_bytes as f64 / 1e6
+    )?;
     writeln!(out, "state       {}", s.state)?;
     if let Some(e) = &s.last_error {
         writeln!(out, "last error  {e}")?;
         return Ok(());
     }
-    writeln!(out, "files       {} indexed, {} pending", s.files, s.pending_files)?;
+    writeln!(
+        out,
+        "files       {} indexed, {} pending",
+        s.files, s.pending_files
+    )?;
     writeln!(out, "chunks      {}", s.chunks)?;
-    writeln!(out, "embedding   {} {} ({} dimensions)", s.embedding.provider, s.embedding.model, s.embedding.dimensions)?;
+    writeln!(
+        out,
+        "embedding   {} {} ({} dimensions)",
+        s.embedding.provider, s.embedding.model, s.embedding.dimensions
+    )?;
     writeln!(out, "skipped     {}", skipped_text(&s.skipped))?;
     if let Some(t) = &s.last_indexed {
         writeln!(out, "last index  {t}")?;
@@ -276,7 +343,11 @@ fn skipped_text(skipped: &std::collections::BTreeMap<String, u64>) -> String {
     if skipped.is_empty() {
         return "none".into();
     }
-    skipped.iter().map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", ")
+    skipped
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn summary(root: &Path, r: &IndexReport, engine: &Engine) -> String {
@@ -295,7 +366,10 @@ fn summary(root: &Path, r: &IndexReport, engine: &Engine) -> String {
         r.elapsed_ms as f64 / 1000.0
     );
     if !r.failed.is_empty() {
-        s.push_str(&format!("; {} files FAILED (see below), they will be retried next run", r.failed.len()));
+        s.push_str(&format!(
+            "; {} files FAILED (see below), they will be retried next run",
+            r.failed.len()
+        ));
     }
     s
 }
@@ -325,7 +399,9 @@ struct BarProgress {
 impl BarProgress {
     fn new() -> Self {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template("{spinner} indexing [{bar:30}] {pos}/{len} files {per_sec} eta {eta}") {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} indexing [{bar:30}] {pos}/{len} files {per_sec} eta {eta}",
+        ) {
             bar.set_style(style.progress_chars("=> "));
         }
         BarProgress { bar }

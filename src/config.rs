@@ -114,7 +114,13 @@ pub struct OfflineRerankConfig {
 
 impl Default for OfflineRerankConfig {
     fn default() -> Self {
-        OfflineRerankConfig { fused: 1.0, name: 0.3, symbol: 0.1, path: 0.05, kind: 0.1 }
+        OfflineRerankConfig {
+            fused: 1.0,
+            name: 0.3,
+            symbol: 0.1,
+            path: 0.05,
+            kind: 0.1,
+        }
     }
 }
 
@@ -127,7 +133,10 @@ pub struct ChatConfig {
 
 impl Default for ChatConfig {
     fn default() -> Self {
-        ChatConfig { model: "openai/gpt-4o-mini".into(), max_context_tokens: 8000 }
+        ChatConfig {
+            model: "openai/gpt-4o-mini".into(),
+            max_context_tokens: 8000,
+        }
     }
 }
 
@@ -214,19 +223,27 @@ pub fn user_config_path() -> Option<PathBuf> {
 /// the CLI's and the editor's settings), then validates.
 pub fn load(workspace: &Path, overrides: Option<toml::Table>) -> Result<Config> {
     let mut merged = toml::Table::new();
-    let files = user_config_path().into_iter().chain([workspace.join(".ragls.toml")]);
+    let files = user_config_path()
+        .into_iter()
+        .chain([workspace.join(".ragls.toml")]);
     for file in files {
         match std::fs::read_to_string(&file) {
             Ok(text) => {
-                let table: toml::Table = text
-                    .parse()
-                    .map_err(|e: toml::de::Error| Error::Config(format!("{}: {}", file.display(), one_line(&e.to_string()))))?;
+                let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                    Error::Config(format!("{}: {}", file.display(), one_line(&e.to_string())))
+                })?;
                 // Check each file on its own so the error names the file at fault.
-                from_table(table.clone()).map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
+                from_table(table.clone())
+                    .map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
                 deep_merge(&mut merged, table);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::Config(format!("cannot read settings file {}: {e}", file.display()))),
+            Err(e) => {
+                return Err(Error::Config(format!(
+                    "cannot read settings file {}: {e}",
+                    file.display()
+                )))
+            }
         }
     }
     if let Some(over) = overrides {
@@ -268,7 +285,10 @@ impl Config {
             return bad("index.chunk_max_bytes", "must be at least 200");
         }
         if self.index.chunk_min_bytes >= self.index.chunk_max_bytes {
-            return bad("index.chunk_min_bytes", "must be smaller than index.chunk_max_bytes");
+            return bad(
+                "index.chunk_min_bytes",
+                "must be smaller than index.chunk_max_bytes",
+            );
         }
         if self.index.chunk_max_lines < 5 {
             return bad("index.chunk_max_lines", "must be at least 5");
@@ -280,10 +300,16 @@ impl Config {
             return bad("embedding.batch_size/concurrency", "must be at least 1");
         }
         if self.embedding.dimensions > 8192 {
-            return bad("embedding.dimensions", "must be at most 8192 (0 = the model's own)");
+            return bad(
+                "embedding.dimensions",
+                "must be at most 8192 (0 = the model's own)",
+            );
         }
         if self.retrieve.lexical_candidates == 0 && self.retrieve.vector_candidates == 0 {
-            return bad("retrieve.lexical_candidates", "lexical and vector candidates cannot both be 0");
+            return bad(
+                "retrieve.lexical_candidates",
+                "lexical and vector candidates cannot both be 0",
+            );
         }
         if self.retrieve.ef_search == 0 {
             return bad("retrieve.ef_search", "must be at least 1");
@@ -292,7 +318,8 @@ impl Config {
             return bad("rerank.top_k", "must be at least 1");
         }
         if self.provider.base_url.trim().is_empty()
-            || !(self.provider.base_url.starts_with("http://") || self.provider.base_url.starts_with("https://"))
+            || !(self.provider.base_url.starts_with("http://")
+                || self.provider.base_url.starts_with("https://"))
         {
             return bad("provider.base_url", "must be an http:// or https:// URL");
         }
@@ -351,7 +378,9 @@ mod tests {
 
     #[test]
     fn later_layers_win_and_tables_merge() {
-        let mut base: toml::Table = "[index]\nmax_file_bytes = 10\nexclude = [\"a\"]\n".parse().unwrap();
+        let mut base: toml::Table = "[index]\nmax_file_bytes = 10\nexclude = [\"a\"]\n"
+            .parse()
+            .unwrap();
         let over: toml::Table = "[index]\nexclude = [\"b\"]\n".parse().unwrap();
         deep_merge(&mut base, over);
         let c = from_table(base).unwrap();
@@ -365,7 +394,11 @@ mod tests {
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("index.chunk_min_bytes"), "{err}");
         let c = parse("[provider]\nbase_url = \"ftp://x\"\n").unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("provider.base_url"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("provider.base_url"));
     }
 
     #[test]

@@ -119,23 +119,44 @@ pub fn index_dir_for(root: &Path, config: &Config) -> Result<PathBuf> {
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .ok_or_else(|| Error::Config("neither XDG_CACHE_HOME nor HOME is set; pass --index-dir".into()))?;
-    let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
+        .ok_or_else(|| {
+            Error::Config("neither XDG_CACHE_HOME nor HOME is set; pass --index-dir".into())
+        })?;
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into());
     let hash = blake3::hash(root.to_string_lossy().as_bytes()).to_hex();
-    Ok(cache.join("ragls").join(format!("{}-{}", sanitize(&name), &hash[..12])))
+    Ok(cache
+        .join("ragls")
+        .join(format!("{}-{}", sanitize(&name), &hash[..12])))
 }
 
 fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Checks that `path` is a workspace folder and returns its canonical form.
 pub fn workspace_root(path: &Path) -> Result<PathBuf> {
-    let root = path
-        .canonicalize()
-        .map_err(|e| Error::Usage(format!("workspace folder {} cannot be opened: {e}", path.display())))?;
+    let root = path.canonicalize().map_err(|e| {
+        Error::Usage(format!(
+            "workspace folder {} cannot be opened: {e}",
+            path.display()
+        ))
+    })?;
     if !root.is_dir() {
-        return Err(Error::Usage(format!("workspace {} is not a folder", path.display())));
+        return Err(Error::Usage(format!(
+            "workspace {} is not a folder",
+            path.display()
+        )));
     }
     Ok(root)
 }
@@ -144,8 +165,12 @@ impl Engine {
     /// Opens (creating if needed) the index of `root` for indexing; takes the index's
     /// lock, so two writers never interleave.
     pub fn open_for_writing(root: &Path, config: Config, index_dir: PathBuf) -> Result<Engine> {
-        std::fs::create_dir_all(&index_dir)
-            .map_err(|e| Error::io(format!("cannot create the index folder {}", index_dir.display()), e))?;
+        std::fs::create_dir_all(&index_dir).map_err(|e| {
+            Error::io(
+                format!("cannot create the index folder {}", index_dir.display()),
+                e,
+            )
+        })?;
         let lock = take_lock(&index_dir)?;
         let store = Store::open(&index_dir)?;
         Engine::assemble(root, config, index_dir, store, Some(lock))
@@ -153,8 +178,14 @@ impl Engine {
 
     /// Opens an existing index for searching; `None` when the workspace has none yet or
     /// it was built by another embedder (it must be re-indexed first).
-    pub fn open_for_reading(root: &Path, config: Config, index_dir: PathBuf) -> Result<Option<Engine>> {
-        let Some(store) = Store::open_existing(&index_dir)? else { return Ok(None) };
+    pub fn open_for_reading(
+        root: &Path,
+        config: Config,
+        index_dir: PathBuf,
+    ) -> Result<Option<Engine>> {
+        let Some(store) = Store::open_existing(&index_dir)? else {
+            return Ok(None);
+        };
         let engine = Engine::assemble(root, config, index_dir, store, None)?;
         if engine.store.identity()? != Some(engine.identity()) {
             return Ok(None);
@@ -162,9 +193,24 @@ impl Engine {
         Ok(Some(engine))
     }
 
-    fn assemble(root: &Path, config: Config, index_dir: PathBuf, store: Store, lock: Option<File>) -> Result<Engine> {
+    fn assemble(
+        root: &Path,
+        config: Config,
+        index_dir: PathBuf,
+        store: Store,
+        lock: Option<File>,
+    ) -> Result<Engine> {
         let embedder = embed::from_config(&config)?;
-        Ok(Engine { root: root.to_path_buf(), index_dir, config, embedder, store, vectors: None, live: LiveSet::default(), _lock: lock })
+        Ok(Engine {
+            root: root.to_path_buf(),
+            index_dir,
+            config,
+            embedder,
+            store,
+            vectors: None,
+            live: LiveSet::default(),
+            _lock: lock,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -180,7 +226,10 @@ impl Engine {
     }
 
     fn identity(&self) -> Identity {
-        Identity { embedder: self.embedder.id(), dimensions: self.embedder.dimensions() }
+        Identity {
+            embedder: self.embedder.id(),
+            dimensions: self.embedder.dimensions(),
+        }
     }
 
     fn walk_options(&self) -> WalkOptions {
@@ -213,7 +262,8 @@ impl Engine {
         }
         report.rebuilt = self.store.adopt_identity(&identity)? || rebuild;
 
-        let walked = workspace::walk(&self.root, &self.walk_options()).map_err(|e| Error::Usage(e.to_string()))?;
+        let walked = workspace::walk(&self.root, &self.walk_options())
+            .map_err(|e| Error::Usage(e.to_string()))?;
         report.files_seen = walked.files.len() as u64;
         let known = self.store.file_states()?;
         self.load_vectors()?;
@@ -221,19 +271,27 @@ impl Engine {
         let mut to_read: Vec<&WalkedFile> = Vec::new();
         for f in &walked.files {
             match known.get(&f.rel_path) {
-                Some(s) if s.size == f.size && s.mtime_ns == f.mtime_ns => report.files_unchanged += 1,
+                Some(s) if s.size == f.size && s.mtime_ns == f.mtime_ns => {
+                    report.files_unchanged += 1
+                }
                 _ => to_read.push(f),
             }
         }
         let seen: HashSet<&str> = walked.files.iter().map(|f| f.rel_path.as_str()).collect();
-        let removed: Vec<&String> = known.keys().filter(|p| !seen.contains(p.as_str())).collect();
+        let removed: Vec<&String> = known
+            .keys()
+            .filter(|p| !seen.contains(p.as_str()))
+            .collect();
 
         progress.start(to_read.len() as u64);
         let budget = self.budget();
         let mut new_vectors: Vec<(ChunkId, Vec<f32>)> = Vec::new();
         let abort_after = fault_abort_after_batches();
         for (n, batch) in to_read.chunks(FILES_PER_BATCH).enumerate() {
-            let prepared: Vec<Prepared> = batch.par_iter().map(|f| prepare(f, known.get(&f.rel_path), &budget)).collect();
+            let prepared: Vec<Prepared> = batch
+                .par_iter()
+                .map(|f| prepare(f, known.get(&f.rel_path), &budget))
+                .collect();
             self.commit_batch(prepared, &identity, &mut report, &mut new_vectors)?;
             progress.advance(batch.len() as u64);
             if abort_after == Some(n + 1) {
@@ -253,8 +311,11 @@ impl Engine {
         }
         {
             let mut w = self.store.writer()?;
-            let skips: Vec<(String, String)> =
-                walked.skipped.iter().map(|(p, r)| (p.clone(), r.as_str().to_string())).collect();
+            let skips: Vec<(String, String)> = walked
+                .skipped
+                .iter()
+                .map(|(p, r)| (p.clone(), r.as_str().to_string()))
+                .collect();
             w.set_walk_skips(&skips)?;
             w.set_meta("last_indexed", &now_rfc3339())?;
             w.commit()?;
@@ -285,9 +346,19 @@ impl Engine {
                 Prepared::Touched { path, state } => plans.push(Plan::Touch { path, state }),
                 Prepared::Skipped { path, state } => {
                     let drop = self.chunk_ids_of_path(&path)?;
-                    plans.push(Plan::Replace { path, state, keep: Vec::new(), add: Vec::new(), drop });
+                    plans.push(Plan::Replace {
+                        path,
+                        state,
+                        keep: Vec::new(),
+                        add: Vec::new(),
+                        drop,
+                    });
                 }
-                Prepared::Chunked { path, state, chunks } => {
+                Prepared::Chunked {
+                    path,
+                    state,
+                    chunks,
+                } => {
                     let mut old: HashMap<TextHash, Vec<ChunkId>> = HashMap::new();
                     for (id, h) in self.store.chunk_hashes_of(&path)? {
                         old.entry(h).or_default().push(id);
@@ -304,7 +375,13 @@ impl Engine {
                         }
                     }
                     let drop = old.into_values().flatten().collect();
-                    plans.push(Plan::Replace { path, state, keep, add, drop });
+                    plans.push(Plan::Replace {
+                        path,
+                        state,
+                        keep,
+                        add,
+                        drop,
+                    });
                 }
             }
         }
@@ -327,7 +404,11 @@ impl Engine {
             let texts: Vec<&str> = group.iter().map(|(_, t)| *t).collect();
             let out = self.embedder.embed(&texts)?;
             if out.len() != texts.len() {
-                return Err(Error::Other(format!("the embedder returned {} vectors for {} texts", out.len(), texts.len())));
+                return Err(Error::Other(format!(
+                    "the embedder returned {} vectors for {} texts",
+                    out.len(),
+                    texts.len()
+                )));
             }
             fresh.extend(group.iter().map(|(h, _)| *h).zip(out));
         }
@@ -342,7 +423,13 @@ impl Engine {
         for plan in plans {
             match plan {
                 Plan::Touch { path, state } => w.put_file(&path, &state)?,
-                Plan::Replace { path, state, keep, add, drop } => {
+                Plan::Replace {
+                    path,
+                    state,
+                    keep,
+                    add,
+                    drop,
+                } => {
                     report.files_changed += 1;
                     report.chunks_removed += drop.len() as u64;
                     for id in drop {
@@ -372,7 +459,12 @@ impl Engine {
     }
 
     fn chunk_ids_of_path(&self, path: &str) -> Result<Vec<ChunkId>> {
-        Ok(self.store.chunk_hashes_of(path)?.into_iter().map(|(id, _)| id).collect())
+        Ok(self
+            .store
+            .chunk_hashes_of(path)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
     }
 
     /// Loads the vector index from its dump, or rebuilds it from the store when the dump
@@ -409,7 +501,9 @@ impl Engine {
             self.live.insert(*id);
         }
         let identity = self.identity();
-        let Some(index) = self.vectors.as_mut() else { return Ok(()) };
+        let Some(index) = self.vectors.as_mut() else {
+            return Ok(());
+        };
         let dims = index.dims();
         let points_after = index.points() + new_vectors.len();
         let tombstones = points_after.saturating_sub(self.live.len());
@@ -422,16 +516,24 @@ impl Engine {
         } else if !new_vectors.is_empty() {
             index.insert(&new_vectors);
         }
-        index
-            .save(&self.index_dir, generation)
-            .map_err(|e| Error::io(format!("cannot write the vector index in {}", self.index_dir.display()), e))
+        index.save(&self.index_dir, generation).map_err(|e| {
+            Error::io(
+                format!(
+                    "cannot write the vector index in {}",
+                    self.index_dir.display()
+                ),
+                e,
+            )
+        })
     }
 
     /// Hybrid search: lexical and vector candidates, fused, reranked offline.
     pub fn search(&mut self, query: &str, top_k: usize, rerank: bool) -> Result<Vec<SearchHit>> {
         let rc = self.config.retrieve.clone();
         let terms = tokenize::terms(query);
-        let lexical = self.store.lexical_search(&terms, rc.lexical_candidates, rc.head_weight)?;
+        let lexical = self
+            .store
+            .lexical_search(&terms, rc.lexical_candidates, rc.head_weight)?;
         let vector = if rc.vector_candidates > 0 && rc.vector_weight > 0.0 {
             self.load_vectors()?;
             let q = self.embedder.embed_query(query)?;
@@ -443,13 +545,22 @@ impl Engine {
             Vec::new()
         };
         let fused = retrieve::fuse(&lexical, &vector, &rc);
-        let pool = if rerank { self.config.rerank.candidates.max(top_k) } else { top_k };
+        let pool = if rerank {
+            self.config.rerank.candidates.max(top_k)
+        } else {
+            top_k
+        };
         let ids: Vec<ChunkId> = fused.iter().take(pool).map(|f| f.id).collect();
         let mut rows = self.store.chunks_by_id(&ids)?;
         let mut hits: Vec<SearchHit> = fused
             .iter()
             .take(pool)
-            .filter_map(|f| rows.remove(&f.id).map(|chunk| SearchHit { chunk, score: f.score }))
+            .filter_map(|f| {
+                rows.remove(&f.id).map(|chunk| SearchHit {
+                    chunk,
+                    score: f.score,
+                })
+            })
             .collect();
         if rerank && hits.len() > 1 {
             let candidates: Vec<Candidate<'_>> = hits
@@ -466,7 +577,11 @@ impl Engine {
             for (h, s) in hits.iter_mut().zip(scores) {
                 h.score = s;
             }
-            hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk.id.cmp(&b.chunk.id)));
+            hits.sort_by(|a, b| {
+                b.score
+                    .total_cmp(&a.score)
+                    .then(a.chunk.id.cmp(&b.chunk.id))
+            });
         }
         hits.truncate(top_k);
         Ok(hits)
@@ -477,7 +592,8 @@ impl Engine {
     pub fn status(&self) -> Result<Status> {
         let counts = self.store.counts()?;
         let known = self.store.file_states()?;
-        let walked = workspace::walk(&self.root, &self.walk_options()).map_err(|e| Error::Usage(e.to_string()))?;
+        let walked = workspace::walk(&self.root, &self.walk_options())
+            .map_err(|e| Error::Usage(e.to_string()))?;
         let mut pending = 0u64;
         let mut seen = HashSet::new();
         for f in &walked.files {
@@ -522,26 +638,58 @@ struct PreparedChunk {
 
 /// The outcome of reading one new or changed file (done in parallel, no store access).
 enum Prepared {
-    Failed { path: String, reason: String },
+    Failed {
+        path: String,
+        reason: String,
+    },
     /// Same content, new mtime: only the file's state changes.
-    Touched { path: String, state: FileState },
-    Skipped { path: String, state: FileState },
-    Chunked { path: String, state: FileState, chunks: Vec<PreparedChunk> },
+    Touched {
+        path: String,
+        state: FileState,
+    },
+    Skipped {
+        path: String,
+        state: FileState,
+    },
+    Chunked {
+        path: String,
+        state: FileState,
+        chunks: Vec<PreparedChunk>,
+    },
 }
 
 enum Plan {
-    Touch { path: String, state: FileState },
-    Replace { path: String, state: FileState, keep: Vec<(ChunkId, PreparedChunk)>, add: Vec<PreparedChunk>, drop: Vec<ChunkId> },
+    Touch {
+        path: String,
+        state: FileState,
+    },
+    Replace {
+        path: String,
+        state: FileState,
+        keep: Vec<(ChunkId, PreparedChunk)>,
+        add: Vec<PreparedChunk>,
+        drop: Vec<ChunkId>,
+    },
 }
 
 fn prepare(f: &WalkedFile, known: Option<&FileState>, budget: &ChunkBudget) -> Prepared {
     let path = f.rel_path.clone();
     let bytes = match std::fs::read(&f.abs_path) {
         Ok(b) => b,
-        Err(e) => return Prepared::Failed { path, reason: e.to_string() },
+        Err(e) => {
+            return Prepared::Failed {
+                path,
+                reason: e.to_string(),
+            }
+        }
     };
     let content_hash = *blake3::hash(&bytes).as_bytes();
-    let mut state = FileState { size: f.size, mtime_ns: f.mtime_ns, content_hash, skip_reason: None };
+    let mut state = FileState {
+        size: f.size,
+        mtime_ns: f.mtime_ns,
+        content_hash,
+        skip_reason: None,
+    };
     if let Some(k) = known {
         if k.content_hash == content_hash {
             state.skip_reason = k.skip_reason.clone();
@@ -572,10 +720,18 @@ fn prepare(f: &WalkedFile, known: Option<&FileState>, budget: &ChunkBudget) -> P
                 text: c.text,
                 text_hash,
             };
-            PreparedChunk { stored, text_hash, embedding_text }
+            PreparedChunk {
+                stored,
+                text_hash,
+                embedding_text,
+            }
         })
         .collect();
-    Prepared::Chunked { path, state, chunks }
+    Prepared::Chunked {
+        path,
+        state,
+        chunks,
+    }
 }
 
 /// The words of a path worth matching: folder names and the file stem, not the extension.
@@ -590,7 +746,10 @@ fn path_words(path: &str) -> String {
 /// `RAGLS_FAULT_ABORT_AFTER_BATCHES=N` makes indexing abort the process right after the
 /// N-th committed batch of files: the crash tests use it to kill ragls at a known point.
 fn fault_abort_after_batches() -> Option<usize> {
-    std::env::var("RAGLS_FAULT_ABORT_AFTER_BATCHES").ok()?.parse().ok()
+    std::env::var("RAGLS_FAULT_ABORT_AFTER_BATCHES")
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn take_lock(index_dir: &Path) -> Result<File> {
@@ -604,12 +763,17 @@ fn take_lock(index_dir: &Path) -> Result<File> {
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::IndexLocked(index_dir.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(format!("cannot lock the index {}", path.display()), e)),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(
+            format!("cannot lock the index {}", path.display()),
+            e,
+        )),
     }
 }
 
 fn lock_is_held(index_dir: &Path) -> bool {
-    let Ok(file) = File::options().write(true).open(index_dir.join(LOCK_FILE)) else { return false };
+    let Ok(file) = File::options().write(true).open(index_dir.join(LOCK_FILE)) else {
+        return false;
+    };
     match file.try_lock() {
         Ok(()) => false,
         Err(std::fs::TryLockError::WouldBlock) => true,
@@ -618,7 +782,10 @@ fn lock_is_held(index_dir: &Path) -> bool {
 }
 
 fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     // Civil date from days since the epoch (Howard Hinnant's algorithm).
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
@@ -631,7 +798,12 @@ fn now_rfc3339() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

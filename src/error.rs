@@ -19,7 +19,10 @@ pub enum Error {
     #[error("the index at {} cannot be read ({reason}); run `ragls index --rebuild` to rebuild it", path.display())]
     IndexCorrupt { path: PathBuf, reason: String },
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("index database: {0}")]
     Store(String),
     #[error("{0}")]
@@ -30,13 +33,19 @@ impl Error {
     /// 2 for what the user can fix, 1 for the rest (PROTOCOL.md, "Exit codes").
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) | Error::Config(_) | Error::IndexLocked(_) | Error::IndexCorrupt { .. } => 2,
+            Error::Usage(_)
+            | Error::Config(_)
+            | Error::IndexLocked(_)
+            | Error::IndexCorrupt { .. } => 2,
             Error::Io { .. } | Error::Store(_) | Error::Other(_) => 1,
         }
     }
 
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

@@ -21,13 +21,21 @@ pub struct Candidate<'a> {
 }
 
 /// Scores every candidate; the caller sorts. `query_terms` come from `tokenize::terms`.
-pub fn offline_scores(query_terms: &[String], candidates: &[Candidate<'_>], w: &OfflineRerankConfig) -> Vec<f32> {
+pub fn offline_scores(
+    query_terms: &[String],
+    candidates: &[Candidate<'_>],
+    w: &OfflineRerankConfig,
+) -> Vec<f32> {
     let query: HashSet<&str> = query_terms.iter().map(String::as_str).collect();
     let best = candidates.iter().map(|c| c.fused).fold(0.0, f32::max);
     candidates
         .iter()
         .map(|c| {
-            let fused = if best > 0.0 { c.fused.max(0.0) / best } else { 1.0 };
+            let fused = if best > 0.0 {
+                c.fused.max(0.0) / best
+            } else {
+                1.0
+            };
             w.fused * fused
                 + w.name * coverage(&query, c.name)
                 + w.symbol * coverage(&query, c.symbol)
@@ -63,7 +71,13 @@ mod tests {
     use super::*;
 
     fn cand<'a>(fused: f32, name: &'a str, kind: &'a str) -> Candidate<'a> {
-        Candidate { fused, name, symbol: name, path: "src/lib.rs", kind }
+        Candidate {
+            fused,
+            name,
+            symbol: name,
+            path: "src/lib.rs",
+            kind,
+        }
     }
 
     #[test]
@@ -71,7 +85,10 @@ mod tests {
         let q = tokenize::terms("parse the http request");
         let scores = offline_scores(
             &q,
-            &[cand(1.0, "handle", "function"), cand(0.9, "parse_http_request", "function")],
+            &[
+                cand(1.0, "handle", "function"),
+                cand(0.9, "parse_http_request", "function"),
+            ],
             &OfflineRerankConfig::default(),
         );
         assert!(scores[1] > scores[0], "{scores:?}");
@@ -82,7 +99,11 @@ mod tests {
         let q = tokenize::terms("retry with backoff");
         let scores = offline_scores(
             &q,
-            &[cand(10.0, "send", "function"), cand(0.5, "retry", "block"), cand(0.0, "x", "text")],
+            &[
+                cand(10.0, "send", "function"),
+                cand(0.5, "retry", "block"),
+                cand(0.0, "x", "text"),
+            ],
             &OfflineRerankConfig::default(),
         );
         assert!(scores[0] > scores[1], "{scores:?}");
@@ -91,7 +112,11 @@ mod tests {
     #[test]
     fn functions_are_preferred_over_import_blocks_when_all_else_is_equal() {
         let q = tokenize::terms("cache");
-        let scores = offline_scores(&q, &[cand(1.0, "", "block"), cand(1.0, "", "function")], &OfflineRerankConfig::default());
+        let scores = offline_scores(
+            &q,
+            &[cand(1.0, "", "block"), cand(1.0, "", "function")],
+            &OfflineRerankConfig::default(),
+        );
         assert!(scores[1] > scores[0]);
     }
 }

@@ -23,17 +23,31 @@ pub struct Fused {
 
 /// Fuses two rankings (each best first, higher score better) into one, best first.
 /// Ties break by chunk id so results are deterministic.
-pub fn fuse(lexical: &[(ChunkId, f32)], vector: &[(ChunkId, f32)], config: &RetrieveConfig) -> Vec<Fused> {
+pub fn fuse(
+    lexical: &[(ChunkId, f32)],
+    vector: &[(ChunkId, f32)],
+    config: &RetrieveConfig,
+) -> Vec<Fused> {
     let mut by_id: HashMap<ChunkId, Fused> = HashMap::new();
     let lex = contributions(lexical, config, config.lexical_weight);
     let vec = contributions(vector, config, config.vector_weight);
     for ((id, raw), c) in lexical.iter().zip(lex) {
-        let f = by_id.entry(*id).or_insert(Fused { id: *id, score: 0.0, lexical: None, vector: None });
+        let f = by_id.entry(*id).or_insert(Fused {
+            id: *id,
+            score: 0.0,
+            lexical: None,
+            vector: None,
+        });
         f.score += c;
         f.lexical = Some(*raw);
     }
     for ((id, raw), c) in vector.iter().zip(vec) {
-        let f = by_id.entry(*id).or_insert(Fused { id: *id, score: 0.0, lexical: None, vector: None });
+        let f = by_id.entry(*id).or_insert(Fused {
+            id: *id,
+            score: 0.0,
+            lexical: None,
+            vector: None,
+        });
         f.score += c;
         f.vector = Some(*raw);
     }
@@ -44,7 +58,9 @@ pub fn fuse(lexical: &[(ChunkId, f32)], vector: &[(ChunkId, f32)], config: &Retr
 
 fn contributions(list: &[(ChunkId, f32)], config: &RetrieveConfig, weight: f32) -> Vec<f32> {
     match config.fusion {
-        Fusion::Rrf => (0..list.len()).map(|rank| weight / (config.rrf_k + rank as f32 + 1.0)).collect(),
+        Fusion::Rrf => (0..list.len())
+            .map(|rank| weight / (config.rrf_k + rank as f32 + 1.0))
+            .collect(),
         Fusion::Weighted => {
             if list.is_empty() {
                 return Vec::new();
@@ -68,7 +84,12 @@ mod tests {
     use super::*;
 
     fn config(fusion: Fusion) -> RetrieveConfig {
-        RetrieveConfig { fusion, lexical_weight: 1.0, vector_weight: 1.0, ..RetrieveConfig::default() }
+        RetrieveConfig {
+            fusion,
+            lexical_weight: 1.0,
+            vector_weight: 1.0,
+            ..RetrieveConfig::default()
+        }
     }
 
     #[test]
@@ -93,13 +114,20 @@ mod tests {
         let weighted = fuse(&lexical, &vector, &config(Fusion::Weighted));
         assert_eq!(weighted[0].id, 1, "{weighted:?}");
         let rrf = fuse(&lexical, &vector, &config(Fusion::Rrf));
-        assert_eq!(rrf[0].id, 2, "RRF lets the flat list drag the clear winner down: {rrf:?}");
+        assert_eq!(
+            rrf[0].id, 2,
+            "RRF lets the flat list drag the clear winner down: {rrf:?}"
+        );
     }
 
     #[test]
     fn empty_lists_fuse_to_nothing_and_one_list_keeps_its_order() {
         assert!(fuse(&[], &[], &config(Fusion::Weighted)).is_empty());
-        let only = fuse(&[(7, 3.0), (8, 2.0), (9, 1.0)], &[], &config(Fusion::Weighted));
+        let only = fuse(
+            &[(7, 3.0), (8, 2.0), (9, 1.0)],
+            &[],
+            &config(Fusion::Weighted),
+        );
         assert_eq!(only.iter().map(|f| f.id).collect::<Vec<_>>(), [7, 8, 9]);
     }
 }

@@ -136,10 +136,18 @@ impl Store {
     /// is wiped and recreated; a file that is not a readable database is an error, and is
     /// left alone.
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create the index folder {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::io(
+                format!("cannot create the index folder {}", dir.display()),
+                e,
+            )
+        })?;
         let path = dir.join(DB_FILE);
         let conn = Connection::open(&path).map_err(|e| corrupt(&path, e))?;
-        let mut store = Store { conn, dir: dir.to_path_buf() };
+        let mut store = Store {
+            conn,
+            dir: dir.to_path_buf(),
+        };
         store.configure().map_err(|e| corrupt(&path, e))?;
         let version: Option<i64> = store.schema_version().map_err(|e| corrupt(&path, e))?;
         match version {
@@ -159,9 +167,15 @@ impl Store {
         if !path.exists() {
             return Ok(None);
         }
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(|e| corrupt(&path, e))?;
-        let store = Store { conn, dir: dir.to_path_buf() };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| corrupt(&path, e))?;
+        let store = Store {
+            conn,
+            dir: dir.to_path_buf(),
+        };
         store.configure().map_err(|e| corrupt(&path, e))?;
         match store.schema_version().map_err(|e| corrupt(&path, e))? {
             Some(SCHEMA_VERSION) => Ok(Some(store)),
@@ -184,15 +198,22 @@ impl Store {
     }
 
     fn schema_version(&self) -> rusqlite::Result<Option<i64>> {
-        let has_meta: bool = self
-            .conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'", [], |r| r.get::<_, i64>(0))?
-            > 0;
+        let has_meta: bool = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? > 0;
         if !has_meta {
             return Ok(None);
         }
-        let v: Option<String> =
-            self.conn.query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0)).optional()?;
+        let v: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key='schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
         Ok(v.and_then(|v| v.parse().ok()).or(Some(-1)))
     }
 
@@ -211,13 +232,17 @@ impl Store {
             rows.collect::<rusqlite::Result<_>>()?
         };
         for t in tables {
-            self.conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{}\";", t.replace('"', "")))?;
+            self.conn
+                .execute_batch(&format!("DROP TABLE IF EXISTS \"{}\";", t.replace('"', "")))?;
         }
         Ok(())
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0)).optional()?)
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
+            .optional()?)
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
@@ -232,7 +257,10 @@ impl Store {
         let embedder = self.meta("embedder")?;
         let dims = self.meta("dimensions")?.and_then(|d| d.parse().ok());
         Ok(match (embedder, dims) {
-            (Some(embedder), Some(dimensions)) => Some(Identity { embedder, dimensions }),
+            (Some(embedder), Some(dimensions)) => Some(Identity {
+                embedder,
+                dimensions,
+            }),
             _ => None,
         })
     }
@@ -247,8 +275,13 @@ impl Store {
         }
         let had_any = current.is_some();
         let tx = self.conn.transaction()?;
-        tx.execute_batch("DELETE FROM files; DELETE FROM chunks; DELETE FROM chunks_fts; DELETE FROM skipped;")?;
-        for (k, v) in [("embedder", id.embedder.clone()), ("dimensions", id.dimensions.to_string())] {
+        tx.execute_batch(
+            "DELETE FROM files; DELETE FROM chunks; DELETE FROM chunks_fts; DELETE FROM skipped;",
+        )?;
+        for (k, v) in [
+            ("embedder", id.embedder.clone()),
+            ("dimensions", id.dimensions.to_string()),
+        ] {
             tx.execute(
                 "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                 params![k, v],
@@ -262,11 +295,16 @@ impl Store {
     /// Counts up every time the set of chunks changes; the vector index records the
     /// generation it reflects, so a stale dump is detected.
     pub fn generation(&self) -> Result<u64> {
-        Ok(self.meta("generation")?.and_then(|g| g.parse().ok()).unwrap_or(0))
+        Ok(self
+            .meta("generation")?
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(0))
     }
 
     pub fn file_states(&self) -> Result<HashMap<String, FileState>> {
-        let mut st = self.conn.prepare("SELECT path, size, mtime_ns, content_hash, skip_reason FROM files")?;
+        let mut st = self
+            .conn
+            .prepare("SELECT path, size, mtime_ns, content_hash, skip_reason FROM files")?;
         let rows = st.query_map([], |r| {
             let hash: Vec<u8> = r.get(3)?;
             let mut content_hash = [0u8; 32];
@@ -275,7 +313,12 @@ impl Store {
             }
             Ok((
                 r.get::<_, String>(0)?,
-                FileState { size: r.get::<_, i64>(1)? as u64, mtime_ns: r.get(2)?, content_hash, skip_reason: r.get(4)? },
+                FileState {
+                    size: r.get::<_, i64>(1)? as u64,
+                    mtime_ns: r.get(2)?,
+                    content_hash,
+                    skip_reason: r.get(4)?,
+                },
             ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -284,23 +327,34 @@ impl Store {
     /// The chunk ids and text hashes of one file, so a changed file can keep the chunks
     /// whose text did not change.
     pub fn chunk_hashes_of(&self, path: &str) -> Result<Vec<(ChunkId, TextHash)>> {
-        let mut st = self.conn.prepare_cached("SELECT id, text_hash FROM chunks WHERE path=?1 ORDER BY id")?;
-        let rows = st.query_map([path], |r| Ok((r.get::<_, i64>(0)?, to_hash(&r.get::<_, Vec<u8>>(1)?))))?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, text_hash FROM chunks WHERE path=?1 ORDER BY id")?;
+        let rows = st.query_map([path], |r| {
+            Ok((r.get::<_, i64>(0)?, to_hash(&r.get::<_, Vec<u8>>(1)?)))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Cached vectors for these text hashes (those missing are simply absent).
-    pub fn cached_vectors(&self, id: &Identity, hashes: &[TextHash]) -> Result<HashMap<TextHash, Vec<f32>>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT vector FROM embeddings WHERE embedder=?1 AND dimensions=?2 AND text_hash=?3")?;
+    pub fn cached_vectors(
+        &self,
+        id: &Identity,
+        hashes: &[TextHash],
+    ) -> Result<HashMap<TextHash, Vec<f32>>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT vector FROM embeddings WHERE embedder=?1 AND dimensions=?2 AND text_hash=?3",
+        )?;
         let mut out = HashMap::new();
         for h in hashes {
             if out.contains_key(h) {
                 continue;
             }
-            let v: Option<Vec<u8>> =
-                st.query_row(params![id.embedder, id.dimensions as i64, &h[..]], |r| r.get(0)).optional()?;
+            let v: Option<Vec<u8>> = st
+                .query_row(params![id.embedder, id.dimensions as i64, &h[..]], |r| {
+                    r.get(0)
+                })
+                .optional()?;
             if let Some(bytes) = v {
                 if bytes.len() == id.dimensions * 4 {
                     out.insert(*h, blob_to_vector(&bytes));
@@ -317,9 +371,16 @@ impl Store {
              ON e.embedder=?1 AND e.dimensions=?2 AND e.text_hash=c.text_hash",
         )?;
         let rows = st.query_map(params![id.embedder, id.dimensions as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, blob_to_vector(&r.get::<_, Vec<u8>>(1)?)))
+            Ok((
+                r.get::<_, i64>(0)?,
+                blob_to_vector(&r.get::<_, Vec<u8>>(1)?),
+            ))
         })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.into_iter().filter(|(_, v)| v.len() == id.dimensions).collect())
+        Ok(rows
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
+            .filter(|(_, v)| v.len() == id.dimensions)
+            .collect())
     }
 
     pub fn live_chunk_ids(&self) -> Result<Vec<ChunkId>> {
@@ -330,17 +391,29 @@ impl Store {
 
     /// BM25 over the lexical index: `terms` are already tokenized (see `tokenize`).
     /// Returns (chunk id, score), best first; higher is better.
-    pub fn lexical_search(&self, terms: &[String], limit: usize, head_weight: f32) -> Result<Vec<(ChunkId, f32)>> {
+    pub fn lexical_search(
+        &self,
+        terms: &[String],
+        limit: usize,
+        head_weight: f32,
+    ) -> Result<Vec<(ChunkId, f32)>> {
         let mut unique: Vec<&str> = Vec::new();
         for t in terms {
-            if !t.is_empty() && t.chars().all(|c| c.is_alphanumeric()) && !unique.contains(&t.as_str()) {
+            if !t.is_empty()
+                && t.chars().all(|c| c.is_alphanumeric())
+                && !unique.contains(&t.as_str())
+            {
                 unique.push(t);
             }
         }
         if unique.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let expr = unique.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(" OR ");
+        let expr = unique
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(" OR ");
         let mut st = self.conn.prepare_cached(
             "SELECT rowid, bm25(chunks_fts, ?1, 1.0) AS s FROM chunks_fts WHERE chunks_fts MATCH ?2 ORDER BY s LIMIT ?3",
         )?;
@@ -365,7 +438,9 @@ impl Store {
     }
 
     pub fn counts(&self) -> Result<Counts> {
-        let one = |sql: &str| -> Result<u64> { Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
+        let one = |sql: &str| -> Result<u64> {
+            Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+        };
         Ok(Counts {
             files: one("SELECT count(*) FROM files WHERE skip_reason IS NULL")?,
             skipped_files: one("SELECT count(*) FROM files WHERE skip_reason IS NOT NULL")?,
@@ -381,31 +456,45 @@ impl Store {
             "SELECT reason, count(*) FROM (SELECT reason FROM skipped UNION ALL
              SELECT skip_reason AS reason FROM files WHERE skip_reason IS NOT NULL) GROUP BY reason ORDER BY reason",
         )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Bytes on disk of the database (with its WAL) and any other files of the index.
     pub fn index_bytes(&self) -> u64 {
         std::fs::read_dir(&self.dir)
-            .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            })
             .unwrap_or(0)
     }
 
     /// Starts a write transaction. Writes become visible, all at once, on `commit`.
     pub fn writer(&mut self) -> Result<Writer<'_>> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
-                Error::IndexLocked(self.dir.clone())
-            }
-            other => Error::from(other),
-        })?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::DatabaseBusy =>
+                {
+                    Error::IndexLocked(self.dir.clone())
+                }
+                other => Error::from(other),
+            })?;
         Ok(Writer { tx, changed: false })
     }
 
     /// Folds the WAL into the database file (after a big write), so the next open is quick.
     pub fn checkpoint(&self) -> Result<()> {
-        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
         Ok(())
     }
 }
@@ -431,20 +520,28 @@ impl Writer<'_> {
     /// Forgets a file and its chunks; returns the ids of the chunks removed.
     pub fn remove_file(&mut self, path: &str) -> Result<Vec<ChunkId>> {
         let ids: Vec<ChunkId> = {
-            let mut st = self.tx.prepare_cached("SELECT id FROM chunks WHERE path=?1")?;
+            let mut st = self
+                .tx
+                .prepare_cached("SELECT id FROM chunks WHERE path=?1")?;
             let rows = st.query_map([path], |r| r.get(0))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         for id in &ids {
             self.remove_chunk(*id)?;
         }
-        self.tx.prepare_cached("DELETE FROM files WHERE path=?1")?.execute([path])?;
+        self.tx
+            .prepare_cached("DELETE FROM files WHERE path=?1")?
+            .execute([path])?;
         Ok(ids)
     }
 
     pub fn remove_chunk(&mut self, id: ChunkId) -> Result<()> {
-        self.tx.prepare_cached("DELETE FROM chunks WHERE id=?1")?.execute([id])?;
-        self.tx.prepare_cached("DELETE FROM chunks_fts WHERE rowid=?1")?.execute([id])?;
+        self.tx
+            .prepare_cached("DELETE FROM chunks WHERE id=?1")?
+            .execute([id])?;
+        self.tx
+            .prepare_cached("DELETE FROM chunks_fts WHERE rowid=?1")?
+            .execute([id])?;
         self.changed = true;
         Ok(())
     }
@@ -496,7 +593,9 @@ impl Writer<'_> {
     /// Replaces the list of files skipped by path when walking.
     pub fn set_walk_skips(&mut self, skipped: &[(String, String)]) -> Result<()> {
         self.tx.execute("DELETE FROM skipped", [])?;
-        let mut st = self.tx.prepare_cached("INSERT OR REPLACE INTO skipped(path, reason) VALUES (?1, ?2)")?;
+        let mut st = self
+            .tx
+            .prepare_cached("INSERT OR REPLACE INTO skipped(path, reason) VALUES (?1, ?2)")?;
         for (path, reason) in skipped {
             st.execute([path, reason])?;
         }
@@ -558,7 +657,9 @@ fn vector_to_blob(v: &[f32]) -> Vec<u8> {
 }
 
 fn blob_to_vector(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 fn corrupt(path: &Path, e: rusqlite::Error) -> Error {
@@ -566,7 +667,10 @@ fn corrupt(path: &Path, e: rusqlite::Error) -> Error {
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
             Error::IndexLocked(path.parent().unwrap_or(path).to_path_buf())
         }
-        _ => Error::IndexCorrupt { path: path.parent().unwrap_or(path).to_path_buf(), reason: e.to_string() },
+        _ => Error::IndexCorrupt {
+            path: path.parent().unwrap_or(path).to_path_buf(),
+            reason: e.to_string(),
+        },
     }
 }
 
@@ -592,13 +696,21 @@ mod tests {
     }
 
     fn state(hash_byte: u8) -> FileState {
-        FileState { size: 10, mtime_ns: 5, content_hash: [hash_byte; 32], skip_reason: None }
+        FileState {
+            size: 10,
+            mtime_ns: 5,
+            content_hash: [hash_byte; 32],
+            skip_reason: None,
+        }
     }
 
     #[test]
     fn files_chunks_and_vectors_round_trip_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let id = Identity { embedder: "builtin:test".into(), dimensions: 2 };
+        let id = Identity {
+            embedder: "builtin:test".into(),
+            dimensions: 2,
+        };
         let cid;
         {
             let mut s = Store::open(dir.path()).unwrap();
@@ -613,12 +725,25 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.identity().unwrap(), Some(id.clone()));
         assert_eq!(s.file_states().unwrap()["src/a.rs"], state(1));
-        let hits = s.lexical_search(&crate::tokenize::terms("request parsing"), 10, 4.0).unwrap();
+        let hits = s
+            .lexical_search(&crate::tokenize::terms("request parsing"), 10, 4.0)
+            .unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].0, cid);
         assert_eq!(s.live_vectors(&id).unwrap(), vec![(cid, vec![0.6, 0.8])]);
-        assert_eq!(s.chunks_by_id(&[cid]).unwrap()[&cid].text, "fn parse_request() {}");
-        assert_eq!(s.counts().unwrap(), Counts { files: 1, skipped_files: 0, chunks: 1, cached_vectors: 1 });
+        assert_eq!(
+            s.chunks_by_id(&[cid]).unwrap()[&cid].text,
+            "fn parse_request() {}"
+        );
+        assert_eq!(
+            s.counts().unwrap(),
+            Counts {
+                files: 1,
+                skipped_files: 0,
+                chunks: 1,
+                cached_vectors: 1
+            }
+        );
     }
 
     #[test]
@@ -626,11 +751,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
         let mut w = s.writer().unwrap();
-        let in_body = w.insert_chunk("b.rs", &chunk("fn other() { retry(); retry_later(); }", "b.rs other")).unwrap();
-        let in_head = w.insert_chunk("a.rs", &chunk("fn backoff() { sleep(); }", "a.rs retry backoff")).unwrap();
+        let in_body = w
+            .insert_chunk(
+                "b.rs",
+                &chunk("fn other() { retry(); retry_later(); }", "b.rs other"),
+            )
+            .unwrap();
+        let in_head = w
+            .insert_chunk(
+                "a.rs",
+                &chunk("fn backoff() { sleep(); }", "a.rs retry backoff"),
+            )
+            .unwrap();
         w.commit().unwrap();
-        let hits = s.lexical_search(&crate::tokenize::terms("retry"), 10, 5.0).unwrap();
-        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![in_head, in_body]);
+        let hits = s
+            .lexical_search(&crate::tokenize::terms("retry"), 10, 5.0)
+            .unwrap();
+        assert_eq!(
+            hits.iter().map(|h| h.0).collect::<Vec<_>>(),
+            vec![in_head, in_body]
+        );
     }
 
     #[test]
@@ -654,12 +794,16 @@ mod tests {
         let mut s = Store::open(dir.path()).unwrap();
         let mut w = s.writer().unwrap();
         w.put_file("a.rs", &state(1)).unwrap();
-        w.insert_chunk("a.rs", &chunk("fn tokenize() {}", "a.rs tokenize")).unwrap();
+        w.insert_chunk("a.rs", &chunk("fn tokenize() {}", "a.rs tokenize"))
+            .unwrap();
         w.commit().unwrap();
         let mut w = s.writer().unwrap();
         assert_eq!(w.remove_file("a.rs").unwrap().len(), 1);
         w.commit().unwrap();
-        assert!(s.lexical_search(&["token".into()], 10, 1.0).unwrap().is_empty());
+        assert!(s
+            .lexical_search(&["token".into()], 10, 1.0)
+            .unwrap()
+            .is_empty());
         assert_eq!(s.counts().unwrap().chunks, 0);
     }
 
@@ -667,8 +811,14 @@ mod tests {
     fn another_embedder_drops_chunks_but_keeps_the_cache() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
-        let a = Identity { embedder: "a".into(), dimensions: 2 };
-        let b = Identity { embedder: "b".into(), dimensions: 2 };
+        let a = Identity {
+            embedder: "a".into(),
+            dimensions: 2,
+        };
+        let b = Identity {
+            embedder: "b".into(),
+            dimensions: 2,
+        };
         assert!(!s.adopt_identity(&a).unwrap());
         let mut w = s.writer().unwrap();
         w.put_file("a.rs", &state(1)).unwrap();
@@ -701,10 +851,16 @@ mod tests {
     #[test]
     fn a_file_that_is_not_a_database_is_reported_not_overwritten() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(DB_FILE), b"this is not sqlite, it is a text file of some length....").unwrap();
+        std::fs::write(
+            dir.path().join(DB_FILE),
+            b"this is not sqlite, it is a text file of some length....",
+        )
+        .unwrap();
         let err = Store::open(dir.path()).err().unwrap();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("--rebuild"), "{err}");
-        assert!(std::fs::read(dir.path().join(DB_FILE)).unwrap().starts_with(b"this is not sqlite"));
+        assert!(std::fs::read(dir.path().join(DB_FILE))
+            .unwrap()
+            .starts_with(b"this is not sqlite"));
     }
 }

@@ -72,7 +72,10 @@ pub fn split_identifier(word: &str, out: &mut Vec<String>) {
             let next_is_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
             // A boundary before an upper-case letter that follows a lower-case one or a
             // digit (`parseHttp`), or that starts a word after an acronym (`HTTPRequest`).
-            if prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_is_lower) {
+            if prev.is_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_uppercase() && next_is_lower)
+            {
                 flush(&mut part, out);
             }
         }
@@ -157,7 +160,10 @@ mod tests {
 
     #[test]
     fn stopwords_and_single_letters_are_dropped() {
-        assert_eq!(terms("Returns the number of patterns in a DFA"), ["return", "number", "pattern", "dfa"]);
+        assert_eq!(
+            terms("Returns the number of patterns in a DFA"),
+            ["return", "number", "pattern", "dfa"]
+        );
         assert_eq!(terms("x = 1"), ["1"]);
     }
 }

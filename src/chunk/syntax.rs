@@ -183,7 +183,27 @@ impl<'s> Walker<'s> {
                 self.leftovers(tail, rest, scope, &mut entries);
             }
         }
+        if depth > 0 {
+            self.attach_opener(scope, &mut entries);
+        }
         merge_small(self.src, entries, MergePolicy::AllSmall)
+    }
+
+    /// Folds a split container's small header (`impl Store {`, `class Session:`) into
+    /// its first member, so that no chunk is only a header: alone it says nothing a
+    /// reader can use, and it would crowd out real code in search results.
+    fn attach_opener(&self, scope: &Scope, entries: &mut Vec<Entry>) {
+        let [first, second, ..] = entries.as_slice() else {
+            return;
+        };
+        let is_leftover = first.piece.path.len() == scope.path.len();
+        let is_item = second.piece.path.len() > scope.path.len();
+        let small = first.piece.end - first.piece.start < self.src.min_bytes;
+        if is_leftover && is_item && small && self.src.fits(first.piece.start..second.piece.end) {
+            let start = first.piece.start;
+            entries.remove(0);
+            entries[0].piece.start = start;
+        }
     }
 
     /// Folds a tail made only of closing punctuation (`}`, `};`) into the last

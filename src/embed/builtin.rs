@@ -121,7 +121,10 @@ mod tests {
     fn vectors_are_deterministic_and_unit_length() {
         let e = BuiltinEmbedder::new(256);
         let a = e.vector("src/lib.rs\nfn parse\nfn parse(input: &str) {}");
-        assert_eq!(a, e.vector("src/lib.rs\nfn parse\nfn parse(input: &str) {}"));
+        assert_eq!(
+            a,
+            e.vector("src/lib.rs\nfn parse\nfn parse(input: &str) {}")
+        );
         assert_eq!(a.len(), 256);
         assert!((dot(&a, &a) - 1.0).abs() < 1e-5);
     }
@@ -130,7 +133,9 @@ mod tests {
     fn related_texts_are_closer_than_unrelated_ones() {
         let e = BuiltinEmbedder::new(256);
         let query = e.vector("parse an http request");
-        let related = e.vector("src/http.rs\nfn parse_http_request\nfn parse_http_request(buf: &[u8]) -> Request {}");
+        let related = e.vector(
+            "src/http.rs\nfn parse_http_request\nfn parse_http_request(buf: &[u8]) -> Request {}",
+        );
         let unrelated = e.vector("src/color.rs\nfn blend\nfn blend(a: Rgb, b: Rgb) -> Rgb {}");
         assert!(dot(&query, &related) > dot(&query, &unrelated) + 0.2);
     }

@@ -24,7 +24,8 @@ pub trait Embedder: Send + Sync {
     /// A query's vector. Some models embed queries differently from documents.
     fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
         let mut v = self.embed(&[query])?;
-        v.pop().ok_or_else(|| Error::Other("the embedder returned no vector for the query".into()))
+        v.pop()
+            .ok_or_else(|| Error::Other("the embedder returned no vector for the query".into()))
     }
     /// "builtin", "remote" or "local", for status reports.
     fn provider_name(&self) -> &'static str;
