@@ -121,10 +121,24 @@ pub fn run(cli: Cli) -> Result<()> {
             no_rerank,
             query,
         } => {
+            // Check the queries file before any indexing work.
+            let input = queries
+                .as_ref()
+                .map(|file| {
+                    std::fs::File::open(file).map_err(|e| {
+                        Error::Usage(format!(
+                            "cannot read the queries file {}: {e}",
+                            file.display()
+                        ))
+                    })
+                })
+                .transpose()?;
             let mut engine = open_for_search(&ws)?;
-            match queries {
-                Some(file) => search_batch(&mut engine, &file, top_k, !no_rerank),
-                None => {
+            match (queries, input) {
+                (Some(file), Some(input)) => {
+                    search_batch(&mut engine, &file, input, top_k, !no_rerank)
+                }
+                _ => {
                     let query = query.unwrap_or_default();
                     let hits = engine.search(&query, top_k, !no_rerank)?;
                     print_hits(&hits, json)
@@ -198,7 +212,19 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn cmd_index(ws: &WorkspaceArgs, rebuild: bool, json: bool) -> Result<()> {
     let r = resolve(ws)?;
-    let mut engine = Engine::open_for_writing(&r.root, r.config, r.index_dir)?;
+    let mut engine = match Engine::open_for_writing(&r.root, r.config.clone(), r.index_dir.clone())
+    {
+        Err(Error::IndexCorrupt { path, reason }) if rebuild => {
+            let aside = crate::store::Store::set_aside(&r.index_dir)?;
+            eprintln!(
+                "ragls: the index in {} could not be read ({reason}); moved it to {} and rebuilding",
+                path.display(),
+                aside.display()
+            );
+            Engine::open_for_writing(&r.root, r.config, r.index_dir)?
+        }
+        other => other?,
+    };
     let report = engine.index(rebuild, &BarProgress::new())?;
     if json {
         writeln!(std::io::stdout().lock(), "{}", to_json(&report)?).map_err(stdout_error)?;
@@ -227,13 +253,13 @@ fn open_for_search(ws: &WorkspaceArgs) -> Result<Engine> {
     Ok(engine)
 }
 
-fn search_batch(engine: &mut Engine, file: &Path, top_k: usize, rerank: bool) -> Result<()> {
-    let input = std::fs::File::open(file).map_err(|e| {
-        Error::Usage(format!(
-            "cannot read the queries file {}: {e}",
-            file.display()
-        ))
-    })?;
+fn search_batch(
+    engine: &mut Engine,
+    file: &Path,
+    input: std::fs::File,
+    top_k: usize,
+    rerank: bool,
+) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (n, line) in std::io::BufReader::new(input).lines().enumerate() {
         let line =

@@ -285,14 +285,15 @@ impl Engine {
 
         progress.start(to_read.len() as u64);
         let budget = self.budget();
-        let mut new_vectors: Vec<(ChunkId, Vec<f32>)> = Vec::new();
         let abort_after = fault_abort_after_batches();
         for (n, batch) in to_read.chunks(FILES_PER_BATCH).enumerate() {
             let prepared: Vec<Prepared> = batch
                 .par_iter()
                 .map(|f| prepare(f, known.get(&f.rel_path), &budget))
                 .collect();
-            self.commit_batch(prepared, &identity, &mut report, &mut new_vectors)?;
+            // Searchable as soon as committed: the batch's vectors go into the graph now.
+            let new_vectors = self.commit_batch(prepared, &identity, &mut report)?;
+            self.insert_vectors(new_vectors);
             progress.advance(batch.len() as u64);
             if abort_after == Some(n + 1) {
                 // Fault injection for the crash tests: die like `kill -9` would.
@@ -320,7 +321,7 @@ impl Engine {
             w.set_meta("last_indexed", &now_rfc3339())?;
             w.commit()?;
         }
-        self.update_vectors(new_vectors)?;
+        self.finish_vectors()?;
         if report.files_changed > 0 || report.files_removed > 0 {
             self.store.checkpoint()?;
         }
@@ -335,8 +336,8 @@ impl Engine {
         prepared: Vec<Prepared>,
         identity: &Identity,
         report: &mut IndexReport,
-        new_vectors: &mut Vec<(ChunkId, Vec<f32>)>,
-    ) -> Result<()> {
+    ) -> Result<Vec<(ChunkId, Vec<f32>)>> {
+        let mut new_vectors = Vec::new();
         // Which chunks each changed file keeps (same text, same hash), and which are new.
         let mut plans = Vec::new();
         let mut needed: Vec<TextHash> = Vec::new();
@@ -455,7 +456,7 @@ impl Engine {
         for id in dropped {
             self.live.remove(id);
         }
-        Ok(())
+        Ok(new_vectors)
     }
 
     fn chunk_ids_of_path(&self, path: &str) -> Result<Vec<ChunkId>> {
@@ -495,26 +496,30 @@ impl Engine {
 
     /// Inserts this run's new vectors, compacts when tombstones pass the threshold, and
     /// dumps the graph for the next start.
-    fn update_vectors(&mut self, new_vectors: Vec<(ChunkId, Vec<f32>)>) -> Result<()> {
-        let generation = self.store.generation()?;
+    fn insert_vectors(&mut self, new_vectors: Vec<(ChunkId, Vec<f32>)>) {
         for (id, _) in &new_vectors {
             self.live.insert(*id);
         }
+        if let Some(index) = self.vectors.as_mut() {
+            index.insert(&new_vectors);
+        }
+    }
+
+    /// Compacts the vector index when tombstones pass the threshold, and dumps it for the
+    /// next start.
+    fn finish_vectors(&mut self) -> Result<()> {
+        let generation = self.store.generation()?;
         let identity = self.identity();
         let Some(index) = self.vectors.as_mut() else {
             return Ok(());
         };
-        let dims = index.dims();
-        let points_after = index.points() + new_vectors.len();
-        let tombstones = points_after.saturating_sub(self.live.len());
+        let tombstones = index.points().saturating_sub(self.live.len());
         let ratio = self.config.index.compact_deleted_ratio;
-        if points_after > 0 && tombstones as f32 > ratio * points_after as f32 {
+        if index.points() > 0 && tombstones as f32 > ratio * index.points() as f32 {
             let all = self.store.live_vectors(&identity)?;
-            let mut fresh = VectorIndex::new(dims, all.len());
+            let mut fresh = VectorIndex::new(index.dims(), all.len());
             fresh.insert(&all);
             *index = fresh;
-        } else if !new_vectors.is_empty() {
-            index.insert(&new_vectors);
         }
         index.save(&self.index_dir, generation).map_err(|e| {
             Error::io(

@@ -183,6 +183,19 @@ impl Store {
         }
     }
 
+    /// Moves an unreadable database aside (`index.sqlite.corrupt`, kept for inspection)
+    /// so that a fresh index can be built in its place. Returns where it went.
+    pub fn set_aside(dir: &Path) -> Result<PathBuf> {
+        let db = dir.join(DB_FILE);
+        let aside = dir.join(format!("{DB_FILE}.corrupt"));
+        std::fs::rename(&db, &aside)
+            .map_err(|e| Error::io(format!("cannot move {} aside", db.display()), e))?;
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.join(format!("{DB_FILE}{suffix}")));
+        }
+        Ok(aside)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
