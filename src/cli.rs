@@ -4,7 +4,7 @@
 //! This is the only layer that prints: results to stdout, progress and messages to
 //! stderr (a progress bar only when stderr is a terminal).
 
-use crate::answer::{self, Models, Timings};
+use crate::answer;
 use crate::config::{self, Config};
 use crate::engine::{self, Engine, IndexProgress, IndexReport, SearchHit};
 use crate::error::{Error, Result};
@@ -12,7 +12,6 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -153,23 +152,50 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let mut engine = open_for_search(&ws)?;
             let top_k = top_k.unwrap_or(engine.config().rerank.top_k);
-            let started = Instant::now();
-            let hits = engine.search(&question, top_k, true)?;
-            let timings = Timings {
-                retrieve_ms: started.elapsed().as_millis() as u64,
-                ..Timings::default()
+            let mut out = std::io::stdout();
+            let mut streamed = false;
+            let mut on_delta = |text: &str| {
+                if !json {
+                    streamed = true;
+                    let _ = out.write_all(text.as_bytes());
+                    let _ = out.flush();
+                }
             };
-            let sources: Vec<_> = hits.iter().map(answer::source_of).collect();
-            let models = Models {
-                embedding: engine.embedding_info().model,
-                rerank: Some("offline".into()),
-                chat: None,
-            };
-            let result = answer::extractive(&question, &sources, models, timings);
+            let result = engine.ask(&question, top_k, &mut on_delta)?;
+            for note in &result.notes {
+                eprintln!("ragls: note: {note}");
+            }
             let mut out = std::io::stdout().lock();
             if json {
                 writeln!(out, "{}", to_json(&result)?).map_err(stdout_error)?;
+                return Ok(());
+            }
+            if result.mode == "generated" {
+                // The text was streamed as it came; the citations follow, clickable.
+                if !streamed {
+                    write!(out, "{}", result.answer).map_err(stdout_error)?;
+                }
+                writeln!(out, "\n").map_err(stdout_error)?;
+                for c in &result.citations {
+                    let symbol = c
+                        .symbol
+                        .as_deref()
+                        .map(|s| format!("  {s}"))
+                        .unwrap_or_default();
+                    writeln!(out, "[{}] {}:{}{symbol}", c.n, c.path, c.start_line)
+                        .map_err(stdout_error)?;
+                }
+                if let Some(u) = &result.usage {
+                    let cost = u.cost.map(|c| format!(", ${c:.5}")).unwrap_or_default();
+                    eprintln!(
+                        "ragls: {} prompt + {} completion tokens{cost}",
+                        u.prompt_tokens, u.completion_tokens
+                    );
+                }
             } else {
+                if streamed {
+                    writeln!(out).map_err(stdout_error)?;
+                }
                 writeln!(out, "{}", result.answer.trim_end()).map_err(stdout_error)?;
             }
             Ok(())

@@ -7,10 +7,14 @@
 //! print: progress goes through [`IndexProgress`], results come back as data.
 
 use crate::ann::{LiveSet, VectorIndex};
+use crate::answer::prompt::{self, PromptOptions, PromptSource};
+use crate::answer::{self, AskResult};
 use crate::chunk::{self, ChunkBudget};
 use crate::config::Config;
 use crate::embed::{self, Embedder};
 use crate::error::{Error, Result};
+use crate::provider::chat::ChatClient;
+use crate::provider::{Provider, RemoteReranker};
 use crate::rerank::{self, Candidate};
 use crate::retrieve;
 use crate::store::{self, ChunkId, FileState, Identity, NewChunk, Store, StoredChunk, TextHash};
@@ -63,7 +67,24 @@ pub struct IndexReport {
     /// Files that could not be read in this run: (path, reason).
     pub failed: Vec<(String, String)>,
     pub rebuilt: bool,
+    /// Set when embedding failed: the index serves lexical retrieval only, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
+    /// Requests made to a remote embedding service in this run.
+    pub requests: u64,
     pub elapsed_ms: u64,
+}
+
+/// What retrieval found, and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Retrieval {
+    pub hits: Vec<SearchHit>,
+    /// Fallbacks taken (no vector search, rerank failed...), in words.
+    pub notes: Vec<String>,
+    /// "offline", or the remote rerank model; `None` when not reranked.
+    pub reranked_by: Option<String>,
+    pub retrieve_ms: u64,
+    pub rerank_ms: Option<u64>,
 }
 
 /// One search result.
@@ -107,6 +128,10 @@ pub struct Engine {
     store: Store,
     vectors: Option<VectorIndex>,
     live: LiveSet,
+    /// Why embedding failed in this process (the index serves lexical retrieval).
+    degraded: Option<String>,
+    reranker: Option<RemoteReranker>,
+    chat: Option<ChatClient>,
     _lock: Option<File>,
 }
 
@@ -201,6 +226,20 @@ impl Engine {
         lock: Option<File>,
     ) -> Result<Engine> {
         let embedder = embed::from_config(&config)?;
+        // A remote model's dimension is whatever the index recorded for it last time.
+        if let Some(recorded) = store.identity()? {
+            if recorded.embedder == embedder.id() && recorded.dimensions > 0 {
+                embedder.assume_dimensions(recorded.dimensions);
+            }
+        }
+        let provider = Provider::from_config(&config.provider);
+        let reranker = provider
+            .clone()
+            .filter(|_| config.rerank.enabled && !config.rerank.model.is_empty())
+            .map(|p| RemoteReranker::new(p, &config.rerank.model));
+        let chat = provider
+            .filter(|_| !config.chat.model.is_empty())
+            .map(|p| ChatClient::new(p, &config.chat.model));
         Ok(Engine {
             root: root.to_path_buf(),
             index_dir,
@@ -209,6 +248,9 @@ impl Engine {
             store,
             vectors: None,
             live: LiveSet::default(),
+            degraded: None,
+            reranker,
+            chat,
             _lock: lock,
         })
     }
@@ -321,6 +363,11 @@ impl Engine {
             w.set_meta("last_indexed", &now_rfc3339())?;
             w.commit()?;
         }
+        self.embed_pending(&identity, &mut report)?;
+        self.store
+            .set_meta("degraded", self.degraded.as_deref().unwrap_or(""))?;
+        report.degraded = self.degraded.clone();
+        report.requests = self.embedder.requests_sent();
         self.finish_vectors()?;
         if report.files_changed > 0 || report.files_removed > 0 {
             self.store.checkpoint()?;
@@ -400,19 +447,7 @@ impl Engine {
                 }
             }
         }
-        let mut fresh: Vec<(TextHash, Vec<f32>)> = Vec::with_capacity(missing.len());
-        for group in missing.chunks(self.embedder.batch_size().max(1)) {
-            let texts: Vec<&str> = group.iter().map(|(_, t)| *t).collect();
-            let out = self.embedder.embed(&texts)?;
-            if out.len() != texts.len() {
-                return Err(Error::Other(format!(
-                    "the embedder returned {} vectors for {} texts",
-                    out.len(),
-                    texts.len()
-                )));
-            }
-            fresh.extend(group.iter().map(|(h, _)| *h).zip(out));
-        }
+        let fresh = self.embed_missing(&missing);
         report.embedded += fresh.len() as u64;
 
         let mut w = self.store.writer()?;
@@ -457,6 +492,62 @@ impl Engine {
             self.live.remove(id);
         }
         Ok(new_vectors)
+    }
+
+    /// Embeds texts the cache lacks. On failure the run goes on without vectors (the
+    /// chunks are still searchable lexically), remembers why, and asks no more.
+    fn embed_missing(&mut self, missing: &[(TextHash, &str)]) -> Vec<(TextHash, Vec<f32>)> {
+        let mut fresh = Vec::with_capacity(missing.len());
+        if self.degraded.is_some() {
+            return fresh;
+        }
+        for group in missing.chunks(self.embedder.batch_size().max(1)) {
+            let texts: Vec<&str> = group.iter().map(|(_, t)| *t).collect();
+            match self.embedder.embed(&texts) {
+                Ok(out) if out.len() == texts.len() => {
+                    fresh.extend(group.iter().map(|(h, _)| *h).zip(out))
+                }
+                Ok(out) => {
+                    self.degraded = Some(format!(
+                        "the embedder returned {} vectors for {} texts",
+                        out.len(),
+                        texts.len()
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    self.degraded = Some(format!("embedding failed: {e}"));
+                    break;
+                }
+            }
+        }
+        fresh
+    }
+
+    /// Embeds chunks that earlier runs stored without a vector (their requests failed).
+    fn embed_pending(&mut self, identity: &Identity, report: &mut IndexReport) -> Result<()> {
+        if self.degraded.is_some() {
+            return Ok(());
+        }
+        let pending = self.store.chunks_without_vectors(identity)?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let missing: Vec<(TextHash, &str)> =
+            pending.iter().map(|(_, h, t)| (*h, t.as_str())).collect();
+        let fresh: HashMap<TextHash, Vec<f32>> = self.embed_missing(&missing).into_iter().collect();
+        report.embedded += fresh.len() as u64;
+        let mut w = self.store.writer()?;
+        for (h, v) in &fresh {
+            w.put_vector(identity, h, v)?;
+        }
+        w.commit()?;
+        let new_vectors: Vec<(ChunkId, Vec<f32>)> = pending
+            .iter()
+            .filter_map(|(id, h, _)| fresh.get(h).map(|v| (*id, v.clone())))
+            .collect();
+        self.insert_vectors(new_vectors);
+        Ok(())
     }
 
     fn chunk_ids_of_path(&self, path: &str) -> Result<Vec<ChunkId>> {
@@ -532,23 +623,36 @@ impl Engine {
         })
     }
 
-    /// Hybrid search: lexical and vector candidates, fused, reranked offline.
+    /// Hybrid search: lexical and vector candidates, fused, reranked. See [`Engine::retrieve`].
     pub fn search(&mut self, query: &str, top_k: usize, rerank: bool) -> Result<Vec<SearchHit>> {
+        Ok(self.retrieve(query, top_k, rerank)?.hits)
+    }
+
+    /// Hybrid retrieval: lexical and vector candidates, fused, then reranked — by the
+    /// remote cross-encoder when one is configured (falling back to the offline scorer
+    /// if it fails), else by the offline scorer. Every fallback is said in `notes`.
+    pub fn retrieve(&mut self, query: &str, top_k: usize, rerank: bool) -> Result<Retrieval> {
+        let started = Instant::now();
+        let mut notes = Vec::new();
         let rc = self.config.retrieve.clone();
         let terms = tokenize::terms(query);
         let lexical = self
             .store
             .lexical_search(&terms, rc.lexical_candidates, rc.head_weight)?;
-        let vector = if rc.vector_candidates > 0 && rc.vector_weight > 0.0 {
+        let mut vector = Vec::new();
+        if rc.vector_candidates > 0 && rc.vector_weight > 0.0 {
             self.load_vectors()?;
-            let q = self.embedder.embed_query(query)?;
-            match &self.vectors {
-                Some(index) => index.search(&q, rc.vector_candidates, rc.ef_search, &self.live),
-                None => Vec::new(),
+            match self.embedder.embed_query(query) {
+                Ok(q) => {
+                    if let Some(index) = &self.vectors {
+                        vector = index.search(&q, rc.vector_candidates, rc.ef_search, &self.live);
+                    }
+                }
+                Err(e) => notes.push(format!(
+                    "vector search unavailable ({e}); lexical results only"
+                )),
             }
-        } else {
-            Vec::new()
-        };
+        }
         let fused = retrieve::fuse(&lexical, &vector, &rc);
         let pool = if rerank {
             self.config.rerank.candidates.max(top_k)
@@ -567,29 +671,135 @@ impl Engine {
                 })
             })
             .collect();
+        let retrieve_ms = started.elapsed().as_millis() as u64;
+        let mut reranked_by = None;
+        let mut rerank_ms = None;
         if rerank && hits.len() > 1 {
-            let candidates: Vec<Candidate<'_>> = hits
-                .iter()
-                .map(|h| Candidate {
-                    fused: h.score,
-                    name: &h.chunk.name,
-                    symbol: &h.chunk.symbol,
-                    path: &h.chunk.path,
-                    kind: &h.chunk.kind,
-                })
-                .collect();
-            let scores = rerank::offline_scores(&terms, &candidates, &self.config.rerank.offline);
-            for (h, s) in hits.iter_mut().zip(scores) {
-                h.score = s;
+            let started = Instant::now();
+            self.rerank_offline(&terms, &mut hits);
+            reranked_by = Some("offline".to_string());
+            if let Some(reranker) = &self.reranker {
+                match rerank_remote(reranker, query, &hits, top_k) {
+                    Ok(order) => {
+                        let min = self.config.rerank.min_score;
+                        let mut kept: Vec<SearchHit> = order
+                            .into_iter()
+                            .filter(|(_, score)| *score >= min)
+                            .map(|(i, score)| SearchHit {
+                                chunk: hits[i].chunk.clone(),
+                                score,
+                            })
+                            .collect();
+                        if kept.is_empty() && !hits.is_empty() {
+                            notes.push(format!("no source reached rerank.min_score = {min}"));
+                        }
+                        std::mem::swap(&mut hits, &mut kept);
+                        reranked_by = Some(reranker.model().to_string());
+                    }
+                    Err(e) => notes.push(format!("rerank failed ({e}); using the offline order")),
+                }
             }
-            hits.sort_by(|a, b| {
-                b.score
-                    .total_cmp(&a.score)
-                    .then(a.chunk.id.cmp(&b.chunk.id))
-            });
+            rerank_ms = Some(started.elapsed().as_millis() as u64);
         }
         hits.truncate(top_k);
-        Ok(hits)
+        Ok(Retrieval {
+            hits,
+            notes,
+            reranked_by,
+            retrieve_ms,
+            rerank_ms,
+        })
+    }
+
+    fn rerank_offline(&self, terms: &[String], hits: &mut [SearchHit]) {
+        let candidates: Vec<Candidate<'_>> = hits
+            .iter()
+            .map(|h| Candidate {
+                fused: h.score,
+                name: &h.chunk.name,
+                symbol: &h.chunk.symbol,
+                path: &h.chunk.path,
+                kind: &h.chunk.kind,
+            })
+            .collect();
+        let scores = rerank::offline_scores(terms, &candidates, &self.config.rerank.offline);
+        for (h, s) in hits.iter_mut().zip(scores) {
+            h.score = s;
+        }
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.chunk.id.cmp(&b.chunk.id))
+        });
+    }
+
+    /// The whole pipeline: retrieve, rerank, and generate an answer that cites its
+    /// sources, streaming the text to `on_delta`. Without a chat model (offline), or when
+    /// generation fails, the answer is extractive and says why.
+    pub fn ask(
+        &mut self,
+        question: &str,
+        top_k: usize,
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<AskResult> {
+        let retrieval = self.retrieve(question, top_k, true)?;
+        let mut notes = retrieval.notes.clone();
+        let sources: Vec<answer::Source> = retrieval.hits.iter().map(answer::source_of).collect();
+        let models = answer::Models {
+            embedding: self.embedder.model_name(),
+            rerank: retrieval.reranked_by.clone(),
+            chat: self.chat.as_ref().map(|c| c.model().to_string()),
+        };
+        let mut timings = answer::Timings {
+            retrieve_ms: retrieval.retrieve_ms,
+            rerank_ms: retrieval.rerank_ms,
+            generate_ms: None,
+        };
+        let Some(chat) = self.chat.clone() else {
+            let mut result = answer::extractive(question, &sources, models, timings);
+            result.notes = notes;
+            return Ok(result);
+        };
+        let prompt_sources: Vec<PromptSource> = retrieval
+            .hits
+            .iter()
+            .map(|h| PromptSource {
+                path: h.chunk.path.clone(),
+                start_line: h.chunk.start_line,
+                end_line: h.chunk.end_line,
+                symbol: (!h.chunk.symbol.is_empty()).then(|| h.chunk.symbol.clone()),
+                language: h.chunk.language.clone(),
+                text: h.chunk.text.clone(),
+            })
+            .collect();
+        let options = PromptOptions {
+            max_context_tokens: self.config.chat.max_context_tokens,
+            editor_context: None,
+        };
+        let built = prompt::build(question, &prompt_sources, &options);
+        let used = &sources[..built.used.min(sources.len())];
+        let started = Instant::now();
+        let outcome =
+            crate::provider::blocking_runtime()?.block_on(chat.stream(&built.messages, on_delta));
+        timings.generate_ms = Some(started.elapsed().as_millis() as u64);
+        match outcome {
+            Ok(outcome) => Ok(answer::generated(
+                &outcome.text,
+                used,
+                models,
+                timings,
+                outcome.usage,
+                notes,
+            )),
+            Err(e) => {
+                notes.push(format!(
+                    "generation failed ({e}); showing the sources instead"
+                ));
+                let mut result = answer::extractive(question, used, models, timings);
+                result.notes = notes;
+                Ok(result)
+            }
+        }
     }
 
     /// The index's state. `pending_files` counts what a re-index would touch (a walk and
@@ -610,8 +820,14 @@ impl Engine {
         }
         pending += known.keys().filter(|p| !seen.contains(p.as_str())).count() as u64;
         let indexing = lock_is_held(&self.index_dir);
+        let degraded = self.store.meta("degraded")?.filter(|d| !d.is_empty());
+        let state = match (indexing, &degraded) {
+            (true, _) => "indexing",
+            (false, Some(_)) => "degraded",
+            (false, None) => "ready",
+        };
         Ok(Status {
-            state: if indexing { "indexing" } else { "ready" }.into(),
+            state: state.into(),
             workspace: self.root.display().to_string(),
             index_dir: self.index_dir.display().to_string(),
             files: counts.files,
@@ -621,7 +837,8 @@ impl Engine {
             embedding: self.embedding_info(),
             skipped: self.store.skip_counts()?.into_iter().collect(),
             last_indexed: self.store.meta("last_indexed")?,
-            last_error: None,
+            last_error: degraded
+                .map(|d| format!("{d}; retrieval is lexical only until `ragls index` succeeds")),
         })
     }
 
@@ -755,6 +972,22 @@ fn fault_abort_after_batches() -> Option<usize> {
         .ok()?
         .parse()
         .ok()
+}
+
+/// Asks the remote reranker to order `hits`; returns (index into hits, relevance).
+fn rerank_remote(
+    reranker: &RemoteReranker,
+    query: &str,
+    hits: &[SearchHit],
+    top_k: usize,
+) -> Result<Vec<(usize, f32)>> {
+    let texts: Vec<String> = hits
+        .iter()
+        .map(|h| chunk::embedding_text(&h.chunk.path, &h.chunk.symbol, &h.chunk.text))
+        .collect();
+    let docs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let rt = crate::provider::blocking_runtime()?;
+    Ok(rt.block_on(reranker.rerank(query, &docs, top_k))?)
 }
 
 fn take_lock(index_dir: &Path) -> Result<File> {

@@ -396,6 +396,30 @@ impl Store {
             .collect())
     }
 
+    /// Chunks that have no vector for this embedder (its requests failed): (id, hash,
+    /// embedding text), so a later run can embed them.
+    pub fn chunks_without_vectors(
+        &self,
+        id: &Identity,
+    ) -> Result<Vec<(ChunkId, TextHash, String)>> {
+        let mut st = self.conn.prepare(
+            "SELECT c.id, c.text_hash, c.path, c.symbol, c.text FROM chunks c
+             LEFT JOIN embeddings e ON e.embedder=?1 AND e.dimensions=?2 AND e.text_hash=c.text_hash
+             WHERE e.id IS NULL ORDER BY c.id",
+        )?;
+        let rows = st.query_map(params![id.embedder, id.dimensions as i64], |r| {
+            let path: String = r.get(2)?;
+            let symbol: String = r.get(3)?;
+            let text: String = r.get(4)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                to_hash(&r.get::<_, Vec<u8>>(1)?),
+                crate::chunk::embedding_text(&path, &symbol, &text),
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn live_chunk_ids(&self) -> Result<Vec<ChunkId>> {
         let mut st = self.conn.prepare("SELECT id FROM chunks ORDER BY id")?;
         let rows = st.query_map([], |r| r.get(0))?;

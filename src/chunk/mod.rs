@@ -259,16 +259,22 @@ impl Chunk {
     /// The text given to embedders: first line the path, second line the
     /// symbol path (omitted if empty), then the text.
     pub fn embedding_text(&self, path: &str) -> String {
-        let mut out = String::with_capacity(path.len() + self.symbol.len() + self.text.len() + 2);
-        out.push_str(path);
-        out.push('\n');
-        if !self.symbol.is_empty() {
-            out.push_str(&self.symbol);
-            out.push('\n');
-        }
-        out.push_str(&self.text);
-        out
+        embedding_text(path, &self.symbol, &self.text)
     }
+}
+
+/// The text given to embedders for a chunk at `path` with this symbol path and text
+/// (also used to re-embed stored chunks, so it must stay in step with the hash).
+pub fn embedding_text(path: &str, symbol: &str, text: &str) -> String {
+    let mut out = String::with_capacity(path.len() + symbol.len() + text.len() + 2);
+    out.push_str(path);
+    out.push('\n');
+    if !symbol.is_empty() {
+        out.push_str(symbol);
+        out.push('\n');
+    }
+    out.push_str(text);
+    out
 }
 
 /// Chunk one file. `path` is workspace-relative ('/' separated) and only used

@@ -10,6 +10,7 @@ pub use builtin::{BuiltinEmbedder, BUILTIN_DIMENSIONS};
 
 use crate::config::{Config, EmbeddingProvider};
 use crate::error::{Error, Result};
+use crate::provider::{Provider, RemoteEmbedder};
 
 /// Something that maps texts to L2-normalised vectors of a fixed dimension.
 pub trait Embedder: Send + Sync {
@@ -27,24 +28,47 @@ pub trait Embedder: Send + Sync {
         v.pop()
             .ok_or_else(|| Error::Other("the embedder returned no vector for the query".into()))
     }
+    /// Tells the embedder the dimension an existing index recorded for it, so that an
+    /// unchanged workspace needs no request to learn it. Fixed-size embedders ignore it.
+    fn assume_dimensions(&self, _dims: usize) {}
+    /// Requests sent to a remote service so far (0 for local embedders).
+    fn requests_sent(&self) -> u64 {
+        0
+    }
     /// "builtin", "remote" or "local", for status reports.
     fn provider_name(&self) -> &'static str;
     /// The model name, for status reports.
     fn model_name(&self) -> String;
 }
 
-/// Picks the embedder the settings ask for. Until the remote provider lands, `auto`
-/// means the built-in embedder; `remote`/`local` are refused with a clear reason.
+/// Picks the embedder the settings ask for: `auto` is the remote provider when one is
+/// configured (a key in the environment, or a non-default base URL), else the built-in
+/// embedder.
 pub fn from_config(config: &Config) -> Result<Box<dyn Embedder>> {
+    let builtin = || {
+        let dims = if config.embedding.dimensions == 0 {
+            BUILTIN_DIMENSIONS
+        } else {
+            config.embedding.dimensions
+        };
+        Box::new(BuiltinEmbedder::new(dims)) as Box<dyn Embedder>
+    };
+    let remote = || {
+        Provider::from_config(&config.provider)
+            .map(|p| Box::new(RemoteEmbedder::new(p, &config.embedding)) as Box<dyn Embedder>)
+    };
     match config.embedding.provider {
-        EmbeddingProvider::Auto | EmbeddingProvider::Builtin => {
-            let dims = if config.embedding.dimensions == 0 { BUILTIN_DIMENSIONS } else { config.embedding.dimensions };
-            Ok(Box::new(BuiltinEmbedder::new(dims)))
-        }
-        EmbeddingProvider::Remote | EmbeddingProvider::Local => Err(Error::Config(format!(
-            "setting embedding.provider = \"{}\" is not available in this build yet; use \"auto\" or \"builtin\"",
-            if config.embedding.provider == EmbeddingProvider::Remote { "remote" } else { "local" }
-        ))),
+        EmbeddingProvider::Builtin => Ok(builtin()),
+        EmbeddingProvider::Auto => Ok(remote().unwrap_or_else(builtin)),
+        EmbeddingProvider::Remote => remote().ok_or_else(|| {
+            Error::Config(format!(
+                "setting embedding.provider = \"remote\" needs an API key in ${} (or provider.base_url pointing at a server that needs none)",
+                config.provider.api_key_env
+            ))
+        }),
+        EmbeddingProvider::Local => Err(Error::Config(
+            "setting embedding.provider = \"local\" is not supported yet; use \"auto\", \"builtin\" or \"remote\" (a local OpenAI-compatible server works through provider.base_url)".into(),
+        )),
     }
 }
 

@@ -4,7 +4,12 @@
 //! its symbol and `path:line`, numbered `[n]` like a generated answer's citations, and a
 //! line saying how to turn on generated answers. Pure: sources in, answer out.
 
+pub mod citations;
+pub mod prompt;
+pub mod sse;
+
 use crate::engine::SearchHit;
+pub use crate::provider::chat::Usage;
 use serde::Serialize;
 
 /// How many lines of a chunk a snippet shows.
@@ -64,6 +69,11 @@ pub struct AskResult {
     pub mode: String,
     pub models: Models,
     pub timings: Timings,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Fallbacks taken on the way (rerank failed, generation failed...), in words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The line that tells an offline user how to get written answers.
@@ -149,6 +159,46 @@ pub fn extractive(
         mode: "extractive".into(),
         models,
         timings,
+        usage: None,
+        notes: Vec::new(),
+    }
+}
+
+/// A generated answer: its `[n]` markers are parsed, markers for sources that do not
+/// exist are removed, and the rest are renumbered so that `[k]` is `citations[k-1]`.
+pub fn generated(
+    text: &str,
+    sources: &[Source],
+    models: Models,
+    timings: Timings,
+    usage: Option<Usage>,
+    notes: Vec<String>,
+) -> AskResult {
+    let cited = citations::parse(text, sources.len());
+    let citations = cited
+        .cited
+        .iter()
+        .enumerate()
+        .filter_map(|(k, &i)| {
+            sources.get(i).map(|s| Citation {
+                n: k + 1,
+                path: s.path.clone(),
+                start_line: s.start_line,
+                end_line: s.end_line,
+                symbol: s.symbol.clone(),
+                snippet: s.snippet.clone(),
+            })
+        })
+        .collect();
+    AskResult {
+        answer: cited.text,
+        citations,
+        sources: sources.to_vec(),
+        mode: "generated".into(),
+        models,
+        timings,
+        usage,
+        notes,
     }
 }
 
@@ -206,6 +256,42 @@ mod tests {
             ),
             (2, 3, 6)
         );
+    }
+
+    #[test]
+    fn generated_answers_renumber_citations_and_drop_unknown_markers() {
+        let sources = [
+            source("src/a.rs", 1, Some("fn a")),
+            source("src/b.rs", 10, None),
+        ];
+        let r = generated(
+            "B does it [2], helped by A [1]. Not [7].",
+            &sources,
+            Models {
+                embedding: "e".into(),
+                rerank: None,
+                chat: Some("c".into()),
+            },
+            Timings::default(),
+            None,
+            Vec::new(),
+        );
+        assert_eq!(r.mode, "generated");
+        assert_eq!(r.answer, "B does it [1], helped by A [2]. Not.");
+        assert_eq!(r.citations.len(), 2);
+        assert_eq!(
+            (
+                r.citations[0].n,
+                r.citations[0].path.as_str(),
+                r.citations[0].start_line
+            ),
+            (1, "src/b.rs", 10)
+        );
+        assert_eq!(
+            (r.citations[1].n, r.citations[1].path.as_str()),
+            (2, "src/a.rs")
+        );
+        assert_eq!(r.sources.len(), 2);
     }
 
     #[test]

@@ -1,0 +1,131 @@
+//! `POST /chat/completions` with `stream: true`: sends the prompt, decodes the
+//! Server-Sent Events as they arrive (see `answer::sse`), hands each text delta to the
+//! caller, and reports usage and cost when the stream carries them.
+//!
+//! Cancellation is dropping the future: the response, and so the connection, is dropped
+//! with it, which stops the upstream generation at once.
+
+use super::{Provider, ProviderError};
+use crate::answer::prompt::ChatMessage;
+use crate::answer::sse::{parse_chat_event, ChatStreamItem, SseDecoder};
+use futures_util::StreamExt;
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatOutcome {
+    pub text: String,
+    pub usage: Option<Usage>,
+    pub generation_id: Option<String>,
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatClient {
+    provider: Provider,
+    model: String,
+}
+
+impl ChatClient {
+    pub fn new(provider: Provider, model: &str) -> ChatClient {
+        ChatClient {
+            provider,
+            model: model.to_string(),
+        }
+    }
+
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Streams the model's answer to `messages`, calling `on_delta` with each piece of
+    /// text as it arrives; returns the whole text and the usage.
+    pub async fn stream(
+        &self,
+        messages: &[ChatMessage],
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<ChatOutcome, ProviderError> {
+        let body = serde_json::json!({
+            "model": self.model,
+            "messages": messages,
+            "stream": true,
+            "usage": { "include": true },
+        });
+        let resp = self.provider.post("chat/completions", &body, false).await?;
+        let mut outcome = ChatOutcome {
+            generation_id: resp
+                .headers()
+                .get("x-generation-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            ..ChatOutcome::default()
+        };
+        let mut decoder = SseDecoder::new();
+        let mut body = resp.bytes_stream();
+        let mut done = false;
+        while !done {
+            let next = tokio::time::timeout(self.provider.timeout, body.next())
+                .await
+                .map_err(|_| {
+                    ProviderError::Stream(format!(
+                        "no data for {} s; the model stopped answering",
+                        self.provider.timeout.as_secs()
+                    ))
+                })?;
+            let events = match next {
+                Some(Ok(bytes)) => decoder.feed(&bytes),
+                Some(Err(e)) => {
+                    return Err(ProviderError::Stream(
+                        self.provider.redact(&super::error_chain(&e)),
+                    ))
+                }
+                None => {
+                    let events = decoder.finish();
+                    done = true;
+                    events
+                }
+            };
+            for event in events {
+                for item in parse_chat_event(&event.data) {
+                    match item {
+                        ChatStreamItem::Delta(text) => {
+                            on_delta(&text);
+                            outcome.text.push_str(&text);
+                        }
+                        ChatStreamItem::Usage {
+                            prompt_tokens,
+                            completion_tokens,
+                            cost,
+                        } => {
+                            outcome.usage = Some(Usage {
+                                prompt_tokens,
+                                completion_tokens,
+                                cost,
+                            });
+                        }
+                        ChatStreamItem::FinishReason(r) => outcome.finish_reason = Some(r),
+                        ChatStreamItem::Error(message) => {
+                            return Err(ProviderError::Stream(self.provider.redact(&message)))
+                        }
+                        ChatStreamItem::Done => return Ok(outcome),
+                    }
+                }
+            }
+        }
+        // The stream closed without `[DONE]`: complete only if the model said it stopped.
+        if outcome.finish_reason.is_some() {
+            Ok(outcome)
+        } else {
+            Err(ProviderError::Stream(
+                "the connection closed before the answer was complete".into(),
+            ))
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! `POST /embeddings`: the remote embedder. Many inputs per request (up to
+//! `embedding.batch_size` texts and a cap on characters), several requests in flight
+//! (`embedding.concurrency`), vectors put back in input order by their `index`.
+//!
+//! A text longer than the model takes is truncated (and counted), never dropped; a
+//! request the server calls too long is split in two and retried. Caching is not done
+//! here: the store caches by (model, dimensions, text hash) and asks only for misses.
+
+use super::{blocking_runtime, Provider, ProviderError};
+use crate::config::EmbeddingConfig;
+use crate::embed::{normalize, Embedder};
+use crate::error::{Error, Result};
+use futures_util::stream::{self, StreamExt};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+/// About 8k tokens of code: what common embedding models take.
+const MAX_INPUT_CHARS: usize = 24_000;
+/// Characters per request, across its inputs.
+const MAX_REQUEST_CHARS: usize = 200_000;
+
+pub struct RemoteEmbedder {
+    provider: Provider,
+    model: String,
+    /// Asked of the server (`dimensions`); 0 = the model's own.
+    requested_dims: usize,
+    /// Learnt from the index metadata or the first response.
+    dims: OnceLock<usize>,
+    batch_size: usize,
+    concurrency: usize,
+    requests: AtomicU64,
+    truncated: AtomicUsize,
+}
+
+impl RemoteEmbedder {
+    pub fn new(provider: Provider, config: &EmbeddingConfig) -> RemoteEmbedder {
+        let dims = OnceLock::new();
+        if config.dimensions > 0 {
+            let _ = dims.set(config.dimensions);
+        }
+        RemoteEmbedder {
+            provider,
+            model: config.model.clone(),
+            requested_dims: config.dimensions,
+            dims,
+            batch_size: config.batch_size.max(1),
+            concurrency: config.concurrency.max(1),
+            requests: AtomicU64::new(0),
+            truncated: AtomicUsize::new(0),
+        }
+    }
+
+    /// Inputs cut to fit the model so far.
+    pub fn truncated_inputs(&self) -> usize {
+        self.truncated.load(Ordering::Relaxed)
+    }
+
+    /// Embeds many texts: split into requests, `concurrency` in flight, results in order.
+    pub async fn embed_async(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ProviderError> {
+        let inputs: Vec<String> = texts.iter().map(|t| self.fit(t)).collect();
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut start = 0;
+        let mut chars = 0;
+        for (i, t) in inputs.iter().enumerate() {
+            let full =
+                i - start >= self.batch_size || (chars + t.len() > MAX_REQUEST_CHARS && i > start);
+            if full {
+                groups.push(start..i);
+                start = i;
+                chars = 0;
+            }
+            chars += t.len();
+        }
+        if start < inputs.len() {
+            groups.push(start..inputs.len());
+        }
+        let results: Vec<(usize, Result<Vec<Vec<f32>>, ProviderError>)> =
+            stream::iter(groups.into_iter())
+                .map(|range| {
+                    let slice = &inputs[range.clone()];
+                    async move { (range.start, self.embed_group(slice).await) }
+                })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
+        for (start, result) in results {
+            for (offset, v) in result?.into_iter().enumerate() {
+                out[start + offset] = Some(v);
+            }
+        }
+        out.into_iter()
+            .map(|v| {
+                v.ok_or_else(|| {
+                    ProviderError::BadResponse("a vector is missing from the response".into())
+                })
+            })
+            .collect()
+    }
+
+    /// One request; split in two when the server says it is too long.
+    fn embed_group<'a>(
+        &'a self,
+        inputs: &'a [String],
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Vec<Vec<f32>>, ProviderError>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            match self.request(inputs).await {
+                Err(ProviderError::InputTooLong { .. }) if inputs.len() > 1 => {
+                    let (a, b) = inputs.split_at(inputs.len() / 2);
+                    let mut first = self.embed_group(a).await?;
+                    first.extend(self.embed_group(b).await?);
+                    Ok(first)
+                }
+                Err(ProviderError::InputTooLong { .. })
+                    if inputs.len() == 1 && inputs[0].len() > 256 =>
+                {
+                    self.truncated.fetch_add(1, Ordering::Relaxed);
+                    let half = cut(&inputs[0], inputs[0].len() / 2).to_string();
+                    self.embed_group(std::slice::from_ref(&half))
+                        .await
+                        .map(|v| v.into_iter().collect())
+                }
+                other => other,
+            }
+        })
+    }
+
+    async fn request(&self, inputs: &[String]) -> Result<Vec<Vec<f32>>, ProviderError> {
+        let mut body =
+            serde_json::json!({ "model": self.model, "input": inputs, "encoding_format": "float" });
+        if self.requested_dims > 0 {
+            body["dimensions"] = self.requested_dims.into();
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let resp = self.provider.post("embeddings", &body, true).await?;
+        let value: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| ProviderError::BadResponse(format!("embeddings: {e}")))?;
+        let data = value
+            .get("data")
+            .and_then(|d| d.as_array())
+            .ok_or_else(|| ProviderError::BadResponse("embeddings: no \"data\" list".into()))?;
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
+        for (position, item) in data.iter().enumerate() {
+            // By `index`, never by position alone; fall back to position if it is absent.
+            let index = item
+                .get("index")
+                .and_then(|i| i.as_u64())
+                .map(|i| i as usize)
+                .unwrap_or(position);
+            let vector: Vec<f32> = item
+                .get("embedding")
+                .and_then(|e| e.as_array())
+                .ok_or_else(|| {
+                    ProviderError::BadResponse("embeddings: an item has no \"embedding\"".into())
+                })?
+                .iter()
+                .map(|x| x.as_f64().unwrap_or(0.0) as f32)
+                .collect();
+            if index >= out.len() {
+                return Err(ProviderError::BadResponse(format!(
+                    "embeddings: index {index} out of range"
+                )));
+            }
+            let dims = *self.dims.get_or_init(|| vector.len());
+            if vector.len() != dims {
+                return Err(ProviderError::BadResponse(format!(
+                    "embeddings: got {} dimensions, expected {dims}",
+                    vector.len()
+                )));
+            }
+            let mut v = vector;
+            normalize(&mut v);
+            out[index] = Some(v);
+        }
+        out.into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.ok_or_else(|| {
+                    ProviderError::BadResponse(format!("embeddings: no vector for input {i}"))
+                })
+            })
+            .collect()
+    }
+
+    /// Cuts a text the model cannot take whole.
+    fn fit(&self, text: &str) -> String {
+        if text.len() <= MAX_INPUT_CHARS {
+            return text.to_string();
+        }
+        self.truncated.fetch_add(1, Ordering::Relaxed);
+        cut(text, MAX_INPUT_CHARS).to_string()
+    }
+}
+
+/// The longest prefix of `text` within `max` bytes that ends on a char boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+impl Embedder for RemoteEmbedder {
+    fn id(&self) -> String {
+        format!("remote:{}#{}", self.provider.base_url(), self.model)
+    }
+    fn dimensions(&self) -> usize {
+        if let Some(d) = self.dims.get() {
+            return *d;
+        }
+        // Unknown yet: one probe request tells (the store remembers it afterwards).
+        match self.embed(&["dimension probe"]) {
+            Ok(v) => v.first().map_or(0, Vec::len),
+            Err(_) => 0,
+        }
+    }
+    fn batch_size(&self) -> usize {
+        // The indexer hands over many texts at once; this embedder batches them itself.
+        self.batch_size * self.concurrency * 8
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rt = blocking_runtime()?;
+        rt.block_on(self.embed_async(texts)).map_err(Error::from)
+    }
+    fn assume_dimensions(&self, dims: usize) {
+        let _ = self.dims.set(dims);
+    }
+    fn requests_sent(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+    fn provider_name(&self) -> &'static str {
+        "remote"
+    }
+    fn model_name(&self) -> String {
+        self.model.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutting_respects_char_boundaries() {
+        assert_eq!(cut("héllo", 2), "h");
+        assert_eq!(cut("hello", 10), "hello");
+    }
+}
