@@ -72,6 +72,8 @@ pub struct IndexReport {
     pub degraded: Option<String>,
     /// Requests made to a remote embedding service in this run.
     pub requests: u64,
+    /// Time spent waiting for the embedder.
+    pub embed_ms: u64,
     pub elapsed_ms: u64,
 }
 
@@ -447,7 +449,9 @@ impl Engine {
                 }
             }
         }
+        let embed_started = Instant::now();
         let fresh = self.embed_missing(&missing);
+        report.embed_ms += embed_started.elapsed().as_millis() as u64;
         report.embedded += fresh.len() as u64;
 
         let mut w = self.store.writer()?;
@@ -535,7 +539,9 @@ impl Engine {
         }
         let missing: Vec<(TextHash, &str)> =
             pending.iter().map(|(_, h, t)| (*h, t.as_str())).collect();
+        let embed_started = Instant::now();
         let fresh: HashMap<TextHash, Vec<f32>> = self.embed_missing(&missing).into_iter().collect();
+        report.embed_ms += embed_started.elapsed().as_millis() as u64;
         report.embedded += fresh.len() as u64;
         let mut w = self.store.writer()?;
         for (h, v) in &fresh {
