@@ -8,6 +8,8 @@
 use crate::store::ChunkId;
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 const MAX_CONNECTIONS: usize = 16;
 const MAX_LAYERS: usize = 16;
@@ -77,7 +79,76 @@ pub struct VectorIndex {
     hnsw: Hnsw<'static, f32, UnitCosine>,
     dims: usize,
     /// Points in the graph, tombstones included.
-    points: usize,
+    points: AtomicUsize,
+}
+
+/// The vector index and the live set of one workspace, shared by the engine that writes
+/// the index and the engines that answer queries meanwhile (the language server), so a
+/// batch is searchable the moment it is committed. hnsw_rs allows inserts and searches
+/// at the same time; the locks here only guard swapping the graph (compaction).
+#[derive(Default)]
+pub struct SharedVectors {
+    index: RwLock<Option<Arc<VectorIndex>>>,
+    live: RwLock<LiveSet>,
+}
+
+impl SharedVectors {
+    pub fn new() -> Arc<SharedVectors> {
+        Arc::new(SharedVectors::default())
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.index.read().map(|i| i.is_some()).unwrap_or(false)
+    }
+
+    /// Installs a (loaded or rebuilt) graph and the ids that are live in the store.
+    pub fn install(&self, index: VectorIndex, live: LiveSet) {
+        if let Ok(mut l) = self.live.write() {
+            *l = live;
+        }
+        if let Ok(mut i) = self.index.write() {
+            *i = Some(Arc::new(index));
+        }
+    }
+
+    pub fn current(&self) -> Option<Arc<VectorIndex>> {
+        self.index.read().ok().and_then(|i| i.clone())
+    }
+
+    /// Adds vectors of newly committed chunks.
+    pub fn insert(&self, items: &[(ChunkId, Vec<f32>)]) {
+        if let Some(index) = self.current() {
+            index.insert(items);
+        }
+        if let Ok(mut live) = self.live.write() {
+            for (id, _) in items {
+                live.insert(*id);
+            }
+        }
+    }
+
+    /// Hides chunks that were deleted from the store.
+    pub fn remove(&self, ids: &[ChunkId]) {
+        if let Ok(mut live) = self.live.write() {
+            for id in ids {
+                live.remove(*id);
+            }
+        }
+    }
+
+    pub fn live_len(&self) -> usize {
+        self.live.read().map(|l| l.len()).unwrap_or(0)
+    }
+
+    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(ChunkId, f32)> {
+        let Some(index) = self.current() else {
+            return Vec::new();
+        };
+        match self.live.read() {
+            Ok(live) => index.search(query, k, ef, &live),
+            Err(_) => Vec::new(),
+        }
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -101,7 +172,7 @@ impl VectorIndex {
         VectorIndex {
             hnsw,
             dims,
-            points: 0,
+            points: AtomicUsize::new(0),
         }
     }
 
@@ -111,12 +182,12 @@ impl VectorIndex {
 
     /// Points in the graph, tombstones included.
     pub fn points(&self) -> usize {
-        self.points
+        self.points.load(Ordering::Relaxed)
     }
 
     /// Inserts vectors (in parallel when there are many). Vectors of the wrong dimension
     /// are ignored rather than corrupting the graph.
-    pub fn insert(&mut self, items: &[(ChunkId, Vec<f32>)]) {
+    pub fn insert(&self, items: &[(ChunkId, Vec<f32>)]) {
         let data: Vec<(&Vec<f32>, usize)> = items
             .iter()
             .filter(|(id, v)| v.len() == self.dims && *id >= 0)
@@ -129,7 +200,7 @@ impl VectorIndex {
                 self.hnsw.insert((v.as_slice(), *id));
             }
         }
-        self.points += data.len();
+        self.points.fetch_add(data.len(), Ordering::Relaxed);
     }
 
     /// The `k` nearest live chunks to `query`, as (id, cosine similarity), best first.
@@ -140,7 +211,10 @@ impl VectorIndex {
         ef: usize,
         live: &LiveSet,
     ) -> Vec<(ChunkId, f32)> {
-        if self.points == 0 || k == 0 || query.len() != self.dims || query.iter().all(|x| *x == 0.0)
+        if self.points() == 0
+            || k == 0
+            || query.len() != self.dims
+            || query.iter().all(|x| *x == 0.0)
         {
             return Vec::new();
         }
@@ -156,7 +230,8 @@ impl VectorIndex {
     /// sidecar is replaced atomically last, so a crash leaves the old dump or the new one.
     pub fn save(&self, dir: &Path, generation: u64) -> std::io::Result<()> {
         let basename = format!("vectors-{generation}");
-        if self.points > 0 {
+        let points = self.points();
+        if points > 0 {
             self.hnsw
                 .file_dump(dir, &basename)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -164,7 +239,7 @@ impl VectorIndex {
         let sidecar = Sidecar {
             generation,
             dims: self.dims,
-            points: self.points,
+            points,
             basename: basename.clone(),
         };
         let tmp = dir.join(format!("{SIDECAR}.tmp"));
@@ -210,7 +285,7 @@ impl VectorIndex {
         Some(VectorIndex {
             hnsw,
             dims,
-            points: sidecar.points,
+            points: AtomicUsize::new(sidecar.points),
         })
     }
 }

@@ -6,7 +6,7 @@
 //! transaction -> insert the new vectors into the vector index -> dump it. It does not
 //! print: progress goes through [`IndexProgress`], results come back as data.
 
-use crate::ann::{LiveSet, VectorIndex};
+use crate::ann::{LiveSet, SharedVectors, VectorIndex};
 use crate::answer::prompt::{self, PromptOptions, PromptSource};
 use crate::answer::{self, AskResult};
 use crate::chunk::{self, ChunkBudget};
@@ -25,6 +25,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Files read, chunked and committed together: the unit of crash recovery.
@@ -128,8 +129,7 @@ pub struct Engine {
     config: Config,
     embedder: Box<dyn Embedder>,
     store: Store,
-    vectors: Option<VectorIndex>,
-    live: LiveSet,
+    vectors: Arc<SharedVectors>,
     /// Why embedding failed in this process (the index serves lexical retrieval).
     degraded: Option<String>,
     reranker: Option<RemoteReranker>,
@@ -192,6 +192,17 @@ impl Engine {
     /// Opens (creating if needed) the index of `root` for indexing; takes the index's
     /// lock, so two writers never interleave.
     pub fn open_for_writing(root: &Path, config: Config, index_dir: PathBuf) -> Result<Engine> {
+        Engine::open_for_writing_with(root, config, index_dir, SharedVectors::new())
+    }
+
+    /// [`Engine::open_for_writing`], sharing its vector index with other engines (the
+    /// server's readers) so they see each committed batch at once.
+    pub fn open_for_writing_with(
+        root: &Path,
+        config: Config,
+        index_dir: PathBuf,
+        vectors: Arc<SharedVectors>,
+    ) -> Result<Engine> {
         std::fs::create_dir_all(&index_dir).map_err(|e| {
             Error::io(
                 format!("cannot create the index folder {}", index_dir.display()),
@@ -200,7 +211,7 @@ impl Engine {
         })?;
         let lock = take_lock(&index_dir)?;
         let store = Store::open(&index_dir)?;
-        Engine::assemble(root, config, index_dir, store, Some(lock))
+        Engine::assemble(root, config, index_dir, store, Some(lock), vectors)
     }
 
     /// Opens an existing index for searching; `None` when the workspace has none yet or
@@ -210,10 +221,20 @@ impl Engine {
         config: Config,
         index_dir: PathBuf,
     ) -> Result<Option<Engine>> {
+        Engine::open_for_reading_with(root, config, index_dir, SharedVectors::new())
+    }
+
+    /// [`Engine::open_for_reading`], sharing the vector index of a writer.
+    pub fn open_for_reading_with(
+        root: &Path,
+        config: Config,
+        index_dir: PathBuf,
+        vectors: Arc<SharedVectors>,
+    ) -> Result<Option<Engine>> {
         let Some(store) = Store::open_existing(&index_dir)? else {
             return Ok(None);
         };
-        let engine = Engine::assemble(root, config, index_dir, store, None)?;
+        let engine = Engine::assemble(root, config, index_dir, store, None, vectors)?;
         if engine.store.identity()? != Some(engine.identity()) {
             return Ok(None);
         }
@@ -226,6 +247,7 @@ impl Engine {
         index_dir: PathBuf,
         store: Store,
         lock: Option<File>,
+        vectors: Arc<SharedVectors>,
     ) -> Result<Engine> {
         let embedder = embed::from_config(&config)?;
         // A remote model's dimension is whatever the index recorded for it last time.
@@ -248,13 +270,20 @@ impl Engine {
             config,
             embedder,
             store,
-            vectors: None,
-            live: LiveSet::default(),
+            vectors,
             degraded: None,
             reranker,
             chat,
             _lock: lock,
         })
+    }
+
+    pub fn shared_vectors(&self) -> Arc<SharedVectors> {
+        self.vectors.clone()
+    }
+
+    pub fn index_dir(&self) -> &Path {
+        &self.index_dir
     }
 
     pub fn root(&self) -> &Path {
@@ -349,7 +378,7 @@ impl Engine {
             for path in &removed {
                 let ids = w.remove_file(path)?;
                 report.chunks_removed += ids.len() as u64;
-                ids.iter().for_each(|id| self.live.remove(*id));
+                self.vectors.remove(&ids);
             }
             w.commit()?;
             report.files_removed = removed.len() as u64;
@@ -492,9 +521,7 @@ impl Engine {
             }
         }
         w.commit()?;
-        for id in dropped {
-            self.live.remove(id);
-        }
+        self.vectors.remove(&dropped);
         Ok(new_vectors)
     }
 
@@ -566,19 +593,19 @@ impl Engine {
     }
 
     /// Loads the vector index from its dump, or rebuilds it from the store when the dump
-    /// is missing, stale or unreadable.
+    /// is missing, stale or unreadable. Engines sharing the vectors load them once.
     fn load_vectors(&mut self) -> Result<()> {
-        if self.vectors.is_some() {
+        if self.vectors.is_loaded() {
             return Ok(());
         }
         let dims = self.embedder.dimensions();
         let generation = self.store.generation()?;
-        self.live = LiveSet::from_ids(self.store.live_chunk_ids()?);
+        let live = LiveSet::from_ids(self.store.live_chunk_ids()?);
         let index = match VectorIndex::load(&self.index_dir, generation, dims) {
             Some(index) => index,
             None => {
                 let all = self.store.live_vectors(&self.identity())?;
-                let mut index = VectorIndex::new(dims, all.len());
+                let index = VectorIndex::new(dims, all.len());
                 index.insert(&all);
                 if !all.is_empty() {
                     // Best effort: a failed dump only costs a rebuild next time.
@@ -587,19 +614,12 @@ impl Engine {
                 index
             }
         };
-        self.vectors = Some(index);
+        self.vectors.install(index, live);
         Ok(())
     }
 
-    /// Inserts this run's new vectors, compacts when tombstones pass the threshold, and
-    /// dumps the graph for the next start.
     fn insert_vectors(&mut self, new_vectors: Vec<(ChunkId, Vec<f32>)>) {
-        for (id, _) in &new_vectors {
-            self.live.insert(*id);
-        }
-        if let Some(index) = self.vectors.as_mut() {
-            index.insert(&new_vectors);
-        }
+        self.vectors.insert(&new_vectors);
     }
 
     /// Compacts the vector index when tombstones pass the threshold, and dumps it for the
@@ -607,17 +627,21 @@ impl Engine {
     fn finish_vectors(&mut self) -> Result<()> {
         let generation = self.store.generation()?;
         let identity = self.identity();
-        let Some(index) = self.vectors.as_mut() else {
+        let Some(index) = self.vectors.current() else {
             return Ok(());
         };
-        let tombstones = index.points().saturating_sub(self.live.len());
+        let tombstones = index.points().saturating_sub(self.vectors.live_len());
         let ratio = self.config.index.compact_deleted_ratio;
-        if index.points() > 0 && tombstones as f32 > ratio * index.points() as f32 {
+        let index = if index.points() > 0 && tombstones as f32 > ratio * index.points() as f32 {
             let all = self.store.live_vectors(&identity)?;
-            let mut fresh = VectorIndex::new(index.dims(), all.len());
+            let fresh = VectorIndex::new(index.dims(), all.len());
             fresh.insert(&all);
-            *index = fresh;
-        }
+            let live = LiveSet::from_ids(all.iter().map(|(id, _)| *id));
+            self.vectors.install(fresh, live);
+            self.vectors.current().unwrap_or(index)
+        } else {
+            index
+        };
         index.save(&self.index_dir, generation).map_err(|e| {
             Error::io(
                 format!(
@@ -650,9 +674,7 @@ impl Engine {
             self.load_vectors()?;
             match self.embedder.embed_query(query) {
                 Ok(q) => {
-                    if let Some(index) = &self.vectors {
-                        vector = index.search(&q, rc.vector_candidates, rc.ef_search, &self.live);
-                    }
+                    vector = self.vectors.search(&q, rc.vector_candidates, rc.ef_search);
                 }
                 Err(e) => notes.push(format!(
                     "vector search unavailable ({e}); lexical results only"
