@@ -9,7 +9,7 @@ use crate::store::ChunkId;
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 const MAX_CONNECTIONS: usize = 16;
 const MAX_LAYERS: usize = 16;
@@ -90,11 +90,19 @@ pub struct VectorIndex {
 pub struct SharedVectors {
     index: RwLock<Option<Arc<VectorIndex>>>,
     live: RwLock<LiveSet>,
+    loading: Mutex<()>,
 }
 
 impl SharedVectors {
     pub fn new() -> Arc<SharedVectors> {
         Arc::new(SharedVectors::default())
+    }
+
+    /// Held while loading or rebuilding, so two engines never both do it.
+    pub fn loading(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.loading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn is_loaded(&self) -> bool {

@@ -38,6 +38,19 @@ pub trait IndexProgress: Sync {
     fn start(&self, total_files: u64);
     fn advance(&self, files: u64);
     fn finish(&self);
+    /// Editor buffers that changed meanwhile; the indexer applies them between batches,
+    /// in order, so a long index never holds an edit back for long.
+    fn take_documents(&self) -> Vec<DocumentUpdate> {
+        Vec::new()
+    }
+}
+
+/// An editor buffer's new text (`Some`), or its closing (`None`: the file on disk is
+/// what counts again).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DocumentUpdate {
+    pub path: String,
+    pub text: Option<String>,
 }
 
 /// Progress that goes nowhere.
@@ -132,6 +145,8 @@ pub struct Engine {
     vectors: Arc<SharedVectors>,
     /// Why embedding failed in this process (the index serves lexical retrieval).
     degraded: Option<String>,
+    /// Paths whose text comes from an editor buffer, not from the disk.
+    overlays: HashSet<String>,
     reranker: Option<RemoteReranker>,
     chat: Option<ChatClient>,
     _lock: Option<File>,
@@ -272,6 +287,7 @@ impl Engine {
             store,
             vectors,
             degraded: None,
+            overlays: HashSet::new(),
             reranker,
             chat,
             _lock: lock,
@@ -343,6 +359,11 @@ impl Engine {
 
         let mut to_read: Vec<&WalkedFile> = Vec::new();
         for f in &walked.files {
+            if self.overlays.contains(&f.rel_path) {
+                // An open editor buffer: its text, not the disk's, is indexed.
+                report.files_unchanged += 1;
+                continue;
+            }
             match known.get(&f.rel_path) {
                 Some(s) if s.size == f.size && s.mtime_ns == f.mtime_ns => {
                     report.files_unchanged += 1
@@ -353,7 +374,7 @@ impl Engine {
         let seen: HashSet<&str> = walked.files.iter().map(|f| f.rel_path.as_str()).collect();
         let removed: Vec<&String> = known
             .keys()
-            .filter(|p| !seen.contains(p.as_str()))
+            .filter(|p| !seen.contains(p.as_str()) && !self.overlays.contains(p.as_str()))
             .collect();
 
         progress.start(to_read.len() as u64);
@@ -368,6 +389,9 @@ impl Engine {
             let new_vectors = self.commit_batch(prepared, &identity, &mut report)?;
             self.insert_vectors(new_vectors);
             progress.advance(batch.len() as u64);
+            for doc in progress.take_documents() {
+                self.apply_document(doc)?;
+            }
             if abort_after == Some(n + 1) {
                 // Fault injection for the crash tests: die like `kill -9` would.
                 std::process::abort();
@@ -525,6 +549,65 @@ impl Engine {
         Ok(new_vectors)
     }
 
+    /// Indexes an editor buffer's text for `path` (workspace-relative) at once, so that
+    /// retrieval sees unsaved edits; `None` returns the file to its disk content.
+    pub fn apply_document(&mut self, doc: DocumentUpdate) -> Result<()> {
+        let identity = self.identity();
+        self.load_vectors()?;
+        let known = self.store.file_states()?.remove(&doc.path);
+        let mut report = IndexReport::default();
+        let prepared = match doc.text {
+            Some(text) => {
+                self.overlays.insert(doc.path.clone());
+                // mtime -1: the disk never matches, so closing the buffer re-reads the file.
+                prepare_bytes(
+                    &doc.path,
+                    text.len() as u64,
+                    -1,
+                    text.as_bytes(),
+                    known.as_ref(),
+                    &self.budget(),
+                )
+            }
+            None => {
+                self.overlays.remove(&doc.path);
+                let abs = self.root.join(&doc.path);
+                match std::fs::metadata(&abs) {
+                    Ok(meta) if meta.is_file() => {
+                        let mtime = meta
+                            .modified()
+                            .ok()
+                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                            .map_or(0, |d| d.as_nanos() as i64);
+                        let walked = WalkedFile {
+                            rel_path: doc.path.clone(),
+                            abs_path: abs,
+                            size: meta.len(),
+                            mtime_ns: mtime,
+                        };
+                        prepare(&walked, known.as_ref(), &self.budget())
+                    }
+                    _ => {
+                        // Gone from the disk too (an unsaved new file): forget it.
+                        let mut w = self.store.writer()?;
+                        let ids = w.remove_file(&doc.path)?;
+                        w.commit()?;
+                        self.vectors.remove(&ids);
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let new_vectors = self.commit_batch(vec![prepared], &identity, &mut report)?;
+        self.insert_vectors(new_vectors);
+        Ok(())
+    }
+
+    /// Writes what only memory holds (the vector graph's dump), e.g. before shutdown.
+    pub fn flush(&mut self) -> Result<()> {
+        self.finish_vectors()
+    }
+
     /// Embeds texts the cache lacks. On failure the run goes on without vectors (the
     /// chunks are still searchable lexically), remembers why, and asks no more.
     fn embed_missing(&mut self, missing: &[(TextHash, &str)]) -> Vec<(TextHash, Vec<f32>)> {
@@ -595,6 +678,11 @@ impl Engine {
     /// Loads the vector index from its dump, or rebuilds it from the store when the dump
     /// is missing, stale or unreadable. Engines sharing the vectors load them once.
     fn load_vectors(&mut self) -> Result<()> {
+        if self.vectors.is_loaded() {
+            return Ok(());
+        }
+        let shared = self.vectors.clone();
+        let _loading = shared.loading();
         if self.vectors.is_loaded() {
             return Ok(());
         }
@@ -923,20 +1011,29 @@ enum Plan {
 }
 
 fn prepare(f: &WalkedFile, known: Option<&FileState>, budget: &ChunkBudget) -> Prepared {
-    let path = f.rel_path.clone();
-    let bytes = match std::fs::read(&f.abs_path) {
-        Ok(b) => b,
-        Err(e) => {
-            return Prepared::Failed {
-                path,
-                reason: e.to_string(),
-            }
-        }
-    };
-    let content_hash = *blake3::hash(&bytes).as_bytes();
+    match std::fs::read(&f.abs_path) {
+        Ok(bytes) => prepare_bytes(&f.rel_path, f.size, f.mtime_ns, &bytes, known, budget),
+        Err(e) => Prepared::Failed {
+            path: f.rel_path.clone(),
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// Hashes, checks and chunks one file's content (from disk or from an editor buffer).
+fn prepare_bytes(
+    path: &str,
+    size: u64,
+    mtime_ns: i64,
+    bytes: &[u8],
+    known: Option<&FileState>,
+    budget: &ChunkBudget,
+) -> Prepared {
+    let path = path.to_string();
+    let content_hash = *blake3::hash(bytes).as_bytes();
     let mut state = FileState {
-        size: f.size,
-        mtime_ns: f.mtime_ns,
+        size,
+        mtime_ns,
         content_hash,
         skip_reason: None,
     };
@@ -946,11 +1043,11 @@ fn prepare(f: &WalkedFile, known: Option<&FileState>, budget: &ChunkBudget) -> P
             return Prepared::Touched { path, state };
         }
     }
-    if let Some(reason) = workspace::classify_content(&bytes) {
+    if let Some(reason) = workspace::classify_content(bytes) {
         state.skip_reason = Some(reason.as_str().to_string());
         return Prepared::Skipped { path, state };
     }
-    let chunks = chunk::chunk_file(&path, &bytes, budget)
+    let chunks = chunk::chunk_file(&path, bytes, budget)
         .into_iter()
         .map(|c| {
             let embedding_text = c.embedding_text(&path);
