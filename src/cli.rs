@@ -161,7 +161,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     let _ = out.flush();
                 }
             };
-            let result = engine.ask(&question, top_k, &mut on_delta)?;
+            let result = engine.ask(&question, top_k, None, &mut on_delta)?;
             for note in &result.notes {
                 eprintln!("ragls: note: {note}");
             }
