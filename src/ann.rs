@@ -119,6 +119,17 @@ impl SharedVectors {
         }
     }
 
+    /// Forgets the graph (for a change of embedder); the next user loads or rebuilds it.
+    pub fn clear(&self) {
+        let _loading = self.loading();
+        if let Ok(mut i) = self.index.write() {
+            *i = None;
+        }
+        if let Ok(mut l) = self.live.write() {
+            *l = LiveSet::default();
+        }
+    }
+
     pub fn current(&self) -> Option<Arc<VectorIndex>> {
         self.index.read().ok().and_then(|i| i.clone())
     }

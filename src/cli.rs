@@ -70,6 +70,12 @@ pub enum Command {
         /// The question.
         question: String,
     },
+    /// Run the language server (LSP over stdin/stdout) for VS Code, Neovim and others.
+    Serve {
+        /// Speak LSP on stdin/stdout (the default, and the only transport).
+        #[arg(long)]
+        stdio: bool,
+    },
     /// Show the state of a workspace's index.
     Status {
         #[command(flatten)]
@@ -200,6 +206,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Serve { stdio: _ } => crate::lsp::serve_stdio(),
         Command::Status { ws, json } => {
             let r = resolve(&ws)?;
             let status = match Engine::open_for_reading(&r.root, r.config.clone(), r.index_dir.clone())? {

@@ -345,6 +345,11 @@ impl Engine {
         })
     }
 
+    /// The chunk of `path` (workspace-relative) at 1-based `line`, if indexed.
+    pub fn chunk_at(&self, path: &str, line: u32) -> Result<Option<StoredChunk>> {
+        self.store.chunk_at(path, line)
+    }
+
     pub fn shared_vectors(&self) -> Arc<SharedVectors> {
         self.vectors.clone()
     }
@@ -992,7 +997,8 @@ impl Engine {
             }
         }
         pending += known.keys().filter(|p| !seen.contains(p.as_str())).count() as u64;
-        let indexing = lock_is_held(&self.index_dir);
+        // Another process indexing holds the lock; this engine holding it means idle here.
+        let indexing = self._lock.is_none() && lock_is_held(&self.index_dir);
         let degraded = self.store.meta("degraded")?.filter(|d| !d.is_empty());
         let state = match (indexing, &degraded) {
             (true, _) => "indexing",

@@ -14,6 +14,7 @@ pub mod config;
 pub mod embed;
 pub mod engine;
 pub mod error;
+pub mod lsp;
 pub mod provider;
 pub mod rerank;
 pub mod retrieve;

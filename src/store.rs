@@ -460,6 +460,16 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The smallest chunk of `path` that contains 1-based `line`.
+    pub fn chunk_at(&self, path: &str, line: u32) -> Result<Option<StoredChunk>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, path, language, kind, symbol, name, start_byte, end_byte, start_line, end_line, text
+             FROM chunks WHERE path=?1 AND start_line<=?2 AND end_line>=?2
+             ORDER BY (end_line - start_line) ASC LIMIT 1",
+        )?;
+        Ok(st.query_row(params![path, line], read_chunk).optional()?)
+    }
+
     pub fn chunks_by_id(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, StoredChunk>> {
         let mut st = self.conn.prepare_cached(
             "SELECT id, path, language, kind, symbol, name, start_byte, end_byte, start_line, end_line, text

@@ -61,8 +61,12 @@ impl Sandbox {
     /// Sets a file's mtime to a fixed time far from "now", so a change is seen whatever the
     /// file system's timestamp resolution (no sleeping).
     pub fn set_mtime(&self, rel: &str, secs_since_epoch: u64) {
-        let f = std::fs::File::options().write(true).open(self.path(rel)).unwrap();
-        f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs_since_epoch)).unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(self.path(rel))
+            .unwrap();
+        f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs_since_epoch))
+            .unwrap();
     }
 
     /// A `ragls` command with this sandbox's environment (no index flags added).
@@ -86,7 +90,12 @@ impl Sandbox {
 
     pub fn ragls_cmd_in(&self, sub: &str, index: &Path, args: &[&str]) -> Command {
         let mut c = self.command();
-        c.arg(sub).arg("--workspace").arg(&self.ws).arg("--index-dir").arg(index).args(args);
+        c.arg(sub)
+            .arg("--workspace")
+            .arg(&self.ws)
+            .arg("--index-dir")
+            .arg(index)
+            .args(args);
         c
     }
 
@@ -95,7 +104,9 @@ impl Sandbox {
     }
 
     pub fn ragls_in(&self, sub: &str, index: &Path, args: &[&str]) -> Output {
-        self.ragls_cmd_in(sub, index, args).output().expect("run ragls")
+        self.ragls_cmd_in(sub, index, args)
+            .output()
+            .expect("run ragls")
     }
 
     /// `ragls index --json`, which must succeed; returns the report.
@@ -116,7 +127,10 @@ impl Sandbox {
     pub fn search_in(&self, index: &Path, query: &str) -> Vec<Value> {
         let out = self.ragls_in("search", index, &["--json", query]);
         let v = json_of(&ok(out, &format!("ragls search --json {query:?}")));
-        v["results"].as_array().unwrap_or_else(|| panic!("no results array in {v}")).clone()
+        v["results"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no results array in {v}"))
+            .clone()
     }
 
     /// `ragls status --json`, which must succeed.
@@ -125,7 +139,10 @@ impl Sandbox {
     }
 
     pub fn status_in(&self, index: &Path) -> Value {
-        json_of(&ok(self.ragls_in("status", index, &["--json"]), "ragls status --json"))
+        json_of(&ok(
+            self.ragls_in("status", index, &["--json"]),
+            "ragls status --json",
+        ))
     }
 }
 
@@ -142,7 +159,8 @@ pub fn ok(out: Output, what: &str) -> String {
 }
 
 pub fn json_of(stdout: &str) -> Value {
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}):\n{stdout}"))
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}):\n{stdout}"))
 }
 
 pub fn stderr_of(out: &Output) -> String {
@@ -150,13 +168,24 @@ pub fn stderr_of(out: &Output) -> String {
 }
 
 pub fn u(v: &Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
 }
 
 /// The 1-based number of the only line of `text` that contains `needle`.
 pub fn line_of(text: &str, needle: &str) -> u64 {
-    let hits: Vec<usize> = text.lines().enumerate().filter(|(_, l)| l.contains(needle)).map(|(i, _)| i + 1).collect();
-    assert_eq!(hits.len(), 1, "{needle:?} must occur on exactly one line, found on {hits:?}");
+    let hits: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(needle))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "{needle:?} must occur on exactly one line, found on {hits:?}"
+    );
     hits[0] as u64
 }
 
@@ -178,7 +207,12 @@ pub fn span_of(text: &str, first: &str, last: &str) -> (u64, u64) {
 pub fn brief(results: &[Value]) -> String {
     results
         .iter()
-        .map(|r| format!("  {}:{}-{} {} ({}) {}", r["path"], r["start_line"], r["end_line"], r["symbol"], r["kind"], r["score"]))
+        .map(|r| {
+            format!(
+                "  {}:{}-{} {} ({}) {}",
+                r["path"], r["start_line"], r["end_line"], r["symbol"], r["kind"], r["score"]
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -207,12 +241,18 @@ impl Expect {
 pub fn assert_in_top(results: &[Value], n: usize, expect: &Expect, query: &str) -> usize {
     match results.iter().take(n).position(|r| expect.matches(r)) {
         Some(rank) => rank,
-        None => panic!("{query:?}: expected {expect:?} in the top {n}, got:\n{}", brief(results)),
+        None => panic!(
+            "{query:?}: expected {expect:?} in the top {n}, got:\n{}",
+            brief(results)
+        ),
     }
 }
 
 pub fn paths_of(results: &[Value]) -> Vec<String> {
-    results.iter().map(|r| r["path"].as_str().unwrap_or_default().to_string()).collect()
+    results
+        .iter()
+        .map(|r| r["path"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -460,6 +500,25 @@ class ConfigLoader:
             if value is not None:
                 settings[key] = type(default)(value)
         return settings
+
+    def validate(self, settings):
+        """Check value ranges, so that a typo fails at start-up and not under load."""
+        problems = []
+        if not 0 < settings["port"] < 65536:
+            problems.append(f"port {settings['port']} is not a TCP port")
+        if settings["log_level"] not in ("debug", "info", "warning", "error"):
+            problems.append(f"log_level {settings['log_level']!r} is not a level")
+        if settings["cache_size"] <= 0:
+            problems.append("cache_size must be positive")
+        if problems:
+            raise ValueError(f"{self.path}: " + "; ".join(problems))
+        return settings
+
+    def save(self, settings):
+        """Write the settings back to the file, keeping only keys that differ from the defaults."""
+        changed = {key: value for key, value in settings.items() if DEFAULTS.get(key) != value}
+        lines = [f"{key} = {value!r}" for key, value in sorted(changed.items())]
+        self.path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 "#;
 
 pub const CLIENT_TS: &str = r#"// A small typed client for the service's JSON API.
@@ -623,41 +682,87 @@ pub const FIXTURE: &[(&str, &str)] = &[
 ];
 
 pub fn fixture_text(path: &str) -> &'static str {
-    FIXTURE.iter().find(|(p, _)| *p == path).map(|(_, t)| *t).unwrap_or_else(|| panic!("no fixture file {path}"))
+    FIXTURE
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, t)| *t)
+        .unwrap_or_else(|| panic!("no fixture file {path}"))
 }
 
 // The functions the specifications look for.
 
 pub fn lru_evict() -> Expect {
-    let (start_line, end_line) = span_of(LRU_RS, "/// Evicts the least recently used entry", "    }");
-    Expect { path: "src/cache/lru.rs", start_line, end_line, symbol: "impl LruCache > fn evict", kind: "method" }
+    let (start_line, end_line) =
+        span_of(LRU_RS, "/// Evicts the least recently used entry", "    }");
+    Expect {
+        path: "src/cache/lru.rs",
+        start_line,
+        end_line,
+        symbol: "impl LruCache<K, V> > fn evict",
+        kind: "method",
+    }
 }
 
 pub fn retry_with_backoff() -> Expect {
     let start_line = line_of(RETRY_PY, "def retry_with_backoff(");
     let end_line = line_of(RETRY_PY, "raise RetryError(attempts, last_error)");
-    Expect { path: "client/retry.py", start_line, end_line, symbol: "def retry_with_backoff", kind: "function" }
+    Expect {
+        path: "client/retry.py",
+        start_line,
+        end_line,
+        symbol: "def retry_with_backoff",
+        kind: "function",
+    }
 }
 
 pub fn parse_request_line() -> Expect {
-    let (start_line, end_line) = span_of(REQUEST_RS, "/// Parses the request line of an HTTP request", "}");
-    Expect { path: "src/http/request.rs", start_line, end_line, symbol: "fn parse_request_line", kind: "function" }
+    let (start_line, end_line) = span_of(
+        REQUEST_RS,
+        "/// Parses the request line of an HTTP request",
+        "}",
+    );
+    Expect {
+        path: "src/http/request.rs",
+        start_line,
+        end_line,
+        symbol: "fn parse_request_line",
+        kind: "function",
+    }
 }
 
 pub fn config_load() -> Expect {
     let start_line = line_of(CONFIG_PY, "def load(self):");
     let end_line = line_of(CONFIG_PY, "return self._apply_env(settings)");
-    Expect { path: "client/config_loader.py", start_line, end_line, symbol: "class ConfigLoader > def load", kind: "method" }
+    Expect {
+        path: "client/config_loader.py",
+        start_line,
+        end_line,
+        symbol: "class ConfigLoader > def load",
+        kind: "method",
+    }
 }
 
 pub fn token_bucket_allow() -> Expect {
-    let (start_line, end_line) = span_of(LIMITER_GO, "// Allow reports whether one more request", "}");
-    Expect { path: "server/ratelimit/limiter.go", start_line, end_line, symbol: "func (*TokenBucket) Allow", kind: "method" }
+    let (start_line, end_line) =
+        span_of(LIMITER_GO, "// Allow reports whether one more request", "}");
+    Expect {
+        path: "server/ratelimit/limiter.go",
+        start_line,
+        end_line,
+        symbol: "func (*TokenBucket) Allow",
+        kind: "method",
+    }
 }
 
 pub fn debounce() -> Expect {
     let (start_line, end_line) = span_of(DEBOUNCE_TS, "/**", "}");
-    Expect { path: "web/src/util/debounce.ts", start_line, end_line, symbol: "function debounce", kind: "function" }
+    Expect {
+        path: "web/src/util/debounce.ts",
+        start_line,
+        end_line,
+        symbol: "function debounce",
+        kind: "function",
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -666,11 +771,13 @@ pub fn debounce() -> Expect {
 
 const WORDS_A: &[&str] = &[
     "amber", "basalt", "cobalt", "dune", "ember", "fjord", "garnet", "harbor", "indigo", "juniper",
-    "kestrel", "lagoon", "marble", "nectar", "onyx", "pepper", "quartz", "raven", "saffron", "tundra",
+    "kestrel", "lagoon", "marble", "nectar", "onyx", "pepper", "quartz", "raven", "saffron",
+    "tundra",
 ];
 const WORDS_B: &[&str] = &[
-    "ledger", "beacon", "cipher", "drawer", "engine", "falcon", "glacier", "hammer", "island", "jacket",
-    "kernel", "lantern", "meadow", "needle", "orbit", "parcel", "quiver", "ribbon", "signal", "turbine",
+    "ledger", "beacon", "cipher", "drawer", "engine", "falcon", "glacier", "hammer", "island",
+    "jacket", "kernel", "lantern", "meadow", "needle", "orbit", "parcel", "quiver", "ribbon",
+    "signal", "turbine",
 ];
 const WORDS_C: &[&str] = &[
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",

@@ -1,0 +1,437 @@
+//! One workspace folder in the server: a background indexer thread that owns the
+//! writing engine, and a reading engine that answers requests meanwhile.
+//!
+//! Requests never wait for indexing: the reader has its own database connection (WAL
+//! lets it read what each committed batch wrote) and shares the vector index with the
+//! writer. Everything that changes the index — full or incremental indexing, editor
+//! buffers, settings — goes to the indexer thread as a command, so it is applied once
+//! and in order; buffer edits are also applied between indexing batches, so a long
+//! index never holds an edit back for long.
+
+use crate::ann::SharedVectors;
+use crate::config::Config;
+use crate::engine::{self, DocumentUpdate, Engine, IndexProgress, Status};
+use crate::error::{Error, Result};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+use tower_lsp::lsp_types::Url;
+
+/// What the indexer thread is asked to do.
+pub enum Command {
+    Index {
+        full: bool,
+    },
+    /// Buffers changed: apply the queued document updates.
+    Documents,
+    /// New settings: reopen the engine with them and bring the index up to date.
+    Reconfigure(Box<Config>),
+    /// Apply what is queued, write the vector dump, and stop.
+    Shutdown(mpsc::Sender<()>),
+}
+
+/// What the indexer thread tells the server, for the editor.
+#[derive(Debug)]
+pub enum FolderEvent {
+    ProgressBegin { folder: Url, total: u64 },
+    ProgressReport { folder: Url, done: u64, total: u64 },
+    ProgressEnd { folder: Url, message: String },
+    Status { status: Box<Status> },
+    Log { error: bool, message: String },
+}
+
+type Events = tokio::sync::mpsc::UnboundedSender<FolderEvent>;
+
+pub struct Folder {
+    pub root: PathBuf,
+    pub uri: Url,
+    index_dir: PathBuf,
+    config: RwLock<Config>,
+    vectors: Arc<SharedVectors>,
+    reader: Mutex<Option<Engine>>,
+    commands: Mutex<mpsc::Sender<Command>>,
+    documents: Arc<Mutex<VecDeque<DocumentUpdate>>>,
+    status: Arc<RwLock<Status>>,
+    /// Files left in the running index (0 when idle).
+    pending: Arc<AtomicU64>,
+}
+
+impl Folder {
+    /// Opens the folder and starts its indexer thread, which brings the index up to date.
+    pub fn start(root: PathBuf, uri: Url, config: Config, events: Events) -> Result<Arc<Folder>> {
+        let index_dir = engine::index_dir_for(&root, &config)?;
+        let vectors = SharedVectors::new();
+        let (tx, rx) = mpsc::channel();
+        let status = Arc::new(RwLock::new(starting_status(&root, &index_dir)));
+        let folder = Arc::new(Folder {
+            root: root.clone(),
+            uri: uri.clone(),
+            index_dir: index_dir.clone(),
+            config: RwLock::new(config.clone()),
+            vectors: vectors.clone(),
+            reader: Mutex::new(None),
+            commands: Mutex::new(tx.clone()),
+            documents: Arc::new(Mutex::new(VecDeque::new())),
+            status: status.clone(),
+            pending: Arc::new(AtomicU64::new(0)),
+        });
+        let worker = Indexer {
+            root,
+            uri,
+            index_dir,
+            vectors,
+            events,
+            documents: folder.documents.clone(),
+            status,
+            pending: folder.pending.clone(),
+        };
+        std::thread::Builder::new()
+            .name("ragls-indexer".into())
+            .spawn(move || worker.run(config, rx))
+            .map_err(|e| Error::io("cannot start the indexer thread", e))?;
+        let _ = tx.send(Command::Index { full: false });
+        Ok(folder)
+    }
+
+    pub fn config(&self) -> Config {
+        self.config.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn send(&self, command: Command) {
+        if let Ok(tx) = self.commands.lock() {
+            let _ = tx.send(command);
+        }
+    }
+
+    /// Queues a buffer's new text (or its closing); a newer update of the same path
+    /// replaces an older one still waiting, so bursts of typing cost one re-chunk.
+    pub fn update_document(&self, path: String, text: Option<String>) {
+        if let Ok(mut q) = self.documents.lock() {
+            if let Some(existing) = q.iter_mut().find(|d| d.path == path) {
+                existing.text = text;
+            } else {
+                q.push_back(DocumentUpdate { path, text });
+            }
+        }
+        self.send(Command::Documents);
+    }
+
+    pub fn reconfigure(&self, config: Config) {
+        if let Ok(mut c) = self.config.write() {
+            *c = config.clone();
+        }
+        // The reader reopens with the new settings on its next use.
+        if let Ok(mut r) = self.reader.lock() {
+            *r = None;
+        }
+        self.send(Command::Reconfigure(Box::new(config)));
+    }
+
+    /// Runs `f` on the reading engine (blocking: call from a blocking task). `None` while
+    /// the folder has no index yet.
+    pub fn with_reader<T>(&self, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<Option<T>> {
+        let mut guard = self
+            .reader
+            .lock()
+            .map_err(|_| Error::Other("the reader lock is poisoned".into()))?;
+        if guard.is_none() {
+            *guard = Engine::open_for_reading_with(
+                &self.root,
+                self.config(),
+                self.index_dir.clone(),
+                self.vectors.clone(),
+            )?;
+        }
+        match guard.as_mut() {
+            Some(engine) => f(engine).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        let mut s = self
+            .status
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|_| starting_status(&self.root, &self.index_dir));
+        let running = self.pending.load(Ordering::Relaxed);
+        if running > 0 {
+            s.pending_files = running;
+        }
+        s
+    }
+
+    /// The workspace-relative path of a file inside this folder.
+    pub fn relative(&self, path: &Path) -> Option<String> {
+        let rel = path.strip_prefix(&self.root).ok()?;
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("/"))
+    }
+
+    /// Stops the indexer after it applied what is queued and wrote its dump.
+    pub fn shutdown(&self, wait: std::time::Duration) {
+        let (tx, rx) = mpsc::channel();
+        self.send(Command::Shutdown(tx));
+        let _ = rx.recv_timeout(wait);
+    }
+}
+
+fn starting_status(root: &Path, index_dir: &Path) -> Status {
+    Status {
+        state: "starting".into(),
+        workspace: root.display().to_string(),
+        index_dir: index_dir.display().to_string(),
+        files: 0,
+        chunks: 0,
+        pending_files: 0,
+        index_bytes: 0,
+        embedding: engine::EmbeddingInfo {
+            provider: String::new(),
+            model: String::new(),
+            dimensions: 0,
+        },
+        skipped: Default::default(),
+        last_indexed: None,
+        last_error: None,
+    }
+}
+
+/// The indexer thread's state.
+struct Indexer {
+    root: PathBuf,
+    uri: Url,
+    index_dir: PathBuf,
+    vectors: Arc<SharedVectors>,
+    events: Events,
+    documents: Arc<Mutex<VecDeque<DocumentUpdate>>>,
+    status: Arc<RwLock<Status>>,
+    pending: Arc<AtomicU64>,
+}
+
+impl Indexer {
+    fn run(self, config: Config, rx: mpsc::Receiver<Command>) {
+        let mut engine = self.open(config);
+        let mut backlog: VecDeque<Command> = VecDeque::new();
+        loop {
+            let command = match backlog.pop_front() {
+                Some(c) => c,
+                None => match rx.recv() {
+                    Ok(c) => c,
+                    Err(_) => return,
+                },
+            };
+            match command {
+                Command::Index { mut full } => {
+                    // Requests queued meanwhile are the same run; buffers are applied by it.
+                    while let Ok(next) = rx.try_recv() {
+                        match next {
+                            Command::Index { full: f } => full |= f,
+                            Command::Documents => {}
+                            other => backlog.push_back(other),
+                        }
+                    }
+                    if let Some(e) = engine.as_mut() {
+                        self.index(e, full);
+                    }
+                }
+                Command::Documents => {
+                    if let Some(e) = engine.as_mut() {
+                        self.apply_documents(e);
+                    }
+                }
+                Command::Reconfigure(config) => {
+                    // Drop the old engine first: it holds the index lock.
+                    drop(engine.take());
+                    self.vectors.clear();
+                    engine = self.open(*config);
+                    if let Some(e) = engine.as_mut() {
+                        self.index(e, false);
+                    }
+                }
+                Command::Shutdown(ack) => {
+                    if let Some(e) = engine.as_mut() {
+                        self.apply_documents(e);
+                        if let Err(err) = e.flush() {
+                            self.log(true, format!("could not save the vector index: {err}"));
+                        }
+                    }
+                    let _ = ack.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn open(&self, config: Config) -> Option<Engine> {
+        match Engine::open_for_writing_with(
+            &self.root,
+            config,
+            self.index_dir.clone(),
+            self.vectors.clone(),
+        ) {
+            Ok(e) => Some(e),
+            Err(Error::IndexLocked(dir)) => {
+                self.log(
+                    true,
+                    format!(
+                        "the index in {} is in use by another ragls process; this window answers from it but does not update it",
+                        dir.display()
+                    ),
+                );
+                self.set_status(|s| s.state = "ready".into());
+                None
+            }
+            Err(err) => {
+                self.log(
+                    true,
+                    format!("cannot open the index of {}: {err}", self.root.display()),
+                );
+                self.set_status(|s| {
+                    s.state = "error".into();
+                    s.last_error = Some(err.to_string());
+                });
+                None
+            }
+        }
+    }
+
+    fn index(&self, engine: &mut Engine, full: bool) {
+        self.set_status(|s| s.state = "indexing".into());
+        let progress = ThreadProgress {
+            indexer: self,
+            done: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+        };
+        match engine.index(full, &progress) {
+            Ok(report) => {
+                let message = format!(
+                    "{} files changed, {} removed, {} chunks embedded{}",
+                    report.files_changed,
+                    report.files_removed,
+                    report.embedded,
+                    if report.failed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} files failed", report.failed.len())
+                    }
+                );
+                self.emit(FolderEvent::ProgressEnd {
+                    folder: self.uri.clone(),
+                    message,
+                });
+                for (path, reason) in &report.failed {
+                    self.log(true, format!("could not index {path}: {reason}"));
+                }
+                if let Some(reason) = &report.degraded {
+                    self.log(true, format!("{reason}; retrieval is lexical only"));
+                }
+            }
+            Err(err) => {
+                self.emit(FolderEvent::ProgressEnd {
+                    folder: self.uri.clone(),
+                    message: format!("failed: {err}"),
+                });
+                self.log(
+                    true,
+                    format!("indexing {} failed: {err}", self.root.display()),
+                );
+                self.pending.store(0, Ordering::Relaxed);
+                self.set_status(|s| {
+                    s.state = "error".into();
+                    s.last_error = Some(err.to_string());
+                });
+                return;
+            }
+        }
+        self.pending.store(0, Ordering::Relaxed);
+        self.apply_documents(engine);
+        match engine.status() {
+            Ok(status) => {
+                if let Ok(mut s) = self.status.write() {
+                    *s = status.clone();
+                }
+                self.emit(FolderEvent::Status {
+                    status: Box::new(status),
+                });
+            }
+            Err(err) => self.log(true, format!("cannot read the index status: {err}")),
+        }
+    }
+
+    fn apply_documents(&self, engine: &mut Engine) {
+        for doc in self.take_documents() {
+            let path = doc.path.clone();
+            if let Err(err) = engine.apply_document(doc) {
+                self.log(true, format!("could not index the buffer of {path}: {err}"));
+            }
+        }
+    }
+
+    fn take_documents(&self) -> Vec<DocumentUpdate> {
+        self.documents
+            .lock()
+            .map(|mut q| q.drain(..).collect())
+            .unwrap_or_default()
+    }
+
+    fn set_status(&self, f: impl FnOnce(&mut Status)) {
+        let snapshot = match self.status.write() {
+            Ok(mut s) => {
+                let before = s.state.clone();
+                f(&mut s);
+                (s.state != before).then(|| s.clone())
+            }
+            Err(_) => None,
+        };
+        if let Some(status) = snapshot {
+            self.emit(FolderEvent::Status {
+                status: Box::new(status),
+            });
+        }
+    }
+
+    fn emit(&self, event: FolderEvent) {
+        let _ = self.events.send(event);
+    }
+
+    fn log(&self, error: bool, message: String) {
+        self.emit(FolderEvent::Log { error, message });
+    }
+}
+
+struct ThreadProgress<'a> {
+    indexer: &'a Indexer,
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+impl IndexProgress for ThreadProgress<'_> {
+    fn start(&self, total_files: u64) {
+        self.total.store(total_files, Ordering::Relaxed);
+        self.indexer.pending.store(total_files, Ordering::Relaxed);
+        self.indexer.emit(FolderEvent::ProgressBegin {
+            folder: self.indexer.uri.clone(),
+            total: total_files,
+        });
+    }
+    fn advance(&self, files: u64) {
+        let done = self.done.fetch_add(files, Ordering::Relaxed) + files;
+        let total = self.total.load(Ordering::Relaxed);
+        self.indexer
+            .pending
+            .store(total.saturating_sub(done), Ordering::Relaxed);
+        self.indexer.emit(FolderEvent::ProgressReport {
+            folder: self.indexer.uri.clone(),
+            done,
+            total,
+        });
+    }
+    fn finish(&self) {}
+    fn take_documents(&self) -> Vec<DocumentUpdate> {
+        self.indexer.take_documents()
+    }
+}
