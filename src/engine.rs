@@ -370,10 +370,11 @@ impl Engine {
         self.embedder.as_ref()
     }
 
+    /// The index identity, without asking a remote service (dimension 0 = unknown).
     fn identity(&self) -> Identity {
         Identity {
             embedder: self.embedder.id(),
-            dimensions: self.embedder.dimensions(),
+            dimensions: self.embedder.known_dimensions().unwrap_or(0),
         }
     }
 
@@ -399,6 +400,20 @@ impl Engine {
     /// `rebuild` starts from nothing (the embedding cache is kept).
     pub fn index(&mut self, rebuild: bool, progress: &dyn IndexProgress) -> Result<IndexReport> {
         let started = Instant::now();
+        let requests_before = self.embedder.requests_sent();
+        // Each run tries the embedding service afresh (a long-lived server must recover).
+        self.degraded = None;
+        self.embedder.retry();
+        // Learn the dimension (one request for a remote model seen for the first time); if
+        // the service cannot be reached, this run indexes lexically and says why.
+        if self.embedder.dimensions() == 0 && self.degraded.is_none() {
+            self.degraded = Some(format!(
+                "embedding failed: {}",
+                self.embedder
+                    .last_error()
+                    .unwrap_or_else(|| "the model's dimension is unknown".into())
+            ));
+        }
         let identity = self.identity();
         let mut report = IndexReport::default();
         if rebuild {
@@ -478,7 +493,7 @@ impl Engine {
         self.store
             .set_meta("degraded", self.degraded.as_deref().unwrap_or(""))?;
         report.degraded = self.degraded.clone();
-        report.requests = self.embedder.requests_sent();
+        report.requests = self.embedder.requests_sent() - requests_before;
         self.finish_vectors()?;
         if report.files_changed > 0 || report.files_removed > 0 {
             self.store.checkpoint()?;
@@ -737,12 +752,16 @@ impl Engine {
         if self.vectors.is_loaded() {
             return Ok(());
         }
+        if self.identity().dimensions == 0 {
+            // No vectors without a known dimension: retrieval is lexical for now.
+            return Ok(());
+        }
         let shared = self.vectors.clone();
         let _loading = shared.loading();
         if self.vectors.is_loaded() {
             return Ok(());
         }
-        let dims = self.embedder.dimensions();
+        let dims = self.identity().dimensions;
         let generation = self.store.generation()?;
         let live = LiveSet::from_ids(self.store.live_chunk_ids()?);
         let index = match VectorIndex::load(&self.index_dir, generation, dims) {
@@ -1025,7 +1044,7 @@ impl Engine {
         EmbeddingInfo {
             provider: self.embedder.provider_name().into(),
             model: self.embedder.model_name(),
-            dimensions: self.embedder.dimensions(),
+            dimensions: self.identity().dimensions,
         }
     }
 }

@@ -286,6 +286,14 @@ impl Store {
         if current.as_ref() == Some(id) {
             return Ok(false);
         }
+        // The same model whose dimension was unknown (it could not be reached) stored no
+        // vectors: learning the dimension drops nothing.
+        if let Some(c) = &current {
+            if c.embedder == id.embedder && c.dimensions == 0 {
+                self.set_meta("dimensions", &id.dimensions.to_string())?;
+                return Ok(false);
+            }
+        }
         let had_any = current.is_some();
         let tx = self.conn.transaction()?;
         tx.execute_batch(

@@ -17,7 +17,20 @@ pub trait Embedder: Send + Sync {
     /// A stable identity for the model and its settings; part of the cache key and the
     /// index metadata, so a change means the vectors are rebuilt, never mixed.
     fn id(&self) -> String;
+    /// The vectors' dimension. A remote model whose dimension is not known yet asks the
+    /// service once (0 when that fails; see [`Embedder::last_error`]).
     fn dimensions(&self) -> usize;
+    /// The dimension if known without asking anyone.
+    fn known_dimensions(&self) -> Option<usize> {
+        Some(self.dimensions())
+    }
+    /// Forgets a remembered failure, so the next call may ask the service again (once
+    /// per indexing run).
+    fn retry(&self) {}
+    /// Why the last attempt to learn the dimension failed, if it did.
+    fn last_error(&self) -> Option<String> {
+        None
+    }
     /// How many texts to hand over per call; the caller batches to this.
     fn batch_size(&self) -> usize;
     /// One vector per text, in order.

@@ -30,6 +30,8 @@ pub struct RemoteEmbedder {
     concurrency: usize,
     requests: AtomicU64,
     truncated: AtomicUsize,
+    /// Why learning the dimension failed: asked once per process, then remembered.
+    probe_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl RemoteEmbedder {
@@ -47,6 +49,7 @@ impl RemoteEmbedder {
             concurrency: config.concurrency.max(1),
             requests: AtomicU64::new(0),
             truncated: AtomicUsize::new(0),
+            probe_failure: std::sync::Mutex::new(None),
         }
     }
 
@@ -213,11 +216,32 @@ impl Embedder for RemoteEmbedder {
         if let Some(d) = self.dims.get() {
             return *d;
         }
+        let mut failure = match self.probe_failure.lock() {
+            Ok(f) => f,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if failure.is_some() {
+            return 0;
+        }
         // Unknown yet: one probe request tells (the store remembers it afterwards).
         match self.embed(&["dimension probe"]) {
             Ok(v) => v.first().map_or(0, Vec::len),
-            Err(_) => 0,
+            Err(e) => {
+                *failure = Some(e.to_string());
+                0
+            }
         }
+    }
+    fn known_dimensions(&self) -> Option<usize> {
+        self.dims.get().copied()
+    }
+    fn retry(&self) {
+        if let Ok(mut f) = self.probe_failure.lock() {
+            *f = None;
+        }
+    }
+    fn last_error(&self) -> Option<String> {
+        self.probe_failure.lock().ok().and_then(|f| f.clone())
     }
     fn batch_size(&self) -> usize {
         // The indexer hands over many texts at once; this embedder batches them itself.
@@ -234,7 +258,7 @@ impl Embedder for RemoteEmbedder {
         let _ = self.dims.set(dims);
     }
     fn requests_sent(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.provider.attempts()
     }
     fn provider_name(&self) -> &'static str {
         "remote"

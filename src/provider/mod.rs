@@ -106,9 +106,16 @@ pub struct Provider {
     key_env: String,
     timeout: Duration,
     max_retries: u32,
+    /// HTTP attempts made through this client (and its clones), retries included.
+    attempts: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Provider {
+    /// HTTP attempts so far, retries included.
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Builds the client from settings and the environment. `None` when no remote is
     /// configured: no key in the environment and the default (OpenRouter) base URL.
     pub fn from_config(config: &ProviderConfig) -> Option<Provider> {
@@ -146,6 +153,7 @@ impl Provider {
             key_env: config.api_key_env.clone(),
             timeout: Duration::from_secs(config.timeout_s.max(1)),
             max_retries: config.max_retries,
+            attempts: Default::default(),
         })
     }
 
@@ -188,6 +196,8 @@ impl Provider {
                 rb = rb.timeout(self.timeout);
             }
             let last = attempt > self.max_retries;
+            self.attempts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match rb.send().await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => {
