@@ -279,6 +279,14 @@ impl VectorIndex {
         Ok(())
     }
 
+    /// Whether the dump on disk already reflects `generation` (nothing to write).
+    pub fn dump_is_current(dir: &Path, generation: u64, points: usize) -> bool {
+        std::fs::read(dir.join(SIDECAR))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Sidecar>(&b).ok())
+            .is_some_and(|s| s.generation == generation && s.points == points)
+    }
+
     /// Loads the dump if it exists, matches `generation` and `dims`, and reads cleanly.
     pub fn load(dir: &Path, generation: u64, dims: usize) -> Option<VectorIndex> {
         let sidecar: Sidecar =

@@ -805,6 +805,10 @@ impl Engine {
         } else {
             index
         };
+        if VectorIndex::dump_is_current(&self.index_dir, generation, index.points()) {
+            // Unchanged: rewriting the same dump in place would only risk tearing it.
+            return Ok(());
+        }
         index.save(&self.index_dir, generation).map_err(|e| {
             Error::io(
                 format!(
