@@ -424,6 +424,17 @@ fn summary(root: &Path, r: &IndexReport, engine: &Engine) -> String {
         skipped_text(&r.skipped),
         r.elapsed_ms as f64 / 1000.0
     );
+    if r.truncated > 0 {
+        s.push_str(&format!(
+            "; {} chunks too long for the embedding model were embedded truncated",
+            r.truncated
+        ));
+    }
+    if let Some(reason) = &r.degraded {
+        s.push_str(&format!(
+            "; DEGRADED: {reason} (search is lexical until `ragls index` succeeds)"
+        ));
+    }
     if !r.failed.is_empty() {
         s.push_str(&format!(
             "; {} files FAILED (see below), they will be retried next run",

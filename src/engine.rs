@@ -88,6 +88,8 @@ pub struct IndexReport {
     pub requests: u64,
     /// Time spent waiting for the embedder.
     pub embed_ms: u64,
+    /// Chunk texts too long for the embedding model, embedded truncated.
+    pub truncated: u64,
     pub elapsed_ms: u64,
 }
 
@@ -401,6 +403,7 @@ impl Engine {
     pub fn index(&mut self, rebuild: bool, progress: &dyn IndexProgress) -> Result<IndexReport> {
         let started = Instant::now();
         let requests_before = self.embedder.requests_sent();
+        let truncated_before = self.embedder.truncated_inputs();
         // Each run tries the embedding service afresh (a long-lived server must recover).
         self.degraded = None;
         self.embedder.retry();
@@ -494,6 +497,7 @@ impl Engine {
             .set_meta("degraded", self.degraded.as_deref().unwrap_or(""))?;
         report.degraded = self.degraded.clone();
         report.requests = self.embedder.requests_sent() - requests_before;
+        report.truncated = (self.embedder.truncated_inputs() - truncated_before) as u64;
         self.finish_vectors()?;
         if report.files_changed > 0 || report.files_removed > 0 {
             self.store.checkpoint()?;

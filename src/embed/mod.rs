@@ -44,6 +44,10 @@ pub trait Embedder: Send + Sync {
     /// Tells the embedder the dimension an existing index recorded for it, so that an
     /// unchanged workspace needs no request to learn it. Fixed-size embedders ignore it.
     fn assume_dimensions(&self, _dims: usize) {}
+    /// Inputs cut to fit the model so far (they are embedded truncated, not dropped).
+    fn truncated_inputs(&self) -> usize {
+        0
+    }
     /// Requests sent to a remote service so far (0 for local embedders).
     fn requests_sent(&self) -> u64 {
         0

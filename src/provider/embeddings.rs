@@ -53,11 +53,6 @@ impl RemoteEmbedder {
         }
     }
 
-    /// Inputs cut to fit the model so far.
-    pub fn truncated_inputs(&self) -> usize {
-        self.truncated.load(Ordering::Relaxed)
-    }
-
     /// Embeds many texts: split into requests, `concurrency` in flight, results in order.
     pub async fn embed_async(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ProviderError> {
         let inputs: Vec<String> = texts.iter().map(|t| self.fit(t)).collect();
@@ -234,6 +229,9 @@ impl Embedder for RemoteEmbedder {
     }
     fn known_dimensions(&self) -> Option<usize> {
         self.dims.get().copied()
+    }
+    fn truncated_inputs(&self) -> usize {
+        self.truncated.load(Ordering::Relaxed)
     }
     fn retry(&self) {
         if let Ok(mut f) = self.probe_failure.lock() {
