@@ -59,6 +59,10 @@ pub struct EmbeddingConfig {
     pub dimensions: usize,
     pub batch_size: usize,
     pub concurrency: usize,
+    /// Cap on the characters of all inputs of one request.
+    pub max_request_chars: usize,
+    /// Longer texts are truncated to this many characters (and counted) before embedding.
+    pub max_input_chars: usize,
     pub model_dir: String,
 }
 
@@ -70,6 +74,8 @@ impl Default for EmbeddingConfig {
             dimensions: 0,
             batch_size: 64,
             concurrency: 4,
+            max_request_chars: 200_000,
+            max_input_chars: 24_000,
             model_dir: String::new(),
         }
     }
@@ -298,6 +304,14 @@ impl Config {
         }
         if self.embedding.batch_size == 0 || self.embedding.concurrency == 0 {
             return bad("embedding.batch_size/concurrency", "must be at least 1");
+        }
+        if self.embedding.max_input_chars < 256
+            || self.embedding.max_request_chars < self.embedding.max_input_chars
+        {
+            return bad(
+                "embedding.max_input_chars/max_request_chars",
+                "max_input_chars must be at least 256 and at most max_request_chars",
+            );
         }
         if self.embedding.dimensions > 8192 {
             return bad(

@@ -1369,3 +1369,62 @@ fn an_error_in_the_middle_of_the_answer_stream_falls_back_to_the_sources_with_it
     );
     assert!(!arr(&answer, "sources").is_empty(), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_text_too_long_for_the_model_is_sent_truncated_and_counted_not_dropped() {
+    let fake = FakeProvider::start();
+    fake.set_expected_key(Some(KEY));
+    let config = EmbeddingConfig {
+        max_input_chars: 1000,
+        max_request_chars: 5000,
+        ..EmbeddingConfig::default()
+    };
+    let e = RemoteEmbedder::new(provider(&fake, 0), &config);
+    let long = "word ".repeat(1000); // 5000 characters
+    let texts = ["short text", long.as_str()];
+
+    let vectors = e.embed_async(&texts).await.expect("embedding succeeds");
+
+    assert_eq!(vectors.len(), 2, "no input is dropped");
+    let sent: Vec<String> = fake
+        .requests_to(Endpoint::Embeddings)
+        .iter()
+        .flat_map(|r| inputs_of(&r.body))
+        .collect();
+    assert!(
+        sent.iter().all(|t| t.len() <= 1000),
+        "{:?}",
+        sent.iter().map(String::len).collect::<Vec<_>>()
+    );
+    assert!(sent.contains(&"short text".to_string()));
+    assert_eq!(ragls::embed::Embedder::truncated_inputs(&e), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_are_split_by_the_character_cap_as_well_as_the_batch_size() {
+    let fake = FakeProvider::start();
+    fake.set_expected_key(Some(KEY));
+    let config = EmbeddingConfig {
+        batch_size: 64,
+        max_input_chars: 1000,
+        max_request_chars: 2500,
+        ..EmbeddingConfig::default()
+    };
+    let e = RemoteEmbedder::new(provider(&fake, 0), &config);
+    let texts: Vec<String> = (0..6).map(|i| format!("{i} {}", "x".repeat(998))).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+
+    let vectors = e.embed_async(&refs).await.expect("embedding succeeds");
+
+    assert_eq!(vectors.len(), 6);
+    let reqs = fake.requests_to(Endpoint::Embeddings);
+    assert_eq!(
+        reqs.len(),
+        3,
+        "two 1000-character inputs per 2500-character request"
+    );
+    for r in &reqs {
+        let chars: usize = inputs_of(&r.body).iter().map(String::len).sum();
+        assert!(chars <= 2500, "{chars}");
+    }
+}

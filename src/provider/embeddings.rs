@@ -14,11 +14,6 @@ use futures_util::stream::{self, StreamExt};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-/// About 8k tokens of code: what common embedding models take.
-const MAX_INPUT_CHARS: usize = 24_000;
-/// Characters per request, across its inputs.
-const MAX_REQUEST_CHARS: usize = 200_000;
-
 pub struct RemoteEmbedder {
     provider: Provider,
     model: String,
@@ -28,6 +23,8 @@ pub struct RemoteEmbedder {
     dims: OnceLock<usize>,
     batch_size: usize,
     concurrency: usize,
+    max_input_chars: usize,
+    max_request_chars: usize,
     requests: AtomicU64,
     truncated: AtomicUsize,
     /// Why learning the dimension failed: asked once per process, then remembered.
@@ -47,6 +44,8 @@ impl RemoteEmbedder {
             dims,
             batch_size: config.batch_size.max(1),
             concurrency: config.concurrency.max(1),
+            max_input_chars: config.max_input_chars.max(256),
+            max_request_chars: config.max_request_chars.max(config.max_input_chars),
             requests: AtomicU64::new(0),
             truncated: AtomicUsize::new(0),
             probe_failure: std::sync::Mutex::new(None),
@@ -60,8 +59,8 @@ impl RemoteEmbedder {
         let mut start = 0;
         let mut chars = 0;
         for (i, t) in inputs.iter().enumerate() {
-            let full =
-                i - start >= self.batch_size || (chars + t.len() > MAX_REQUEST_CHARS && i > start);
+            let full = i - start >= self.batch_size
+                || (chars + t.len() > self.max_request_chars && i > start);
             if full {
                 groups.push(start..i);
                 start = i;
@@ -186,11 +185,11 @@ impl RemoteEmbedder {
 
     /// Cuts a text the model cannot take whole.
     fn fit(&self, text: &str) -> String {
-        if text.len() <= MAX_INPUT_CHARS {
+        if text.len() <= self.max_input_chars {
             return text.to_string();
         }
         self.truncated.fetch_add(1, Ordering::Relaxed);
-        cut(text, MAX_INPUT_CHARS).to_string()
+        cut(text, self.max_input_chars).to_string()
     }
 }
 
