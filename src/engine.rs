@@ -93,6 +93,17 @@ pub struct IndexReport {
     pub elapsed_ms: u64,
 }
 
+/// How to order the fused candidates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rerank {
+    /// The fused order.
+    None,
+    /// The offline scorer only: no request, for latency-bound callers (hover).
+    Offline,
+    /// The remote cross-encoder when configured (falling back to offline), else offline.
+    Best,
+}
+
 /// What retrieval found, and how.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Retrieval {
@@ -826,13 +837,15 @@ impl Engine {
 
     /// Hybrid search: lexical and vector candidates, fused, reranked. See [`Engine::retrieve`].
     pub fn search(&mut self, query: &str, top_k: usize, rerank: bool) -> Result<Vec<SearchHit>> {
-        Ok(self.retrieve(query, top_k, rerank)?.hits)
+        let how = if rerank { Rerank::Best } else { Rerank::None };
+        Ok(self.retrieve(query, top_k, how)?.hits)
     }
 
     /// Hybrid retrieval: lexical and vector candidates, fused, then reranked — by the
     /// remote cross-encoder when one is configured (falling back to the offline scorer
     /// if it fails), else by the offline scorer. Every fallback is said in `notes`.
-    pub fn retrieve(&mut self, query: &str, top_k: usize, rerank: bool) -> Result<Retrieval> {
+    pub fn retrieve(&mut self, query: &str, top_k: usize, how: Rerank) -> Result<Retrieval> {
+        let rerank = how != Rerank::None;
         let started = Instant::now();
         let mut notes = Vec::new();
         let rc = self.config.retrieve.clone();
@@ -877,7 +890,7 @@ impl Engine {
             let started = Instant::now();
             self.rerank_offline(&terms, &mut hits);
             reranked_by = Some("offline".to_string());
-            if let Some(reranker) = &self.reranker {
+            if let Some(reranker) = self.reranker.as_ref().filter(|_| how == Rerank::Best) {
                 match rerank_remote(reranker, query, &hits, top_k) {
                     Ok(order) => {
                         let min = self.config.rerank.min_score;
@@ -942,7 +955,7 @@ impl Engine {
         editor_context: Option<String>,
         on_delta: &mut (dyn FnMut(&str) + Send),
     ) -> Result<AskResult> {
-        let retrieval = self.retrieve(question, top_k, true)?;
+        let retrieval = self.retrieve(question, top_k, Rerank::Best)?;
         let plan = self.plan_answer(question, &retrieval, editor_context);
         let Some(chat) = plan.chat.clone() else {
             return Ok(plan.extractive());

@@ -16,7 +16,7 @@ mod protocol;
 
 use crate::answer::Source;
 use crate::config::{self, Config};
-use crate::engine::{Engine, Retrieval, SearchHit};
+use crate::engine::{Engine, Rerank, Retrieval, SearchHit};
 use crate::workspace;
 use dashmap::DashMap;
 use documents::Document;
@@ -412,7 +412,7 @@ impl Backend {
         &self,
         query: String,
         top_k: usize,
-        rerank: bool,
+        how: Rerank,
         scope: Option<&Url>,
     ) -> Result<Vec<(Arc<Folder>, Retrieval)>> {
         let folders = match scope.and_then(|u| self.locate(u)) {
@@ -423,12 +423,11 @@ impl Backend {
         for folder in folders {
             let f = folder.clone();
             let q = query.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                f.with_reader(|e| e.retrieve(&q, top_k, rerank))
-            })
-            .await
-            .map_err(|e| internal(format!("retrieval stopped: {e}")))?
-            .map_err(|e| internal(e.to_string()))?;
+            let result =
+                tokio::task::spawn_blocking(move || f.with_reader(|e| e.retrieve(&q, top_k, how)))
+                    .await
+                    .map_err(|e| internal(format!("retrieval stopped: {e}")))?
+                    .map_err(|e| internal(e.to_string()))?;
             if let Some(r) = result {
                 out.push((folder, r));
             }
@@ -440,11 +439,11 @@ impl Backend {
         &self,
         query: String,
         top_k: usize,
-        rerank: bool,
+        how: Rerank,
         scope: Option<&Url>,
     ) -> Result<Vec<(Arc<Folder>, SearchHit)>> {
         let mut hits: Vec<(Arc<Folder>, SearchHit)> = self
-            .retrieve(query, top_k, rerank, scope)
+            .retrieve(query, top_k, how, scope)
             .await?
             .into_iter()
             .flat_map(|(f, r)| r.hits.into_iter().map(move |h| (f.clone(), h)))
@@ -505,12 +504,7 @@ impl Backend {
         let (query, editor_context) = self.query_with_context(p);
         let scope = p.text_document.as_ref().map(|d| d.uri.clone());
         let retrievals = self
-            .retrieve(
-                query.clone(),
-                top_k,
-                p.rerank.unwrap_or(true),
-                scope.as_ref(),
-            )
+            .retrieve(query.clone(), top_k, rerank_flag(p.rerank), scope.as_ref())
             .await?;
         let mut merged = Retrieval {
             hits: Vec::new(),
@@ -620,7 +614,7 @@ impl Backend {
         let (query, _) = self.query_with_context(&p);
         let scope = p.text_document.as_ref().map(|d| d.uri.clone());
         let hits = self
-            .search_hits(query, top_k, p.rerank.unwrap_or(true), scope.as_ref())
+            .search_hits(query, top_k, rerank_flag(p.rerank), scope.as_ref())
             .await?;
         let results: Vec<Value> = hits
             .iter()
@@ -663,7 +657,9 @@ impl Backend {
         let q = word.clone();
         let retrieval = tokio::time::timeout_at(
             deadline,
-            tokio::task::spawn_blocking(move || f.with_reader(|e| e.retrieve(&q, 5, true))),
+            tokio::task::spawn_blocking(move || {
+                f.with_reader(|e| e.retrieve(&q, 5, Rerank::Offline))
+            }),
         )
         .await;
         let hits = match retrieval {
@@ -852,7 +848,7 @@ impl Backend {
             .take_while(|c| c.is_whitespace())
             .collect();
         let related = self
-            .search_hits(chunk.name.clone(), 4, false, Some(uri))
+            .search_hits(chunk.name.clone(), 4, Rerank::None, Some(uri))
             .await
             .ok()?
             .into_iter()
@@ -938,7 +934,7 @@ impl Backend {
                     });
                 }
                 let query: String = query.chars().take(1000).collect();
-                let hits = self.search_hits(query, 10, true, None).await?;
+                let hits = self.search_hits(query, 10, Rerank::Best, None).await?;
                 let locations: Vec<Location> = hits
                     .iter()
                     .filter_map(|(f, h)| {
@@ -978,6 +974,15 @@ async fn send_progress(client: &Client, token: &NumberOrString, value: WorkDoneP
             value: ProgressParamsValue::WorkDone(value),
         })
         .await;
+}
+
+/// The client's `rerank` flag: on (the default) is the best reranker available.
+fn rerank_flag(flag: Option<bool>) -> Rerank {
+    if flag.unwrap_or(true) {
+        Rerank::Best
+    } else {
+        Rerank::None
+    }
 }
 
 fn internal(message: String) -> jsonrpc::Error {
@@ -1312,7 +1317,9 @@ impl LanguageServer for Backend {
         if params.query.trim().is_empty() {
             return Ok(Some(Vec::new()));
         }
-        let hits = self.search_hits(params.query, 20, true, None).await?;
+        let hits = self
+            .search_hits(params.query, 20, Rerank::Offline, None)
+            .await?;
         #[allow(deprecated)]
         let symbols = hits
             .iter()
