@@ -73,6 +73,7 @@ fn main() {
         .ask(
             "how is a server certificate chain verified?",
             5,
+            None,
             &mut on_delta,
         )
         .expect("ask");
