@@ -343,7 +343,7 @@ mod tests {
     #[test]
     fn finds_the_exact_vector_first() {
         let items = sample(500);
-        let mut index = VectorIndex::new(32, 500);
+        let index = VectorIndex::new(32, 500);
         index.insert(&items);
         let live = LiveSet::from_ids(1..=500);
         let hits = index.search(&items[41].1, 5, 64, &live);
@@ -354,7 +354,7 @@ mod tests {
     #[test]
     fn deleted_chunks_are_never_returned() {
         let items = sample(300);
-        let mut index = VectorIndex::new(32, 300);
+        let index = VectorIndex::new(32, 300);
         index.insert(&items);
         let mut live = LiveSet::from_ids(1..=300);
         live.remove(42);
@@ -367,7 +367,7 @@ mod tests {
     fn a_dump_reloads_and_a_stale_one_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let items = sample(200);
-        let mut index = VectorIndex::new(32, 200);
+        let index = VectorIndex::new(32, 200);
         index.insert(&items);
         index.save(dir.path(), 7).unwrap();
         let live = LiveSet::from_ids(1..=200);
@@ -387,7 +387,7 @@ mod tests {
     #[test]
     fn a_corrupt_dump_is_refused_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
-        let mut index = VectorIndex::new(32, 100);
+        let index = VectorIndex::new(32, 100);
         index.insert(&sample(100));
         index.save(dir.path(), 1).unwrap();
         for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
