@@ -209,28 +209,20 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve { stdio: _ } => crate::lsp::serve_stdio(),
         Command::Status { ws, json } => {
             let r = resolve(&ws)?;
-            let status = match Engine::open_for_reading(&r.root, r.config.clone(), r.index_dir.clone())? {
+            let status = match Engine::open_for_reading(
+                &r.root,
+                r.config.clone(),
+                r.index_dir.clone(),
+            )? {
                 Some(engine) => engine.status()?,
-                None => engine::Status {
-                    state: "error".into(),
-                    workspace: r.root.display().to_string(),
-                    index_dir: r.index_dir.display().to_string(),
-                    files: 0,
-                    chunks: 0,
-                    pending_files: 0,
-                    index_bytes: 0,
-                    embedding: engine::EmbeddingInfo {
-                        provider: String::new(),
-                        model: String::new(),
-                        dimensions: 0,
-                    },
-                    skipped: Default::default(),
-                    last_indexed: None,
-                    last_error: Some(format!(
+                None => {
+                    let mut s = engine::Status::empty(&r.root, &r.index_dir, "error");
+                    s.last_error = Some(format!(
                         "no index for this workspace with the current settings; run `ragls index --workspace {}`",
                         r.root.display()
-                    )),
-                },
+                    ));
+                    s
+                }
             };
             let mut out = std::io::stdout().lock();
             if json {

@@ -200,6 +200,29 @@ pub struct Status {
     pub last_error: Option<String>,
 }
 
+impl Status {
+    /// The status of a workspace with nothing indexed (yet), in `state`.
+    pub fn empty(root: &Path, index_dir: &Path, state: &str) -> Status {
+        Status {
+            state: state.into(),
+            workspace: root.display().to_string(),
+            index_dir: index_dir.display().to_string(),
+            files: 0,
+            chunks: 0,
+            pending_files: 0,
+            index_bytes: 0,
+            embedding: EmbeddingInfo {
+                provider: String::new(),
+                model: String::new(),
+                dimensions: 0,
+            },
+            skipped: BTreeMap::new(),
+            last_indexed: None,
+            last_error: None,
+        }
+    }
+}
+
 pub struct Engine {
     root: PathBuf,
     index_dir: PathBuf,

@@ -41,6 +41,20 @@ pub struct Citation {
     pub snippet: String,
 }
 
+impl Citation {
+    /// Citation number `n` of a source.
+    pub fn of(n: usize, s: &Source) -> Citation {
+        Citation {
+            n,
+            path: s.path.clone(),
+            start_line: s.start_line,
+            end_line: s.end_line,
+            symbol: s.symbol.clone(),
+            snippet: s.snippet.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Models {
     pub embedding: String,
@@ -143,14 +157,7 @@ pub fn extractive(
     let citations = sources
         .iter()
         .enumerate()
-        .map(|(i, s)| Citation {
-            n: i + 1,
-            path: s.path.clone(),
-            start_line: s.start_line,
-            end_line: s.end_line,
-            symbol: s.symbol.clone(),
-            snippet: s.snippet.clone(),
-        })
+        .map(|(i, s)| Citation::of(i + 1, s))
         .collect();
     AskResult {
         answer,
@@ -179,16 +186,7 @@ pub fn generated(
         .cited
         .iter()
         .enumerate()
-        .filter_map(|(k, &i)| {
-            sources.get(i).map(|s| Citation {
-                n: k + 1,
-                path: s.path.clone(),
-                start_line: s.start_line,
-                end_line: s.end_line,
-                symbol: s.symbol.clone(),
-                snippet: s.snippet.clone(),
-            })
-        })
+        .filter_map(|(k, &i)| sources.get(i).map(|s| Citation::of(k + 1, s)))
         .collect();
     AskResult {
         answer: cited.text,

@@ -181,23 +181,7 @@ impl Folder {
 }
 
 fn starting_status(root: &Path, index_dir: &Path) -> Status {
-    Status {
-        state: "starting".into(),
-        workspace: root.display().to_string(),
-        index_dir: index_dir.display().to_string(),
-        files: 0,
-        chunks: 0,
-        pending_files: 0,
-        index_bytes: 0,
-        embedding: engine::EmbeddingInfo {
-            provider: String::new(),
-            model: String::new(),
-            dimensions: 0,
-        },
-        skipped: Default::default(),
-        last_indexed: None,
-        last_error: None,
-    }
+    Status::empty(root, index_dir, "starting")
 }
 
 /// The indexer thread's state.
