@@ -557,7 +557,18 @@ impl Backend {
             return Err(internal("the index is not ready yet".into()));
         };
         let result = match plan.chat.clone() {
-            None => plan.extractive(),
+            None => {
+                let result = plan.extractive();
+                // Offline the answer is ready at once: it streams as one delta.
+                if let Some(token) = &p.partial_result_token {
+                    self.client
+                        .send_notification::<PartialResult>(
+                            json!({ "token": token, "value": { "answerDelta": result.answer } }),
+                        )
+                        .await;
+                }
+                result
+            }
             Some(chat) => {
                 if let Some(token) = stage {
                     let report = WorkDoneProgressReport {
