@@ -2,7 +2,7 @@
 // `ragls serve --stdio`, over vscode-jsonrpc (what vscode-languageclient uses underneath),
 // with a fake OpenAI-compatible chat endpoint for the streamed answer. No VS Code needed.
 //
-//   RAGLS_BIN=/path/to/ragls npm test     (default: ../../target/debug/ragls; skipped if absent)
+//   RAGLS_BIN=/path/to/ragls npm test     (default: ../../target/debug/ragls; the test fails if it is absent: run `cargo build` first)
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -49,7 +49,8 @@ function fakeChat() {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, bodies })));
 }
 
-test('ask, search and status against a real server', { skip: !fs.existsSync(bin) && `no server at ${bin}` }, async (t) => {
+test('ask, search and status against a real server', async (t) => {
+  assert.ok(fs.existsSync(bin), `no server at ${bin}: run \`cargo build\` first (or set RAGLS_BIN)`);
   const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'ragls-vscode-')));
   const ws = path.join(tmp, 'workspace');
   fs.cpSync(fixture, ws, { recursive: true });
