@@ -397,10 +397,13 @@ impl IndexProgress for ThreadProgress<'_> {
     fn start(&self, total_files: u64) {
         self.total.store(total_files, Ordering::Relaxed);
         self.indexer.pending.store(total_files, Ordering::Relaxed);
-        self.indexer.emit(FolderEvent::ProgressBegin {
-            folder: self.indexer.uri.clone(),
-            total: total_files,
-        });
+        // A run with nothing to read (a no-op re-index) shows no progress at all.
+        if total_files > 0 {
+            self.indexer.emit(FolderEvent::ProgressBegin {
+                folder: self.indexer.uri.clone(),
+                total: total_files,
+            });
+        }
     }
     fn advance(&self, files: u64) {
         let done = self.done.fetch_add(files, Ordering::Relaxed) + files;

@@ -130,6 +130,8 @@ pub struct Backend {
     docs: DashMap<Url, Document>,
     /// The editor's settings (`initializationOptions`, then `didChangeConfiguration`).
     overrides: RwLock<Option<toml::Table>>,
+    /// The `initializationOptions` alone, the layer under `didChangeConfiguration`.
+    init_options: RwLock<Option<toml::Table>>,
     flags: OnceLock<ClientFlags>,
     events: tokio::sync::mpsc::UnboundedSender<FolderEvent>,
     events_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<FolderEvent>>>,
@@ -145,6 +147,7 @@ impl Backend {
             folders: RwLock::new(Vec::new()),
             docs: DashMap::new(),
             overrides: RwLock::new(None),
+            init_options: RwLock::new(None),
             flags: OnceLock::new(),
             events,
             events_rx: Mutex::new(Some(events_rx)),
@@ -615,6 +618,11 @@ impl Backend {
                 .cloned()
                 .unwrap_or_default()
         };
+        if p.partial_result_token.is_some() {
+            // tower-lsp writes notifications and responses from two queues; a moment's
+            // grace lets the last delta reach the client before the result does.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Ok(protocol::ask_json(&root_of, &result, &last_line))
     }
 
@@ -1052,7 +1060,10 @@ impl LanguageServer for Backend {
                                 format!("ragls: bad settings: {e}; using the defaults"),
                             )
                             .await;
-                    } else if let Ok(mut o) = self.overrides.write() {
+                    } else if let (Ok(mut o), Ok(mut i)) =
+                        (self.overrides.write(), self.init_options.write())
+                    {
+                        *i = Some(table.clone());
                         *o = Some(table);
                     }
                 }
@@ -1229,7 +1240,11 @@ impl LanguageServer for Backend {
         for rename in params.files {
             if let (Ok(old), Ok(new)) = (Url::parse(&rename.old_uri), Url::parse(&rename.new_uri)) {
                 if let Some((_, doc)) = self.docs.remove(&old) {
-                    self.docs.insert(new, doc);
+                    // The buffer moves: the old path's overlay goes, the new path gets it.
+                    let text = doc.text.clone();
+                    self.docs.insert(new.clone(), doc);
+                    self.index_buffer(&old, None).await;
+                    self.index_buffer(&new, Some(text)).await;
                 }
                 if let Some((f, _)) = self.locate(&old) {
                     f.send(Command::Index { full: false });
@@ -1266,10 +1281,19 @@ impl LanguageServer for Backend {
             }
             return;
         };
+        // The editor's settings layer on top of its initializationOptions.
+        let mut merged = self
+            .init_options
+            .read()
+            .ok()
+            .and_then(|o| o.clone())
+            .unwrap_or_default();
+        config::deep_merge(&mut merged, table);
+        // All folders accept the settings, or none changes.
+        let mut changes = Vec::new();
         for f in self.folders() {
-            match config::load(&f.root, Some(table.clone())) {
-                Ok(new) if new != f.config() => f.reconfigure(new),
-                Ok(_) => {}
+            match config::load(&f.root, Some(merged.clone())) {
+                Ok(new) => changes.push((f, new)),
                 Err(e) => {
                     self.client
                         .show_message(
@@ -1281,8 +1305,13 @@ impl LanguageServer for Backend {
                 }
             }
         }
+        for (f, new) in changes {
+            if new != f.config() {
+                f.reconfigure(new);
+            }
+        }
         if let Ok(mut o) = self.overrides.write() {
-            *o = Some(table);
+            *o = Some(merged);
         }
     }
 
