@@ -1054,12 +1054,18 @@ impl Engine {
         let mut seen = HashSet::new();
         for f in &walked.files {
             seen.insert(f.rel_path.as_str());
+            if self.overlays.contains(&f.rel_path) {
+                continue; // an open buffer is indexed already
+            }
             match known.get(&f.rel_path) {
                 Some(s) if s.size == f.size && s.mtime_ns == f.mtime_ns => {}
                 _ => pending += 1,
             }
         }
-        pending += known.keys().filter(|p| !seen.contains(p.as_str())).count() as u64;
+        pending += known
+            .keys()
+            .filter(|p| !seen.contains(p.as_str()) && !self.overlays.contains(p.as_str()))
+            .count() as u64;
         // Another process indexing holds the lock; this engine holding it means idle here.
         let indexing = self._lock.is_none() && lock_is_held(&self.index_dir);
         let degraded = self.store.meta("degraded")?.filter(|d| !d.is_empty());

@@ -347,10 +347,23 @@ impl Indexer {
     }
 
     fn apply_documents(&self, engine: &mut Engine) {
+        let mut closed = false;
         for doc in self.take_documents() {
             let path = doc.path.clone();
+            closed |= doc.text.is_none();
             if let Err(err) = engine.apply_document(doc) {
                 self.log(true, format!("could not index the buffer of {path}: {err}"));
+            }
+        }
+        // A closed buffer hands its file back to the disk: counts may change. (Edits don't
+        // change what `status` counts, and a walk per keystroke would cost too much.)
+        if closed {
+            if let Ok(status) = engine.status() {
+                if let Ok(mut s) = self.status.write() {
+                    let state = s.state.clone();
+                    *s = status;
+                    s.state = state;
+                }
             }
         }
     }

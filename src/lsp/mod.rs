@@ -13,6 +13,7 @@ mod documents;
 mod features;
 mod folder;
 mod protocol;
+mod transport;
 
 use crate::answer::Source;
 use crate::config::{self, Config};
@@ -76,7 +77,8 @@ pub fn serve_stdio() -> crate::error::Result<()> {
         let service = tower::ServiceBuilder::new()
             .map_request(optional_params)
             .service(service);
-        Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
+        let (stdin, stdout) = transport::filtered(tokio::io::stdin(), tokio::io::stdout());
+        Server::new(stdin, stdout, socket)
             .concurrency_level(16)
             .serve(service)
             .await;
@@ -137,6 +139,8 @@ pub struct Backend {
     events_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<FolderEvent>>>,
     /// Generated hover explanations by (symbol, hash of its definition's text).
     hover_cache: Arc<DashMap<(String, [u8; 16]), String>>,
+    /// Explanations being generated, so a second hover does not start another.
+    hover_inflight: Arc<dashmap::DashSet<(String, [u8; 16])>>,
 }
 
 impl Backend {
@@ -152,6 +156,7 @@ impl Backend {
             events,
             events_rx: Mutex::new(Some(events_rx)),
             hover_cache: Arc::new(DashMap::new()),
+            hover_inflight: Arc::new(dashmap::DashSet::new()),
         }
     }
 
@@ -487,14 +492,20 @@ impl Backend {
             };
             send_progress(&self.client, token, WorkDoneProgress::Begin(begin)).await;
         }
+        // Ends the stage progress even when the request is cancelled (its future dropped).
+        let mut stage_end = stage.clone().map(|token| StageEnd {
+            client: self.client.clone(),
+            token,
+            sent: false,
+        });
         let result = self.ask(&p, stage.as_ref()).await;
-        if let Some(token) = &stage {
-            send_progress(
-                &self.client,
-                token,
-                WorkDoneProgress::End(WorkDoneProgressEnd { message: None }),
-            )
-            .await;
+        if let Some(end) = stage_end.as_mut() {
+            end.send().await;
+        }
+        if stage.is_some() || p.partial_result_token.is_some() {
+            // tower-lsp writes notifications and responses from two queues; a moment's
+            // grace lets the last progress message reach the client before the result.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         result
     }
@@ -618,11 +629,6 @@ impl Backend {
                 .cloned()
                 .unwrap_or_default()
         };
-        if p.partial_result_token.is_some() {
-            // tower-lsp writes notifications and responses from two queues; a moment's
-            // grace lets the last delta reach the client before the result does.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         Ok(protocol::ask_json(&root_of, &result, &last_line))
     }
 
@@ -729,7 +735,15 @@ impl Backend {
         };
         let folder = folder.clone();
         let cache = self.hover_cache.clone();
+        let inflight = self.hover_inflight.clone();
+        if !inflight.insert(key.clone()) {
+            return None; // already being generated; a later hover shows it
+        }
         Some(tokio::spawn(async move {
+            let _done = InflightGuard {
+                set: inflight,
+                key: key.clone(),
+            };
             let f = folder.clone();
             let plan = tokio::task::spawn_blocking(move || {
                 f.with_reader(|e| Ok(e.plan_answer(&question, &retrieval, None)))
@@ -982,6 +996,52 @@ impl Backend {
                 "unknown command {other}; ragls offers {}",
                 COMMANDS.join(", ")
             ))),
+        }
+    }
+}
+
+/// Removes a hover key from the in-flight set however its generation ends.
+struct InflightGuard {
+    set: Arc<dashmap::DashSet<(String, [u8; 16])>>,
+    key: (String, [u8; 16]),
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.set.remove(&self.key);
+    }
+}
+
+/// The end of a request's stage progress, sent on completion or, if the request is
+/// cancelled, when its future is dropped.
+struct StageEnd {
+    client: Client,
+    token: NumberOrString,
+    sent: bool,
+}
+
+impl StageEnd {
+    async fn send(&mut self) {
+        self.sent = true;
+        send_progress(
+            &self.client,
+            &self.token,
+            WorkDoneProgress::End(WorkDoneProgressEnd { message: None }),
+        )
+        .await;
+    }
+}
+
+impl Drop for StageEnd {
+    fn drop(&mut self) {
+        if !self.sent {
+            let (client, token) = (self.client.clone(), self.token.clone());
+            tokio::spawn(async move {
+                let end = WorkDoneProgressEnd {
+                    message: Some("cancelled".into()),
+                };
+                send_progress(&client, &token, WorkDoneProgress::End(end)).await;
+            });
         }
     }
 }

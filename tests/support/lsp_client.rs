@@ -262,9 +262,15 @@ impl LspClient {
     /// response message, with either `result` or `error`.
     pub fn request(&self, method: &str, params: Value) -> Value {
         let id = self.send_request(method, params);
-        self.wait_response(id, REQUEST_TIMEOUT)
-            .unwrap_or_else(|| self.fail(&format!("no response to {method} (id {id}) in time")))
-            .message
+        match self.wait_response(id, REQUEST_TIMEOUT) {
+            Some(m) => m.message,
+            None if self.shared.lock().closed => self.fail(&format!(
+                "no response to {method} (id {id}): the server closed its stdout"
+            )),
+            None => self.fail(&format!(
+                "no response to {method} (id {id}) within {REQUEST_TIMEOUT:?}"
+            )),
+        }
     }
 
     /// [`LspClient::request`] that must succeed; returns the `result`.
@@ -375,24 +381,30 @@ impl LspClient {
             .collect()
     }
 
-    /// Waits until `pred` holds for the log of received messages; true if it did.
+    /// Waits until `pred` holds for the log of received messages; true if it did. `pred`
+    /// sees a snapshot (the lock is not held), so it may call the client's methods.
     pub fn wait_for(&self, timeout: Duration, mut pred: impl FnMut(&[Incoming]) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut st = self.shared.lock();
         loop {
-            if pred(&st.log) {
+            let (snapshot, closed) = {
+                let st = self.shared.lock();
+                (st.log.clone(), st.closed)
+            };
+            if pred(&snapshot) {
                 return true;
             }
             let now = Instant::now();
-            if now >= deadline || st.closed {
-                return pred(&st.log);
+            if now >= deadline || closed {
+                return false;
             }
-            st = self
-                .shared
-                .changed
-                .wait_timeout(st, (deadline - now).min(Duration::from_millis(200)))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            let st = self.shared.lock();
+            if st.log.len() == snapshot.len() && !st.closed {
+                let _ = self
+                    .shared
+                    .changed
+                    .wait_timeout(st, (deadline - now).min(Duration::from_millis(100)))
+                    .unwrap_or_else(|e| e.into_inner());
+            }
         }
     }
 
