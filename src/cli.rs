@@ -268,7 +268,7 @@ fn open_for_search(ws: &WorkspaceArgs) -> Result<Engine> {
         return Ok(engine);
     }
     eprintln!(
-        "ragls: no index for {} yet; indexing it first",
+        "ragls: no index for {} with the current settings yet (none, or one built by another embedder); indexing it first",
         r.root.display()
     );
     let mut engine = Engine::open_for_writing(&r.root, r.config, r.index_dir)?;
