@@ -176,6 +176,28 @@ struct Sidecar {
     dims: usize,
     points: usize,
     basename: String,
+    /// blake3 of the graph and data files: a torn or corrupt dump is never handed to
+    /// hnsw_rs (which would print to stdout, or panic, on some corruptions).
+    #[serde(default)]
+    checksums: Vec<String>,
+}
+
+fn dump_files(dir: &Path, basename: &str) -> [std::path::PathBuf; 2] {
+    [
+        dir.join(format!("{basename}.hnsw.graph")),
+        dir.join(format!("{basename}.hnsw.data")),
+    ]
+}
+
+fn checksums(dir: &Path, basename: &str) -> Option<Vec<String>> {
+    dump_files(dir, basename)
+        .iter()
+        .map(|p| {
+            std::fs::read(p)
+                .ok()
+                .map(|b| blake3::hash(&b).to_hex().to_string())
+        })
+        .collect()
 }
 
 impl VectorIndex {
@@ -250,16 +272,30 @@ impl VectorIndex {
     pub fn save(&self, dir: &Path, generation: u64) -> std::io::Result<()> {
         let basename = format!("vectors-{generation}");
         let points = self.points();
+        let mut sums = Vec::new();
         if points > 0 {
-            self.hnsw
-                .file_dump(dir, &basename)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            // hnsw_rs panics when it cannot create its files; that must not end the caller.
+            let dumped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.hnsw.file_dump(dir, &basename)
+            }));
+            match dumped {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(std::io::Error::other(e.to_string())),
+                Err(_) => {
+                    return Err(std::io::Error::other(
+                        "the vector graph could not be written",
+                    ))
+                }
+            }
+            sums = checksums(dir, &basename)
+                .ok_or_else(|| std::io::Error::other("the vector dump cannot be read back"))?;
         }
         let sidecar = Sidecar {
             generation,
             dims: self.dims,
             points,
             basename: basename.clone(),
+            checksums: sums,
         };
         let tmp = dir.join(format!("{SIDECAR}.tmp"));
         std::fs::write(
@@ -299,6 +335,9 @@ impl VectorIndex {
         }
         // hnsw_rs ties the graph's lifetime to its loader; one loader per process start
         // is leaked on purpose (a few hundred bytes).
+        if checksums(dir, &sidecar.basename).as_ref() != Some(&sidecar.checksums) {
+            return None;
+        }
         let basename = sidecar.basename.clone();
         let loaded = std::panic::catch_unwind(move || {
             let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, &basename)));
