@@ -663,7 +663,7 @@ impl Engine {
     pub fn apply_document(&mut self, doc: DocumentUpdate) -> Result<()> {
         let identity = self.identity();
         self.load_vectors()?;
-        let known = self.store.file_states()?.remove(&doc.path);
+        let known = self.store.file_state(&doc.path)?;
         let mut report = IndexReport::default();
         let prepared = match doc.text {
             Some(text) => {

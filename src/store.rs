@@ -326,23 +326,16 @@ impl Store {
         let mut st = self
             .conn
             .prepare("SELECT path, size, mtime_ns, content_hash, skip_reason FROM files")?;
-        let rows = st.query_map([], |r| {
-            let hash: Vec<u8> = r.get(3)?;
-            let mut content_hash = [0u8; 32];
-            if hash.len() == 32 {
-                content_hash.copy_from_slice(&hash);
-            }
-            Ok((
-                r.get::<_, String>(0)?,
-                FileState {
-                    size: r.get::<_, i64>(1)? as u64,
-                    mtime_ns: r.get(2)?,
-                    content_hash,
-                    skip_reason: r.get(4)?,
-                },
-            ))
-        })?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, read_file_state(r, 1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// What the store remembers of one file (for a single edited buffer: no full scan).
+    pub fn file_state(&self, path: &str) -> Result<Option<FileState>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT size, mtime_ns, content_hash, skip_reason FROM files WHERE path=?1",
+        )?;
+        Ok(st.query_row([path], |r| read_file_state(r, 0)).optional()?)
     }
 
     /// The chunk ids and text hashes of one file, so a changed file can keep the chunks
@@ -682,6 +675,21 @@ fn bump_generation(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
         [],
     )?;
     Ok(())
+}
+
+/// A `FileState` from the columns size, mtime_ns, content_hash, skip_reason at `at..`.
+fn read_file_state(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<FileState> {
+    let hash: Vec<u8> = r.get(at + 2)?;
+    let mut content_hash = [0u8; 32];
+    if hash.len() == 32 {
+        content_hash.copy_from_slice(&hash);
+    }
+    Ok(FileState {
+        size: r.get::<_, i64>(at)? as u64,
+        mtime_ns: r.get(at + 1)?,
+        content_hash,
+        skip_reason: r.get(at + 3)?,
+    })
 }
 
 fn read_chunk(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChunk> {
