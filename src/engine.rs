@@ -458,6 +458,9 @@ impl Engine {
             self.store.set_meta("embedder", "")?;
         }
         report.rebuilt = self.store.adopt_identity(&identity)? || rebuild;
+        // Tells other processes that this one is indexing now, not merely holding the
+        // lock (an editor's server holds it all along).
+        self.store.set_meta("indexing", "1")?;
 
         let walked = workspace::walk(&self.root, &self.walk_options())
             .map_err(|e| Error::Usage(e.to_string()))?;
@@ -524,6 +527,7 @@ impl Engine {
                 .collect();
             w.set_walk_skips(&skips)?;
             w.set_meta("last_indexed", &now_rfc3339())?;
+            w.set_meta("indexing", "0")?;
             w.commit()?;
         }
         self.embed_pending(&identity, &mut report)?;
@@ -1067,7 +1071,9 @@ impl Engine {
             .filter(|p| !seen.contains(p.as_str()) && !self.overlays.contains(p.as_str()))
             .count() as u64;
         // Another process indexing holds the lock; this engine holding it means idle here.
-        let indexing = self._lock.is_none() && lock_is_held(&self.index_dir);
+        let indexing = self._lock.is_none()
+            && lock_is_held(&self.index_dir)
+            && self.store.meta("indexing")?.as_deref() != Some("0");
         let degraded = self.store.meta("degraded")?.filter(|d| !d.is_empty());
         let state = match (indexing, &degraded) {
             (true, _) => "indexing",

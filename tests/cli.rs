@@ -993,13 +993,19 @@ fn a_locked_index_is_reported_as_in_use() {
     lock.try_lock().expect("the test takes the index lock");
     let out = sb.ragls("index", &[]);
     assert_one_line_error(&out, 2, &["in use"]);
-    // Readers are not blocked by a writer, and status says an index run is going on.
+    // Readers are not blocked by a writer.
     assert_in_top(
         &sb.search("evict the least recently used entry"),
         1,
         &lru_evict(),
         "while locked",
     );
+    // A holder that is not indexing (an editor's idle server) leaves the state ready;
+    // one that is indexing (it marks so in the index) shows as indexing.
+    assert_eq!(sb.status()["state"], "ready");
+    let db = rusqlite::Connection::open(sb.index.join("index.sqlite")).unwrap();
+    db.execute("UPDATE meta SET value='1' WHERE key='indexing'", [])
+        .unwrap();
     assert_eq!(sb.status()["state"], "indexing");
     lock.unlock().unwrap();
     drop(lock);
