@@ -1,9 +1,9 @@
 //! One workspace folder in the server: a background indexer thread that owns the
-//! writing engine, and a reading engine that answers requests meanwhile.
+//! writing engine, and reading engines that answer requests meanwhile.
 //!
-//! Requests never wait for indexing: the reader has its own database connection (WAL
-//! lets it read what each committed batch wrote) and shares the vector index with the
-//! writer. Everything that changes the index — full or incremental indexing, editor
+//! Requests never wait for indexing, nor for each other: each takes a reading engine of
+//! its own (a small pool), with its own database connection (WAL lets it read what each
+//! committed batch wrote), sharing the vector index with the writer. Everything that changes the index — full or incremental indexing, editor
 //! buffers, settings — goes to the indexer thread as a command, so it is applied once
 //! and in order; buffer edits are also applied between indexing batches, so a long
 //! index never holds an edit back for long.
@@ -49,7 +49,11 @@ pub struct Folder {
     index_dir: PathBuf,
     config: RwLock<Config>,
     vectors: Arc<SharedVectors>,
-    reader: Mutex<Option<Engine>>,
+    /// Idle reading engines, tagged with the settings generation they were opened with.
+    /// Each request takes one (or opens one), so a slow request (a remote rerank) never
+    /// holds up the others.
+    readers: Mutex<Vec<(u64, Engine)>>,
+    generation: AtomicU64,
     commands: Mutex<mpsc::Sender<Command>>,
     documents: Arc<Mutex<VecDeque<DocumentUpdate>>>,
     status: Arc<RwLock<Status>>,
@@ -70,7 +74,8 @@ impl Folder {
             index_dir: index_dir.clone(),
             config: RwLock::new(config.clone()),
             vectors: vectors.clone(),
-            reader: Mutex::new(None),
+            readers: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
             commands: Mutex::new(tx.clone()),
             documents: Arc::new(Mutex::new(VecDeque::new())),
             status: status.clone(),
@@ -121,32 +126,39 @@ impl Folder {
         if let Ok(mut c) = self.config.write() {
             *c = config.clone();
         }
-        // The reader reopens with the new settings on its next use.
-        if let Ok(mut r) = self.reader.lock() {
-            *r = None;
+        // Readers reopen with the new settings on their next use.
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut r) = self.readers.lock() {
+            r.clear();
         }
         self.send(Command::Reconfigure(Box::new(config)));
     }
 
-    /// Runs `f` on the reading engine (blocking: call from a blocking task). `None` while
+    /// Runs `f` on a reading engine (blocking: call from a blocking task). `None` while
     /// the folder has no index yet.
     pub fn with_reader<T>(&self, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<Option<T>> {
-        let mut guard = self
-            .reader
-            .lock()
-            .map_err(|_| Error::Other("the reader lock is poisoned".into()))?;
-        if guard.is_none() {
-            *guard = Engine::open_for_reading_with(
+        const MAX_IDLE_READERS: usize = 4;
+        let generation = self.generation.load(Ordering::SeqCst);
+        let idle = self.readers.lock().ok().and_then(|mut r| r.pop());
+        let mut engine = match idle {
+            Some((g, engine)) if g == generation => engine,
+            _ => match Engine::open_for_reading_with(
                 &self.root,
                 self.config(),
                 self.index_dir.clone(),
                 self.vectors.clone(),
-            )?;
+            )? {
+                Some(engine) => engine,
+                None => return Ok(None),
+            },
+        };
+        let result = f(&mut engine);
+        if let Ok(mut r) = self.readers.lock() {
+            if r.len() < MAX_IDLE_READERS && self.generation.load(Ordering::SeqCst) == generation {
+                r.push((generation, engine));
+            }
         }
-        match guard.as_mut() {
-            Some(engine) => f(engine).map(Some),
-            None => Ok(None),
-        }
+        result.map(Some)
     }
 
     pub fn status(&self) -> Status {

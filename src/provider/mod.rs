@@ -127,7 +127,21 @@ impl Provider {
         if key.is_none() && base_url == OPENROUTER_BASE_URL {
             return None;
         }
-        Provider::new(&base_url, key, config)
+        // One client (one connection pool) per process and settings: every engine of a
+        // server shares it.
+        type Shared = Vec<(ProviderConfig, Option<String>, Provider)>;
+        static SHARED: std::sync::OnceLock<std::sync::Mutex<Shared>> = std::sync::OnceLock::new();
+        let shared = SHARED.get_or_init(Default::default);
+        let key_text = key.as_ref().map(|k| k.0.clone());
+        let mut cache = shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, _, p)) = cache.iter().find(|(c, k, _)| c == config && *k == key_text) {
+            return Some(p.clone());
+        }
+        let provider = Provider::new(&base_url, key, config)?;
+        cache.push((config.clone(), key_text, provider.clone()));
+        Some(provider)
     }
 
     fn new(base_url: &str, key: Option<ApiKey>, config: &ProviderConfig) -> Option<Provider> {
