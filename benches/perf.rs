@@ -12,26 +12,15 @@
 //! `bench/perf.sh`.
 
 use ragls::config::Config;
+mod support;
+
 use ragls::engine::{Engine, NoProgress};
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let corpus = args
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "/tmp/ragls-perf-corpus/corpus".into());
+    let args = support::args();
     let n_queries: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1000);
-    let root = match ragls::engine::workspace_root(std::path::Path::new(&corpus)) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("perf: {e} (run ../shared/eval/perf-corpus.sh first)");
-            std::process::exit(2);
-        }
-    };
+    let root = support::corpus_root(&args, "perf");
     let index_dir = std::env::temp_dir().join(format!("ragls-perf-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&index_dir);
     let config = Config::default();

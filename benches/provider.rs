@@ -12,26 +12,15 @@ mod fake_provider;
 
 use fake_provider::{Endpoint, FakeProvider};
 use ragls::config::Config;
+mod support;
+
 use ragls::engine::{Engine, NoProgress};
 use std::time::{Duration, Instant};
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let corpus = args
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "/tmp/ragls-perf-corpus/corpus".into());
+    let args = support::args();
     let latency_ms: u64 = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(150);
-    let root = match ragls::engine::workspace_root(std::path::Path::new(&corpus)) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("provider bench: {e} (run ../shared/eval/perf-corpus.sh first)");
-            std::process::exit(2);
-        }
-    };
+    let root = support::corpus_root(&args, "provider bench");
     let fake = FakeProvider::start();
     fake.set_latency(Duration::from_millis(latency_ms));
     fake.set_dimensions(256);

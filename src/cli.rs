@@ -402,7 +402,8 @@ fn skipped_text(skipped: &std::collections::BTreeMap<String, u64>) -> String {
 }
 
 fn summary(root: &Path, r: &IndexReport, engine: &Engine) -> String {
-    let chunks = engine.status().map(|s| s.chunks).unwrap_or(0);
+    // Counts only: `status()` would walk the tree a second time.
+    let chunks = engine.chunk_count().unwrap_or(0);
     let mut s = format!(
         "indexed {}: {} files ({} new or changed, {} removed, {} unchanged), {} chunks; embedded {}, from cache {}; skipped {}; {:.2} s",
         root.display(),

@@ -381,6 +381,11 @@ impl Engine {
         })
     }
 
+    /// Chunks in the index (a count, no walk).
+    pub fn chunk_count(&self) -> Result<u64> {
+        Ok(self.store.counts()?.chunks)
+    }
+
     /// The chunk of `path` (workspace-relative) at 1-based `line`, if indexed.
     pub fn chunk_at(&self, path: &str, line: u32) -> Result<Option<StoredChunk>> {
         self.store.chunk_at(path, line)
