@@ -37,6 +37,9 @@ use tower_lsp::{Client, LanguageServer, LspService, Server};
 static SHUT_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// How long a hover may take before it answers with what it has.
+/// The kind of the "ragls: …" code actions: in the `refactor` family, so editors list them
+/// in Ctrl+. and the lightbulb (issue 12).
+const RAGLS_ACTION_KIND: &str = "refactor.ragls";
 const HOVER_BUDGET: Duration = Duration::from_millis(1500);
 const COMMANDS: [&str; 4] = [
     "ragls.ask",
@@ -588,6 +591,35 @@ impl Backend {
         let Some(plan) = planned else {
             return Err(internal("the index is not ready yet".into()));
         };
+        let root_of = |path: &str| {
+            roots
+                .get(path)
+                .cloned()
+                .or_else(|| Some(first.root.clone()))
+        };
+        let last_line = |s: &Source| {
+            last_lines
+                .get(&(s.path.clone(), s.start_line))
+                .cloned()
+                .unwrap_or_default()
+        };
+        // Issue 12: the numbered sources go out before any answer text, as
+        // `$/progress {token, value: {sources}}`, so clients can make each streamed `[n]`
+        // a link at once. `[n]` is `sources[n-1]` and keeps that meaning in the result.
+        if let Some(token) = &p.partial_result_token {
+            let sources: Vec<Value> = plan
+                .sources
+                .iter()
+                .map(|s| {
+                    protocol::source_json(&root_of(&s.path).unwrap_or_default(), s, &last_line(s))
+                })
+                .collect();
+            self.client
+                .send_notification::<PartialResult>(
+                    json!({ "token": token, "value": { "sources": sources } }),
+                )
+                .await;
+        }
         let result = match plan.chat.clone() {
             None => {
                 let result = plan.extractive();
@@ -634,18 +666,6 @@ impl Backend {
                 let _ = forward.await;
                 plan.finish(outcome, started.elapsed().as_millis() as u64)
             }
-        };
-        let root_of = |path: &str| {
-            roots
-                .get(path)
-                .cloned()
-                .or_else(|| Some(first.root.clone()))
-        };
-        let last_line = |s: &Source| {
-            last_lines
-                .get(&(s.path.clone(), s.start_line))
-                .cloned()
-                .unwrap_or_default()
         };
         Ok(protocol::ask_json(&root_of, &result, &last_line))
     }
@@ -792,50 +812,55 @@ impl Backend {
         }))
     }
 
+    /// The ragls actions of Ctrl+. and the lightbulb. Kind `refactor.ragls` (not `source`,
+    /// which editors hide under "Source Action…"), titled "ragls: …", and offered only on
+    /// an identifier or a selection: never on whitespace or a keyword like `import`.
     async fn code_actions(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
         let uri = params.text_document.uri;
         let range = params.range;
         let Some(text) = self.text_of(&uri) else {
             return Ok(None);
         };
-        let word = documents::word_at(&text, range.start);
+        let word = documents::word_at(&text, range.start).filter(|w| !documents::is_keyword(w));
+        let selected =
+            range.start != range.end && !documents::text_in(&text, range).trim().is_empty();
+        let kind = CodeActionKind::new(RAGLS_ACTION_KIND);
         let args = |extra: Value| vec![json!(uri), json!(range), extra];
-        let mut actions: Vec<CodeActionOrCommand> =
-            vec![CodeActionOrCommand::CodeAction(CodeAction {
-                title: "Explain this code".into(),
-                kind: Some(CodeActionKind::SOURCE),
+        let action = |title: String, command: &str, arguments: Vec<Value>| {
+            CodeActionOrCommand::CodeAction(CodeAction {
+                title: title.clone(),
+                kind: Some(kind.clone()),
                 command: Some(tower_lsp::lsp_types::Command {
-                    title: "Explain this code".into(),
-                    command: "ragls.explain".into(),
-                    arguments: Some(args(Value::Null)),
+                    title,
+                    command: command.into(),
+                    arguments: Some(arguments),
                 }),
                 ..CodeAction::default()
-            })];
+            })
+        };
+        let mut actions: Vec<CodeActionOrCommand> = Vec::new();
+        if word.is_some() || selected {
+            actions.push(action(
+                "ragls: Explain this code".into(),
+                "ragls.explain",
+                args(Value::Null),
+            ));
+        }
         if let Some(w) = &word {
             let query = format!("What does `{w}` do, and where is it used?");
-            actions.push(CodeActionOrCommand::CodeAction(CodeAction {
-                title: format!("Ask about {w}"),
-                kind: Some(CodeActionKind::SOURCE),
-                command: Some(tower_lsp::lsp_types::Command {
-                    title: format!("Ask about {w}"),
-                    command: "ragls.ask".into(),
-                    arguments: Some(vec![
-                        json!({ "query": query, "textDocument": { "uri": uri }, "range": range }),
-                    ]),
-                }),
-                ..CodeAction::default()
-            }));
+            actions.push(action(
+                format!("ragls: Ask about {w}"),
+                "ragls.ask",
+                vec![json!({ "query": query, "textDocument": { "uri": uri }, "range": range })],
+            ));
         }
-        actions.push(CodeActionOrCommand::CodeAction(CodeAction {
-            title: "Find related code".into(),
-            kind: Some(CodeActionKind::SOURCE),
-            command: Some(tower_lsp::lsp_types::Command {
-                title: "Find related code".into(),
-                command: "ragls.related".into(),
-                arguments: Some(args(Value::Null)),
-            }),
-            ..CodeAction::default()
-        }));
+        if word.is_some() || selected {
+            actions.push(action(
+                "ragls: Find related code".into(),
+                "ragls.related",
+                args(Value::Null),
+            ));
+        }
         if let Some(action) = self.doc_comment_action(&uri, &text, range).await {
             actions.push(CodeActionOrCommand::CodeAction(action));
         }
@@ -1193,7 +1218,7 @@ impl LanguageServer for Backend {
                 code_action_provider: Some(CodeActionProviderCapability::Options(
                     CodeActionOptions {
                         code_action_kinds: Some(vec![
-                            CodeActionKind::SOURCE,
+                            CodeActionKind::new(RAGLS_ACTION_KIND),
                             CodeActionKind::REFACTOR_REWRITE,
                         ]),
                         ..CodeActionOptions::default()
