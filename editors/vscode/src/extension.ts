@@ -675,6 +675,7 @@ export function activate(context: vscode.ExtensionContext): void {
     output,
     statusItem,
     vscode.window.registerWebviewViewProvider(ChatView.id, chat, { webviewOptions: { retainContextWhenHidden: true } }),
+    vscode.commands.registerCommand('ragls.chat.open', () => chat.reveal(true)),
     vscode.commands.registerCommand('ragls.chat.clear', () => chat.clear()),
     vscode.commands.registerCommand('ragls.chat.stop', () => chat.stop()),
     vscode.commands.registerCommand('ragls.ask', askCommand),
