@@ -194,8 +194,10 @@ class ChatView implements vscode.WebviewViewProvider {
     const start = new vscode.Position(r.start.line, 0);
     const end = new vscode.Position(r.end.line, r.end.character);
     const doc = await vscode.workspace.openTextDocument(vscode.Uri.parse(target.uri));
+    // Beside the editor in use (the chat is in the side bar, so never over it); in the
+    // editor area itself when no editor is open.
     const editor = await vscode.window.showTextDocument(doc, {
-      viewColumn: vscode.ViewColumn.Beside,
+      viewColumn: vscode.window.visibleTextEditors.length > 0 ? vscode.ViewColumn.Beside : vscode.ViewColumn.Active,
       preserveFocus: true,
       preview: true,
     });
