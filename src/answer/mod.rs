@@ -150,10 +150,9 @@ pub fn extractive(
             question.trim()
         ));
     } else {
-        answer.push_str(&format!(
-            "The code most relevant to \"{}\":\n\n",
-            question.trim()
-        ));
+        // The question's first line: a client may add context below it (a follow-up).
+        let first_line = question.trim().lines().next().unwrap_or_default();
+        answer.push_str(&format!("The code most relevant to \"{first_line}\":\n\n"));
         for (i, s) in sources.iter().enumerate() {
             let what = s
                 .symbol
@@ -237,7 +236,7 @@ mod tests {
     #[test]
     fn extractive_answers_number_each_source_with_its_location() {
         let r = extractive(
-            "how does polling work?",
+            "how does polling work?\n\n(A follow-up to the previous question: \"x\")",
             &[
                 source("src/sched.rs", 10, Some("impl Scheduler > fn poll")),
                 source("src/io.rs", 3, None),
@@ -273,6 +272,11 @@ mod tests {
             r.answer
         );
         assert!(r.answer.lines().count() <= 6, "short: {}", r.answer);
+        assert!(
+            r.answer.contains("relevant to \"how does polling work?\":"),
+            "{}",
+            r.answer
+        );
         assert_eq!(r.citations.len(), 2);
         assert_eq!(r.sources[0].snippet, "fn poll() {\n}", "full snippets stay");
         assert_eq!(

@@ -128,7 +128,8 @@ local function render_lines()
       add('')
       add('> ragls: ' .. (t.cancelled and 'stopped' or t.error))
     end
-    if #t.sources > 0 and not t.state then
+    -- (An offline, extractive answer is itself the list of sources.)
+    if #t.sources > 0 and not t.state and t.mode ~= 'extractive' then
       add('')
       add('Sources:')
       for n, s in ipairs(t.sources) do
