@@ -239,7 +239,8 @@ async function main() {
 
     // The chat: "ragls: Ask About the Codebase" (also Ctrl+Alt+A) opens it with its input
     // focused; the answer streams in, with [n] chips and the sources under it.
-    await runCommand(page, 'ragls: Ask About the Codebase');
+    // Ctrl+Alt+A is ragls.ask's keybinding.
+    await page.keyboard.press('Control+Alt+A');
     const view = page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
     const q = view.locator('#q');
     await q.waitFor({ timeout: 30000 });
@@ -305,6 +306,19 @@ async function main() {
     check(second.includes('follow-up to the previous question') && second.includes('How is the invoice total computed?'), 'the follow-up carried the previous question', second.slice(0, 400));
     await page.screenshot({ path: path.join(out, '6-follow-up.png') });
 
+    // Stop: cancels the answer being streamed ($/cancelRequest); the chat says so.
+    await q.fill('What does format_cents return?');
+    await q.press('Enter');
+    await waitFor('text of the third answer', 30000, async () =>
+      ((await turns.nth(2).locator('.answer').textContent()) ?? '').includes(PIECES[0]),
+    );
+    await view.locator('#stop').click();
+    await waitFor('the stopped answer', 10000, async () => (await turns.nth(2).locator('.error').count()) > 0);
+    const stopped = (await turns.nth(2).locator('.error').textContent()) ?? '';
+    check(stopped.includes('Stopped.'), 'Stop cancels the answer', stopped);
+    check(!(await turns.nth(2).locator('.answer').textContent()).includes('adds tax.'), 'the stopped answer did not finish');
+    check(await view.locator('#stop').isHidden(), 'the Stop button goes away');
+
     // Ctrl+. on an identifier lists the ragls actions.
     await page.locator('.editor-group-container .monaco-editor .view-lines').first().click();
     await page.keyboard.press('Control+G');
@@ -353,7 +367,7 @@ async function main() {
     check(true, '"Open Setting" shows the Server Path setting');
     await page.screenshot({ path: path.join(out, '10-settings.png') });
     await page.keyboard.press('Escape');
-    await waitFor('the restored conversation', 20000, async () => (await turns.count()) === 2);
+    await waitFor('the restored conversation', 20000, async () => (await turns.count()) === 3);
     check(true, 'the conversation is kept after a reload');
     console.log(`PASS: ${checks} checks`);
   } catch (e) {
