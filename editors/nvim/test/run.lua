@@ -259,6 +259,7 @@ local function main()
   check(text:find('CredentialStore', 1, true) ~= nil, 'the answer buffer has the answer text', text)
   check(text:find('[1]: auth/password.rs:10', 1, true) ~= nil, 'the citations are listed under the answer', text)
   check(vim.api.nvim_get_current_buf() == src_buf, 'the cursor stays in the source window')
+  check(vim.bo[answer_buf].modifiable == false, 'the answer buffer is read-only')
   -- <CR> on a [n] in the answer buffer opens that citation in a file window.
   local answer_win = vim.fn.bufwinid(answer_buf)
   vim.api.nvim_set_current_win(answer_win)

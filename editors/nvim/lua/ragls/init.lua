@@ -374,10 +374,12 @@ local function answer_buffer()
   return buf, win
 end
 
+--- Writes the (read-only) answer buffer.
 local function set_lines(buf, first, last, lines)
   vim.bo[buf].modifiable = true
   vim.api.nvim_buf_set_lines(buf, first, last, false, lines)
   vim.bo[buf].modified = false
+  vim.bo[buf].modifiable = false
 end
 
 local function scroll_to_end(buf)
@@ -605,6 +607,11 @@ function M.ask_params(params)
     streams[token] = stream
     current = stream
     set_lines(buf, 0, -1, vim.list_extend(vim.deepcopy(header), { '' }))
+    -- A new answer starts at the top of the window, not at the old scroll position.
+    local answer_win = vim.fn.bufwinid(buf)
+    if answer_win ~= -1 then
+      vim.api.nvim_win_set_cursor(answer_win, { 1, 0 })
+    end
     local ok, id = request(client, 'rag/ask', params, function(err, result)
       main_loop(function()
         stream:finish(err, result)
