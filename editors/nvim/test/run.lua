@@ -457,6 +457,25 @@ local function main()
   end
   check(row ~= nil, 'the answer line with [1] is in the chat')
   vim.api.nvim_win_set_cursor(chat_win, { row, col })
+  -- K shows the cited snippet in a float, without leaving the chat.
+  local wins_before = #vim.api.nvim_tabpage_list_wins(0)
+  vim.cmd('normal K')
+  local float_text
+  for _, w in ipairs(vim.api.nvim_tabpage_list_wins(0)) do
+    if vim.api.nvim_win_get_config(w).relative ~= '' then
+      float_text = buffer_text(vim.api.nvim_win_get_buf(w))
+      vim.api.nvim_win_close(w, true)
+    end
+  end
+  check(
+    float_text and float_text:find('billing/invoice.py:13', 1, true) ~= nil
+      and float_text:find('def compute_invoice_total(items, tax_rate', 1, true) ~= nil,
+    'K on [1] shows its snippet in a float',
+    tostring(float_text)
+  )
+  check(#vim.api.nvim_tabpage_list_wins(0) == wins_before, 'the float is closed again')
+  vim.api.nvim_set_current_win(chat_win)
+  vim.api.nvim_win_set_cursor(chat_win, { row, col })
   vim.cmd('execute "normal \\<CR>"')
   check(
     vim.api.nvim_get_current_win() ~= chat_win
