@@ -17,6 +17,7 @@ use crate::provider::chat::ChatClient;
 use crate::provider::{Provider, RemoteReranker};
 use crate::rerank::{self, Candidate};
 use crate::retrieve;
+pub use crate::retrieve::{Rerank, Retrieval, SearchHit};
 use crate::store::{self, ChunkId, FileState, Identity, NewChunk, Store, StoredChunk, TextHash};
 use crate::tokenize;
 use crate::workspace::{self, WalkOptions, WalkedFile};
@@ -93,29 +94,6 @@ pub struct IndexReport {
     pub elapsed_ms: u64,
 }
 
-/// How to order the fused candidates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rerank {
-    /// The fused order.
-    None,
-    /// The offline scorer only: no request, for latency-bound callers (hover).
-    Offline,
-    /// The remote cross-encoder when configured (falling back to offline), else offline.
-    Best,
-}
-
-/// What retrieval found, and how.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Retrieval {
-    pub hits: Vec<SearchHit>,
-    /// Fallbacks taken (no vector search, rerank failed...), in words.
-    pub notes: Vec<String>,
-    /// "offline", or the remote rerank model; `None` when not reranked.
-    pub reranked_by: Option<String>,
-    pub retrieve_ms: u64,
-    pub rerank_ms: Option<u64>,
-}
-
 /// An answer about to be generated: see [`Engine::plan_answer`].
 #[derive(Clone, Debug)]
 pub struct AnswerPlan {
@@ -165,13 +143,6 @@ impl AnswerPlan {
             }
         }
     }
-}
-
-/// One search result.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SearchHit {
-    pub chunk: StoredChunk,
-    pub score: f32,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -910,6 +881,7 @@ impl Engine {
             .take(pool)
             .filter_map(|f| {
                 rows.remove(&f.id).map(|chunk| SearchHit {
+                    root: self.root.clone(),
                     chunk,
                     score: f.score,
                 })
@@ -930,6 +902,7 @@ impl Engine {
                             .into_iter()
                             .filter(|(_, score)| *score >= min)
                             .map(|(i, score)| SearchHit {
+                                root: hits[i].root.clone(),
                                 chunk: hits[i].chunk.clone(),
                                 score,
                             })
@@ -975,27 +948,6 @@ impl Engine {
                 .total_cmp(&a.score)
                 .then(a.chunk.id.cmp(&b.chunk.id))
         });
-    }
-
-    /// The whole pipeline: retrieve, rerank, and generate an answer that cites its
-    /// sources, streaming the text to `on_delta`. Without a chat model (offline), or when
-    /// generation fails, the answer is extractive and says why.
-    pub fn ask(
-        &mut self,
-        question: &str,
-        top_k: usize,
-        editor_context: Option<String>,
-        on_delta: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<AskResult> {
-        let retrieval = self.retrieve(question, top_k, Rerank::Best)?;
-        let plan = self.plan_answer(question, &retrieval, editor_context);
-        let Some(chat) = plan.chat.clone() else {
-            return Ok(plan.extractive());
-        };
-        let started = Instant::now();
-        let outcome =
-            crate::provider::blocking_runtime()?.block_on(chat.stream(&plan.messages, on_delta));
-        Ok(plan.finish(outcome, started.elapsed().as_millis() as u64))
     }
 
     /// Everything needed to generate an answer from a retrieval: the prompt (sources

@@ -8,8 +8,41 @@
 //! Fetching candidates (store, vector index) is the engine's job; this module does no I/O.
 
 use crate::config::{Fusion, RetrieveConfig};
-use crate::store::ChunkId;
+use crate::store::{ChunkId, StoredChunk};
 use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// How to order the fused candidates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rerank {
+    /// The fused order.
+    None,
+    /// The offline scorer only: no request, for latency-bound callers (hover).
+    Offline,
+    /// The remote cross-encoder when configured (falling back to offline), else offline.
+    Best,
+}
+
+/// What retrieval found, and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Retrieval {
+    pub hits: Vec<SearchHit>,
+    /// Fallbacks taken (no vector search, rerank failed...), in words.
+    pub notes: Vec<String>,
+    /// "offline", or the remote rerank model; `None` when not reranked.
+    pub reranked_by: Option<String>,
+    pub retrieve_ms: u64,
+    pub rerank_ms: Option<u64>,
+}
+
+/// One search result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchHit {
+    /// The workspace folder (index root) the chunk belongs to; its path is relative to it.
+    pub root: PathBuf,
+    pub chunk: StoredChunk,
+    pub score: f32,
+}
 
 /// One candidate after fusion, with the scores it came from (for the reranker and for
 /// explaining a result).
@@ -19,6 +52,30 @@ pub struct Fused {
     pub score: f32,
     pub lexical: Option<f32>,
     pub vector: Option<f32>,
+}
+
+/// Merges the retrievals of several indexes (workspace folders) into one: hits by score
+/// (ties keep the indexes' order), the best `top_k`; notes in order; the first reranker
+/// named; the slowest times (the indexes are searched side by side). Each hit keeps its
+/// own `root`, so equal relative paths in two folders stay apart.
+pub fn merge(per_index: Vec<Retrieval>, top_k: usize) -> Retrieval {
+    let mut merged = Retrieval {
+        hits: Vec::new(),
+        notes: Vec::new(),
+        reranked_by: None,
+        retrieve_ms: 0,
+        rerank_ms: None,
+    };
+    for r in per_index {
+        merged.hits.extend(r.hits);
+        merged.notes.extend(r.notes);
+        merged.reranked_by = merged.reranked_by.or(r.reranked_by);
+        merged.retrieve_ms = merged.retrieve_ms.max(r.retrieve_ms);
+        merged.rerank_ms = merged.rerank_ms.max(r.rerank_ms);
+    }
+    merged.hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+    merged.hits.truncate(top_k);
+    merged
 }
 
 /// Fuses two rankings (each best first, higher score better) into one, best first.

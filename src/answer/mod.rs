@@ -8,8 +8,8 @@ pub mod citations;
 pub mod prompt;
 pub mod sse;
 
-use crate::engine::SearchHit;
 pub use crate::provider::chat::Usage;
+use crate::retrieve::SearchHit;
 use serde::Serialize;
 
 /// How many lines of a chunk a snippet shows.
@@ -18,6 +18,9 @@ const SNIPPET_LINES: usize = 8;
 /// A retrieved chunk given as context, with a workspace-relative path and 1-based lines.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Source {
+    /// The workspace folder `path` is relative to (not part of the wire form).
+    #[serde(skip)]
+    pub root: std::path::PathBuf,
     pub path: String,
     pub start_line: u32,
     pub end_line: u32,
@@ -27,12 +30,19 @@ pub struct Source {
     pub language: String,
     pub score: f32,
     pub snippet: String,
+    /// The text of the chunk's last line, so a range can end where the chunk does (not
+    /// part of the wire form).
+    #[serde(skip)]
+    pub last_line: String,
 }
 
 /// A source the answer cites as `[n]`.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Citation {
     pub n: usize,
+    /// The workspace folder `path` is relative to (not part of the wire form).
+    #[serde(skip)]
+    pub root: std::path::PathBuf,
     pub path: String,
     pub start_line: u32,
     pub end_line: u32,
@@ -46,6 +56,7 @@ impl Citation {
     pub fn of(n: usize, s: &Source) -> Citation {
         Citation {
             n,
+            root: s.root.clone(),
             path: s.path.clone(),
             start_line: s.start_line,
             end_line: s.end_line,
@@ -97,6 +108,7 @@ provider.base_url at a local OpenAI-compatible server, to get a written answer t
 pub fn source_of(hit: &SearchHit) -> Source {
     let c = &hit.chunk;
     Source {
+        root: hit.root.clone(),
         path: c.path.clone(),
         start_line: c.start_line,
         end_line: c.end_line,
@@ -105,6 +117,7 @@ pub fn source_of(hit: &SearchHit) -> Source {
         language: c.language.clone(),
         score: hit.score,
         snippet: snippet(&c.text),
+        last_line: c.text.lines().last().unwrap_or("").to_string(),
     }
 }
 
@@ -206,6 +219,7 @@ mod tests {
 
     fn source(path: &str, line: u32, symbol: Option<&str>) -> Source {
         Source {
+            root: std::path::PathBuf::from("/ws"),
             path: path.into(),
             start_line: line,
             end_line: line + 3,
@@ -214,6 +228,7 @@ mod tests {
             language: "rust".into(),
             score: 1.0,
             snippet: "fn poll() {\n}".into(),
+            last_line: "}".into(),
         }
     }
 

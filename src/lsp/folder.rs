@@ -447,3 +447,24 @@ impl IndexProgress for ThreadProgress<'_> {
         self.indexer.take_documents()
     }
 }
+
+/// A folder is one index of the ask pipeline, read through its reading engines.
+impl crate::ask::AskIndex for Folder {
+    fn retrieve(
+        &self,
+        query: &str,
+        top_k: usize,
+        how: crate::retrieve::Rerank,
+    ) -> Result<Option<crate::retrieve::Retrieval>> {
+        self.with_reader(|e| e.retrieve(query, top_k, how))
+    }
+
+    fn plan(
+        &self,
+        question: &str,
+        retrieval: &crate::retrieve::Retrieval,
+        editor_context: Option<String>,
+    ) -> Result<Option<crate::engine::AnswerPlan>> {
+        self.with_reader(|e| Ok(e.plan_answer(question, retrieval, editor_context)))
+    }
+}

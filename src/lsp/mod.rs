@@ -15,9 +15,9 @@ mod folder;
 mod protocol;
 mod transport;
 
-use crate::answer::Source;
+use crate::ask::{self, AskIndex, AskSink, Question, Stage};
 use crate::config::{self, Config};
-use crate::engine::{Engine, Rerank, Retrieval, SearchHit};
+use crate::retrieve::{Rerank, Retrieval, SearchHit};
 use crate::workspace;
 use dashmap::DashMap;
 use documents::Document;
@@ -25,7 +25,6 @@ use folder::{Command, Folder, FolderEvent};
 use protocol::QueryParams;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 use tower_lsp::jsonrpc::{self, Result};
@@ -384,106 +383,102 @@ impl Backend {
         };
         if let Some(t) = &text {
             let config = folder.config();
-            if !config.index.index_secrets && workspace::is_secret_path(&rel) {
-                return;
-            }
-            if t.len() as u64 > config.index.max_file_bytes {
-                self.log(
-                    false,
-                    format!("{rel} is larger than index.max_file_bytes; its buffer is not indexed"),
-                )
-                .await;
-                return;
-            }
-            if workspace::classify_content(t.as_bytes()).is_some() {
-                self.log(
-                    false,
-                    format!("{rel} looks binary or generated; its buffer is not indexed"),
-                )
-                .await;
+            if let Err(reason) = workspace::admit_text(
+                &rel,
+                t.as_bytes(),
+                config.index.max_file_bytes,
+                config.index.index_secrets,
+            ) {
+                if reason != workspace::SkipReason::Secret {
+                    self.log(
+                        false,
+                        format!("{rel}: its buffer is not indexed ({})", reason.as_str()),
+                    )
+                    .await;
+                }
                 return;
             }
         }
         folder.update_document(rel, text);
     }
 
-    /// The text of a file: its open buffer, else the disk.
-    fn text_of(&self, uri: &Url) -> Option<String> {
-        if let Some(d) = self.docs.get(uri) {
-            return Some(d.text.clone());
+    /// The text of a document for editor context (selections, hovered words): its open
+    /// buffer, else the disk, and only if it passes the indexing admission (inside a
+    /// workspace folder, not a secret, not binary, within `index.max_file_bytes`).
+    /// Anything else is dropped with a log line, never read or sent anywhere.
+    async fn admitted_text(&self, uri: &Url) -> Option<(Arc<Folder>, String, String)> {
+        let Some((folder, rel)) = self.locate(uri) else {
+            self.log(
+                false,
+                format!("{uri} is outside the workspace folders; not used as context"),
+            )
+            .await;
+            return None;
+        };
+        let config = folder.config();
+        let (max, secrets) = (config.index.max_file_bytes, config.index.index_secrets);
+        let buffer = self.docs.get(uri).map(|d| d.text.clone());
+        let text = match buffer {
+            Some(t) => workspace::admit_text(&rel, t.as_bytes(), max, secrets).map(|_| t),
+            None => workspace::read_admitted(&folder.root, &rel, max, secrets),
+        };
+        match text {
+            Ok(t) => Some((folder, rel, t)),
+            Err(reason) => {
+                self.log(
+                    false,
+                    format!("{rel} is not used as context ({})", reason.as_str()),
+                )
+                .await;
+                None
+            }
         }
-        std::fs::read_to_string(uri.to_file_path().ok()?).ok()
     }
 
     /// Editor context: the selected text (or the line under the cursor), with its place.
-    fn editor_context(&self, uri: &Url, range: Option<Range>) -> Option<(String, String)> {
-        let text = self.text_of(uri)?;
+    async fn editor_context(&self, uri: &Url, range: Option<Range>) -> Option<(String, String)> {
         let range = range?;
+        let (_, rel, text) = self.admitted_text(uri).await?;
         let mut selected = documents::text_in(&text, range).to_string();
         if selected.trim().is_empty() {
             selected = documents::line_text(&text, range.start.line).to_string();
         }
         let selected: String = selected.chars().take(4000).collect();
-        let rel = self
-            .locate(uri)
-            .map(|(_, r)| r)
-            .unwrap_or_else(|| uri.path().to_string());
         let place = format!("{rel}:{}-{}", range.start.line + 1, range.end.line + 1);
         Some((format!("{place}\n```\n{selected}\n```"), selected))
     }
 
-    /// Retrieval over the relevant folders, merged by score: the folder of
-    /// `text_document` when given, else all of them.
-    async fn retrieve(
-        &self,
-        query: String,
-        top_k: usize,
-        how: Rerank,
-        scope: Option<&Url>,
-    ) -> Result<Vec<(Arc<Folder>, Retrieval)>> {
+    /// The indexes a request reads: the folder of `scope` when given, else all of them.
+    fn indexes(&self, scope: Option<&Url>) -> Vec<Arc<dyn AskIndex>> {
         let folders = match scope.and_then(|u| self.locate(u)) {
             Some((f, _)) => vec![f],
             None => self.folders(),
         };
-        let mut out = Vec::new();
-        for folder in folders {
-            let f = folder.clone();
-            let q = query.clone();
-            let result =
-                tokio::task::spawn_blocking(move || f.with_reader(|e| e.retrieve(&q, top_k, how)))
-                    .await
-                    .map_err(|e| internal(format!("retrieval stopped: {e}")))?
-                    .map_err(|e| internal(e.to_string()))?;
-            if let Some(r) = result {
-                out.push((folder, r));
-            }
-        }
-        Ok(out)
+        folders
+            .into_iter()
+            .map(|f| f as Arc<dyn AskIndex>)
+            .collect()
     }
 
+    /// Retrieval over the relevant folders ([`Backend::indexes`]), merged by score.
     async fn search_hits(
         &self,
         query: String,
         top_k: usize,
         how: Rerank,
         scope: Option<&Url>,
-    ) -> Result<Vec<(Arc<Folder>, SearchHit)>> {
-        let mut hits: Vec<(Arc<Folder>, SearchHit)> = self
-            .retrieve(query, top_k, how, scope)
-            .await?
-            .into_iter()
-            .flat_map(|(f, r)| r.hits.into_iter().map(move |h| (f.clone(), h)))
-            .collect();
-        hits.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
-        hits.truncate(top_k);
-        Ok(hits)
+    ) -> Result<Vec<SearchHit>> {
+        let found = ask::retrieve_all(&self.indexes(scope), &query, top_k, how)
+            .await
+            .map_err(|e| internal(e.to_string()))?;
+        Ok(found.map(|(_, r)| r.hits).unwrap_or_default())
     }
 
-    fn query_with_context(&self, p: &QueryParams) -> (String, Option<String>) {
-        let context = p
-            .text_document
-            .as_ref()
-            .and_then(|d| self.editor_context(&d.uri, p.range));
+    async fn query_with_context(&self, p: &QueryParams) -> (String, Option<String>) {
+        let context = match &p.text_document {
+            Some(d) => self.editor_context(&d.uri, p.range).await,
+            None => None,
+        };
         match context {
             Some((prompt_context, selected)) => {
                 // The selection steers retrieval too, but the question leads.
@@ -533,138 +528,60 @@ impl Backend {
             return Err(jsonrpc::Error::invalid_request());
         };
         let top_k = p.top_k.unwrap_or_else(|| first.config().rerank.top_k);
-        let (query, editor_context) = self.query_with_context(p);
+        let (query, editor_context) = self.query_with_context(p).await;
         let scope = p.text_document.as_ref().map(|d| d.uri.clone());
-        let retrievals = self
-            .retrieve(query.clone(), top_k, rerank_flag(p.rerank), scope.as_ref())
-            .await?;
-        let mut merged = Retrieval {
-            hits: Vec::new(),
-            notes: Vec::new(),
-            reranked_by: None,
-            retrieve_ms: 0,
-            rerank_ms: None,
+        let question = Question {
+            text: p.query.clone(),
+            query,
+            top_k,
+            rerank: rerank_flag(p.rerank),
+            editor_context,
         };
-        let mut roots: HashMap<String, PathBuf> = HashMap::new();
-        let mut planner = first.clone();
-        for (i, (folder, r)) in retrievals.into_iter().enumerate() {
-            if i == 0 {
-                planner = folder.clone();
+        // Progress and deltas go out in order through one forwarding task.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        let client = self.client.clone();
+        let forward = tokio::spawn(async move {
+            while let Some(params) = rx.recv().await {
+                client.send_notification::<PartialResult>(params).await;
             }
-            for h in &r.hits {
-                roots.insert(h.chunk.path.clone(), folder.root.clone());
-            }
-            merged.hits.extend(r.hits);
-            merged.notes.extend(r.notes);
-            merged.reranked_by = merged.reranked_by.or(r.reranked_by);
-            merged.retrieve_ms = merged.retrieve_ms.max(r.retrieve_ms);
-            merged.rerank_ms = merged.rerank_ms.max(r.rerank_ms);
+        });
+        let mut sink = RequestSink {
+            tx,
+            stage: stage.cloned(),
+            partial: p.partial_result_token.clone(),
+            generating: false,
+        };
+        let mut indexes = self.indexes(scope.as_ref());
+        if indexes.is_empty() {
+            indexes.push(first as Arc<dyn AskIndex>);
         }
-        merged.hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-        merged.hits.truncate(top_k);
-        let last_lines: HashMap<(String, u32), String> = merged
-            .hits
-            .iter()
-            .map(|h| {
-                (
-                    (h.chunk.path.clone(), h.chunk.start_line),
-                    h.chunk.text.lines().last().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
-        let question = p.query.clone();
-        let planned = {
-            let merged = merged.clone();
-            let planner = planner.clone();
-            tokio::task::spawn_blocking(move || {
-                planner.with_reader(|e: &mut Engine| {
-                    Ok(e.plan_answer(&question, &merged, editor_context))
-                })
-            })
-            .await
-            .map_err(|e| internal(format!("planning stopped: {e}")))?
+        let outcome = ask::ask(&indexes, &question, &mut sink).await;
+        // Offline the answer is ready at once: it streams as one delta.
+        if let Ok(Some(result)) = &outcome {
+            if !sink.generating {
+                sink.delta(&result.answer);
+            }
+        }
+        drop(sink);
+        let _ = forward.await;
+        let result = outcome
             .map_err(|e| internal(e.to_string()))?
-        };
-        let Some(plan) = planned else {
-            return Err(internal("the index is not ready yet".into()));
-        };
-        let result = match plan.chat.clone() {
-            None => {
-                let result = plan.extractive();
-                // Offline the answer is ready at once: it streams as one delta.
-                if let Some(token) = &p.partial_result_token {
-                    self.client
-                        .send_notification::<PartialResult>(
-                            json!({ "token": token, "value": { "answerDelta": result.answer } }),
-                        )
-                        .await;
-                }
-                result
-            }
-            Some(chat) => {
-                if let Some(token) = stage {
-                    let report = WorkDoneProgressReport {
-                        cancellable: Some(true),
-                        message: Some("Generating".into()),
-                        percentage: None,
-                    };
-                    send_progress(&self.client, token, WorkDoneProgress::Report(report)).await;
-                }
-                let partial = p.partial_result_token.clone();
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-                let client = self.client.clone();
-                let forward = tokio::spawn(async move {
-                    while let Some(delta) = rx.recv().await {
-                        if let Some(token) = &partial {
-                            client
-                                .send_notification::<PartialResult>(
-                                    json!({ "token": token, "value": { "answerDelta": delta } }),
-                                )
-                                .await;
-                        }
-                    }
-                });
-                let started = std::time::Instant::now();
-                let mut on_delta = |d: &str| {
-                    let _ = tx.send(d.to_string());
-                };
-                // Dropped on `$/cancelRequest`: the stream, and its connection, go with it.
-                let outcome = chat.stream(&plan.messages, &mut on_delta).await;
-                drop(tx);
-                let _ = forward.await;
-                plan.finish(outcome, started.elapsed().as_millis() as u64)
-            }
-        };
-        let root_of = |path: &str| {
-            roots
-                .get(path)
-                .cloned()
-                .or_else(|| Some(first.root.clone()))
-        };
-        let last_line = |s: &Source| {
-            last_lines
-                .get(&(s.path.clone(), s.start_line))
-                .cloned()
-                .unwrap_or_default()
-        };
-        Ok(protocol::ask_json(&root_of, &result, &last_line))
+            .ok_or_else(|| internal("the index is not ready yet".into()))?;
+        Ok(protocol::ask_json(&result))
     }
 
     async fn rag_search(&self, params: Value) -> Result<Value> {
         let p: QueryParams = protocol::parse("rag/search", params)?;
         p.check("rag/search")?;
         let top_k = p.top_k.unwrap_or(10);
-        let (query, _) = self.query_with_context(&p);
+        let (query, _) = self.query_with_context(&p).await;
         let scope = p.text_document.as_ref().map(|d| d.uri.clone());
         let hits = self
             .search_hits(query, top_k, rerank_flag(p.rerank), scope.as_ref())
             .await?;
         let results: Vec<Value> = hits
             .iter()
-            .map(|(f, h)| {
-                let source = crate::answer::source_of(h);
-                protocol::source_json(&f.root, &source, h.chunk.text.lines().last().unwrap_or(""))
-            })
+            .map(|h| protocol::source_json(&crate::answer::source_of(h)))
             .collect();
         Ok(json!({ "results": results }))
     }
@@ -686,27 +603,21 @@ impl Backend {
     /// Hover: the definition and related code within the budget; a generated explanation
     /// when one is cached (generation runs in the background and fills the cache).
     async fn hover_at(&self, uri: &Url, pos: Position) -> Result<Option<Hover>> {
-        let Some(text) = self.text_of(uri) else {
+        let Some((folder, _, text)) = self.admitted_text(uri).await else {
             return Ok(None);
         };
         let Some(word) = documents::word_at(&text, pos) else {
             return Ok(None);
         };
-        let Some((folder, _)) = self.locate(uri) else {
-            return Ok(None);
-        };
         let deadline = tokio::time::Instant::now() + HOVER_BUDGET;
-        let f = folder.clone();
-        let q = word.clone();
+        let index = [folder.clone() as Arc<dyn AskIndex>];
         let retrieval = tokio::time::timeout_at(
             deadline,
-            tokio::task::spawn_blocking(move || {
-                f.with_reader(|e| e.retrieve(&q, 5, Rerank::Offline))
-            }),
+            ask::retrieve_all(&index, &word, 5, Rerank::Offline),
         )
         .await;
         let hits = match retrieval {
-            Ok(Ok(Ok(Some(r)))) => r.hits,
+            Ok(Ok(Some((_, r)))) => r.hits,
             _ => Vec::new(),
         };
         if hits.is_empty() {
@@ -734,8 +645,9 @@ impl Backend {
         }))
     }
 
-    /// Starts generating a short explanation of `word` (when a chat model is configured);
-    /// the result lands in the hover cache.
+    /// Starts generating a short explanation of `word` through the ask pipeline (when a
+    /// chat model is configured); a generated answer lands in the hover cache, fallback
+    /// notes in the log.
     fn explain_in_background(
         &self,
         folder: &Arc<Folder>,
@@ -751,9 +663,10 @@ impl Backend {
             retrieve_ms: 0,
             rerank_ms: None,
         };
-        let folder = folder.clone();
+        let index = folder.clone() as Arc<dyn AskIndex>;
         let cache = self.hover_cache.clone();
         let inflight = self.hover_inflight.clone();
+        let client = self.client.clone();
         if !inflight.insert(key.clone()) {
             return None; // already being generated; a later hover shows it
         }
@@ -762,29 +675,22 @@ impl Backend {
                 set: inflight,
                 key: key.clone(),
             };
-            let f = folder.clone();
-            let plan = tokio::task::spawn_blocking(move || {
-                f.with_reader(|e| Ok(e.plan_answer(&question, &retrieval, None)))
-            })
-            .await
-            .ok()?
-            .ok()??;
-            let chat = plan.chat.clone()?;
-            let mut ignore = |_: &str| {};
-            let outcome = chat.stream(&plan.messages, &mut ignore).await.ok()?;
-            let result = crate::answer::generated(
-                &outcome.text,
-                &plan.sources,
-                plan.models,
-                plan.timings,
-                None,
-                Vec::new(),
-            );
-            let root = folder.root.clone();
+            let result = ask::answer(&index, &question, retrieval, None, &mut ask::Quiet)
+                .await
+                .ok()??;
+            if result.mode != "generated" {
+                for note in &result.notes {
+                    eprintln!("ragls: hover: {note}");
+                    client
+                        .log_message(MessageType::INFO, format!("hover: {note}"))
+                        .await;
+                }
+                return None;
+            }
             // Citations become links in the hover.
             let mut text = result.answer;
             for c in &result.citations {
-                let link = features::file_link(&root, &c.path, c.start_line);
+                let link = features::file_link(&c.root, &c.path, c.start_line);
                 text = text.replace(&format!("[{}]", c.n), &format!("[[{}]]({link})", c.n));
             }
             cache.insert(key, text.clone());
@@ -795,7 +701,7 @@ impl Backend {
     async fn code_actions(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
         let uri = params.text_document.uri;
         let range = params.range;
-        let Some(text) = self.text_of(&uri) else {
+        let Some((_, _, text)) = self.admitted_text(&uri).await else {
             return Ok(None);
         };
         let word = documents::word_at(&text, range.start);
@@ -903,9 +809,9 @@ impl Backend {
             .await
             .ok()?
             .into_iter()
-            .filter(|(_, h)| h.chunk.id != chunk.id && !h.chunk.symbol.is_empty())
+            .filter(|h| h.chunk.id != chunk.id && !h.chunk.symbol.is_empty())
             .take(2)
-            .map(|(_, h)| {
+            .map(|h| {
                 format!(
                     "`{}` ({}:{})",
                     h.chunk.symbol, h.chunk.path, h.chunk.start_line
@@ -977,7 +883,11 @@ impl Backend {
             }
             "ragls.related" => {
                 let (uri, range) = uri_range(&args)?;
-                let text = self.text_of(&uri).unwrap_or_default();
+                let text = self
+                    .admitted_text(&uri)
+                    .await
+                    .map(|(_, _, t)| t)
+                    .unwrap_or_default();
                 let mut query = documents::text_in(&text, range).to_string();
                 if query.trim().is_empty() {
                     query = documents::word_at(&text, range.start).unwrap_or_else(|| {
@@ -988,8 +898,8 @@ impl Backend {
                 let hits = self.search_hits(query, 10, Rerank::Best, None).await?;
                 let locations: Vec<Location> = hits
                     .iter()
-                    .filter_map(|(f, h)| {
-                        let uri = Url::from_file_path(f.root.join(&h.chunk.path)).ok()?;
+                    .filter_map(|h| {
+                        let uri = Url::from_file_path(h.root.join(&h.chunk.path)).ok()?;
                         Some(Location {
                             uri,
                             range: protocol::range_of(
@@ -1014,6 +924,47 @@ impl Backend {
                 "unknown command {other}; ragls offers {}",
                 COMMANDS.join(", ")
             ))),
+        }
+    }
+}
+
+/// A `rag/ask` request's sink: the generation stage as work-done progress, answer deltas
+/// as partial results, both through one channel so they reach the client in order.
+struct RequestSink {
+    tx: tokio::sync::mpsc::UnboundedSender<Value>,
+    stage: Option<NumberOrString>,
+    partial: Option<Value>,
+    /// Set once generation started (its deltas stream; an offline answer is one delta).
+    generating: bool,
+}
+
+impl AskSink for RequestSink {
+    fn stage(&mut self, stage: Stage) {
+        if stage != Stage::Generating {
+            return; // "Retrieving" is the progress's begin message
+        }
+        self.generating = true;
+        if let Some(token) = &self.stage {
+            let report = WorkDoneProgressReport {
+                cancellable: Some(true),
+                message: Some(stage.label().into()),
+                percentage: None,
+            };
+            let params = ProgressParams {
+                token: token.clone(),
+                value: ProgressParamsValue::WorkDone(WorkDoneProgress::Report(report)),
+            };
+            if let Ok(v) = serde_json::to_value(params) {
+                let _ = self.tx.send(v);
+            }
+        }
+    }
+
+    fn delta(&mut self, text: &str) {
+        if let Some(token) = &self.partial {
+            let _ = self
+                .tx
+                .send(json!({ "token": token, "value": { "answerDelta": text } }));
         }
     }
 }
@@ -1441,8 +1392,8 @@ impl LanguageServer for Backend {
         #[allow(deprecated)]
         let symbols = hits
             .iter()
-            .filter_map(|(f, h)| {
-                let uri = Url::from_file_path(f.root.join(&h.chunk.path)).ok()?;
+            .filter_map(|h| {
+                let uri = Url::from_file_path(h.root.join(&h.chunk.path)).ok()?;
                 Some(SymbolInformation {
                     name: if h.chunk.symbol.is_empty() {
                         format!("{}:{}", h.chunk.path, h.chunk.start_line)
