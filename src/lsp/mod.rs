@@ -389,13 +389,13 @@ impl Backend {
                 config.index.max_file_bytes,
                 config.index.index_secrets,
             ) {
-                if reason != workspace::SkipReason::Secret {
-                    self.log(
-                        false,
-                        format!("{rel}: its buffer is not indexed ({})", reason.as_str()),
-                    )
+                let why = match reason {
+                    workspace::SkipReason::Secret => return,
+                    workspace::SkipReason::TooLarge => "is larger than index.max_file_bytes",
+                    _ => "looks binary or generated",
+                };
+                self.log(false, format!("{rel} {why}; its buffer is not indexed"))
                     .await;
-                }
                 return;
             }
         }
