@@ -11,7 +11,7 @@ use crate::answer::prompt::{self, PromptOptions, PromptSource};
 use crate::answer::{self, AskResult};
 use crate::chunk::{self, ChunkBudget};
 use crate::config::Config;
-use crate::embed::{self, Embedder};
+use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::provider::chat::ChatClient;
 use crate::provider::{Provider, RemoteReranker};
@@ -100,7 +100,7 @@ pub struct AnswerPlan {
     pub question: String,
     /// The sources in the prompt, best first (`[n]` is `sources[n-1]`).
     pub sources: Vec<answer::Source>,
-    pub messages: Vec<crate::answer::prompt::ChatMessage>,
+    pub messages: Vec<crate::provider::chat::ChatMessage>,
     pub models: answer::Models,
     pub timings: answer::Timings,
     pub notes: Vec<String>,
@@ -322,7 +322,7 @@ impl Engine {
         lock: Option<File>,
         vectors: Arc<SharedVectors>,
     ) -> Result<Engine> {
-        let embedder = embed::from_config(&config)?;
+        let embedder = crate::provider::embeddings::embedder_for(&config)?;
         // A remote model's dimension is whatever the index recorded for it last time.
         if let Some(recorded) = store.identity()? {
             if recorded.embedder == embedder.id() && recorded.dimensions > 0 {

@@ -140,6 +140,57 @@ fn contributions(list: &[(ChunkId, f32)], config: &RetrieveConfig, weight: f32) 
 mod tests {
     use super::*;
 
+    fn hit(root: &str, path: &str, score: f32) -> SearchHit {
+        SearchHit {
+            root: PathBuf::from(root),
+            chunk: StoredChunk {
+                id: 1,
+                path: path.into(),
+                language: "rust".into(),
+                kind: "function".into(),
+                symbol: String::new(),
+                name: String::new(),
+                start_byte: 0,
+                end_byte: 1,
+                start_line: 1,
+                end_line: 1,
+                text: "x".into(),
+            },
+            score,
+        }
+    }
+
+    fn retrieval(hits: Vec<SearchHit>, note: &str, ms: u64) -> Retrieval {
+        Retrieval {
+            hits,
+            notes: vec![note.to_string()],
+            reranked_by: Some("offline".into()),
+            retrieve_ms: ms,
+            rerank_ms: Some(ms),
+        }
+    }
+
+    #[test]
+    fn merging_folders_keeps_each_hits_root_and_the_best_scores() {
+        let a = retrieval(
+            vec![hit("/a", "src/lib.rs", 0.9), hit("/a", "src/x.rs", 0.2)],
+            "a",
+            5,
+        );
+        let b = retrieval(vec![hit("/b", "src/lib.rs", 0.5)], "b", 7);
+        let m = merge(vec![a, b], 2);
+        let got: Vec<(&str, &str)> = m
+            .hits
+            .iter()
+            .map(|h| (h.root.to_str().unwrap(), h.chunk.path.as_str()))
+            .collect();
+        assert_eq!(got, vec![("/a", "src/lib.rs"), ("/b", "src/lib.rs")]);
+        assert_eq!(m.notes, vec!["a", "b"]);
+        assert_eq!((m.retrieve_ms, m.rerank_ms), (7, Some(7)));
+        assert_eq!(m.reranked_by.as_deref(), Some("offline"));
+        assert!(merge(Vec::new(), 3).hits.is_empty());
+    }
+
     fn config(fusion: Fusion) -> RetrieveConfig {
         RetrieveConfig {
             fusion,

@@ -6,7 +6,6 @@
 
 pub mod citations;
 pub mod prompt;
-pub mod sse;
 
 pub use crate::provider::chat::Usage;
 use crate::retrieve::SearchHit;
