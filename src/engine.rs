@@ -15,7 +15,7 @@ use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::provider::chat::ChatClient;
 use crate::provider::{Provider, RemoteReranker};
-use crate::rerank::{self, Candidate};
+use crate::rerank::{self, Reranker};
 use crate::retrieve;
 pub use crate::retrieve::{Rerank, Retrieval, SearchHit};
 use crate::store::{self, ChunkId, FileState, Identity, NewChunk, Store, StoredChunk, TextHash};
@@ -892,30 +892,21 @@ impl Engine {
         let mut rerank_ms = None;
         if rerank && hits.len() > 1 {
             let started = Instant::now();
-            self.rerank_offline(&terms, &mut hits);
-            reranked_by = Some("offline".to_string());
-            if let Some(reranker) = self.reranker.as_ref().filter(|_| how == Rerank::Best) {
-                match rerank_remote(reranker, query, &hits, top_k) {
-                    Ok(order) => {
-                        let min = self.config.rerank.min_score;
-                        let mut kept: Vec<SearchHit> = order
-                            .into_iter()
-                            .filter(|(_, score)| *score >= min)
-                            .map(|(i, score)| SearchHit {
-                                root: hits[i].root.clone(),
-                                chunk: hits[i].chunk.clone(),
-                                score,
-                            })
-                            .collect();
-                        if kept.is_empty() && !hits.is_empty() {
-                            notes.push(format!("no source reached rerank.min_score = {min}"));
-                        }
-                        std::mem::swap(&mut hits, &mut kept);
-                        reranked_by = Some(reranker.model().to_string());
-                    }
-                    Err(e) => notes.push(format!("rerank failed ({e}); using the offline order")),
-                }
-            }
+            let offline = rerank::Offline(&self.config.rerank.offline);
+            let remote = self
+                .reranker
+                .as_ref()
+                .filter(|_| how == Rerank::Best)
+                .map(|r| r as &dyn Reranker);
+            reranked_by = Some(rerank::rerank(
+                query,
+                &mut hits,
+                top_k,
+                &offline,
+                remote,
+                self.config.rerank.min_score,
+                &mut notes,
+            ));
             rerank_ms = Some(started.elapsed().as_millis() as u64);
         }
         hits.truncate(top_k);
@@ -926,28 +917,6 @@ impl Engine {
             retrieve_ms,
             rerank_ms,
         })
-    }
-
-    fn rerank_offline(&self, terms: &[String], hits: &mut [SearchHit]) {
-        let candidates: Vec<Candidate<'_>> = hits
-            .iter()
-            .map(|h| Candidate {
-                fused: h.score,
-                name: &h.chunk.name,
-                symbol: &h.chunk.symbol,
-                path: &h.chunk.path,
-                kind: &h.chunk.kind,
-            })
-            .collect();
-        let scores = rerank::offline_scores(terms, &candidates, &self.config.rerank.offline);
-        for (h, s) in hits.iter_mut().zip(scores) {
-            h.score = s;
-        }
-        hits.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then(a.chunk.id.cmp(&b.chunk.id))
-        });
     }
 
     /// Everything needed to generate an answer from a retrieval: the prompt (sources
@@ -1192,22 +1161,6 @@ fn fault_abort_after_batches() -> Option<usize> {
         .ok()?
         .parse()
         .ok()
-}
-
-/// Asks the remote reranker to order `hits`; returns (index into hits, relevance).
-fn rerank_remote(
-    reranker: &RemoteReranker,
-    query: &str,
-    hits: &[SearchHit],
-    top_k: usize,
-) -> Result<Vec<(usize, f32)>> {
-    let texts: Vec<String> = hits
-        .iter()
-        .map(|h| chunk::embedding_text(&h.chunk.path, &h.chunk.symbol, &h.chunk.text))
-        .collect();
-    let docs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let rt = crate::provider::blocking_runtime()?;
-    Ok(rt.block_on(reranker.rerank(query, &docs, top_k))?)
 }
 
 fn take_lock(index_dir: &Path) -> Result<File> {
