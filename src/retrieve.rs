@@ -5,12 +5,17 @@
 //! and summed; a candidate absent from a list gets 0 from it) and reciprocal rank fusion.
 //! Measured on `../shared/eval/dev-eval.sh`, weighted fusion wins: a weak signal's ranks
 //! count as much as a strong one's under RRF, its standardised scores do not.
-//! Fetching candidates (store, vector index) is the engine's job; this module does no I/O.
+//! [`hybrid`] fetches the candidates (BM25 from the store, nearest neighbours from the
+//! vector index) and fuses them; everything else here is pure.
 
+use crate::ann::SharedVectors;
 use crate::config::{Fusion, RetrieveConfig};
-use crate::store::{ChunkId, StoredChunk};
+use crate::embed::Embedder;
+use crate::error::Result;
+use crate::store::{ChunkId, Store, StoredChunk};
+use crate::tokenize;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// How to order the fused candidates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +57,56 @@ pub struct Fused {
     pub score: f32,
     pub lexical: Option<f32>,
     pub vector: Option<f32>,
+}
+
+/// Where one index's candidates come from.
+pub struct Candidates<'a> {
+    /// The folder the index covers; every hit carries it.
+    pub root: &'a Path,
+    pub store: &'a Store,
+    /// The loaded vector index; `None` when vector search is off.
+    pub vectors: Option<&'a SharedVectors>,
+    /// Embeds the query for the vector search.
+    pub embedder: &'a dyn Embedder,
+}
+
+/// Hybrid search: the lexical (BM25) and vector candidates for `query`, fused, the best
+/// `pool` loaded as hits, best first. When the query cannot be embedded the lexical
+/// results stand alone and `notes` says so.
+pub fn hybrid(
+    c: &Candidates<'_>,
+    query: &str,
+    pool: usize,
+    rc: &RetrieveConfig,
+    notes: &mut Vec<String>,
+) -> Result<Vec<SearchHit>> {
+    let terms = tokenize::terms(query);
+    let lexical = c
+        .store
+        .lexical_search(&terms, rc.lexical_candidates, rc.head_weight)?;
+    let mut vector = Vec::new();
+    if let Some(vectors) = c.vectors {
+        match c.embedder.embed_query(query) {
+            Ok(q) => vector = vectors.search(&q, rc.vector_candidates, rc.ef_search),
+            Err(e) => notes.push(format!(
+                "vector search unavailable ({e}); lexical results only"
+            )),
+        }
+    }
+    let fused = fuse(&lexical, &vector, rc);
+    let ids: Vec<ChunkId> = fused.iter().take(pool).map(|f| f.id).collect();
+    let mut rows = c.store.chunks_by_id(&ids)?;
+    Ok(fused
+        .iter()
+        .take(pool)
+        .filter_map(|f| {
+            rows.remove(&f.id).map(|chunk| SearchHit {
+                root: c.root.to_path_buf(),
+                chunk,
+                score: f.score,
+            })
+        })
+        .collect())
 }
 
 /// Merges the retrievals of several indexes (workspace folders) into one: hits by score

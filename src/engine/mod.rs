@@ -216,42 +216,23 @@ impl Engine {
         let rerank = how != Rerank::None;
         let started = Instant::now();
         let mut notes = Vec::new();
-        let rc = self.config.retrieve.clone();
-        let terms = tokenize::terms(query);
-        let lexical = self
-            .store
-            .lexical_search(&terms, rc.lexical_candidates, rc.head_weight)?;
-        let mut vector = Vec::new();
-        if rc.vector_candidates > 0 && rc.vector_weight > 0.0 {
+        let rc = &self.config.retrieve;
+        let use_vectors = rc.vector_candidates > 0 && rc.vector_weight > 0.0;
+        if use_vectors {
             self.load_vectors()?;
-            match self.embedder.embed_query(query) {
-                Ok(q) => {
-                    vector = self.vectors.search(&q, rc.vector_candidates, rc.ef_search);
-                }
-                Err(e) => notes.push(format!(
-                    "vector search unavailable ({e}); lexical results only"
-                )),
-            }
         }
-        let fused = retrieve::fuse(&lexical, &vector, &rc);
         let pool = if rerank {
             self.config.rerank.candidates.max(top_k)
         } else {
             top_k
         };
-        let ids: Vec<ChunkId> = fused.iter().take(pool).map(|f| f.id).collect();
-        let mut rows = self.store.chunks_by_id(&ids)?;
-        let mut hits: Vec<SearchHit> = fused
-            .iter()
-            .take(pool)
-            .filter_map(|f| {
-                rows.remove(&f.id).map(|chunk| SearchHit {
-                    root: self.root.clone(),
-                    chunk,
-                    score: f.score,
-                })
-            })
-            .collect();
+        let sources = retrieve::Candidates {
+            root: &self.root,
+            store: &self.store,
+            vectors: use_vectors.then_some(&*self.vectors),
+            embedder: self.embedder.as_ref(),
+        };
+        let mut hits = retrieve::hybrid(&sources, query, pool, &self.config.retrieve, &mut notes)?;
         let retrieve_ms = started.elapsed().as_millis() as u64;
         let mut reranked_by = None;
         let mut rerank_ms = None;
