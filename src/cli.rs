@@ -181,7 +181,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "{}", to_json(&result)?).map_err(stdout_error)?;
                 return Ok(());
             }
-            if result.mode == "generated" {
+            if result.mode == answer::AnswerMode::Generated {
                 // The text was streamed as it came; the citations follow, clickable.
                 if !streamed {
                     write!(out, "{}", result.answer).map_err(stdout_error)?;
@@ -221,7 +221,8 @@ pub fn run(cli: Cli) -> Result<()> {
             )? {
                 Some(engine) => engine.status()?,
                 None => {
-                    let mut s = engine::Status::empty(&r.root, &r.index_dir, "error");
+                    let mut s =
+                        engine::Status::empty(&r.root, &r.index_dir, engine::IndexState::Error);
                     s.last_error = Some(format!(
                         "no index for this workspace with the current settings; run `ragls index --workspace {}`",
                         r.root.display()

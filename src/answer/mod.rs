@@ -84,13 +84,22 @@ pub struct Timings {
     pub generate_ms: Option<u64>,
 }
 
+/// How an answer was made: written by the chat model, or the sources themselves
+/// (offline, or when generation failed). On the wire: "generated" / "extractive".
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AnswerMode {
+    Generated,
+    Extractive,
+}
+
 /// The `rag/ask` result of PROTOCOL.md (CLI form: paths and 1-based lines).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct AskResult {
     pub answer: String,
     pub citations: Vec<Citation>,
     pub sources: Vec<Source>,
-    pub mode: String,
+    pub mode: AnswerMode,
     pub models: Models,
     pub timings: Timings,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -175,7 +184,7 @@ pub fn extractive(
         answer,
         citations,
         sources: sources.to_vec(),
-        mode: "extractive".into(),
+        mode: AnswerMode::Extractive,
         models,
         timings,
         usage: None,
@@ -204,7 +213,7 @@ pub fn generated(
         answer: cited.text,
         citations,
         sources: sources.to_vec(),
-        mode: "generated".into(),
+        mode: AnswerMode::Generated,
         models,
         timings,
         usage,
@@ -246,7 +255,7 @@ mod tests {
             },
             Timings::default(),
         );
-        assert_eq!(r.mode, "extractive");
+        assert_eq!(r.mode, AnswerMode::Extractive);
         assert!(
             r.answer
                 .contains("1. `impl Scheduler > fn poll` (function) in src/sched.rs:10 [1]"),
@@ -288,7 +297,7 @@ mod tests {
             None,
             Vec::new(),
         );
-        assert_eq!(r.mode, "generated");
+        assert_eq!(r.mode, AnswerMode::Generated);
         assert_eq!(r.answer, "B does it [1], helped by A [2]. Not.");
         assert_eq!(r.citations.len(), 2);
         assert_eq!(

@@ -39,7 +39,7 @@ pub use indexing::{DocumentUpdate, IndexProgress, IndexReport, NoProgress};
 pub use location::{index_dir_for, workspace_root};
 use location::{lock_is_held, take_lock};
 pub use plan::AnswerPlan;
-pub use status::{EmbeddingInfo, Status};
+pub use status::{EmbeddingInfo, IndexState, Status};
 
 pub struct Engine {
     root: PathBuf,

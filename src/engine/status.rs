@@ -14,7 +14,7 @@ pub struct EmbeddingInfo {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
-    pub state: String,
+    pub state: IndexState,
     pub workspace: String,
     pub index_dir: String,
     pub files: u64,
@@ -31,9 +31,9 @@ pub struct Status {
 
 impl Status {
     /// The status of a workspace with nothing indexed (yet), in `state`.
-    pub fn empty(root: &Path, index_dir: &Path, state: &str) -> Status {
+    pub fn empty(root: &Path, index_dir: &Path, state: IndexState) -> Status {
         Status {
-            state: state.into(),
+            state,
             workspace: root.display().to_string(),
             index_dir: index_dir.display().to_string(),
             files: 0,
@@ -68,12 +68,12 @@ impl Engine {
             && self.store.meta("indexing")?.as_deref() != Some("0");
         let degraded = self.store.meta("degraded")?.filter(|d| !d.is_empty());
         let state = match (indexing, &degraded) {
-            (true, _) => "indexing",
-            (false, Some(_)) => "degraded",
-            (false, None) => "ready",
+            (true, _) => IndexState::Indexing,
+            (false, Some(_)) => IndexState::Degraded,
+            (false, None) => IndexState::Ready,
         };
         Ok(Status {
-            state: state.into(),
+            state,
             workspace: self.root.display().to_string(),
             index_dir: self.index_dir.display().to_string(),
             files: counts.files,
@@ -94,6 +94,30 @@ impl Engine {
             model: self.embedder.model_name(),
             dimensions: self.identity().dimensions,
         }
+    }
+}
+
+/// An index's state (PROTOCOL.md's `state`), declared from best to worst: several
+/// folders report the worst of theirs.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexState {
+    Ready,
+    Starting,
+    Indexing,
+    Degraded,
+    Error,
+}
+
+impl std::fmt::Display for IndexState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IndexState::Ready => "ready",
+            IndexState::Starting => "starting",
+            IndexState::Indexing => "indexing",
+            IndexState::Degraded => "degraded",
+            IndexState::Error => "error",
+        })
     }
 }
 

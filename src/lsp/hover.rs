@@ -96,7 +96,7 @@ impl Backend {
             let result = ask::answer(&index, &question, retrieval, None, &mut ask::Quiet)
                 .await
                 .ok()??;
-            if result.mode != "generated" {
+            if result.mode != crate::answer::AnswerMode::Generated {
                 for note in &result.notes {
                     eprintln!("ragls: hover: {note}");
                     client

@@ -139,23 +139,13 @@ pub fn ask_json(result: &AskResult) -> Value {
 /// The `rag/status` object for several folders: the first folder's fields, with counts
 /// summed and the worst state.
 pub fn status_json(statuses: &[Status]) -> Value {
-    let rank = |s: &str| match s {
-        "error" => 4,
-        "degraded" => 3,
-        "indexing" => 2,
-        "starting" => 1,
-        _ => 0,
-    };
     let Some(first) = statuses.first() else {
         return json!({ "state": "ready", "files": 0, "chunks": 0, "pendingFiles": 0, "indexBytes": 0,
                        "embedding": { "provider": "", "model": "", "dimensions": 0 }, "folders": [] });
     };
-    let worst = statuses
-        .iter()
-        .max_by_key(|s| rank(&s.state))
-        .unwrap_or(first);
+    let worst = statuses.iter().max_by_key(|s| s.state).unwrap_or(first);
     let mut v = serde_json::to_value(first).unwrap_or(Value::Null);
-    v["state"] = worst.state.clone().into();
+    v["state"] = worst.state.to_string().into();
     v["files"] = statuses.iter().map(|s| s.files).sum::<u64>().into();
     v["chunks"] = statuses.iter().map(|s| s.chunks).sum::<u64>().into();
     v["pendingFiles"] = statuses.iter().map(|s| s.pending_files).sum::<u64>().into();
