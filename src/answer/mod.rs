@@ -93,6 +93,15 @@ pub enum AnswerMode {
     Extractive,
 }
 
+impl std::fmt::Display for AnswerMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AnswerMode::Generated => "generated",
+            AnswerMode::Extractive => "extractive",
+        })
+    }
+}
+
 /// The `rag/ask` result of PROTOCOL.md (CLI form: paths and 1-based lines).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct AskResult {
