@@ -359,7 +359,7 @@ fn print_hits(hits: &[SearchHit], json: bool) -> Result<()> {
             .iter()
             .map(|h| {
                 let mut v = hit_json(h);
-                v["language"] = h.chunk.language.clone().into();
+                v["language"] = h.chunk.language.as_str().into();
                 v["snippet"] = answer::snippet(&h.chunk.text).into();
                 v
             })
@@ -373,7 +373,7 @@ fn print_hits(hits: &[SearchHit], json: bool) -> Result<()> {
     for h in hits {
         let c = &h.chunk;
         let what = if c.symbol.is_empty() {
-            c.kind.clone()
+            c.kind.to_string()
         } else {
             format!("{} ({})", c.symbol, c.kind)
         };

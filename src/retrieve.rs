@@ -201,8 +201,8 @@ mod tests {
             chunk: StoredChunk {
                 id: 1,
                 path: path.into(),
-                language: "rust".into(),
-                kind: "function".into(),
+                language: crate::chunk::Language::Rust,
+                kind: crate::chunk::ChunkKind::Function,
                 symbol: String::new(),
                 name: String::new(),
                 start_byte: 0,

@@ -7,7 +7,9 @@
 //! half. The vector index (`ann`) is derived from this store and can always be rebuilt
 //! from it. This module knows nothing about walking, chunking or embedding.
 
+use crate::chunk::{ChunkKind, Language};
 use crate::error::{Error, Result};
+use crate::workspace::SkipReason;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,7 +36,7 @@ pub struct FileState {
     pub mtime_ns: i64,
     pub content_hash: [u8; 32],
     /// Set when the file was seen but not indexed (binary, generated...).
-    pub skip_reason: Option<String>,
+    pub skip_reason: Option<SkipReason>,
 }
 
 /// A chunk as the store keeps it.
@@ -42,8 +44,8 @@ pub struct FileState {
 pub struct StoredChunk {
     pub id: ChunkId,
     pub path: String,
-    pub language: String,
-    pub kind: String,
+    pub language: Language,
+    pub kind: ChunkKind,
     pub symbol: String,
     pub name: String,
     pub start_byte: usize,
@@ -56,8 +58,8 @@ pub struct StoredChunk {
 /// A chunk to write: its location and text, and the terms for the lexical index.
 #[derive(Clone, Debug)]
 pub struct NewChunk {
-    pub language: String,
-    pub kind: String,
+    pub language: Language,
+    pub kind: ChunkKind,
     pub symbol: String,
     pub name: String,
     pub start_byte: usize,
@@ -561,7 +563,7 @@ impl Writer<'_> {
                  ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,
                  content_hash=excluded.content_hash, skip_reason=excluded.skip_reason",
             )?
-            .execute(params![path, state.size as i64, state.mtime_ns, &state.content_hash[..], state.skip_reason])?;
+            .execute(params![path, state.size as i64, state.mtime_ns, &state.content_hash[..], state.skip_reason.map(SkipReason::as_str)])?;
         Ok(())
     }
 
@@ -600,7 +602,7 @@ impl Writer<'_> {
             .prepare_cached(
                 "UPDATE chunks SET start_byte=?2, end_byte=?3, start_line=?4, end_line=?5, kind=?6, name=?7 WHERE id=?1",
             )?
-            .execute(params![id, c.start_byte as i64, c.end_byte as i64, c.start_line, c.end_line, c.kind, c.name])?;
+            .execute(params![id, c.start_byte as i64, c.end_byte as i64, c.start_line, c.end_line, c.kind.as_str(), c.name])?;
         Ok(())
     }
 
@@ -612,8 +614,8 @@ impl Writer<'_> {
             )?
             .execute(params![
                 path,
-                c.language,
-                c.kind,
+                c.language.as_str(),
+                c.kind.as_str(),
                 c.symbol,
                 c.name,
                 c.start_byte as i64,
@@ -688,7 +690,10 @@ fn read_file_state(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<FileSta
         size: r.get::<_, i64>(at)? as u64,
         mtime_ns: r.get(at + 1)?,
         content_hash,
-        skip_reason: r.get(at + 3)?,
+        skip_reason: r
+            .get::<_, Option<String>>(at + 3)?
+            .map(|s| from_name(at + 3, &s, SkipReason::from_name))
+            .transpose()?,
     })
 }
 
@@ -696,8 +701,8 @@ fn read_chunk(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChunk> {
     Ok(StoredChunk {
         id: r.get(0)?,
         path: r.get(1)?,
-        language: r.get(2)?,
-        kind: r.get(3)?,
+        language: from_name(2, &r.get::<_, String>(2)?, Language::from_name)?,
+        kind: from_name(3, &r.get::<_, String>(3)?, ChunkKind::from_name)?,
         symbol: r.get(4)?,
         name: r.get(5)?,
         start_byte: r.get::<_, i64>(6)? as usize,
@@ -705,6 +710,17 @@ fn read_chunk(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChunk> {
         start_line: r.get(8)?,
         end_line: r.get(9)?,
         text: r.get(10)?,
+    })
+}
+
+/// An enum from the name it is stored as (`as_str`); another name is a conversion error.
+fn from_name<T>(col: usize, name: &str, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    parse(name).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            col,
+            rusqlite::types::Type::Text,
+            format!("unknown stored name {name:?}").into(),
+        )
     })
 }
 
@@ -743,8 +759,8 @@ mod tests {
 
     fn chunk(text: &str, head: &str) -> NewChunk {
         NewChunk {
-            language: "rust".into(),
-            kind: "function".into(),
+            language: Language::Rust,
+            kind: ChunkKind::Function,
             symbol: "fn f".into(),
             name: "f".into(),
             start_byte: 0,

@@ -7,6 +7,7 @@
 pub mod citations;
 pub mod prompt;
 
+use crate::chunk::{ChunkKind, Language};
 pub use crate::provider::chat::Usage;
 use crate::retrieve::SearchHit;
 use serde::Serialize;
@@ -25,8 +26,8 @@ pub struct Source {
     pub end_line: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub symbol: Option<String>,
-    pub kind: String,
-    pub language: String,
+    pub kind: ChunkKind,
+    pub language: Language,
     pub score: f32,
     pub snippet: String,
     /// The text of the chunk's last line, so a range can end where the chunk does (not
@@ -130,8 +131,8 @@ pub fn source_of(hit: &SearchHit) -> Source {
         start_line: c.start_line,
         end_line: c.end_line,
         symbol: (!c.symbol.is_empty()).then(|| c.symbol.clone()),
-        kind: c.kind.clone(),
-        language: c.language.clone(),
+        kind: c.kind,
+        language: c.language,
         score: hit.score,
         snippet: snippet(&c.text),
         last_line: c.text.lines().last().unwrap_or("").to_string(),
@@ -171,7 +172,7 @@ pub fn extractive(
                 .symbol
                 .as_deref()
                 .map(|sym| format!("`{sym}` ({})", s.kind))
-                .unwrap_or_else(|| s.kind.clone());
+                .unwrap_or_else(|| s.kind.to_string());
             answer.push_str(&format!(
                 "{}. {what} in {}:{} [{}]\n",
                 i + 1,
@@ -241,8 +242,8 @@ mod tests {
             start_line: line,
             end_line: line + 3,
             symbol: symbol.map(String::from),
-            kind: "function".into(),
-            language: "rust".into(),
+            kind: crate::chunk::ChunkKind::Function,
+            language: crate::chunk::Language::Rust,
             score: 1.0,
             snippet: "fn poll() {\n}".into(),
             last_line: "}".into(),

@@ -657,7 +657,7 @@ impl LanguageServer for Backend {
                     } else {
                         h.chunk.symbol.clone()
                     },
-                    kind: features::symbol_kind(&h.chunk.kind),
+                    kind: features::symbol_kind(h.chunk.kind),
                     tags: None,
                     deprecated: None,
                     location: Location {
