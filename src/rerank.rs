@@ -238,7 +238,7 @@ mod tests {
             .map(|(i, n)| SearchHit {
                 root: "/ws".into(),
                 chunk: crate::store::StoredChunk {
-                    id: i as i64,
+                    id: crate::store::ChunkId(i as i64),
                     path: format!("src/{n}.rs"),
                     language: crate::chunk::Language::Rust,
                     kind: crate::chunk::ChunkKind::Function,

@@ -18,15 +18,46 @@ use std::path::{Path, PathBuf};
 pub const SCHEMA_VERSION: i64 = 1;
 pub const DB_FILE: &str = "index.sqlite";
 
-/// 128 bits of blake3 over a chunk's embedding text: the embedding cache key.
-pub type TextHash = [u8; 16];
-pub type ChunkId = i64;
+/// 128 bits of blake3 over a chunk's embedding text: the embedding cache key. Stored as a
+/// 16-byte blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TextHash(pub [u8; 16]);
+
+/// A chunk's row id in the store, also its id in the vector index. Stored as an integer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkId(pub i64);
 
 pub fn text_hash(text: &str) -> TextHash {
     let full = blake3::hash(text.as_bytes());
     let mut out = [0u8; 16];
     out.copy_from_slice(&full.as_bytes()[..16]);
-    out
+    TextHash(out)
+}
+
+impl rusqlite::types::ToSql for TextHash {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(
+            rusqlite::types::ValueRef::Blob(&self.0),
+        ))
+    }
+}
+
+impl rusqlite::types::FromSql for TextHash {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        v.as_blob().map(to_hash)
+    }
+}
+
+impl rusqlite::types::ToSql for ChunkId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for ChunkId {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        i64::column_result(v).map(ChunkId)
+    }
 }
 
 /// What the store remembers of a file, to decide cheaply whether it changed.
@@ -347,7 +378,7 @@ impl Store {
             .conn
             .prepare_cached("SELECT id, text_hash FROM chunks WHERE path=?1 ORDER BY id")?;
         let rows = st.query_map([path], |r| {
-            Ok((r.get::<_, i64>(0)?, to_hash(&r.get::<_, Vec<u8>>(1)?)))
+            Ok((r.get::<_, ChunkId>(0)?, to_hash(&r.get::<_, Vec<u8>>(1)?)))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -367,9 +398,7 @@ impl Store {
                 continue;
             }
             let v: Option<Vec<u8>> = st
-                .query_row(params![id.embedder, id.dimensions as i64, &h[..]], |r| {
-                    r.get(0)
-                })
+                .query_row(params![id.embedder, id.dimensions as i64, h], |r| r.get(0))
                 .optional()?;
             if let Some(bytes) = v {
                 if bytes.len() == id.dimensions * 4 {
@@ -388,7 +417,7 @@ impl Store {
         )?;
         let rows = st.query_map(params![id.embedder, id.dimensions as i64], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
+                r.get::<_, ChunkId>(0)?,
                 blob_to_vector(&r.get::<_, Vec<u8>>(1)?),
             ))
         })?;
@@ -415,7 +444,7 @@ impl Store {
             let symbol: String = r.get(3)?;
             let text: String = r.get(4)?;
             Ok((
-                r.get::<_, i64>(0)?,
+                r.get::<_, ChunkId>(0)?,
                 to_hash(&r.get::<_, Vec<u8>>(1)?),
                 crate::chunk::embedding_text(&path, &symbol, &text),
             ))
@@ -458,7 +487,7 @@ impl Store {
             "SELECT rowid, bm25(chunks_fts, ?1, 1.0) AS s FROM chunks_fts WHERE chunks_fts MATCH ?2 ORDER BY s LIMIT ?3",
         )?;
         let rows = st.query_map(params![head_weight as f64, expr, limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, -(r.get::<_, f64>(1)? as f32)))
+            Ok((r.get::<_, ChunkId>(0)?, -(r.get::<_, f64>(1)? as f32)))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -623,20 +652,20 @@ impl Writer<'_> {
                 c.start_line,
                 c.end_line,
                 c.text,
-                &c.text_hash[..]
+                c.text_hash
             ])?;
         let id = self.tx.last_insert_rowid();
         self.tx
             .prepare_cached("INSERT INTO chunks_fts(rowid, head, body) VALUES (?1, ?2, ?3)")?
             .execute(params![id, c.head_terms, c.body_terms])?;
         self.changed = true;
-        Ok(id)
+        Ok(ChunkId(id))
     }
 
     pub fn put_vector(&mut self, id: &Identity, hash: &TextHash, vector: &[f32]) -> Result<()> {
         self.tx
             .prepare_cached("INSERT OR REPLACE INTO embeddings(embedder, dimensions, text_hash, vector) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![id.embedder, id.dimensions as i64, &hash[..], vector_to_blob(vector)])?;
+            .execute(params![id.embedder, id.dimensions as i64, hash, vector_to_blob(vector)])?;
         Ok(())
     }
 
@@ -728,7 +757,7 @@ fn to_hash(bytes: &[u8]) -> TextHash {
     let mut h = [0u8; 16];
     let n = bytes.len().min(16);
     h[..n].copy_from_slice(&bytes[..n]);
-    h
+    TextHash(h)
 }
 
 fn vector_to_blob(v: &[f32]) -> Vec<u8> {
