@@ -189,12 +189,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "\n").map_err(stdout_error)?;
                 for c in &result.citations {
                     let symbol = c
+                        .location
                         .symbol
                         .as_deref()
                         .map(|s| format!("  {s}"))
                         .unwrap_or_default();
-                    writeln!(out, "[{}] {}:{}{symbol}", c.n, c.path, c.start_line)
-                        .map_err(stdout_error)?;
+                    writeln!(
+                        out,
+                        "[{}] {}:{}{symbol}",
+                        c.n, c.location.path, c.location.start_line
+                    )
+                    .map_err(stdout_error)?;
                 }
                 if let Some(u) = &result.usage {
                     let cost = u.cost.map(|c| format!(", ${c:.5}")).unwrap_or_default();

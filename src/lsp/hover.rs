@@ -108,7 +108,8 @@ impl Backend {
             // Citations become links in the hover.
             let mut text = result.answer;
             for c in &result.citations {
-                let link = features::file_link(&c.root, &c.path, c.start_line);
+                let link =
+                    features::file_link(&c.location.root, &c.location.path, c.location.start_line);
                 text = text.replace(&format!("[{}]", c.n), &format!("[[{}]]({link})", c.n));
             }
             cache.insert(key, text.clone());
