@@ -9,11 +9,9 @@
 //! sandbox of its own (fake HOME and XDG folders). Offline tests have no API key; the
 //! generation tests point the server at the fake OpenRouter of `support/fake_provider.rs`.
 
-mod common;
-#[path = "support/fake_provider.rs"]
-mod fake_provider;
-#[path = "support/lsp_client.rs"]
-mod lsp_client;
+use crate::common;
+use crate::fake_provider;
+use crate::lsp_client;
 
 use common::{chat_messages, prompt_headers, Expect, Sandbox, BIN, FIXTURE, KEY};
 use fake_provider::{Endpoint, Failure, FakeProvider};

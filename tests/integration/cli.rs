@@ -2,7 +2,7 @@
 //! binary on a small multi-language project written by each test into its own temporary
 //! folder (see `common`).
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

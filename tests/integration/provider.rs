@@ -7,10 +7,8 @@
 //! library's async API directly (`RemoteEmbedder::embed_async`, `ChatClient::stream`), and
 //! the real `ragls` binary on a sandboxed workspace (`support/provider_fixture.rs`).
 
-#[path = "support/fake_provider.rs"]
-mod fake_provider;
-#[path = "support/provider_fixture.rs"]
-mod provider_fixture;
+use crate::fake_provider;
+use crate::provider_fixture;
 
 use fake_provider::{
     default_answer, fake_embedding, rerank_score, Endpoint, Failure, FakeProvider,
