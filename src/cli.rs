@@ -237,20 +237,25 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn cmd_index(ws: &WorkspaceArgs, rebuild: bool, json: bool) -> Result<()> {
     let r = resolve(ws)?;
-    let mut engine = match Engine::open_for_writing(&r.root, r.config.clone(), r.index_dir.clone())
-    {
-        Err(Error::IndexCorrupt { path, reason }) if rebuild => {
+    let open_and_index = || -> Result<(Engine, engine::IndexReport)> {
+        let mut engine = Engine::open_for_writing(&r.root, r.config.clone(), r.index_dir.clone())?;
+        let report = engine.index(rebuild, &BarProgress::new())?;
+        Ok((engine, report))
+    };
+    // A damaged database (its header, or garbage in interior pages that only a query
+    // meets) is set aside by `--rebuild`, and the index built afresh.
+    let (engine, report) = match open_and_index() {
+        Err(Error::IndexCorrupt { reason, .. }) if rebuild => {
             let aside = crate::store::Store::set_aside(&r.index_dir)?;
             eprintln!(
-                "ragls: the index in {} could not be read ({reason}); moved it to {} and rebuilding",
-                path.display(),
+                "ragls: the index in {} is damaged ({reason}); moved it to {} and rebuilding",
+                r.index_dir.display(),
                 aside.display()
             );
-            Engine::open_for_writing(&r.root, r.config, r.index_dir)?
+            open_and_index()?
         }
         other => other?,
     };
-    let report = engine.index(rebuild, &BarProgress::new())?;
     if json {
         writeln!(std::io::stdout().lock(), "{}", to_json(&report)?).map_err(stdout_error)?;
     }

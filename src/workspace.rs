@@ -109,11 +109,14 @@ pub enum SkipReason {
     /// Could not be stat'ed or listed (permission denied, dangling symlink),
     /// or has no read permission bits at all.
     Unreadable,
+    /// Not a regular file: a FIFO, a socket or a device (never opened for a
+    /// blocking read).
+    Special,
 }
 
 impl SkipReason {
     /// Every reason, in declaration order.
-    pub const ALL: [SkipReason; 7] = [
+    pub const ALL: [SkipReason; 8] = [
         SkipReason::TooLarge,
         SkipReason::Binary,
         SkipReason::Generated,
@@ -121,6 +124,7 @@ impl SkipReason {
         SkipReason::SymlinkEscape,
         SkipReason::Excluded,
         SkipReason::Unreadable,
+        SkipReason::Special,
     ];
 
     /// Stable snake_case name, suitable for storage and display.
@@ -133,6 +137,7 @@ impl SkipReason {
             SkipReason::SymlinkEscape => "symlink_escape",
             SkipReason::Excluded => "excluded",
             SkipReason::Unreadable => "unreadable",
+            SkipReason::Special => "special",
         }
     }
 
@@ -472,7 +477,10 @@ impl Collector<'_> {
             return;
         }
         if !ft.is_file() {
-            // Sockets, fifos, devices: not indexable, not counted.
+            // Sockets, fifos, devices: never read, counted as skipped.
+            if let Some(rel) = self.ctx.rel(dent.path()) {
+                self.skip(&rel, SkipReason::Special);
+            }
             return;
         }
         let Some(rel) = self.ctx.rel(dent.path()) else {
@@ -732,17 +740,28 @@ fn is_code_extension(ext: &str) -> bool {
 /// `*.example`, `*.sample`, `*.template`), private keys and keystores
 /// (`*.pem`, `*.key`, `*.p12`, `*.pfx`, `*.jks`, `*.keystore`, `id_rsa*`,
 /// `id_dsa*`, `id_ecdsa*`, `id_ed25519*` but not `*.pub`), credential files
-/// (`credentials*`, `.npmrc`, `.pypirc`, `.netrc`, `_netrc`,
+/// (`credentials*`, `.envrc`, `.docker/config.json`, `.npmrc`, `.pypirc`, `.netrc`, `_netrc`,
 /// `.git-credentials`, `.htpasswd`, `secrets.{yaml,yml,json,toml}`,
 /// `service-account*.json`), and Terraform state (`*.tfstate`,
 /// `*.tfstate.backup`). Only the file name is looked at, case-insensitively.
 /// The prefix rules (`id_*`, `credentials*`, `service-account*`) do not apply
 /// to source or documentation files such as `credentials.rs`.
 pub fn is_secret_path(rel_path: &str) -> bool {
+    let lower = rel_path.to_ascii_lowercase();
+    if lower == ".docker/config.json" || lower.ends_with("/.docker/config.json") {
+        return true;
+    }
     with_lower_name(rel_path, |name| {
         if matches!(
             name,
-            ".env" | ".npmrc" | ".pypirc" | ".netrc" | "_netrc" | ".git-credentials" | ".htpasswd"
+            ".env"
+                | ".envrc"
+                | ".npmrc"
+                | ".pypirc"
+                | ".netrc"
+                | "_netrc"
+                | ".git-credentials"
+                | ".htpasswd"
         ) {
             return true;
         }
@@ -816,6 +835,46 @@ fn is_generated_name(rel_path: &str) -> bool {
             || name.ends_with(".min.css")
             || name.ends_with(".map")
     })
+}
+
+/// What [`read_file`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FileRead {
+    /// The whole content (at most the size limit).
+    Bytes(Vec<u8>),
+    /// Not read: the opened file is not a regular file, or it has grown past the limit.
+    Skipped(SkipReason),
+}
+
+/// Reads a file the walk accepted, safely against what may have changed since: the file
+/// is opened without blocking (a FIFO put in its place would otherwise block the open
+/// until a writer comes), its type is checked on the opened descriptor, and at most
+/// `max_bytes + 1` bytes are read, so a file that grew past the limit is skipped as
+/// [`SkipReason::TooLarge`] without reading it all.
+pub fn read_file(path: &Path, max_bytes: u64) -> std::io::Result<FileRead> {
+    use std::io::Read;
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = options.open(path)?;
+    let md = file.metadata()?;
+    if !md.is_file() {
+        return Ok(FileRead::Skipped(SkipReason::Special));
+    }
+    if md.len() > max_bytes {
+        return Ok(FileRead::Skipped(SkipReason::TooLarge));
+    }
+    let mut bytes = Vec::with_capacity(md.len() as usize);
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Ok(FileRead::Skipped(SkipReason::TooLarge));
+    }
+    Ok(FileRead::Bytes(bytes))
 }
 
 /// Content checks, run by the indexer after it has read a (new or changed)
