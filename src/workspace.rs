@@ -1203,8 +1203,11 @@ mod tests {
         );
     }
 
-    const SECRETS: [&str; 12] = [
+    const SECRETS: [&str; 15] = [
         ".env",
+        ".envrc",
+        "services/api/.envrc",
+        ".docker/config.json",
         ".env.local",
         ".env.production",
         "deploy/id_rsa",
@@ -1217,7 +1220,8 @@ mod tests {
         "config/secrets.yaml",
         "infra/terraform.tfstate",
     ];
-    const NOT_SECRETS: [&str; 5] = [
+    const NOT_SECRETS: [&str; 6] = [
+        "docker/config.json",
         ".env.example",
         ".env.sample",
         "deploy/id_rsa.pub",
@@ -1238,6 +1242,63 @@ mod tests {
         let mut want_skipped: Vec<(&str, &str)> = SECRETS.iter().map(|p| (*p, "secret")).collect();
         want_skipped.sort();
         assert_eq!(skipped(&out), want_skipped);
+    }
+
+    #[cfg(unix)]
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+    }
+
+    /// Runs `f` on a thread; fails if it has not finished within 10 s (a hang).
+    fn within_bound<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("blocked: no answer within 10 s")
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_counted_as_special_and_never_blocks_a_read() {
+        let dir = tree(&[("a.rs", "fn a() {}")]);
+        mkfifo(&dir.path().join("pipe.rs"));
+        let out = walk_default(dir.path());
+        assert_eq!(paths(&out), ["a.rs"]);
+        assert_eq!(skipped(&out), [("pipe.rs", "special")]);
+        // Replaced by a FIFO after the walk: the read sees it on the opened descriptor.
+        let fifo = dir.path().join("pipe.rs");
+        let got = within_bound(move || read_file(&fifo, 1 << 20).unwrap());
+        assert_eq!(got, FileRead::Skipped(SkipReason::Special));
+    }
+
+    #[test]
+    fn a_file_that_grew_past_the_limit_is_not_read_in_full() {
+        let dir = tree(&[("small.rs", "fn a() {}"), ("big.rs", &"x".repeat(5000))]);
+        assert_eq!(
+            read_file(&dir.path().join("small.rs"), 9).unwrap(),
+            FileRead::Bytes(b"fn a() {}".to_vec())
+        );
+        assert_eq!(
+            read_file(&dir.path().join("big.rs"), 4096).unwrap(),
+            FileRead::Skipped(SkipReason::TooLarge)
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_growing_file_is_read_up_to_the_limit_and_skipped() {
+        // /dev/zero stands for a file that keeps growing while it is read: its size says 0,
+        // its content never ends. Read through a symlink, as the walk would hand it over.
+        let dir = TempDir::new().unwrap();
+        let link = dir.path().join("growing.rs");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let got = within_bound(move || read_file(&link, 1 << 20).unwrap());
+        // A character device is special anyway: never read at all.
+        assert_eq!(got, FileRead::Skipped(SkipReason::Special));
     }
 
     #[test]
@@ -1281,6 +1342,10 @@ mod tests {
             "prod.tfstate.backup",
             "service-account-prod.json",
             "win\\path\\.env",
+            ".envrc",
+            "app/.envrc",
+            ".docker/config.json",
+            "home/.docker/config.json",
         ] {
             assert!(is_secret_path(p), "{p} should be a secret");
         }
@@ -1290,7 +1355,7 @@ mod tests {
             ".env.template",
             ".env.local.example",
             "env.rs",
-            ".envrc",
+            "docker/config.json",
             "id_rsa.pub",
             "src/credentials.rs",
             "docs/credentials.md",
@@ -1540,7 +1605,8 @@ mod tests {
                 "secret",
                 "symlink_escape",
                 "excluded",
-                "unreadable"
+                "unreadable",
+                "special"
             ]
         );
         for r in SkipReason::ALL {
@@ -1766,13 +1832,13 @@ mod tests {
         }
 
         #[test]
-        fn sockets_are_neither_indexed_nor_counted() {
+        fn sockets_are_not_indexed_and_are_counted_as_special() {
             let dir = tree(&[("a.rs", "a")]);
             let _listener =
                 std::os::unix::net::UnixListener::bind(dir.path().join("daemon.sock")).unwrap();
             let out = walk_default(dir.path());
             assert_eq!(paths(&out), ["a.rs"]);
-            assert!(out.skipped.is_empty());
+            assert_eq!(skipped(&out), [("daemon.sock", "special")]);
         }
     }
 }
