@@ -41,8 +41,8 @@ pub enum Command {
     Search {
         #[command(flatten)]
         ws: WorkspaceArgs,
-        /// How many results to return.
-        #[arg(long, default_value_t = 10)]
+        /// How many results to return (1 to 100).
+        #[arg(long, default_value_t = 10, value_parser = parse_top_k)]
         top_k: usize,
         /// Print results as JSON.
         #[arg(long)]
@@ -61,8 +61,8 @@ pub enum Command {
     Ask {
         #[command(flatten)]
         ws: WorkspaceArgs,
-        /// How many sources to use.
-        #[arg(long)]
+        /// How many sources to use (1 to 100).
+        #[arg(long, value_parser = parse_top_k)]
         top_k: Option<usize>,
         /// Print the rag/ask result as JSON.
         #[arg(long)]
@@ -163,7 +163,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut on_delta = |text: &str| {
                 if !json {
                     streamed = true;
-                    let _ = out.write_all(text.as_bytes());
+                    let _ = out.write_all(shown_text(text).as_bytes());
                     let _ = out.flush();
                 }
             };
@@ -179,16 +179,16 @@ pub fn run(cli: Cli) -> Result<()> {
             if result.mode == "generated" {
                 // The text was streamed as it came; the citations follow, clickable.
                 if !streamed {
-                    write!(out, "{}", result.answer).map_err(stdout_error)?;
+                    write!(out, "{}", shown_text(&result.answer)).map_err(stdout_error)?;
                 }
                 writeln!(out, "\n").map_err(stdout_error)?;
                 for c in &result.citations {
                     let symbol = c
                         .symbol
                         .as_deref()
-                        .map(|s| format!("  {s}"))
+                        .map(|s| format!("  {}", shown(s)))
                         .unwrap_or_default();
-                    writeln!(out, "[{}] {}:{}{symbol}", c.n, c.path, c.start_line)
+                    writeln!(out, "[{}] {}:{}{symbol}", c.n, shown(&c.path), c.start_line)
                         .map_err(stdout_error)?;
                 }
                 if let Some(u) = &result.usage {
@@ -200,9 +200,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             } else {
                 if streamed {
-                    writeln!(out).map_err(stdout_error)?;
+                    // Partial generated text is on stdout already: set the fallback apart.
+                    writeln!(out, "\n\n{ASK_FALLBACK_SEPARATOR}\n").map_err(stdout_error)?;
                 }
-                writeln!(out, "{}", result.answer.trim_end()).map_err(stdout_error)?;
+                writeln!(out, "{}", shown_text(result.answer.trim_end())).map_err(stdout_error)?;
             }
             Ok(())
         }
@@ -235,6 +236,21 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Printed by `ask` between generated text that broke off and the extractive answer.
+pub const ASK_FALLBACK_SEPARATOR: &str =
+    "---- the generated answer broke off; the extractive answer follows ----";
+
+/// `--top-k`: the same range as the server's `topK`, refused (not capped) outside it.
+fn parse_top_k(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(k) if (1..=config::MAX_TOP_K).contains(&k) => Ok(k),
+        _ => Err(format!(
+            "must be a whole number between 1 and {} (the server's topK limit too)",
+            config::MAX_TOP_K
+        )),
+    }
+}
+
 fn cmd_index(ws: &WorkspaceArgs, rebuild: bool, json: bool) -> Result<()> {
     let r = resolve(ws)?;
     let open_and_index = || -> Result<(Engine, engine::IndexReport)> {
@@ -248,7 +264,7 @@ fn cmd_index(ws: &WorkspaceArgs, rebuild: bool, json: bool) -> Result<()> {
         Err(Error::IndexCorrupt { reason, .. }) if rebuild => {
             let aside = crate::store::Store::set_aside(&r.index_dir)?;
             eprintln!(
-                "ragls: the index in {} is damaged ({reason}); moved it to {} and rebuilding",
+                "ragls: the index in {} could not be read ({reason}); moved it to {} and rebuilding",
                 r.index_dir.display(),
                 aside.display()
             );
@@ -356,8 +372,12 @@ fn print_hits(hits: &[SearchHit], json: bool) -> Result<()> {
         };
         writeln!(
             out,
-            "{}:{}-{}  {:.3}  {what}",
-            c.path, c.start_line, c.end_line, h.score
+            "{}:{}-{}  {:.3}  {}",
+            shown(&c.path),
+            c.start_line,
+            c.end_line,
+            h.score,
+            shown(&what)
         )
         .map_err(stdout_error)?;
     }
@@ -444,11 +464,54 @@ fn summary(root: &Path, r: &IndexReport, engine: &Engine) -> String {
 
 fn warn_failed(r: &IndexReport) {
     for (path, reason) in r.failed.iter().take(20) {
-        eprintln!("ragls: warning: could not index {path}: {reason}");
+        eprintln!(
+            "ragls: warning: could not index {}: {}",
+            shown(path),
+            shown(reason)
+        );
     }
     if r.failed.len() > 20 {
         eprintln!("ragls: warning: ... and {} more files", r.failed.len() - 20);
     }
+}
+
+/// A name (a path, a symbol) as printed: control characters (a newline, an escape
+/// sequence in a file name) are escaped, so a name can never drive the terminal.
+fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(char::is_control) {
+        return name.into();
+    }
+    name.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// Text as printed (an answer, streamed pieces): line breaks and tabs stay, every other
+/// control character is escaped.
+fn shown_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -485,5 +548,30 @@ impl IndexProgress for BarProgress {
     }
     fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_names_and_answers_are_escaped_when_printed() {
+        assert_eq!(shown("src/a.rs"), "src/a.rs");
+        assert_eq!(shown("evil\n\u{1b}[2Jname.rs"), "evil\\n\\u{1b}[2Jname.rs");
+        assert_eq!(
+            shown_text("a\n\tb\u{1b}]0;x\u{7}"),
+            "a\n\tb\\u{1b}]0;x\\u{7}"
+        );
+    }
+
+    #[test]
+    fn top_k_is_refused_outside_the_servers_range() {
+        assert_eq!(parse_top_k("7"), Ok(7));
+        assert_eq!(parse_top_k("100"), Ok(100));
+        for bad in ["0", "101", "-1", "1e3", "x"] {
+            let err = parse_top_k(bad).unwrap_err();
+            assert!(err.contains("between 1 and 100"), "{bad}: {err}");
+        }
     }
 }
