@@ -221,7 +221,9 @@ fn write_revision(sb: &Sandbox, n: usize, revision: usize) {
 #[test]
 fn fifty_kills_at_random_points_of_indexing_always_leave_an_index_that_opens_answers_and_completes()
 {
-    const N: usize = 200;
+    // 150 files: two batches of 128, so kills land in either batch, between them, while
+    // the vectors are saved, or after the end.
+    const N: usize = 150;
     const KILLS: usize = 50;
     let sb = Sandbox::empty();
     write_revision(&sb, N, 0);
@@ -241,11 +243,12 @@ fn fifty_kills_at_random_points_of_indexing_always_leave_an_index_that_opens_ans
         if index_and_kill_after(&sb, &sb.index, delay) {
             finished_before_kill += 1;
         }
-        // It opens: every file is committed (old or new revision) or pending.
+        // It opens: every file is committed (in its old or its new revision); what the
+        // killed run did not redo is pending.
         let s = sb.status();
-        assert_eq!(
-            u(&s, "files") + u(&s, "pendingFiles"),
-            N as u64,
+        assert_eq!(u(&s, "files"), N as u64, "kill {kill} at {delay:?}: {s}");
+        assert!(
+            u(&s, "pendingFiles") <= N as u64,
             "kill {kill} at {delay:?}: {s}"
         );
         // It answers.
