@@ -825,7 +825,7 @@ mod tests {
     fn a_read_only_open_answers_without_writing_next_to_the_database() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut store = Store::open(dir.path()).unwrap();
+            let store = Store::open(dir.path()).unwrap();
             store.set_meta("probe", "42").unwrap();
             store.checkpoint().unwrap();
         }

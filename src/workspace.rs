@@ -1290,14 +1290,26 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn a_growing_file_is_read_up_to_the_limit_and_skipped() {
-        // /dev/zero stands for a file that keeps growing while it is read: its size says 0,
-        // its content never ends. Read through a symlink, as the walk would hand it over.
+    fn a_file_longer_than_its_size_said_is_read_only_up_to_the_limit() {
+        // A /proc file is a regular file whose size says 0 but whose content is longer:
+        // like a file that grew after it was stat'ed, only the limit + 1 bytes are read.
+        let status = Path::new("/proc/self/status");
+        assert_eq!(fs::metadata(status).unwrap().len(), 0);
+        assert_eq!(
+            read_file(status, 100).unwrap(),
+            FileRead::Skipped(SkipReason::TooLarge)
+        );
+        assert!(matches!(read_file(status, 1 << 20).unwrap(), FileRead::Bytes(b) if b.len() > 100));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_device_behind_a_symlink_is_never_read() {
+        // /dev/zero never ends; through a symlink, as the walk would hand it over.
         let dir = TempDir::new().unwrap();
-        let link = dir.path().join("growing.rs");
+        let link = dir.path().join("zero.rs");
         std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
         let got = within_bound(move || read_file(&link, 1 << 20).unwrap());
-        // A character device is special anyway: never read at all.
         assert_eq!(got, FileRead::Skipped(SkipReason::Special));
     }
 
