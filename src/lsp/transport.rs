@@ -130,9 +130,10 @@ fn screen(body: &[u8]) -> Verdict {
     }
     let Some(method) = message.get("method") else {
         // A response to one of our requests.
-        return match serde_json::from_slice::<jsonrpc::Response>(body) {
-            Ok(_) => Verdict::Forward(body.to_vec()),
-            Err(_) => invalid(
+        let has_outcome = message.contains_key("result") || message.contains_key("error");
+        return match serde_json::from_slice::<Decodable>(body) {
+            Ok(_) if has_outcome => Verdict::Forward(body.to_vec()),
+            _ => invalid(
                 reply_id,
                 "a message needs a method, or an id with a result or an error",
             ),
@@ -180,10 +181,20 @@ fn screen(body: &[u8]) -> Verdict {
     } else {
         body.to_vec()
     };
-    match serde_json::from_slice::<jsonrpc::Request>(&normalised) {
+    match serde_json::from_slice::<Decodable>(&normalised) {
         Ok(_) => Verdict::Forward(normalised),
         Err(_) => invalid(reply_id, "not a JSON-RPC 2.0 request or notification"),
     }
+}
+
+/// What tower-lsp's decoder accepts (its private `Message`: a response, else a request).
+/// A body that does not decode as this would end its reader, so none is forwarded.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+#[allow(dead_code)] // only whether it decodes matters
+enum Decodable {
+    Response(jsonrpc::Response),
+    Request(jsonrpc::Request),
 }
 
 /// A JSON-RPC error response (id null where the message's id is unusable).
@@ -673,6 +684,16 @@ mod tests {
                 json!(6),
             ),
             (r#"{"jsonrpc":"2.0","id":7}"#, INVALID_REQUEST, json!(7)),
+            (
+                r#"{"jsonrpc":"2.0","id":8,"method":"rag/status","method":"x"}"#,
+                INVALID_REQUEST,
+                json!(8),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":18446744073709551615,"method":"rag/status"}"#,
+                INVALID_REQUEST,
+                Value::Null,
+            ),
         ];
         for (text, want, id) in cases {
             let got = code(&screen(text.as_bytes()));
