@@ -193,6 +193,10 @@ fn malformed(rng: &mut Rng, n: usize) -> (&'static str, Vec<u8>) {
                 r#"{"jsonrpc":"2.0","method":"shutdown"}"#.into(),
                 r#"{"jsonrpc":"2.0","id":"fz","method":"exit"}"#.into(),
                 r#"{"jsonrpc":"2.0","id":"fz","method":"shutdown","params":[1]}"#.into(),
+                r#"{"jsonrpc":"2.0","id":"fz","method":"rag/status","method":"x"}"#.into(),
+                r#"{"jsonrpc":"2.0","id":18446744073709551615,"method":"rag/status"}"#.into(),
+                format!("{}{}", "[".repeat(300), "]".repeat(300)),
+                r#"{"jsonrpc":"2.0","id":900006}"#.into(),
             ];
             (
                 "not a JSON-RPC request",
@@ -201,14 +205,20 @@ fn malformed(rng: &mut Rng, n: usize) -> (&'static str, Vec<u8>) {
         }
         6 => {
             let mut msg = json!({"jsonrpc": "2.0", "method": rng.pick(&METHODS)});
-            if rng.below(4) != 0 {
+            let request = rng.below(4) != 0;
+            if request {
                 msg["id"] = fuzz_id;
             }
             let params = wrong_params(rng);
             if !params.is_null() {
                 msg["params"] = params;
             }
-            ("wrong params", framed(msg.to_string().as_bytes()))
+            let kind = if request {
+                "wrong params (request)"
+            } else {
+                "wrong params (notification)"
+            };
+            (kind, framed(msg.to_string().as_bytes()))
         }
         7 => {
             let method = rng.pick(&["$/cancelRequest", "$/progress", "$/x", "$/setTrace"]);
@@ -274,9 +284,25 @@ fn a_thousand_malformed_frames_neither_kill_nor_deafen_the_server() {
     let mut c = LspClient::spawn(&ServerOptions::new(BIN, sb.tmp.path()));
     let mut rng = Rng(0x5eed_0f_fa17);
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    // Frames whose request must still be answered, by id: `$/` requests (MethodNotFound),
+    // requests with wrong params, and a valid request whose length ran into the next frame.
+    let mut expected: Vec<String> = Vec::new();
     let mut send = |c: &LspClient, rng: &mut Rng, n: usize| {
         let (kind, bytes) = malformed(rng, n);
         *kinds.entry(kind).or_default() += 1;
+        order.push((
+            kind,
+            String::from_utf8_lossy(&bytes)
+                .chars()
+                .take(120)
+                .collect::<String>(),
+        ));
+        if matches!(
+            kind,
+            "$/ request" | "wrong params (request)" | "length too long"
+        ) {
+            expected.push(format!("fuzz-{n}"));
+        }
         c.send_raw("", &bytes);
     };
 
@@ -300,6 +326,34 @@ fn a_thousand_malformed_frames_neither_kill_nor_deafen_the_server() {
         batches += 1;
     }
 
+    drop(send);
+    for id in &expected {
+        let n: usize = id[5..].parse().unwrap();
+        if !c.messages().iter().any(|m| m.message["id"] == id.as_str()) {
+            eprintln!(
+                "MISSING {id}: prev {:?}\n   this {:?}",
+                order[n - 1],
+                order[n]
+            );
+        }
+    }
+    let answered = |log: &[lsp_client::Incoming], id: &str| {
+        log.iter()
+            .filter(|m| m.is_response() && m.message["id"] == id)
+            .count()
+    };
+    assert!(
+        c.wait_for(PROBE, |log| expected.iter().all(|id| answered(log, id) > 0)),
+        "unanswered requests: {:?}",
+        expected
+            .iter()
+            .filter(|id| answered(&c.messages(), id) == 0)
+            .collect::<Vec<_>>()
+    );
+    let log = c.messages();
+    for id in &expected {
+        assert_eq!(answered(&log, id), 1, "{id} answered once");
+    }
     let mut codes: BTreeMap<i64, usize> = BTreeMap::new();
     for m in c.messages() {
         if let Some(code) = m.message["error"]["code"].as_i64() {
@@ -310,8 +364,11 @@ fn a_thousand_malformed_frames_neither_kill_nor_deafen_the_server() {
     assert!(!stderr.contains("panicked"), "a panic:\n{stderr}");
     println!(
         "fault suite: {} malformed frames in {batches} batches ({BEFORE_INITIALIZE} before initialize); \
-         {batches} of {batches} probes answered; 0 exits; 0 hangs; kinds {kinds:?}; error replies by code {codes:?}",
-        kinds.values().sum::<usize>()
+         {batches} of {batches} probes answered; {} of {} requests inside them answered; 0 exits; 0 hangs; \
+         kinds {kinds:?}; error replies by code {codes:?}",
+        kinds.values().sum::<usize>(),
+        expected.len(),
+        expected.len()
     );
     assert_eq!(kinds.values().sum::<usize>(), FRAMES);
     c.shutdown_and_exit();

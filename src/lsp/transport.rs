@@ -43,8 +43,11 @@ where
         let mut frames = FrameReader::new(input);
         while let Some(event) = frames.next().await {
             let reply = match event {
-                Event::Body(body) => match screen(&body) {
-                    Verdict::Forward(message) => {
+                Event::Body(body) => match screen_with_tail(&body) {
+                    (Verdict::Forward(message), tail) => {
+                        if let Some(tail) = tail {
+                            let _ = errors_tx.send(frame_bytes(&tail));
+                        }
                         let header = format!("Content-Length: {}\r\n\r\n", message.len());
                         if to_server.write_all(header.as_bytes()).await.is_err()
                             || to_server.write_all(&message).await.is_err()
@@ -53,7 +56,7 @@ where
                         }
                         continue;
                     }
-                    Verdict::Reply(reply) => {
+                    (Verdict::Reply(reply), _) => {
                         frames.quiet();
                         reply
                     }
@@ -197,6 +200,36 @@ enum Decodable {
     Request(jsonrpc::Request),
 }
 
+/// [`screen`], answering what it can: a body that is not JSON as a whole but starts with
+/// a whole JSON object (its announced length ran on into garbage) is screened as that
+/// object; the garbage after it gets a parse error of its own (the second value).
+fn screen_with_tail(body: &[u8]) -> (Verdict, Option<Value>) {
+    let verdict = screen(body);
+    let Verdict::Reply(reply) = &verdict else {
+        return (verdict, None);
+    };
+    if reply["error"]["code"] != PARSE_ERROR || body.first() != Some(&b'{') {
+        return (verdict, None);
+    }
+    let mut values =
+        serde_json::Deserializer::from_slice(body).into_iter::<serde::de::IgnoredAny>();
+    if !matches!(values.next(), Some(Ok(_))) {
+        return (verdict, None);
+    }
+    let end = values.byte_offset();
+    match screen(&body[..end]) {
+        Verdict::Forward(message) => (
+            Verdict::Forward(message),
+            Some(error_reply(
+                None,
+                PARSE_ERROR,
+                "Parse error: bytes after a message (its Content-Length was too long) were skipped",
+            )),
+        ),
+        Verdict::Reply(_) => (verdict, None),
+    }
+}
+
 /// A JSON-RPC error response (id null where the message's id is unusable).
 fn error_reply(id: Option<Value>, code: i64, message: &str) -> Value {
     let mut reply = Map::new();
@@ -296,13 +329,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Drops bytes up to the next `Content-Length` after the first byte; false at the end
     /// of input.
     async fn resync(&mut self) -> bool {
+        // The first byte starts what is being skipped; once it is gone, search from 0.
+        let mut from = 1;
         loop {
-            if let Some(at) = find_ci(&self.buf[1.min(self.buf.len())..], b"content-length") {
-                self.buf.drain(..at + 1);
+            let start = from.min(self.buf.len());
+            if let Some(at) = find_ci(&self.buf[start..], b"content-length") {
+                self.buf.drain(..at + start);
                 return true;
             }
+            // Keep a tail: the next header may be arriving in pieces.
             let keep = self.buf.len().min(PATTERN_SPAN);
-            self.buf.drain(..self.buf.len() - keep);
+            if keep < self.buf.len() {
+                self.buf.drain(..self.buf.len() - keep);
+                from = 0;
+            }
             if !self.fill().await {
                 return false;
             }
@@ -383,25 +423,31 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     async fn body(&mut self, length: usize) -> Option<Event> {
         let mut scanned: usize = 0;
         loop {
-            let window = self.buf.len().min(length + PATTERN_SPAN);
             let from = scanned.saturating_sub(PATTERN_SPAN);
-            if let Some(at) = find_header_pattern(&self.buf[from..window]).map(|a| a + from) {
-                if at < length {
-                    let body: Vec<u8> = self.buf.drain(..at).collect();
-                    self.quiet = false;
-                    return Some(Event::Body(body));
-                }
+            let scan = scan_headers(&self.buf[from..]);
+            if let Some(at) = scan.full.map(|a| a + from).filter(|&a| a < length) {
+                return Some(self.take_body(at));
             }
             if self.buf.len() >= length {
-                let body: Vec<u8> = self.buf.drain(..length).collect();
-                self.quiet = false;
-                return Some(Event::Body(body));
+                // A header that is still arriving may start inside an invalid body (its
+                // length was too long): wait for it rather than swallow its start.
+                let arriving = scan.partial.map(|a| a + from).is_some_and(|a| a < length)
+                    && serde_json::from_slice::<serde::de::IgnoredAny>(&self.buf[..length])
+                        .is_err();
+                if !arriving {
+                    return Some(self.take_body(length));
+                }
             }
-            scanned = window;
+            scanned = self.buf.len();
             if !self.fill().await {
-                return None;
+                return (self.buf.len() >= length).then(|| self.take_body(length));
             }
         }
+    }
+
+    fn take_body(&mut self, length: usize) -> Event {
+        self.quiet = false;
+        Event::Body(self.buf.drain(..length).collect())
     }
 
     /// Skips the rest of a refused frame's body without keeping it, stopping early at the
@@ -413,7 +459,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             }
             let window = (self.buf.len() as u64).min(self.skip) as usize;
             let look = self.buf.len().min(window + PATTERN_SPAN);
-            if let Some(at) = find_header_pattern(&self.buf[..look]).filter(|&a| a < window) {
+            if let Some(at) = scan_headers(&self.buf[..look]).full.filter(|&a| a < window) {
                 self.buf.drain(..at);
                 self.skip = 0;
                 break;
@@ -474,35 +520,76 @@ fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
     })
 }
 
-/// Where `Content-Length: <digits>` followed by a line end starts. Such bytes never occur
-/// inside a JSON text (a raw line break cannot be inside a string, and outside one the
-/// name would not be a string), so inside a body they are the next frame's header.
-fn find_header_pattern(hay: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(at) = find_ci(&hay[from..], b"content-length").map(|a| a + from) {
-        let rest = &hay[at + b"content-length".len()..];
-        let mut i = rest
-            .iter()
-            .take_while(|b| matches!(b, b' ' | b'\t'))
-            .count();
-        if rest.get(i) == Some(&b':') {
-            i += 1;
-            i += rest[i..]
-                .iter()
-                .take_while(|b| matches!(b, b' ' | b'\t'))
-                .count();
-            let digits = rest[i..].iter().take_while(|b| b.is_ascii_digit()).count();
-            i += digits;
-            if rest.get(i) == Some(&b'\r') {
-                i += 1;
-            }
-            if digits > 0 && rest.get(i) == Some(&b'\n') {
-                return Some(at);
-            }
+/// Where `Content-Length: <digits>` and a line end occur in a buffer: the first whole
+/// match, and the first place where one may be arriving (cut off by the buffer's end).
+/// Such bytes never occur inside a JSON text (a raw line break cannot be inside a
+/// string, and outside one the name would not be a string), so inside a body they are
+/// the next frame's header.
+struct Scan {
+    full: Option<usize>,
+    partial: Option<usize>,
+}
+
+fn scan_headers(hay: &[u8]) -> Scan {
+    let mut partial = None;
+    for at in 0..hay.len() {
+        if hay[at] | 0x20 != b'c' {
+            continue;
         }
-        from = at + 1;
+        match header_at(hay, at) {
+            Some(true) => {
+                return Scan {
+                    full: Some(at),
+                    partial,
+                }
+            }
+            None if partial.is_none() => partial = Some(at),
+            _ => {}
+        }
     }
-    None
+    Scan {
+        full: None,
+        partial,
+    }
+}
+
+/// Whether `Content-Length: <digits>\r?\n` starts at `at`; `None` when the buffer ends
+/// before that can be told.
+fn header_at(hay: &[u8], at: usize) -> Option<bool> {
+    let mut i = at;
+    for &expected in b"content-length" {
+        match hay.get(i) {
+            None => return None,
+            Some(b) if b.to_ascii_lowercase() == expected => i += 1,
+            Some(_) => return Some(false),
+        }
+    }
+    let blanks = |i: &mut usize| {
+        while matches!(hay.get(*i), Some(b' ' | b'\t')) {
+            *i += 1;
+        }
+    };
+    blanks(&mut i);
+    match hay.get(i) {
+        None => return None,
+        Some(b':') => i += 1,
+        Some(_) => return Some(false),
+    }
+    blanks(&mut i);
+    let digits_from = i;
+    while hay.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    if i == hay.len() {
+        return None;
+    }
+    if i == digits_from {
+        return Some(false);
+    }
+    if hay[i] == b'\r' {
+        i += 1;
+    }
+    hay.get(i).map(|&b| b == b'\n')
 }
 
 /// Copies tower-lsp's frames to stdout whole, with our own error frames in between.
@@ -515,6 +602,18 @@ async fn write_frames<W: AsyncWrite + Unpin>(
     let mut errors_open = true;
     loop {
         tokio::select! {
+            // Our replies first: they answer input that came before anything tower-lsp
+            // is answering now, so the client sees them in order.
+            biased;
+            error = errors.recv(), if errors_open => match error {
+                Some(error) => {
+                    if output.write_all(&error).await.is_err() {
+                        return;
+                    }
+                    let _ = output.flush().await;
+                }
+                None => errors_open = false,
+            },
             event = frames.next() => match event {
                 Some(Event::Body(body)) => {
                     let header = format!("Content-Length: {}\r\n\r\n", body.len());
@@ -526,15 +625,6 @@ async fn write_frames<W: AsyncWrite + Unpin>(
                 Some(_) => {}
                 None => return,
             },
-            error = errors.recv(), if errors_open => match error {
-                Some(error) => {
-                    if output.write_all(&error).await.is_err() {
-                        return;
-                    }
-                    let _ = output.flush().await;
-                }
-                None => errors_open = false,
-            }
         }
     }
 }
@@ -550,6 +640,44 @@ mod tests {
             out.push(event);
         }
         out
+    }
+
+    /// Events of `input` delivered in pieces of `piece` bytes (a pipe's chunking).
+    async fn events_in_pieces(input: &[u8], piece: usize) -> Vec<Event> {
+        let (mut tx, rx) = tokio::io::duplex(1 << 16);
+        let input = input.to_vec();
+        let writer = tokio::spawn(async move {
+            for chunk in input.chunks(piece.max(1)) {
+                tx.write_all(chunk).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut reader = FrameReader::new(rx);
+        let mut out = Vec::new();
+        while let Some(event) = reader.next().await {
+            out.push(event);
+        }
+        writer.await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn events_do_not_depend_on_how_the_input_is_chunked() {
+        let long = "x".repeat(90);
+        let input = format!(
+            "Content-Length: 5000\r\n\r\n{{\"a\":1}}Content-Length: 2\r\n\r\n{{}}\
+             Content-Length abc {long}Content-Length: 4\r\n\r\nnull\
+             Content-Length: 3\r\n\r\n{{\"b\":2}}\r\nContent-Length: 2\r\n\r\n[]"
+        );
+        let whole = events(input.as_bytes()).await;
+        assert_eq!(whole.len(), 7, "{whole:?}");
+        for piece in [1, 2, 3, 5, 7, 13, 64, 100] {
+            assert_eq!(
+                events_in_pieces(input.as_bytes(), piece).await,
+                whole,
+                "pieces of {piece}"
+            );
+        }
     }
 
     fn body(text: &str) -> Event {
@@ -699,6 +827,23 @@ mod tests {
             let got = code(&screen(text.as_bytes()));
             assert_eq!(got, Some((*want, id.clone())), "{text}");
         }
+    }
+
+    #[test]
+    fn a_message_followed_by_garbage_is_served_and_the_garbage_reported() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"rag/status"}\x01\x02garbage"#;
+        let (verdict, tail) = screen_with_tail(body);
+        assert_eq!(
+            verdict,
+            Verdict::Forward(br#"{"jsonrpc":"2.0","id":1,"method":"rag/status"}"#.to_vec())
+        );
+        assert_eq!(
+            tail.map(|t| t["error"]["code"].clone()),
+            Some(json!(PARSE_ERROR))
+        );
+        // A body that is broken inside its first value stays a parse error.
+        let (verdict, tail) = screen_with_tail(br#"{"jsonrpc":"2.0","id":1,"meth"#);
+        assert!(matches!(verdict, Verdict::Reply(_)) && tail.is_none());
     }
 
     #[test]
