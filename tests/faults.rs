@@ -290,13 +290,6 @@ fn a_thousand_malformed_frames_neither_kill_nor_deafen_the_server() {
     let mut send = |c: &LspClient, rng: &mut Rng, n: usize| {
         let (kind, bytes) = malformed(rng, n);
         *kinds.entry(kind).or_default() += 1;
-        order.push((
-            kind,
-            String::from_utf8_lossy(&bytes)
-                .chars()
-                .take(120)
-                .collect::<String>(),
-        ));
         if matches!(
             kind,
             "$/ request" | "wrong params (request)" | "length too long"
@@ -326,17 +319,6 @@ fn a_thousand_malformed_frames_neither_kill_nor_deafen_the_server() {
         batches += 1;
     }
 
-    drop(send);
-    for id in &expected {
-        let n: usize = id[5..].parse().unwrap();
-        if !c.messages().iter().any(|m| m.message["id"] == id.as_str()) {
-            eprintln!(
-                "MISSING {id}: prev {:?}\n   this {:?}",
-                order[n - 1],
-                order[n]
-            );
-        }
-    }
     let answered = |log: &[lsp_client::Incoming], id: &str| {
         log.iter()
             .filter(|m| m.is_response() && m.message["id"] == id)
