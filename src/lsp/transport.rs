@@ -264,15 +264,27 @@ struct FrameReader<R> {
     /// Set after an error was reported, so the bytes that follow it (a bad frame's body)
     /// are skipped without a second report.
     quiet: bool,
+    /// The largest body accepted.
+    max_frame: u64,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// A reader of the client's input: bodies over [`MAX_FRAME`] are refused.
     fn new(source: R) -> FrameReader<R> {
         FrameReader {
             source,
             buf: Vec::new(),
             skip: 0,
             quiet: false,
+            max_frame: MAX_FRAME,
+        }
+    }
+
+    /// A reader of tower-lsp's own output, which is trusted with any size.
+    fn unlimited(source: R) -> FrameReader<R> {
+        FrameReader {
+            max_frame: usize::MAX as u64,
+            ..FrameReader::new(source)
         }
     }
 
@@ -368,7 +380,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if line.is_empty() {
                 self.buf.drain(..at + nl + 1);
                 return match length {
-                    Some(Some(n)) if n > MAX_FRAME => {
+                    Some(Some(n)) if n > self.max_frame => {
                         self.skip = n;
                         self.quiet = true;
                         Some(Event::TooLarge(n))
@@ -598,7 +610,7 @@ async fn write_frames<W: AsyncWrite + Unpin>(
     mut output: W,
     mut errors: mpsc::UnboundedReceiver<Vec<u8>>,
 ) {
-    let mut frames = FrameReader::new(from_server);
+    let mut frames = FrameReader::unlimited(from_server);
     let mut errors_open = true;
     loop {
         tokio::select! {
