@@ -499,17 +499,18 @@ impl Config {
             if glob.trim().is_empty() {
                 return bad("index.exclude", "contains an empty pattern");
             }
-            // gitignore syntax: `!` negates, a leading `/` anchors, a trailing `/` means a
-            // folder; what is left must be a glob (an unclosed `[` would match nothing).
-            let pattern = glob.trim().trim_start_matches('!').trim_start_matches('/');
-            let pattern = pattern.strip_suffix('/').unwrap_or(pattern);
-            if let Err(e) = globset::GlobBuilder::new(pattern)
-                .literal_separator(true)
-                .build()
-            {
+            // An unclosed `[` is taken literally by gitignore and would silently match
+            // nothing: refused here.
+            let mut check = ignore::gitignore::GitignoreBuilder::new("/");
+            check.allow_unclosed_class(false);
+            if let Err(e) = check.add_line(None, glob) {
+                let why = match &e {
+                    ignore::Error::Glob { err, .. } => err.clone(),
+                    other => other.to_string(),
+                };
                 return bad(
                     "index.exclude",
-                    &format!("{glob:?} is not a valid glob ({})", e.kind()),
+                    &format!("{glob:?} is not a valid glob ({})", one_line(&why)),
                 );
             }
         }
