@@ -10,9 +10,8 @@ mod provider_fixture;
 
 use fake_provider::{Endpoint, Failure, FakeProvider};
 use provider_fixture::*;
-use ragls::answer::prompt::ChatMessage;
 use ragls::config::ProviderConfig;
-use ragls::provider::chat::ChatClient;
+use ragls::provider::chat::{ChatClient, ChatMessage};
 use ragls::provider::{Provider, ProviderError};
 use std::time::Duration;
 
