@@ -253,6 +253,26 @@ pub fn run(cli: Cli) -> Result<()> {
 pub const ASK_FALLBACK_SEPARATOR: &str =
     "---- the generated answer broke off; the extractive answer follows ----";
 
+/// A locked index explained: a holder that is not indexing is an editor's server (it
+/// keeps the lock while it runs, and the index up to date), so waiting would not help.
+fn explain_lock(err: Error) -> Error {
+    let Error::IndexLocked(dir) = &err else {
+        return err;
+    };
+    let idle = crate::store::Store::open_existing(dir)
+        .ok()
+        .flatten()
+        .and_then(|s| s.meta("indexing").ok().flatten())
+        .is_some_and(|v| v == "0");
+    if !idle {
+        return err;
+    }
+    Error::Usage(format!(
+        "the index at {} belongs to a running ragls server (an editor has this workspace open), which keeps it up to date itself; `ragls search` and `ragls ask` use it as it is. To re-index now, use the editor's reindex command, or close the editor and run `ragls index` again",
+        dir.display()
+    ))
+}
+
 /// `--top-k`: the same range as the server's `topK`, refused (not capped) outside it.
 fn parse_top_k(text: &str) -> std::result::Result<usize, String> {
     match text.parse::<usize>() {
@@ -267,7 +287,8 @@ fn parse_top_k(text: &str) -> std::result::Result<usize, String> {
 fn cmd_index(ws: &WorkspaceArgs, rebuild: bool, json: bool) -> Result<()> {
     let r = resolve(ws)?;
     let open_and_index = || -> Result<(Engine, engine::IndexReport)> {
-        let mut engine = Engine::open_for_writing(&r.root, r.config.clone(), r.index_dir.clone())?;
+        let mut engine = Engine::open_for_writing(&r.root, r.config.clone(), r.index_dir.clone())
+            .map_err(explain_lock)?;
         let report = engine.index(rebuild, &BarProgress::new())?;
         Ok((engine, report))
     };
@@ -299,13 +320,21 @@ fn open_for_search(ws: &WorkspaceArgs) -> Result<Engine> {
     let r = resolve(ws)?;
     if let Some(engine) = Engine::open_for_reading(&r.root, r.config.clone(), r.index_dir.clone())?
     {
+        if engine.interrupted()? {
+            // Answer from what was committed, and say what is missing.
+            eprintln!(
+                "ragls: note: the index of {} is incomplete: the last index run was interrupted before it finished; run `ragls index` to finish it",
+                r.root.display()
+            );
+        }
         return Ok(engine);
     }
     eprintln!(
         "ragls: no index for {} with the current settings yet (none, or one built by another embedder); indexing it first",
         r.root.display()
     );
-    let mut engine = Engine::open_for_writing(&r.root, r.config, r.index_dir)?;
+    let mut engine =
+        Engine::open_for_writing(&r.root, r.config, r.index_dir).map_err(explain_lock)?;
     let report = engine.index(false, &BarProgress::new())?;
     eprintln!("{}", summary(&r.root, &report, &engine));
     warn_failed(&report);

@@ -3,6 +3,8 @@
 //! bug the fault probe found; each test failed before its fix.
 
 mod common;
+#[path = "support/lsp_client.rs"]
+mod lsp_client;
 
 use common::*;
 use std::path::Path;
@@ -182,4 +184,75 @@ fn a_file_name_with_control_characters_is_printed_escaped() {
         stdout.contains("src/evil\\u{1b}[2J\\nname.rs"),
         "the name is shown escaped: {stdout:?}"
     );
+}
+
+#[test]
+fn an_interrupted_first_index_says_it_is_incomplete_and_how_to_finish_it() {
+    const N: usize = 300;
+    let sb = Sandbox::empty();
+    write_many_files(&sb, N);
+    let out = sb
+        .ragls_cmd("index", &[])
+        .env("RAGLS_FAULT_ABORT_AFTER_BATCHES", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the fault injection kills the run");
+
+    let s = sb.status();
+    assert!(u(&s, "pendingFiles") > 0, "{s}");
+    let said = s["lastError"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("interrupted") && said.contains("ragls index"),
+        "status says the last run was interrupted and how to finish it: {s}"
+    );
+    // A search answers from what was committed and says the index is incomplete.
+    let q = many_fn(N - 1).replace('_', " ");
+    let out = sb.ragls("search", &[&q]);
+    let stderr = stderr_of(&out);
+    ok(out, "search on an interrupted index");
+    assert!(
+        stderr.contains("incomplete") && stderr.contains("ragls index"),
+        "{stderr}"
+    );
+    // Finishing it clears the note.
+    let r = sb.index();
+    assert_eq!(r["failed"], serde_json::json!([]), "{r}");
+    let s = sb.status();
+    assert_eq!(u(&s, "pendingFiles"), 0, "{s}");
+    assert!(s["lastError"].is_null(), "{s}");
+    let out = sb.ragls("search", &[&q]);
+    assert!(!stderr_of(&out).contains("incomplete"));
+}
+
+#[test]
+fn index_next_to_an_idle_server_says_the_server_keeps_the_index() {
+    let sb = Sandbox::with_project();
+    let ws = sb.ws.canonicalize().unwrap();
+    let server = lsp_client::LspClient::spawn(&lsp_client::ServerOptions::new(BIN, sb.tmp.path()));
+    server.initialize(&[&ws], serde_json::Value::Null, serde_json::json!({}));
+    server.wait_ready(Duration::from_secs(120));
+    // Same environment, default index folder: the one the server holds.
+    let out = sb
+        .command()
+        .arg("index")
+        .arg("--workspace")
+        .arg(&ws)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("running ragls server") && !stderr.contains("wait for it to finish"),
+        "says who holds the index instead of asking to wait forever: {stderr}"
+    );
+    // Search still works next to it.
+    let out = sb
+        .command()
+        .args(["search", "--workspace"])
+        .arg(&ws)
+        .arg("evict the least recently used entry")
+        .output()
+        .unwrap();
+    ok(out, "search next to the server");
+    server.shutdown_and_exit();
 }
