@@ -268,7 +268,7 @@ fn explain_lock(err: Error) -> Error {
         return err;
     }
     Error::Usage(format!(
-        "the index at {} belongs to a running ragls server (an editor has this workspace open), which keeps it up to date itself; `ragls search` and `ragls ask` use it as it is. To re-index now, use the editor's reindex command, or close the editor and run `ragls index` again",
+        "the index at {} is in use by a running ragls server (an editor has this workspace open), which keeps it up to date itself; `ragls search` and `ragls ask` use it as it is. To re-index now, use the editor's reindex command, or close the editor and run `ragls index` again",
         dir.display()
     ))
 }
