@@ -2,9 +2,8 @@
 //! FIFO in the workspace, bad settings, names that carry control characters. Each case is a
 //! bug the fault probe found; each test failed before its fix.
 
-mod common;
-#[path = "support/lsp_client.rs"]
-mod lsp_client;
+use crate::common;
+use crate::lsp_client;
 
 use common::*;
 use std::path::Path;

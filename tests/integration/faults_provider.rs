@@ -3,10 +3,8 @@
 //! is reported as such, and `ask` sets partial streamed text apart from the extractive
 //! fallback. Against the fake OpenRouter of `support/fake_provider.rs`.
 
-#[path = "support/fake_provider.rs"]
-mod fake_provider;
-#[path = "support/provider_fixture.rs"]
-mod provider_fixture;
+use crate::fake_provider;
+use crate::provider_fixture;
 
 use fake_provider::{Endpoint, Failure, FakeProvider};
 use provider_fixture::*;

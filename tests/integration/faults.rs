@@ -6,13 +6,12 @@
 //! requests, wrong parameter types, `$/` requests, responses nobody asked for, some of
 //! them before `initialize`. They go in batches; after each batch a valid `rag/search` must
 //! be answered within a bounded time, and the process must still run. The counts are
-//! printed (`cargo test --test faults -- --nocapture`). The specific cases of the fault
+//! printed (`cargo test --test integration faults:: -- --nocapture`). The specific cases of the fault
 //! probe (shutdown with params, `$/` requests, a 100 MB announcement) have tests of their
 //! own.
 
-mod common;
-#[path = "support/lsp_client.rs"]
-mod lsp_client;
+use crate::common;
+use crate::lsp_client;
 
 use common::{Sandbox, BIN};
 use lsp_client::{LspClient, ServerOptions, METHOD_NOT_FOUND};
