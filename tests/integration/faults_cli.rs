@@ -255,3 +255,28 @@ fn index_next_to_an_idle_server_says_the_server_keeps_the_index() {
     ok(out, "search next to the server");
     server.shutdown_and_exit();
 }
+
+#[test]
+fn the_server_resumes_an_interrupted_index() {
+    const N: usize = 300;
+    let sb = Sandbox::empty();
+    write_many_files(&sb, N);
+    let ws = sb.ws.canonicalize().unwrap();
+    // Killed in the default index folder, the one the server opens.
+    let out = sb
+        .command()
+        .arg("index")
+        .arg("--workspace")
+        .arg(&ws)
+        .env("RAGLS_FAULT_ABORT_AFTER_BATCHES", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the fault injection kills the run");
+    let server = lsp_client::LspClient::spawn(&lsp_client::ServerOptions::new(BIN, sb.tmp.path()));
+    server.initialize(&[&ws], serde_json::Value::Null, serde_json::json!({}));
+    let s = server.wait_ready(Duration::from_secs(120));
+    assert_eq!(u(&s, "files"), N as u64, "{s}");
+    assert_eq!(u(&s, "pendingFiles"), 0, "{s}");
+    assert!(s["lastError"].is_null(), "{s}");
+    server.shutdown_and_exit();
+}
