@@ -76,6 +76,11 @@ pub enum Command {
         #[arg(long)]
         stdio: bool,
     },
+    /// Run the MCP server (Model Context Protocol over stdin/stdout) for coding agents.
+    Mcp {
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
     /// Show the state of a workspace's index.
     Status {
         #[command(flatten)]
@@ -207,6 +212,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve { stdio: _ } => crate::lsp::serve_stdio(),
+        Command::Mcp { ws } => crate::mcp::serve_stdio(&ws.workspace, ws.index_dir),
         Command::Status { ws, json } => {
             let r = resolve(&ws)?;
             let status = match Engine::open_for_reading(

@@ -15,6 +15,7 @@ pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod lsp;
+pub mod mcp;
 pub mod provider;
 pub mod rerank;
 pub mod retrieve;
