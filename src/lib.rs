@@ -14,6 +14,7 @@ pub mod config;
 pub mod embed;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod lsp;
 pub mod mcp;
 pub mod provider;
