@@ -6,10 +6,9 @@
 
 pub mod citations;
 pub mod prompt;
-pub mod sse;
 
-use crate::engine::SearchHit;
 pub use crate::provider::chat::Usage;
+use crate::retrieve::SearchHit;
 use serde::Serialize;
 
 /// How many lines of a chunk a snippet shows.
@@ -18,6 +17,9 @@ const SNIPPET_LINES: usize = 8;
 /// A retrieved chunk given as context, with a workspace-relative path and 1-based lines.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Source {
+    /// The workspace folder `path` is relative to (not part of the wire form).
+    #[serde(skip)]
+    pub root: std::path::PathBuf,
     pub path: String,
     pub start_line: u32,
     pub end_line: u32,
@@ -27,12 +29,19 @@ pub struct Source {
     pub language: String,
     pub score: f32,
     pub snippet: String,
+    /// The text of the chunk's last line, so a range can end where the chunk does (not
+    /// part of the wire form).
+    #[serde(skip)]
+    pub last_line: String,
 }
 
 /// A source the answer cites as `[n]`.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Citation {
     pub n: usize,
+    /// The workspace folder `path` is relative to (not part of the wire form).
+    #[serde(skip)]
+    pub root: std::path::PathBuf,
     pub path: String,
     pub start_line: u32,
     pub end_line: u32,
@@ -46,6 +55,7 @@ impl Citation {
     pub fn of(n: usize, s: &Source) -> Citation {
         Citation {
             n,
+            root: s.root.clone(),
             path: s.path.clone(),
             start_line: s.start_line,
             end_line: s.end_line,
@@ -74,13 +84,31 @@ pub struct Timings {
     pub generate_ms: Option<u64>,
 }
 
+/// How an answer was made: written by the chat model, or the sources themselves
+/// (offline, or when generation failed). On the wire: "generated" / "extractive".
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AnswerMode {
+    Generated,
+    Extractive,
+}
+
+impl std::fmt::Display for AnswerMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AnswerMode::Generated => "generated",
+            AnswerMode::Extractive => "extractive",
+        })
+    }
+}
+
 /// The `rag/ask` result of PROTOCOL.md (CLI form: paths and 1-based lines).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct AskResult {
     pub answer: String,
     pub citations: Vec<Citation>,
     pub sources: Vec<Source>,
-    pub mode: String,
+    pub mode: AnswerMode,
     pub models: Models,
     pub timings: Timings,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,6 +125,7 @@ provider.base_url at a local OpenAI-compatible server, to get a written answer t
 pub fn source_of(hit: &SearchHit) -> Source {
     let c = &hit.chunk;
     Source {
+        root: hit.root.clone(),
         path: c.path.clone(),
         start_line: c.start_line,
         end_line: c.end_line,
@@ -105,6 +134,7 @@ pub fn source_of(hit: &SearchHit) -> Source {
         language: c.language.clone(),
         score: hit.score,
         snippet: snippet(&c.text),
+        last_line: c.text.lines().last().unwrap_or("").to_string(),
     }
 }
 
@@ -163,7 +193,7 @@ pub fn extractive(
         answer,
         citations,
         sources: sources.to_vec(),
-        mode: "extractive".into(),
+        mode: AnswerMode::Extractive,
         models,
         timings,
         usage: None,
@@ -192,7 +222,7 @@ pub fn generated(
         answer: cited.text,
         citations,
         sources: sources.to_vec(),
-        mode: "generated".into(),
+        mode: AnswerMode::Generated,
         models,
         timings,
         usage,
@@ -206,6 +236,7 @@ mod tests {
 
     fn source(path: &str, line: u32, symbol: Option<&str>) -> Source {
         Source {
+            root: std::path::PathBuf::from("/ws"),
             path: path.into(),
             start_line: line,
             end_line: line + 3,
@@ -214,6 +245,7 @@ mod tests {
             language: "rust".into(),
             score: 1.0,
             snippet: "fn poll() {\n}".into(),
+            last_line: "}".into(),
         }
     }
 
@@ -232,7 +264,7 @@ mod tests {
             },
             Timings::default(),
         );
-        assert_eq!(r.mode, "extractive");
+        assert_eq!(r.mode, AnswerMode::Extractive);
         assert!(
             r.answer
                 .contains("1. `impl Scheduler > fn poll` (function) in src/sched.rs:10 [1]"),
@@ -274,7 +306,7 @@ mod tests {
             None,
             Vec::new(),
         );
-        assert_eq!(r.mode, "generated");
+        assert_eq!(r.mode, AnswerMode::Generated);
         assert_eq!(r.answer, "B does it [1], helped by A [2]. Not.");
         assert_eq!(r.citations.len(), 2);
         assert_eq!(

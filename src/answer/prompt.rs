@@ -10,7 +10,7 @@
 //! Pure: strings in, messages out. It does not retrieve, call a model, count real tokenizer
 //! tokens, or reserve room for the answer (the caller's `max_context_tokens` should leave it).
 
-use serde::Serialize;
+pub use crate::provider::chat::ChatMessage;
 
 /// A retrieved chunk given to the model as a source; lines are 1-based and inclusive.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,13 +21,6 @@ pub struct PromptSource {
     pub symbol: Option<String>,
     pub language: String,
     pub text: String,
-}
-
-/// One chat message, in the OpenAI `messages` shape.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ChatMessage {
-    pub role: String,
-    pub content: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

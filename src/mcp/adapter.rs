@@ -10,9 +10,11 @@
 //! checking arguments (see `tools`), nor async: every method here blocks.
 
 use crate::ann::SharedVectors;
-use crate::answer::AskResult;
+use crate::ask::AskIndex;
 use crate::config::Config;
-use crate::engine::{self, Engine, IndexProgress, IndexReport, Rerank, Retrieval, Status};
+use crate::engine::{
+    self, AnswerPlan, Engine, IndexProgress, IndexReport, IndexState, Rerank, Retrieval, Status,
+};
 use crate::error::{Error, Result};
 use crate::store::StoredChunk;
 use std::path::{Path, PathBuf};
@@ -123,14 +125,6 @@ impl Workspace {
         self.with_reader(|e| e.retrieve(query, top_k, Rerank::Best))
     }
 
-    /// The ask pipeline (generated with a chat model, extractive otherwise).
-    pub fn ask(&self, question: &str) -> Result<Option<AskResult>> {
-        self.with_reader(|e| {
-            let top_k = e.config().rerank.top_k;
-            e.ask(question, top_k, None, &mut |_| {})
-        })
-    }
-
     /// The indexed chunk of `path` (workspace-relative) at 1-based `line`.
     pub fn chunk_at(&self, path: &str, line: u32) -> Result<Option<StoredChunk>> {
         Ok(self.with_reader(|e| e.chunk_at(path, line))?.flatten())
@@ -141,16 +135,16 @@ impl Workspace {
         let progress = self.progress();
         let mut status = match self.with_reader(|e| e.status())? {
             Some(s) => s,
-            None => Status::empty(&self.root, &self.index_dir, "indexing"),
+            None => Status::empty(&self.root, &self.index_dir, IndexState::Indexing),
         };
         if progress.running {
-            status.state = "indexing".into();
+            status.state = IndexState::Indexing;
             status.pending_files = progress.total.saturating_sub(progress.done);
         }
         // A run that failed (not one refused because another process writes) is an error.
         if let Some(Err(e)) = self.last_outcome.lock().ok().and_then(|o| o.clone()) {
             if self.writer_note().is_none() {
-                status.state = "error".into();
+                status.state = IndexState::Error;
                 status.last_error = Some(e);
             }
         }
@@ -196,6 +190,22 @@ impl Workspace {
             }
         }
         result.map(Some)
+    }
+}
+
+/// The ask pipeline (`crate::ask`) reads this workspace through its reading engines.
+impl AskIndex for Workspace {
+    fn retrieve(&self, query: &str, top_k: usize, how: Rerank) -> Result<Option<Retrieval>> {
+        self.with_reader(|e| e.retrieve(query, top_k, how))
+    }
+
+    fn plan(
+        &self,
+        question: &str,
+        retrieval: &Retrieval,
+        editor_context: Option<String>,
+    ) -> Result<Option<AnswerPlan>> {
+        self.with_reader(|e| Ok(e.plan_answer(question, retrieval, editor_context)))
     }
 }
 

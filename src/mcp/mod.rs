@@ -12,7 +12,9 @@ mod adapter;
 pub mod read;
 pub mod tools;
 
+use crate::ask::{self, AskIndex, Question, Quiet};
 use crate::config;
+use crate::engine::Rerank;
 use crate::error::{Error, Result};
 use adapter::{IndexProgressState, RunEvent, Workspace};
 use rmcp::model::{
@@ -140,12 +142,9 @@ impl ServerHandler for McpServer {
         let mut progress = self.ws.watch_progress();
         let waited = std::time::Instant::now();
         loop {
-            let ws = self.ws.clone();
-            let attempt = call.clone();
-            let outcome = tokio::task::spawn_blocking(move || run_call(&ws, attempt)).await;
-            return Ok(match outcome {
-                Ok(Ok(Some((text, structured)))) => text_result(text, structured),
-                Ok(Ok(None)) => {
+            return Ok(match self.attempt(&call).await {
+                Ok(Some((text, structured))) => text_result(text, structured),
+                Ok(None) => {
                     // A cold start: nothing is committed yet. Wait for the indexer's first
                     // batch (reporting its progress), then answer from what it holds.
                     if self.ws.progress().running && waited.elapsed() < FIRST_BATCH_WAIT {
@@ -161,11 +160,53 @@ impl ServerHandler for McpServer {
                         "nothing is indexed yet: the index is being built; try again in a few seconds (index_status shows progress)".into(),
                     )
                 }
-                Ok(Err(message)) => error_result(message),
-                Err(e) => error_result(format!("the tool failed unexpectedly ({e}); try again")),
+                Err(message) => error_result(message),
             });
         }
     }
+}
+
+impl McpServer {
+    /// One try at a call: `Ok(None)` while nothing is indexed yet.
+    async fn attempt(&self, call: &Call) -> std::result::Result<Option<Rendered>, String> {
+        if let Call::Ask { question } = call {
+            // The one ask pipeline, as the CLI and the editor use it.
+            let index: Arc<dyn AskIndex> = self.ws.clone();
+            let q = Question {
+                text: question.clone(),
+                query: question.clone(),
+                top_k: self.ws.config().rerank.top_k,
+                rerank: Rerank::Best,
+                editor_context: None,
+            };
+            let Some(result) = ask::ask(&[index], &q, &mut Quiet)
+                .await
+                .map_err(|e| e.to_string())?
+            else {
+                return Ok(None);
+            };
+            let notes: Vec<String> = building_note(&self.ws).into_iter().collect();
+            let (text, json) = tools::render_answer(&result, &notes);
+            return Ok(Some((text, Some(json))));
+        }
+        let ws = self.ws.clone();
+        let call = call.clone();
+        match tokio::task::spawn_blocking(move || run_call(&ws, call)).await {
+            Ok(outcome) => outcome,
+            Err(e) => Err(format!("the tool failed unexpectedly ({e}); try again")),
+        }
+    }
+}
+
+/// Says that results come from a partial index, while the index is being built.
+fn building_note(ws: &Workspace) -> Option<String> {
+    let p = ws.progress();
+    p.running.then(|| {
+        format!(
+            "the index is being built ({}/{} files so far); results come from what is indexed already",
+            p.done, p.total
+        )
+    })
 }
 
 /// How long a call made before anything is indexed waits for the first batch.
@@ -241,15 +282,7 @@ impl McpServer {
 /// JSON, `None` while nothing is indexed yet, or the message of a tool error.
 fn run_call(ws: &Workspace, call: Call) -> std::result::Result<Option<Rendered>, String> {
     let engine_error = |e: Error| e.to_string();
-    let building = || {
-        let p = ws.progress();
-        p.running.then(|| {
-            format!(
-                "the index is being built ({}/{} files so far); results come from what is indexed already",
-                p.done, p.total
-            )
-        })
-    };
+    let building = || building_note(ws);
     let snippet_lines = ws.config().mcp.snippet_lines;
     match call {
         Call::Search {
@@ -276,14 +309,6 @@ fn run_call(ws: &Workspace, call: Call) -> std::result::Result<Option<Rendered>,
             let mut notes = retrieval.notes.clone();
             notes.extend(building());
             let (text, json) = tools::render_hits(&hits, snippet_lines, &notes);
-            Ok(Some((text, Some(json))))
-        }
-        Call::Ask { question } => {
-            let Some(result) = ws.ask(&question).map_err(engine_error)? else {
-                return Ok(None);
-            };
-            let notes: Vec<String> = building().into_iter().collect();
-            let (text, json) = tools::render_answer(&result, &notes);
             Ok(Some((text, Some(json))))
         }
         Call::Read {
@@ -338,6 +363,8 @@ fn run_call(ws: &Workspace, call: Call) -> std::result::Result<Option<Rendered>,
             }
             Ok(Some((json.to_string(), Some(json))))
         }
-        Call::Reindex { .. } => Err("reindex is handled by the server".into()),
+        Call::Ask { .. } | Call::Reindex { .. } => {
+            Err("this tool is handled by the server, not here".into())
+        }
     }
 }

@@ -5,8 +5,8 @@
 //! A bad argument is a message saying what to fix (the server returns it as a tool
 //! error, `isError: true`), never a protocol error and never a crash.
 
-use crate::answer::AskResult;
-use crate::engine::SearchHit;
+use crate::answer::{AnswerMode, AskResult};
+use crate::retrieve::SearchHit;
 use serde_json::{json, Map, Value};
 
 /// Largest `top_k` a search may ask for.
@@ -434,7 +434,7 @@ pub fn render_hits(hits: &[&SearchHit], snippet_lines: usize, notes: &[String]) 
 /// An answer: its text with `[n]` markers, then the cited locations and the notes.
 pub fn render_answer(result: &AskResult, notes: &[String]) -> (String, Value) {
     let mut text = result.answer.trim_end().to_string();
-    if result.mode == "generated" && !result.citations.is_empty() {
+    if result.mode == AnswerMode::Generated && !result.citations.is_empty() {
         text.push_str("\n\nSources:\n");
         for c in &result.citations {
             let symbol = c
@@ -467,7 +467,7 @@ pub fn render_answer(result: &AskResult, notes: &[String]) -> (String, Value) {
         .collect();
     let json = json!({
         "answer": result.answer,
-        "mode": result.mode,
+        "mode": result.mode.to_string(),
         "citations": citations,
         "notes": all_notes,
     });
@@ -601,6 +601,7 @@ mod tests {
 
     fn hit(path: &str, language: &str, text: &str) -> SearchHit {
         SearchHit {
+            root: std::path::PathBuf::from("/ws"),
             chunk: StoredChunk {
                 id: 1,
                 path: path.into(),
