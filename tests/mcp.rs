@@ -319,3 +319,116 @@ fn garbage_on_stdin_never_kills_the_server_and_stdout_is_only_json_rpc() {
     let status = child.wait().expect("the server exits when stdin closes");
     assert!(status.success(), "{status}");
 }
+
+/// A raw MCP session on the fixture: initialize, then `tools/call`s by hand.
+struct RawSession {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    next: i64,
+}
+
+impl RawSession {
+    fn start(f: &Fixture) -> RawSession {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["mcp", "--workspace"])
+            .arg(&f.ws)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        sandboxed(&mut cmd, f);
+        let mut child = cmd.spawn().expect("spawn");
+        let mut s = RawSession {
+            stdin: child.stdin.take().expect("stdin"),
+            stdout: BufReader::new(child.stdout.take().expect("stdout")),
+            child,
+            next: 0,
+        };
+        s.request(
+            "initialize",
+            serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}),
+        );
+        reply(
+            &mut s.stdin,
+            &mut s.stdout,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            None,
+        );
+        s
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let line = serde_json::json!({"jsonrpc": "2.0", "id": self.next, "method": method, "params": params});
+        reply(
+            &mut self.stdin,
+            &mut self.stdout,
+            &line.to_string(),
+            Some(self.next),
+        )
+        .expect("a reply")
+    }
+
+    fn call(&mut self, tool: &str, args: Value) -> Value {
+        self.request(
+            "tools/call",
+            serde_json::json!({"name": tool, "arguments": args}),
+        )["result"]
+            .clone()
+    }
+}
+
+impl Drop for RawSession {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn while_another_process_holds_the_index_the_server_reads_it_and_says_so() {
+    let f = fixture();
+    // `ragls index` builds the index; then "another process" (this test) holds its lock.
+    let mut index = Command::new(BIN);
+    index.args(["index", "--workspace"]).arg(&f.ws);
+    sandboxed(&mut index, &f);
+    assert!(index.status().expect("ragls index").success());
+    let mut status = Command::new(BIN);
+    status.args(["status", "--json", "--workspace"]).arg(&f.ws);
+    sandboxed(&mut status, &f);
+    let out = status.output().expect("ragls status");
+    let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    let index_dir = PathBuf::from(status["indexDir"].as_str().expect("indexDir"));
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(index_dir.join("lock"))
+        .expect("the lock file");
+    lock.lock().expect("take the writer lock");
+
+    let mut s = RawSession::start(&f);
+    let r = s.call(
+        "search_code",
+        serde_json::json!({"query": "evict the least recently used entry"}),
+    );
+    assert_eq!(r["isError"], false, "{r}");
+    assert_eq!(
+        r["structuredContent"]["results"][0]["path"], "src/cache.rs",
+        "{r}"
+    );
+    let r = s.call("reindex", serde_json::json!({}));
+    assert_eq!(r["isError"], true, "{r}");
+    let text = r["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("another ragls process (an editor or `ragls index`) holds the index"),
+        "{text}"
+    );
+    let r = s.call("index_status", serde_json::json!({}));
+    assert!(
+        r["structuredContent"]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("this server answers from it")),
+        "{r}"
+    );
+    assert_eq!(r["structuredContent"]["files"], 4, "{r}");
+    drop(lock);
+}
