@@ -7,6 +7,10 @@
 //! `RAGLS_MCP_PYTHON` and `RAGLS_MCP_NODE_MODULES` say where (defaults under
 //! `$HOME/.cache/ragls-ci/`). A missing client fails the test, naming that step.
 
+#[path = "support/fake_provider.rs"]
+mod fake_provider;
+
+use fake_provider::{Endpoint, Failure, FakeProvider};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -330,6 +334,10 @@ struct RawSession {
 
 impl RawSession {
     fn start(f: &Fixture) -> RawSession {
+        RawSession::start_with(f, &[])
+    }
+
+    fn start_with(f: &Fixture, env: &[(&str, &str)]) -> RawSession {
         let mut cmd = Command::new(BIN);
         cmd.args(["mcp", "--workspace"])
             .arg(&f.ws)
@@ -337,6 +345,7 @@ impl RawSession {
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         sandboxed(&mut cmd, f);
+        cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().expect("spawn");
         let mut s = RawSession {
             stdin: child.stdin.take().expect("stdin"),
@@ -431,4 +440,59 @@ fn while_another_process_holds_the_index_the_server_reads_it_and_says_so() {
     );
     assert_eq!(r["structuredContent"]["files"], 4, "{r}");
     drop(lock);
+}
+
+#[test]
+fn ask_with_a_chat_model_cites_real_lines_and_a_failed_generation_falls_back_with_a_note() {
+    let f = fixture();
+    let fake = FakeProvider::start();
+    std::fs::write(
+        f.ws.join(".ragls.toml"),
+        format!(
+            "[provider]\nbase_url = \"{}\"\napi_key_env = \"RAGLS_MCP_TEST_KEY\"\nmax_retries = 0\n\n[embedding]\nprovider = \"builtin\"\n\n[rerank]\nenabled = false\n",
+            fake.base_url()
+        ),
+    )
+    .expect("settings");
+    let mut s = RawSession::start_with(&f, &[("RAGLS_MCP_TEST_KEY", "sk-test")]);
+    s.call("reindex", serde_json::json!({}));
+
+    let r = s.call("ask", serde_json::json!({"question": "How are failed requests retried with exponential backoff?"}));
+    assert_eq!(r["isError"], false, "{r}");
+    let answer = &r["structuredContent"];
+    assert_eq!(answer["mode"], "generated", "{r}");
+    let citations = answer["citations"].as_array().expect("citations");
+    assert!(!citations.is_empty(), "{r}");
+    for c in citations {
+        let path = c["path"].as_str().expect("path");
+        let text = std::fs::read_to_string(f.ws.join(path)).expect("a real file");
+        let lines = text.lines().count() as u64;
+        let (start, end) = (
+            c["start_line"].as_u64().unwrap_or(0),
+            c["end_line"].as_u64().unwrap_or(0),
+        );
+        assert!(1 <= start && start <= end && end <= lines + 1, "{c}");
+    }
+    let text = r["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("[1]"), "{text}");
+    assert!(text.contains("\n\nSources:\n[1] "), "{text}");
+    assert_eq!(fake.requests_to(Endpoint::Chat).len(), 1);
+
+    fake.fail_next(
+        Endpoint::Chat,
+        Failure::Status {
+            code: 500,
+            retry_after: None,
+        },
+        1,
+    );
+    let r = s.call(
+        "ask",
+        serde_json::json!({"question": "How are failed requests retried?"}),
+    );
+    assert_eq!(r["isError"], false, "{r}");
+    assert_eq!(r["structuredContent"]["mode"], "extractive", "{r}");
+    let text = r["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("\nnote: generation failed"), "{text}");
+    assert!(text.contains("src/net/retry.rs:5"), "{text}");
 }
