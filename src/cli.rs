@@ -219,12 +219,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "\n").map_err(stdout_error)?;
                 for c in &result.citations {
                     let symbol = c
+                        .location
                         .symbol
                         .as_deref()
                         .map(|s| format!("  {s}"))
                         .unwrap_or_default();
-                    writeln!(out, "[{}] {}:{}{symbol}", c.n, c.path, c.start_line)
-                        .map_err(stdout_error)?;
+                    writeln!(
+                        out,
+                        "[{}] {}:{}{symbol}",
+                        c.n, c.location.path, c.location.start_line
+                    )
+                    .map_err(stdout_error)?;
                 }
                 if let Some(u) = &result.usage {
                     let cost = u.cost.map(|c| format!(", ${c:.5}")).unwrap_or_default();
@@ -427,7 +432,7 @@ fn print_hits(hits: &[SearchHit], json: bool) -> Result<()> {
             .iter()
             .map(|h| {
                 let mut v = hit_json(h);
-                v["language"] = h.chunk.language.clone().into();
+                v["language"] = h.chunk.language.as_str().into();
                 v["snippet"] = answer::snippet(&h.chunk.text).into();
                 v
             })
@@ -441,7 +446,7 @@ fn print_hits(hits: &[SearchHit], json: bool) -> Result<()> {
     for h in hits {
         let c = &h.chunk;
         let what = if c.symbol.is_empty() {
-            c.kind.clone()
+            c.kind.to_string()
         } else {
             format!("{} ({})", c.symbol, c.kind)
         };

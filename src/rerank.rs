@@ -11,6 +11,7 @@
 //! first, then the cross-encoder with `rerank.min_score`, falling back to the offline
 //! order when it fails.
 
+use crate::chunk::ChunkKind;
 use crate::config::OfflineRerankConfig;
 use crate::error::Result;
 use crate::provider::RemoteReranker;
@@ -43,7 +44,7 @@ impl Reranker for Offline<'_> {
                 name: &h.chunk.name,
                 symbol: &h.chunk.symbol,
                 path: &h.chunk.path,
-                kind: &h.chunk.kind,
+                kind: h.chunk.kind,
             })
             .collect();
         let mut order: Vec<(usize, f32)> = offline_scores(&terms, &candidates, self.0)
@@ -124,7 +125,7 @@ pub struct Candidate<'a> {
     pub name: &'a str,
     pub symbol: &'a str,
     pub path: &'a str,
-    pub kind: &'a str,
+    pub kind: ChunkKind,
 }
 
 /// Scores every candidate; the caller sorts. `query_terms` come from `tokenize::terms`.
@@ -163,13 +164,14 @@ fn coverage(query: &HashSet<&str>, text: &str) -> f32 {
 }
 
 /// How likely a chunk of this kind is to be what a question is about.
-pub fn kind_prior(kind: &str) -> f32 {
+pub fn kind_prior(kind: ChunkKind) -> f32 {
+    use ChunkKind::*;
     match kind {
-        "function" | "method" => 1.0,
-        "class" | "struct" | "enum" | "trait" | "interface" | "impl" | "type" | "macro" => 0.7,
-        "section" | "module" => 0.5,
-        "const" | "block" => 0.3,
-        _ => 0.2,
+        Function | Method => 1.0,
+        Class | Struct | Enum | Trait | Interface | Impl | Type | Macro => 0.7,
+        Section | Module => 0.5,
+        Const | Block => 0.3,
+        Text => 0.2,
     }
 }
 
@@ -177,7 +179,7 @@ pub fn kind_prior(kind: &str) -> f32 {
 mod tests {
     use super::*;
 
-    fn cand<'a>(fused: f32, name: &'a str, kind: &'a str) -> Candidate<'a> {
+    fn cand(fused: f32, name: &str, kind: ChunkKind) -> Candidate<'_> {
         Candidate {
             fused,
             name,
@@ -193,8 +195,8 @@ mod tests {
         let scores = offline_scores(
             &q,
             &[
-                cand(1.0, "handle", "function"),
-                cand(0.9, "parse_http_request", "function"),
+                cand(1.0, "handle", ChunkKind::Function),
+                cand(0.9, "parse_http_request", ChunkKind::Function),
             ],
             &OfflineRerankConfig::default(),
         );
@@ -207,9 +209,9 @@ mod tests {
         let scores = offline_scores(
             &q,
             &[
-                cand(10.0, "send", "function"),
-                cand(0.5, "retry", "block"),
-                cand(0.0, "x", "text"),
+                cand(10.0, "send", ChunkKind::Function),
+                cand(0.5, "retry", ChunkKind::Block),
+                cand(0.0, "x", ChunkKind::Text),
             ],
             &OfflineRerankConfig::default(),
         );
@@ -236,10 +238,10 @@ mod tests {
             .map(|(i, n)| SearchHit {
                 root: "/ws".into(),
                 chunk: crate::store::StoredChunk {
-                    id: i as i64,
+                    id: crate::store::ChunkId(i as i64),
                     path: format!("src/{n}.rs"),
-                    language: "rust".into(),
-                    kind: "function".into(),
+                    language: crate::chunk::Language::Rust,
+                    kind: crate::chunk::ChunkKind::Function,
                     symbol: n.to_string(),
                     name: n.to_string(),
                     start_byte: 0,
@@ -302,7 +304,10 @@ mod tests {
         let q = tokenize::terms("cache");
         let scores = offline_scores(
             &q,
-            &[cand(1.0, "", "block"), cand(1.0, "", "function")],
+            &[
+                cand(1.0, "", ChunkKind::Block),
+                cand(1.0, "", ChunkKind::Function),
+            ],
             &OfflineRerankConfig::default(),
         );
         assert!(scores[1] > scores[0]);

@@ -199,10 +199,10 @@ mod tests {
         SearchHit {
             root: PathBuf::from(root),
             chunk: StoredChunk {
-                id: 1,
+                id: ChunkId(1),
                 path: path.into(),
-                language: "rust".into(),
-                kind: "function".into(),
+                language: crate::chunk::Language::Rust,
+                kind: crate::chunk::ChunkKind::Function,
                 symbol: String::new(),
                 name: String::new(),
                 start_byte: 0,
@@ -257,11 +257,11 @@ mod tests {
 
     #[test]
     fn a_candidate_in_both_lists_beats_one_in_either() {
-        let lexical = [(1, 10.0), (2, 8.0), (3, 1.0)];
-        let vector = [(4, 0.9), (2, 0.85), (5, 0.1)];
+        let lexical = [(ChunkId(1), 10.0), (ChunkId(2), 8.0), (ChunkId(3), 1.0)];
+        let vector = [(ChunkId(4), 0.9), (ChunkId(2), 0.85), (ChunkId(5), 0.1)];
         for fusion in [Fusion::Weighted, Fusion::Rrf] {
             let fused = fuse(&lexical, &vector, &config(fusion));
-            assert_eq!(fused[0].id, 2, "{fusion:?}: {fused:?}");
+            assert_eq!(fused[0].id, ChunkId(2), "{fusion:?}: {fused:?}");
             assert_eq!(fused[0].lexical, Some(8.0));
             assert_eq!(fused[0].vector, Some(0.85));
             assert_eq!(fused.len(), 5);
@@ -272,13 +272,24 @@ mod tests {
     fn weighted_fusion_follows_score_gaps_rrf_only_ranks() {
         // The lexical list is decisive (one clear winner); the vector list ranks that
         // winner third, close behind two others.
-        let lexical = [(1, 30.0), (2, 3.0), (3, 2.9), (4, 2.8)];
-        let vector = [(2, 0.8), (3, 0.7), (1, 0.6), (4, 0.2)];
+        let lexical = [
+            (ChunkId(1), 30.0),
+            (ChunkId(2), 3.0),
+            (ChunkId(3), 2.9),
+            (ChunkId(4), 2.8),
+        ];
+        let vector = [
+            (ChunkId(2), 0.8),
+            (ChunkId(3), 0.7),
+            (ChunkId(1), 0.6),
+            (ChunkId(4), 0.2),
+        ];
         let weighted = fuse(&lexical, &vector, &config(Fusion::Weighted));
-        assert_eq!(weighted[0].id, 1, "{weighted:?}");
+        assert_eq!(weighted[0].id, ChunkId(1), "{weighted:?}");
         let rrf = fuse(&lexical, &vector, &config(Fusion::Rrf));
         assert_eq!(
-            rrf[0].id, 2,
+            rrf[0].id,
+            ChunkId(2),
             "RRF lets the flat list drag the clear winner down: {rrf:?}"
         );
     }
@@ -287,10 +298,13 @@ mod tests {
     fn empty_lists_fuse_to_nothing_and_one_list_keeps_its_order() {
         assert!(fuse(&[], &[], &config(Fusion::Weighted)).is_empty());
         let only = fuse(
-            &[(7, 3.0), (8, 2.0), (9, 1.0)],
+            &[(ChunkId(7), 3.0), (ChunkId(8), 2.0), (ChunkId(9), 1.0)],
             &[],
             &config(Fusion::Weighted),
         );
-        assert_eq!(only.iter().map(|f| f.id).collect::<Vec<_>>(), [7, 8, 9]);
+        assert_eq!(
+            only.iter().map(|f| f.id).collect::<Vec<_>>(),
+            [7, 8, 9].map(ChunkId)
+        );
     }
 }

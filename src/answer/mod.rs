@@ -7,6 +7,7 @@
 pub mod citations;
 pub mod prompt;
 
+use crate::chunk::{ChunkKind, Language};
 pub use crate::provider::chat::Usage;
 use crate::retrieve::SearchHit;
 use serde::Serialize;
@@ -14,9 +15,11 @@ use serde::Serialize;
 /// How many lines of a chunk a snippet shows.
 const SNIPPET_LINES: usize = 8;
 
-/// A retrieved chunk given as context, with a workspace-relative path and 1-based lines.
+/// Where a source or a citation points: a workspace folder, a path relative to it, a
+/// 1-based inclusive line range and the symbol path. On the wire its fields sit in the
+/// source's or citation's object (`root` is not part of the wire form).
 #[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Source {
+pub struct Location {
     /// The workspace folder `path` is relative to (not part of the wire form).
     #[serde(skip)]
     pub root: std::path::PathBuf,
@@ -25,8 +28,15 @@ pub struct Source {
     pub end_line: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub symbol: Option<String>,
-    pub kind: String,
-    pub language: String,
+}
+
+/// A retrieved chunk given as context, with its location.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Source {
+    #[serde(flatten)]
+    pub location: Location,
+    pub kind: ChunkKind,
+    pub language: Language,
     pub score: f32,
     pub snippet: String,
     /// The text of the chunk's last line, so a range can end where the chunk does (not
@@ -39,14 +49,8 @@ pub struct Source {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Citation {
     pub n: usize,
-    /// The workspace folder `path` is relative to (not part of the wire form).
-    #[serde(skip)]
-    pub root: std::path::PathBuf,
-    pub path: String,
-    pub start_line: u32,
-    pub end_line: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub symbol: Option<String>,
+    #[serde(flatten)]
+    pub location: Location,
     pub snippet: String,
 }
 
@@ -55,11 +59,7 @@ impl Citation {
     pub fn of(n: usize, s: &Source) -> Citation {
         Citation {
             n,
-            root: s.root.clone(),
-            path: s.path.clone(),
-            start_line: s.start_line,
-            end_line: s.end_line,
-            symbol: s.symbol.clone(),
+            location: s.location.clone(),
             snippet: s.snippet.clone(),
         }
     }
@@ -125,13 +125,15 @@ provider.base_url at a local OpenAI-compatible server, to get a written answer t
 pub fn source_of(hit: &SearchHit) -> Source {
     let c = &hit.chunk;
     Source {
-        root: hit.root.clone(),
-        path: c.path.clone(),
-        start_line: c.start_line,
-        end_line: c.end_line,
-        symbol: (!c.symbol.is_empty()).then(|| c.symbol.clone()),
-        kind: c.kind.clone(),
-        language: c.language.clone(),
+        location: Location {
+            root: hit.root.clone(),
+            path: c.path.clone(),
+            start_line: c.start_line,
+            end_line: c.end_line,
+            symbol: (!c.symbol.is_empty()).then(|| c.symbol.clone()),
+        },
+        kind: c.kind,
+        language: c.language,
         score: hit.score,
         snippet: snippet(&c.text),
         last_line: c.text.lines().last().unwrap_or("").to_string(),
@@ -168,15 +170,16 @@ pub fn extractive(
         ));
         for (i, s) in sources.iter().enumerate() {
             let what = s
+                .location
                 .symbol
                 .as_deref()
                 .map(|sym| format!("`{sym}` ({})", s.kind))
-                .unwrap_or_else(|| s.kind.clone());
+                .unwrap_or_else(|| s.kind.to_string());
             answer.push_str(&format!(
                 "{}. {what} in {}:{} [{}]\n",
                 i + 1,
-                s.path,
-                s.start_line,
+                s.location.path,
+                s.location.start_line,
                 i + 1
             ));
             answer.push_str(&format!("```{}\n{}\n```\n", s.language, s.snippet));
@@ -236,13 +239,15 @@ mod tests {
 
     fn source(path: &str, line: u32, symbol: Option<&str>) -> Source {
         Source {
-            root: std::path::PathBuf::from("/ws"),
-            path: path.into(),
-            start_line: line,
-            end_line: line + 3,
-            symbol: symbol.map(String::from),
-            kind: "function".into(),
-            language: "rust".into(),
+            location: Location {
+                root: std::path::PathBuf::from("/ws"),
+                path: path.into(),
+                start_line: line,
+                end_line: line + 3,
+                symbol: symbol.map(String::from),
+            },
+            kind: crate::chunk::ChunkKind::Function,
+            language: crate::chunk::Language::Rust,
             score: 1.0,
             snippet: "fn poll() {\n}".into(),
             last_line: "}".into(),
@@ -281,8 +286,8 @@ mod tests {
         assert_eq!(
             (
                 r.citations[1].n,
-                r.citations[1].start_line,
-                r.citations[1].end_line
+                r.citations[1].location.start_line,
+                r.citations[1].location.end_line
             ),
             (2, 3, 6)
         );
@@ -312,13 +317,13 @@ mod tests {
         assert_eq!(
             (
                 r.citations[0].n,
-                r.citations[0].path.as_str(),
-                r.citations[0].start_line
+                r.citations[0].location.path.as_str(),
+                r.citations[0].location.start_line
             ),
             (1, "src/b.rs", 10)
         );
         assert_eq!(
-            (r.citations[1].n, r.citations[1].path.as_str()),
+            (r.citations[1].n, r.citations[1].location.path.as_str()),
             (2, "src/a.rs")
         );
         assert_eq!(r.sources.len(), 2);

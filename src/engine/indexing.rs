@@ -140,12 +140,12 @@ pub(super) fn prepare_bytes(
     };
     if let Some(k) = known {
         if k.content_hash == content_hash {
-            state.skip_reason = k.skip_reason.clone();
+            state.skip_reason = k.skip_reason;
             return Prepared::Touched { path, state };
         }
     }
     if let Some(reason) = workspace::classify_content(bytes) {
-        state.skip_reason = Some(reason.as_str().to_string());
+        state.skip_reason = Some(reason);
         return Prepared::Skipped { path, state };
     }
     let chunks = chunk::chunk_file(&path, bytes, budget)
@@ -155,8 +155,8 @@ pub(super) fn prepare_bytes(
             let text_hash = store::text_hash(&embedding_text);
             let head = format!("{} {} {}", c.name, c.symbol, path_words(&path));
             let stored = NewChunk {
-                language: c.language.as_str().to_string(),
-                kind: c.kind.as_str().to_string(),
+                language: c.language,
+                kind: c.kind,
                 head_terms: tokenize::terms_line(&head),
                 body_terms: tokenize::terms_line(&c.text),
                 symbol: c.symbol,

@@ -86,7 +86,7 @@ impl Engine {
                     start_line: h.chunk.start_line,
                     end_line: h.chunk.end_line,
                     symbol: (!h.chunk.symbol.is_empty()).then(|| h.chunk.symbol.clone()),
-                    language: h.chunk.language.clone(),
+                    language: h.chunk.language,
                     text: h.chunk.text.clone(),
                 })
                 .collect();

@@ -90,7 +90,7 @@ impl Backend {
             chunk.start_line,
             chunk.end_line,
             &chunk.name,
-            chunk.language == "python",
+            chunk.language == crate::chunk::Language::Python,
         )?;
         let indent: String = lines[item]
             .chars()
@@ -110,7 +110,7 @@ impl Backend {
                 )
             })
             .collect::<Vec<_>>();
-        let (comment, _) = features::doc_comment(&chunk.language, &chunk.name, &indent, &related);
+        let (comment, _) = features::doc_comment(chunk.language, &chunk.name, &indent, &related);
         let at = Position {
             line: insert_at as u32,
             character: 0,

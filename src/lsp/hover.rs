@@ -8,8 +8,8 @@ use super::*;
 pub(super) const HOVER_BUDGET: Duration = Duration::from_millis(1500);
 /// Removes a hover key from the in-flight set however its generation ends.
 pub(super) struct InflightGuard {
-    set: Arc<dashmap::DashSet<(String, [u8; 16])>>,
-    key: (String, [u8; 16]),
+    set: Arc<dashmap::DashSet<(String, crate::store::TextHash)>>,
+    key: (String, crate::store::TextHash),
 }
 impl Drop for InflightGuard {
     fn drop(&mut self) {
@@ -71,7 +71,7 @@ impl Backend {
         folder: &Arc<Folder>,
         word: &str,
         hits: &[SearchHit],
-        key: (String, [u8; 16]),
+        key: (String, crate::store::TextHash),
     ) -> Option<tokio::task::JoinHandle<Option<String>>> {
         let question = format!("In two or three sentences, what is `{word}` and what is it for?");
         let retrieval = Retrieval {
@@ -108,7 +108,8 @@ impl Backend {
             // Citations become links in the hover.
             let mut text = result.answer;
             for c in &result.citations {
-                let link = features::file_link(&c.root, &c.path, c.start_line);
+                let link =
+                    features::file_link(&c.location.root, &c.location.path, c.location.start_line);
                 text = text.replace(&format!("[{}]", c.n), &format!("[[{}]]({link})", c.n));
             }
             cache.insert(key, text.clone());

@@ -139,9 +139,9 @@ pub struct Backend {
     events: tokio::sync::mpsc::UnboundedSender<FolderEvent>,
     events_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<FolderEvent>>>,
     /// Generated hover explanations by (symbol, hash of its definition's text).
-    hover_cache: Arc<DashMap<(String, [u8; 16]), String>>,
+    hover_cache: Arc<DashMap<(String, crate::store::TextHash), String>>,
     /// Explanations being generated, so a second hover does not start another.
-    hover_inflight: Arc<dashmap::DashSet<(String, [u8; 16])>>,
+    hover_inflight: Arc<dashmap::DashSet<(String, crate::store::TextHash)>>,
 }
 
 impl Backend {
@@ -657,7 +657,7 @@ impl LanguageServer for Backend {
                     } else {
                         h.chunk.symbol.clone()
                     },
-                    kind: features::symbol_kind(&h.chunk.kind),
+                    kind: features::symbol_kind(h.chunk.kind),
                     tags: None,
                     deprecated: None,
                     location: Location {

@@ -79,15 +79,16 @@ pub fn range_of(start_line: u32, end_line: u32, snippet_or_text: &str) -> Range 
 
 /// A source in LSP form: its folder's file URI and the range of its lines.
 pub fn source_json(s: &Source) -> Value {
+    let at = &s.location;
     let mut v = json!({
-        "uri": uri_of(&s.root, &s.path),
-        "range": crate::lsp::documents::line_range(s.start_line, s.end_line, &s.last_line),
+        "uri": uri_of(&at.root, &at.path),
+        "range": crate::lsp::documents::line_range(at.start_line, at.end_line, &s.last_line),
         "kind": s.kind,
         "language": s.language,
         "score": s.score,
         "snippet": s.snippet,
     });
-    if let Some(sym) = &s.symbol {
+    if let Some(sym) = &at.symbol {
         v["symbol"] = sym.clone().into();
     }
     v
@@ -104,16 +105,20 @@ pub fn ask_json(result: &AskResult) -> Value {
             let last = result
                 .sources
                 .iter()
-                .find(|s| s.root == c.root && s.path == c.path && s.start_line == c.start_line)
+                .find(|s| {
+                    let (a, b) = (&s.location, &c.location);
+                    a.root == b.root && a.path == b.path && a.start_line == b.start_line
+                })
                 .map(|s| s.last_line.as_str())
                 .unwrap_or_default();
+            let at = &c.location;
             let mut v = json!({
                 "n": c.n,
-                "uri": uri_of(&c.root, &c.path),
-                "range": crate::lsp::documents::line_range(c.start_line, c.end_line, last),
+                "uri": uri_of(&at.root, &at.path),
+                "range": crate::lsp::documents::line_range(at.start_line, at.end_line, last),
                 "snippet": c.snippet,
             });
-            if let Some(sym) = &c.symbol {
+            if let Some(sym) = &at.symbol {
                 v["symbol"] = sym.clone().into();
             }
             v
