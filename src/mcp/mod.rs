@@ -303,7 +303,7 @@ fn run_call(ws: &Workspace, call: Call) -> std::result::Result<Option<Rendered>,
             let hits: Vec<_> = retrieval
                 .hits
                 .iter()
-                .filter(|h| tools::keeps(h, path_glob.as_ref(), language.as_deref()))
+                .filter(|h| tools::keeps(h, path_glob.as_ref(), language))
                 .take(top_k)
                 .collect();
             let mut notes = retrieval.notes.clone();

@@ -6,6 +6,7 @@
 //! error, `isError: true`), never a protocol error and never a crash.
 
 use crate::answer::{AnswerMode, AskResult};
+use crate::chunk::Language;
 use crate::retrieve::SearchHit;
 use serde_json::{json, Map, Value};
 
@@ -36,7 +37,7 @@ pub enum Call {
         query: String,
         top_k: usize,
         path_glob: Option<globset::GlobMatcher>,
-        language: Option<String>,
+        language: Option<Language>,
     },
     Ask {
         question: String,
@@ -191,14 +192,12 @@ pub fn parse(name: &str, args: Option<&Map<String, Value>>) -> Result<Call, Stri
                 .optional_str("language")?
                 .map(|l| {
                     let l = l.to_ascii_lowercase();
-                    if LANGUAGES.contains(&l.as_str()) {
-                        Ok(l)
-                    } else {
-                        Err(format!(
+                    Language::from_name(&l).ok_or_else(|| {
+                        format!(
                             "language '{l}' is not known; use one of {}",
                             LANGUAGES.join(", ")
-                        ))
-                    }
+                        )
+                    })
                 })
                 .transpose()?,
         },
@@ -340,11 +339,13 @@ fn describe(v: &Value) -> String {
 pub fn keeps(
     hit: &SearchHit,
     path_glob: Option<&globset::GlobMatcher>,
-    language: Option<&str>,
+    language: Option<Language>,
 ) -> bool {
     let language_ok = match language {
         None => true,
-        Some("typescript") => matches!(hit.chunk.language.as_str(), "typescript" | "tsx"),
+        Some(Language::TypeScript) => {
+            matches!(hit.chunk.language, Language::TypeScript | Language::Tsx)
+        }
         Some(l) => hit.chunk.language == l,
     };
     language_ok && path_glob.is_none_or(|g| g.is_match(&hit.chunk.path))
@@ -394,7 +395,7 @@ pub fn render_hits(hits: &[&SearchHit], snippet_lines: usize, notes: &[String]) 
         let c = &h.chunk;
         let snip = snippet(&c.text, snippet_lines);
         let what = if c.symbol.is_empty() {
-            c.kind.clone()
+            c.kind.to_string()
         } else {
             format!("{} ({})", c.symbol, c.kind)
         };
@@ -416,7 +417,7 @@ pub fn render_hits(hits: &[&SearchHit], snippet_lines: usize, notes: &[String]) 
             "start_line": c.start_line,
             "end_line": c.end_line,
             "symbol": c.symbol,
-            "kind": c.kind,
+            "kind": c.kind.as_str(),
             "score": (f64::from(h.score) * 1000.0).round() / 1000.0,
             "snippet": snip,
         }));
@@ -437,14 +438,15 @@ pub fn render_answer(result: &AskResult, notes: &[String]) -> (String, Value) {
     if result.mode == AnswerMode::Generated && !result.citations.is_empty() {
         text.push_str("\n\nSources:\n");
         for c in &result.citations {
-            let symbol = c
+            let l = &c.location;
+            let symbol = l
                 .symbol
                 .as_deref()
                 .map(|s| format!("  {s}"))
                 .unwrap_or_default();
             text.push_str(&format!(
                 "[{}] {}:{}-{}{symbol}\n",
-                c.n, c.path, c.start_line, c.end_line
+                c.n, l.path, l.start_line, l.end_line
             ));
         }
     }
@@ -458,10 +460,10 @@ pub fn render_answer(result: &AskResult, notes: &[String]) -> (String, Value) {
         .map(|c| {
             json!({
                 "n": c.n,
-                "path": c.path,
-                "start_line": c.start_line,
-                "end_line": c.end_line,
-                "symbol": c.symbol,
+                "path": c.location.path,
+                "start_line": c.location.start_line,
+                "end_line": c.location.end_line,
+                "symbol": c.location.symbol,
             })
         })
         .collect();
@@ -477,7 +479,8 @@ pub fn render_answer(result: &AskResult, notes: &[String]) -> (String, Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoredChunk;
+    use crate::chunk::{ChunkKind, Language};
+    use crate::store::{ChunkId, StoredChunk};
 
     fn args(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
@@ -599,14 +602,14 @@ mod tests {
         ));
     }
 
-    fn hit(path: &str, language: &str, text: &str) -> SearchHit {
+    fn hit(path: &str, language: Language, text: &str) -> SearchHit {
         SearchHit {
             root: std::path::PathBuf::from("/ws"),
             chunk: StoredChunk {
-                id: 1,
+                id: ChunkId(1),
                 path: path.into(),
-                language: language.into(),
-                kind: "function".into(),
+                language,
+                kind: ChunkKind::Function,
                 symbol: "impl Net > fn retry".into(),
                 name: "retry".into(),
                 start_byte: 0,
@@ -621,20 +624,24 @@ mod tests {
 
     #[test]
     fn filters_match_paths_and_languages() {
-        let h = hit("src/net/retry.rs", "rust", "fn retry() {}");
+        let h = hit("src/net/retry.rs", Language::Rust, "fn retry() {}");
         let glob = |g: &str| globset::Glob::new(g).map(|g| g.compile_matcher()).ok();
-        assert!(keeps(&h, glob("src/**/*.rs").as_ref(), Some("rust")));
+        assert!(keeps(
+            &h,
+            glob("src/**/*.rs").as_ref(),
+            Some(Language::Rust)
+        ));
         assert!(!keeps(&h, glob("tests/**").as_ref(), None));
-        assert!(!keeps(&h, None, Some("python")));
-        let tsx = hit("ui/App.tsx", "tsx", "");
-        assert!(keeps(&tsx, None, Some("typescript")));
+        assert!(!keeps(&h, None, Some(Language::Python)));
+        let tsx = hit("ui/App.tsx", Language::Tsx, "");
+        assert!(keeps(&tsx, None, Some(Language::TypeScript)));
     }
 
     #[test]
     fn results_are_compact() {
         let h = hit(
             "src/net.rs",
-            "rust",
+            Language::Rust,
             "\n    /// Retries.\n    fn retry() {\n        loop {}\n    }\n",
         );
         let (text, json) = render_hits(&[&h], 2, &["lexical only".to_string()]);
