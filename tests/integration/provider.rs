@@ -3,14 +3,13 @@
 //! remote rerank, streamed generation with citations, cancellation, the prompt budget,
 //! and what must never leave the machine (the API key, secrets files).
 //!
-//! Everything runs against the fake OpenRouter server of `support/fake_provider.rs`: the
-//! library's async API directly (`RemoteEmbedder::embed_async`, `ChatClient::stream`), and
-//! the real `ragls` binary on a sandboxed workspace (`support/provider_fixture.rs`).
+//! Everything runs against the fake OpenRouter server of `tests/support/fake_provider.rs`:
+//! the library's async API directly (`RemoteEmbedder::embed_async`, `ChatClient::stream`),
+//! and the real `ragls` binary on a sandboxed workspace (`ProviderSandbox` of
+//! `tests/common/mod.rs`, built by `tests/support/provider_fixture.rs`).
 
-#[path = "support/fake_provider.rs"]
-mod fake_provider;
-#[path = "support/provider_fixture.rs"]
-mod provider_fixture;
+use crate::fake_provider;
+use crate::provider_fixture;
 
 use fake_provider::{
     default_answer, fake_embedding, rerank_score, Endpoint, Failure, FakeProvider,

@@ -2,7 +2,7 @@
 //! that opens, answers from the files it committed, and is completed by the next run
 //! without redoing the committed files. The result equals a clean index of the same tree.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;
