@@ -7,7 +7,7 @@ schema is a valid JSON Schema object); search_code finds the fixture's retry fun
 ask cites real lines; read_code reads inside the workspace and refuses `../`, an absolute
 path outside, a symlink escape and `.env`; related_code and index_status answer;
 reindex reports progress; 200 malformed calls are tool errors and the server still answers.
-Prints one JSON line with what it saw (tests/mcp.rs checks it too).
+Prints one JSON line with what it saw (tests/integration/mcp.rs checks it too).
 """
 import asyncio
 import json

@@ -7,10 +7,7 @@
 //! `RAGLS_MCP_PYTHON` and `RAGLS_MCP_NODE_MODULES` say where (defaults under
 //! `$HOME/.cache/ragls-ci/`). A missing client fails the test, naming that step.
 
-#[path = "support/fake_provider.rs"]
-mod fake_provider;
-
-use fake_provider::{Endpoint, Failure, FakeProvider};
+use crate::fake_provider::{Endpoint, Failure, FakeProvider};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
