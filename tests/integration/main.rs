@@ -9,6 +9,9 @@
 //! * `mcp`: `ragls mcp` driven by the official MCP SDKs (scripts in `tests/mcp/`) and raw
 //!   JSON-RPC.
 //! * `provider`: the remote provider (embeddings, rerank, streamed chat) against the fake.
+//! * `faults`, `faults_cli`, `faults_provider`: the fault suite (malformed LSP frames, a
+//!   damaged or unusual index and workspace, a stalled or odd provider).
+//! * `chunk_props`: property tests of the chunkers and the tokenizer (proptest).
 //!
 //! The helpers stay where test files outside this binary include them from: the sandbox in
 //! `tests/common/mod.rs`, the fake provider and the LSP client in `tests/support/`.
@@ -22,10 +25,14 @@ mod lsp_client;
 #[path = "../support/provider_fixture.rs"]
 mod provider_fixture;
 
+mod chunk_props;
 mod cli;
 mod crash;
 mod eval;
 mod fake_provider_selftest;
+mod faults;
+mod faults_cli;
+mod faults_provider;
 mod lsp;
 mod mcp;
 mod provider;

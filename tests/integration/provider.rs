@@ -44,6 +44,7 @@ fn provider(fake: &FakeProvider, max_retries: u32) -> Provider {
         api_key_env: key_env().to_string(),
         timeout_s: 20,
         max_retries,
+        ..ProviderConfig::default()
     };
     Provider::from_config(&config).expect("a remote provider is configured")
 }
@@ -1116,6 +1117,7 @@ async fn a_stream_that_stalls_longer_than_the_timeout_fails_with_a_clear_error()
         api_key_env: key_env().to_string(),
         timeout_s: 1,
         max_retries: 0,
+        ..ProviderConfig::default()
     };
     let chat = ChatClient::new(Provider::from_config(&config).unwrap(), CHAT_MODEL);
     let mut on_delta = |_: &str| {};
