@@ -18,6 +18,7 @@ pub struct Config {
     pub chat: ChatConfig,
     pub index: IndexConfig,
     pub retrieve: RetrieveConfig,
+    pub mcp: McpConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -225,6 +226,25 @@ impl Default for RetrieveConfig {
 pub const MAX_TOP_K: usize = 100;
 /// The most retries of one remote call.
 pub const MAX_RETRIES: u32 = 10;
+
+/// The MCP server's output limits (`ragls mcp`), so an agent's context is not wasted.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    /// Lines of code shown per `search_code` / `related_code` result.
+    pub snippet_lines: usize,
+    /// The most bytes `read_code` returns at once.
+    pub read_max_bytes: usize,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            snippet_lines: 6,
+            read_max_bytes: 64 * 1024,
+        }
+    }
+}
 
 /// The user-wide settings file: `$XDG_CONFIG_HOME/ragls/config.toml` or `~/.config/...`.
 pub fn user_config_path() -> Option<PathBuf> {
@@ -482,6 +502,9 @@ impl Config {
                 "retrieve.lexical_candidates",
                 "lexical and vector candidates cannot both be 0",
             );
+        }
+        if self.mcp.read_max_bytes < 1024 {
+            return bad("mcp.read_max_bytes", "must be at least 1024");
         }
         if self.retrieve.ef_search == 0 {
             return bad("retrieve.ef_search", "must be at least 1");
