@@ -203,9 +203,11 @@ pub struct RetrieveConfig {
     /// Ranking prior: the fused score of a test, example, benchmark or vendored chunk is
     /// multiplied by this for a question that does not name tests (1 = off).
     pub secondary_factor: f32,
-    /// Ranking prior: each further hit of a file, past its best one, is multiplied by this
-    /// once more (the second by it, the third by its square...; 1 = off).
+    /// Ranking prior: each further hit of a file, past its best `file_decay_after`, is
+    /// multiplied by this once more (the next by it, the one after by its square...; 1 = off).
     pub file_decay: f32,
+    /// How many hits of one file keep their score before `file_decay` applies.
+    pub file_decay_after: usize,
     /// Ranking prior: a query that is an identifier (`JoinSet`, `Session.request`,
     /// `foo::bar`) puts chunks of that exact name first, definitions before usages.
     pub identifier_first: bool,
@@ -223,7 +225,8 @@ impl Default for RetrieveConfig {
             head_weight: 4.0,
             ef_search: 64,
             secondary_factor: 0.5,
-            file_decay: 0.8,
+            file_decay: 1.0,
+            file_decay_after: 2,
             identifier_first: true,
         }
     }

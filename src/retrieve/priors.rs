@@ -7,9 +7,9 @@
 //!   benchmarks or examples, a chunk of a test, example, benchmark or vendored file (or of
 //!   a `mod tests`, `class Test...`, `def test_...`) has its score multiplied by the
 //!   factor: demoted, never dropped.
-//! - **diversity** (`file_decay`): the second hit of a file is multiplied by the decay, the
-//!   third by its square, and so on, so that one file does not fill the results while
-//!   other files match.
+//! - **diversity** (`file_decay`, `file_decay_after`): past the best `file_decay_after`
+//!   hits of a file, the next is multiplied by the decay, the one after by its square, and
+//!   so on, so that one file does not fill the results while other files match.
 //! - **identifier first** (`identifier_first`): a query that is one identifier
 //!   (`JoinSet`, `parse_http_request`, `Session.request`, `foo::bar`) puts the chunks
 //!   named exactly so above every other hit: definitions (functions, types...) before
@@ -59,7 +59,8 @@ pub fn apply(query: &str, hits: &mut Vec<SearchHit>, rc: &RetrieveConfig) {
             let n = seen
                 .entry((h.root.as_path(), h.chunk.path.clone()))
                 .or_insert(0);
-            factors.push(rc.file_decay.powi(*n));
+            let past = (*n - rc.file_decay_after.max(1) as i32 + 1).max(0);
+            factors.push(rc.file_decay.powi(past));
             *n += 1;
         }
         for (h, f) in hits.iter_mut().zip(factors) {
@@ -289,6 +290,7 @@ mod tests {
         RetrieveConfig {
             secondary_factor: secondary,
             file_decay: decay,
+            file_decay_after: 1,
             identifier_first: identifier,
             ..RetrieveConfig::default()
         }
@@ -406,6 +408,19 @@ mod tests {
         ];
         apply("parse", &mut two_roots, &only(1.0, 0.8, false));
         assert!(two_roots.iter().all(|h| h.priors.is_empty()));
+        // With two hits of a file kept whole, only the third decays.
+        let mut hits = vec![
+            hit(1, "src/a.rs", "fn a1", ChunkKind::Function, 1.0),
+            hit(2, "src/a.rs", "fn a2", ChunkKind::Function, 0.95),
+            hit(3, "src/a.rs", "fn a3", ChunkKind::Function, 0.9),
+            hit(4, "src/b.rs", "fn b1", ChunkKind::Function, 0.8),
+        ];
+        let keep_two = RetrieveConfig {
+            file_decay_after: 2,
+            ..only(1.0, 0.8, false)
+        };
+        apply("parse the input", &mut hits, &keep_two);
+        assert_eq!(ids(&hits), [1, 2, 4, 3]);
     }
 
     #[test]
