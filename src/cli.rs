@@ -78,6 +78,36 @@ pub enum Command {
         #[arg(long)]
         stdio: bool,
     },
+    /// Run the MCP server (Model Context Protocol over stdin/stdout) for coding agents.
+    Mcp {
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
+    /// Measure retrieval quality on this workspace: recall@1/5/10, MRR@10, nDCG@10.
+    Eval {
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+        /// A query set: lines {"id", "query", "gold": [{"path", "start_line"?, "end_line"?}]}.
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "generate",
+            required_unless_present = "generate"
+        )]
+        queries: Option<PathBuf>,
+        /// Generate N queries from the workspace's own doc comments (removed from a copy).
+        #[arg(long, value_name = "N")]
+        generate: Option<usize>,
+        /// Also write the generated queries to FILE (to re-run them with --queries).
+        #[arg(long, value_name = "FILE", requires = "generate")]
+        save_queries: Option<PathBuf>,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Override a setting for this run, e.g. --set retrieve.vector_weight=0.3 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Show the state of a workspace's index.
     Status {
         #[command(flatten)]
@@ -220,6 +250,44 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve { stdio: _ } => crate::lsp::serve_stdio(),
+        Command::Eval {
+            ws,
+            queries,
+            generate,
+            save_queries,
+            json,
+            set,
+        } => {
+            let source = match (queries, generate) {
+                (Some(file), _) => crate::eval::QuerySource::File(file),
+                (None, Some(0)) => {
+                    return Err(Error::Usage("--generate needs at least 1 query".into()))
+                }
+                (None, Some(max)) => crate::eval::QuerySource::Generate {
+                    max,
+                    save: save_queries,
+                },
+                (None, None) => {
+                    return Err(Error::Usage(
+                        "give --queries FILE.jsonl or --generate N".into(),
+                    ))
+                }
+            };
+            let report = crate::eval::run(&crate::eval::EvalOptions {
+                workspace: ws.workspace,
+                index_dir: ws.index_dir,
+                source,
+                set,
+            })?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", to_json(&report)?).map_err(stdout_error)?;
+            } else {
+                print_eval(&mut out, &report).map_err(stdout_error)?;
+            }
+            Ok(())
+        }
+        Command::Mcp { ws } => crate::mcp::serve_stdio(&ws.workspace, ws.index_dir),
         Command::Status { ws, json } => {
             let r = resolve(&ws)?;
             let status = match Engine::open_for_reading(
@@ -444,6 +512,30 @@ fn print_hits(hits: &[SearchHit], json: bool) -> Result<()> {
             shown(&what)
         )
         .map_err(stdout_error)?;
+    }
+    Ok(())
+}
+
+fn print_eval(out: &mut impl Write, r: &crate::eval::EvalReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{} {} queries, {} chunks indexed{}",
+        r.queries,
+        r.source,
+        r.chunks,
+        if r.settings.is_empty() {
+            String::new()
+        } else {
+            format!(", with {}", r.settings.join(" "))
+        }
+    )?;
+    writeln!(out, "level  recall@1  recall@5  recall@10  MRR@10  nDCG@10")?;
+    for (level, s) in [("chunk", &r.chunk), ("file", &r.file)] {
+        writeln!(
+            out,
+            "{level:<5}  {:<8.4}  {:<8.4}  {:<9.4}  {:<6.4}  {:.4}",
+            s.recall_1, s.recall_5, s.recall_10, s.mrr_10, s.ndcg_10
+        )?;
     }
     Ok(())
 }
