@@ -2,20 +2,22 @@
 //! asserts nothing). It drives the release binary over stdio with the same JSON-RPC client
 //! as the integration tests (`tests/support/lsp_client.rs`), offline (builtin embedder).
 //!
-//! usage: cargo build --release && cargo bench --bench lsp -- [CORPUS_DIR]
+//! usage: cargo build --release && cargo bench --bench lsp -- [CORPUS_DIR] [QUERIES]
 //!   CORPUS_DIR defaults to the folder printed by `../shared/eval/perf-corpus.sh`
-//!   (/tmp/ragls-perf-corpus/corpus). The binary is `target/release/ragls` (or $RAGLS_BIN).
+//!   (/tmp/ragls-perf-corpus/corpus); QUERIES (default 1000) is how many `rag/search`
+//!   requests are timed once ready. The binary is `target/release/ragls` (or $RAGLS_BIN).
 //!
 //! Measures, on a fresh index folder (a temporary HOME / XDG_CACHE_HOME):
 //! * cold `initialize` -> ready, while `rag/search` runs back to back from right after
 //!   `initialize` until ready: median / p95 "during indexing" (how many found anything is
 //!   printed too: the first batches take a moment to land);
-//! * `rag/search` median / p95 over 1000 queries once ready;
+//! * `rag/search` median / p95 over QUERIES queries once ready;
 //! * `didChange` -> visible to `rag/search`: a buffer of a corpus file gets a uniquely
 //!   named function appended (incremental change), then searches run until one returns it
 //!   (median over 20 edits);
 //! * the server's peak RSS (VmHWM) before shutdown;
-//! * warm `initialize` -> ready: a new server on the existing index.
+//! * warm `initialize` -> ready: a new server on the existing index, then the same
+//!   QUERIES searches in it, and its peak RSS.
 //!
 //! Queries are the words of the corpus's own function names ("parse generic argument"), in
 //! a fixed order, so runs are comparable.
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant};
 
 /// A cap on the searches run while the cold index is built (they run back to back).
 const MAX_DURING_QUERIES: usize = 100_000;
-const AFTER_QUERIES: usize = 1000;
+const DEFAULT_QUERIES: usize = 1000;
 const EDITS: usize = 20;
 
 fn main() {
@@ -61,9 +63,14 @@ fn main() {
         );
         std::process::exit(2);
     }
+    let n_queries: usize = args
+        .get(1)
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_QUERIES);
     let home = tempfile::tempdir().expect("temporary home");
     let opts = ServerOptions::new(&bin, home.path());
-    let queries = queries_from_corpus(&corpus, AFTER_QUERIES);
+    let queries = queries_from_corpus(&corpus, n_queries);
     let caps = json!({ "window": { "workDoneProgress": true } });
 
     // ---- cold: a fresh index, searched while it is built
@@ -83,8 +90,8 @@ fn main() {
     let status = c.wait_ready(Duration::from_secs(60));
 
     // ---- searches once ready
-    let mut after = Vec::with_capacity(AFTER_QUERIES);
-    for q in queries.iter().take(AFTER_QUERIES) {
+    let mut after = Vec::with_capacity(n_queries);
+    for q in &queries {
         after.push(timed_search(&c, q).0);
     }
 
@@ -161,6 +168,7 @@ fn main() {
     let warm_ready = wait_ready_at(&c, Duration::from_secs(600)).duration_since(t0);
     let warm_status = c.wait_ready(Duration::from_secs(60));
     let first = timed_search(&c, &queries[0]).0;
+    let warm_searches: Vec<f64> = queries.iter().map(|q| timed_search(&c, q).0).collect();
     let warm_rss = c.peak_rss_kib();
     c.shutdown_and_exit();
 
@@ -193,6 +201,7 @@ fn main() {
         &format!("{during_hits} with results"),
     );
     print_latency("search after indexing", &after, 30.0, "");
+    print_latency("search, warm server", &warm_searches, 30.0, "");
     if visible.is_empty() {
         println!("didChange -> visible    never within 10 s ({missed} edits)");
     } else {
