@@ -14,6 +14,8 @@
 # 4. The language server (`cargo bench --bench lsp -- CORPUS 300`): cold and warm
 #    initialize -> ready, `rag/search` p50/p95 while indexing, after, and in a warm server,
 #    peak RSS.
+# env: RAGLS_BIN=PATH measures that binary instead of building this tree's (the lsp bench
+#      drives it too); BIGCORP_SKIP_LSP=1 leaves out the language server part.
 # Wall times are inflated when other processes share the cores (`uptime` is printed);
 # compare CPU times across runs on a busy machine. Figures only: nothing is asserted.
 set -euo pipefail
@@ -34,8 +36,13 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import tree_sitter, t
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q tree-sitter==0.26.1 tree-sitter-rust==0.24.2
 fi
-cargo build --release -q
-bin="$repo/target/release/ragls"
+if [ -n "${RAGLS_BIN:-}" ]; then
+  bin=$(cd "$(dirname "$RAGLS_BIN")" && pwd)/$(basename "$RAGLS_BIN")
+  export RAGLS_BIN="$bin"
+else
+  cargo build --release -q
+  bin="$repo/target/release/ragls"
+fi
 
 # Runs a command under GNU time; sets T_WALL, T_CPU (user + sys), T_RSS_MB; keeps stdout in $tout.
 tout="$work/last.out"
@@ -107,6 +114,8 @@ print(f"rebuild reproducibility: {changed} of {len(a)} queries change their top 
 EOF
 rm -rf "$idx2"
 
-echo "language server (cargo bench --bench lsp -- CORPUS $queries):"
-cargo bench -q --bench lsp -- "$corpus" "$queries" 2>&1 | sed 's/^/  /'
+if [ -z "${BIGCORP_SKIP_LSP:-}" ]; then
+  echo "language server (cargo bench --bench lsp -- CORPUS $queries):"
+  cargo bench -q --bench lsp -- "$corpus" "$queries" 2>&1 | sed 's/^/  /'
+fi
 echo "load at the end:$(uptime | sed 's/.*load average//')"

@@ -5,7 +5,7 @@
 //! dump is simply rebuilt. Deleted chunks stay in the graph as tombstones (hnsw_rs has no
 //! removal) until the caller compacts, that is rebuilds, past a threshold.
 
-use crate::store::ChunkId;
+use crate::store::{stored_precision, ChunkId};
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -255,15 +255,22 @@ impl VectorIndex {
     /// hnsw_rs draws the levels from a fixed seed. Parallel insertion would race on the
     /// graph, so two builds would differ. Vectors of the
     /// wrong dimension are ignored rather than corrupting the graph.
+    ///
+    /// The vectors are rounded to the precision of the embedding cache first, so a vector
+    /// read back from the store builds the same graph as a freshly computed one.
     pub fn insert(&self, items: &[(ChunkId, Vec<f32>)]) {
-        let mut data: Vec<(&[f32], usize)> = items
+        let mut data: Vec<(Vec<f32>, usize)> = items
             .iter()
             .filter(|(id, v)| v.len() == self.dims && *id >= 0)
-            .map(|(id, v)| (v.as_slice(), *id as usize))
+            .map(|(id, v)| {
+                let mut v = v.clone();
+                stored_precision(&mut v);
+                (v, *id as usize)
+            })
             .collect();
         data.sort_by_key(|(_, id)| *id);
-        for item in &data {
-            self.hnsw.insert_slice(*item);
+        for (v, id) in &data {
+            self.hnsw.insert_slice((v.as_slice(), *id));
         }
         self.points.fetch_add(data.len(), Ordering::Relaxed);
     }
