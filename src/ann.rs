@@ -8,7 +8,7 @@
 use crate::store::{stored_precision, ChunkId};
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 const MAX_CONNECTIONS: usize = 16;
@@ -109,16 +109,41 @@ pub struct VectorIndex {
 /// the index and the engines that answer queries meanwhile (the language server), so a
 /// batch is searchable the moment it is committed. hnsw_rs allows inserts and searches
 /// at the same time; the locks here only guard swapping the graph (compaction).
+///
+/// Shared vectors made with [`SharedVectors::lazy`] (the server's) are loaded in the
+/// background: a search that finds them unloaded starts the load and answers lexically
+/// meanwhile, so a large index never delays the editor's first answers.
 #[derive(Default)]
 pub struct SharedVectors {
     index: RwLock<Option<Arc<VectorIndex>>>,
     live: RwLock<LiveSet>,
     loading: Mutex<()>,
+    lazy: bool,
+    /// Set once a background load was started (it runs once per graph).
+    background: AtomicBool,
 }
 
 impl SharedVectors {
     pub fn new() -> Arc<SharedVectors> {
         Arc::new(SharedVectors::default())
+    }
+
+    /// Shared vectors that searches load in the background (see the type's doc).
+    pub fn lazy() -> Arc<SharedVectors> {
+        Arc::new(SharedVectors {
+            lazy: true,
+            ..SharedVectors::default()
+        })
+    }
+
+    pub fn is_lazy(&self) -> bool {
+        self.lazy
+    }
+
+    /// True for the first caller only (until [`SharedVectors::clear`]): that one starts
+    /// the background load.
+    pub fn claim_background_load(&self) -> bool {
+        !self.background.swap(true, Ordering::AcqRel)
     }
 
     /// Held while loading or rebuilding, so two engines never both do it.
@@ -151,6 +176,7 @@ impl SharedVectors {
         if let Ok(mut l) = self.live.write() {
             *l = LiveSet::default();
         }
+        self.background.store(false, Ordering::Release);
     }
 
     pub fn current(&self) -> Option<Arc<VectorIndex>> {
@@ -190,6 +216,97 @@ impl SharedVectors {
             Ok(live) => index.search(query, k, ef, &live),
             Err(_) => Vec::new(),
         }
+    }
+}
+
+enum FeedOp {
+    Insert(Vec<(ChunkId, Vec<f32>)>),
+    Remove(Vec<ChunkId>),
+}
+
+/// Applies inserts and removals to shared vectors on a thread of its own, in the order
+/// given: while the indexer parses and writes the next batch on the other cores, the
+/// graph takes in the last one (graph inserts are sequential, see
+/// [`VectorIndex::insert`]). Without a thread, it applies them at once.
+pub struct Feeder {
+    vectors: Arc<SharedVectors>,
+    tx: Option<std::sync::mpsc::Sender<FeedOp>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Feeder {
+    pub fn start(vectors: Arc<SharedVectors>) -> Feeder {
+        let (tx, rx) = std::sync::mpsc::channel::<FeedOp>();
+        let shared = vectors.clone();
+        let thread = std::thread::Builder::new()
+            .name("ragls-graph".into())
+            .spawn(move || {
+                for op in rx {
+                    match op {
+                        FeedOp::Insert(items) => shared.insert(&items),
+                        FeedOp::Remove(ids) => shared.remove(&ids),
+                    }
+                }
+            })
+            .ok();
+        Feeder {
+            vectors,
+            tx: thread.as_ref().map(|_| tx),
+            thread,
+        }
+    }
+
+    pub fn insert(&self, items: Vec<(ChunkId, Vec<f32>)>) {
+        if items.is_empty() {
+            return;
+        }
+        match &self.tx {
+            Some(tx) => {
+                if let Err(e) = tx.send(FeedOp::Insert(items)) {
+                    if let FeedOp::Insert(items) = e.0 {
+                        self.vectors.insert(&items);
+                    }
+                }
+            }
+            None => self.vectors.insert(&items),
+        }
+    }
+
+    pub fn remove(&self, ids: Vec<ChunkId>) {
+        if ids.is_empty() {
+            return;
+        }
+        match &self.tx {
+            Some(tx) => {
+                if let Err(e) = tx.send(FeedOp::Remove(ids)) {
+                    if let FeedOp::Remove(ids) = e.0 {
+                        self.vectors.remove(&ids);
+                    }
+                }
+            }
+            None => self.vectors.remove(&ids),
+        }
+    }
+
+    /// Waits until everything sent is applied. If the thread died, the graph is
+    /// incomplete: it is dropped, to be rebuilt from the store by its next user.
+    pub fn finish(mut self) {
+        self.join();
+    }
+
+    fn join(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                self.vectors.clear();
+            }
+        }
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        self.join();
     }
 }
 
@@ -512,5 +629,23 @@ mod tests {
                 "query {q}"
             );
         }
+    }
+
+    #[test]
+    fn a_feeder_applies_inserts_and_removals_in_order() {
+        let shared = SharedVectors::new();
+        shared.install(VectorIndex::new(32, 100), LiveSet::default());
+        let feeder = Feeder::start(shared.clone());
+        let items = sample(100);
+        feeder.insert(items[..50].to_vec());
+        feeder.remove(vec![7, 8]);
+        feeder.insert(items[50..].to_vec());
+        feeder.remove(vec![99]);
+        feeder.finish();
+        assert_eq!(shared.current().map(|i| i.points()), Some(100));
+        assert_eq!(shared.live_len(), 97);
+        let hits = shared.search(&items[6].1, 100, 100);
+        assert!(hits.iter().all(|(id, _)| ![7, 8, 99].contains(id)));
+        assert_eq!(hits.len(), 97);
     }
 }

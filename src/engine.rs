@@ -6,7 +6,7 @@
 //! transaction -> insert the new vectors into the vector index -> dump it. It does not
 //! print: progress goes through [`IndexProgress`], results come back as data.
 
-use crate::ann::{LiveSet, SharedVectors, VectorIndex};
+use crate::ann::{Feeder, LiveSet, SharedVectors, VectorIndex};
 use crate::answer::prompt::{self, PromptOptions, PromptSource};
 use crate::answer::{self, AskResult};
 use crate::chunk::{self, ChunkBudget};
@@ -236,6 +236,8 @@ pub struct Engine {
     overlays: HashSet<String>,
     reranker: Option<RemoteReranker>,
     chat: Option<ChatClient>,
+    /// While indexing: takes the graph's inserts and removals on a thread of its own.
+    feeder: Option<Feeder>,
     _lock: Option<File>,
 }
 
@@ -377,6 +379,7 @@ impl Engine {
             overlays: HashSet::new(),
             reranker,
             chat,
+            feeder: None,
             _lock: lock,
         })
     }
@@ -471,7 +474,6 @@ impl Engine {
             .map_err(|e| Error::Usage(e.to_string()))?;
         report.files_seen = walked.files.len() as u64;
         let known = self.store.file_states()?;
-        self.load_vectors()?;
 
         let mut to_read: Vec<&WalkedFile> = Vec::new();
         for f in &walked.files {
@@ -494,6 +496,13 @@ impl Engine {
             .collect();
 
         progress.start(to_read.len() as u64);
+        if !to_read.is_empty() || !removed.is_empty() {
+            // The graph is needed only when something changed: an unchanged tree costs
+            // stats, not a graph load.
+            self.load_vectors()?;
+            self.drain_feeder();
+            self.feeder = Some(Feeder::start(self.vectors.clone()));
+        }
         let budget = self.budget();
         let abort_after = fault_abort_after_batches();
         for (n, batch) in to_read.chunks(FILES_PER_BATCH).enumerate() {
@@ -514,15 +523,18 @@ impl Engine {
             }
         }
         if !removed.is_empty() {
+            let mut removed_ids = Vec::new();
             let mut w = self.store.writer()?;
             for path in &removed {
                 let ids = w.remove_file(path)?;
                 report.chunks_removed += ids.len() as u64;
-                self.vectors.remove(&ids);
+                removed_ids.extend(ids);
             }
             w.commit()?;
+            self.remove_vectors(removed_ids);
             report.files_removed = removed.len() as u64;
         }
+        self.drain_feeder();
         {
             let mut w = self.store.writer()?;
             let skips: Vec<(String, String)> = walked
@@ -663,7 +675,7 @@ impl Engine {
             }
         }
         w.commit()?;
-        self.vectors.remove(&dropped);
+        self.remove_vectors(dropped);
         Ok(new_vectors)
     }
 
@@ -710,7 +722,7 @@ impl Engine {
                         let mut w = self.store.writer()?;
                         let ids = w.remove_file(&doc.path)?;
                         w.commit()?;
-                        self.vectors.remove(&ids);
+                        self.remove_vectors(ids);
                         return Ok(());
                     }
                 }
@@ -780,6 +792,7 @@ impl Engine {
             .iter()
             .filter_map(|(id, h, _)| fresh.get(h).map(|v| (*id, v.clone())))
             .collect();
+        self.load_vectors()?;
         self.insert_vectors(new_vectors);
         Ok(())
     }
@@ -828,13 +841,69 @@ impl Engine {
         Ok(())
     }
 
+    /// Starts loading the vector graph on a thread of its own (once), unless it is loaded
+    /// already; searches meanwhile are lexical. The thread reads through its own
+    /// connection to the index.
+    pub fn start_loading_vectors(&self) {
+        if self.vectors.is_loaded()
+            || self.identity().dimensions == 0
+            || !self.vectors.claim_background_load()
+        {
+            return;
+        }
+        let (root, config, dir) = (
+            self.root.clone(),
+            self.config.clone(),
+            self.index_dir.clone(),
+        );
+        let vectors = self.vectors.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ragls-vectors".into())
+            .spawn(move || {
+                let loaded = Engine::open_for_reading_with(&root, config, dir, vectors.clone())
+                    .and_then(|engine| match engine {
+                        Some(mut engine) => engine.load_vectors(),
+                        None => Ok(()),
+                    });
+                if let Err(e) = loaded {
+                    eprintln!("ragls: cannot load the vector index: {e}");
+                }
+                if !vectors.is_loaded() {
+                    // Not loaded (an error, or no index yet): a later search tries again.
+                    vectors.clear();
+                }
+            });
+        if spawned.is_err() {
+            // No thread: the next search tries again.
+            self.vectors.clear();
+        }
+    }
+
     fn insert_vectors(&mut self, new_vectors: Vec<(ChunkId, Vec<f32>)>) {
-        self.vectors.insert(&new_vectors);
+        match &self.feeder {
+            Some(f) => f.insert(new_vectors),
+            None => self.vectors.insert(&new_vectors),
+        }
+    }
+
+    fn remove_vectors(&mut self, ids: Vec<ChunkId>) {
+        match &self.feeder {
+            Some(f) => f.remove(ids),
+            None => self.vectors.remove(&ids),
+        }
+    }
+
+    /// Waits for the graph to take in what the feeder was given.
+    fn drain_feeder(&mut self) {
+        if let Some(f) = self.feeder.take() {
+            f.finish();
+        }
     }
 
     /// Compacts the vector index when tombstones pass the threshold, and dumps it for the
     /// next start.
     fn finish_vectors(&mut self) -> Result<()> {
+        self.drain_feeder();
         let generation = self.store.generation()?;
         let identity = self.identity();
         let Some(index) = self.vectors.current() else {
@@ -887,7 +956,13 @@ impl Engine {
             .lexical_search(&terms, rc.lexical_candidates, rc.head_weight)?;
         let mut vector = Vec::new();
         if rc.vector_candidates > 0 && rc.vector_weight > 0.0 {
-            self.load_vectors()?;
+            if self.vectors.is_lazy() {
+                // The server: never wait for the graph; it loads in the background and
+                // the answers are lexical until it is there.
+                self.start_loading_vectors();
+            } else {
+                self.load_vectors()?;
+            }
             match self.embedder.embed_query(query) {
                 Ok(q) => {
                     vector = self.vectors.search(&q, rc.vector_candidates, rc.ef_search);

@@ -65,7 +65,7 @@ impl Folder {
     /// Opens the folder and starts its indexer thread, which brings the index up to date.
     pub fn start(root: PathBuf, uri: Url, config: Config, events: Events) -> Result<Arc<Folder>> {
         let index_dir = engine::index_dir_for(&root, &config)?;
-        let vectors = SharedVectors::new();
+        let vectors = SharedVectors::lazy();
         let (tx, rx) = mpsc::channel();
         let status = Arc::new(RwLock::new(starting_status(&root, &index_dir)));
         let folder = Arc::new(Folder {
@@ -345,6 +345,8 @@ impl Indexer {
         }
         self.pending.store(0, Ordering::Relaxed);
         self.apply_documents(engine);
+        // A warm start did not need the graph; load it now, off this thread.
+        engine.start_loading_vectors();
         match engine.status() {
             Ok(status) => {
                 if let Ok(mut s) = self.status.write() {
