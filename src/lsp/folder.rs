@@ -345,8 +345,6 @@ impl Indexer {
         }
         self.pending.store(0, Ordering::Relaxed);
         self.apply_documents(engine);
-        // A warm start did not need the graph; load it now, off this thread.
-        engine.start_loading_vectors();
         match engine.status() {
             Ok(status) => {
                 if let Ok(mut s) = self.status.write() {
@@ -358,6 +356,8 @@ impl Indexer {
             }
             Err(err) => self.log(true, format!("cannot read the index status: {err}")),
         }
+        // A warm start did not need the graph; load it now (once ready), off this thread.
+        engine.start_loading_vectors();
     }
 
     fn apply_documents(&self, engine: &mut Engine) {
