@@ -2,20 +2,25 @@
 //! asserts nothing). It drives the release binary over stdio with the same JSON-RPC client
 //! as the integration tests (`tests/support/lsp_client.rs`), offline (builtin embedder).
 //!
-//! usage: cargo build --release && cargo bench --bench lsp -- [CORPUS_DIR]
+//! usage: cargo build --release && cargo bench --bench lsp -- [CORPUS_DIR] [QUERIES]
 //!   CORPUS_DIR defaults to the folder printed by `../shared/eval/perf-corpus.sh`
-//!   (/tmp/ragls-perf-corpus/corpus). The binary is `target/release/ragls` (or $RAGLS_BIN).
+//!   (/tmp/ragls-perf-corpus/corpus); QUERIES (default 1000) is how many `rag/search`
+//!   requests are timed once ready. The binary is `target/release/ragls` (or $RAGLS_BIN).
 //!
 //! Measures, on a fresh index folder (a temporary HOME / XDG_CACHE_HOME):
 //! * cold `initialize` -> ready, while `rag/search` runs back to back from right after
 //!   `initialize` until ready: median / p95 "during indexing" (how many found anything is
 //!   printed too: the first batches take a moment to land);
-//! * `rag/search` median / p95 over 1000 queries once ready;
+//! * `rag/search` median / p95 over QUERIES queries once ready;
 //! * `didChange` -> visible to `rag/search`: a buffer of a corpus file gets a uniquely
 //!   named function appended (incremental change), then searches run until one returns it
 //!   (median over 20 edits);
 //! * the server's peak RSS (VmHWM) before shutdown;
-//! * warm `initialize` -> ready: a new server on the existing index.
+//! * warm `initialize` -> ready: a new server on the existing index, then the same
+//!   QUERIES searches in it, and its peak RSS.
+//!
+//! `LSP_BENCH_WARM_ONLY=1` builds the index with `ragls index` instead and measures only
+//! the warm server (quicker on a large corpus).
 //!
 //! Queries are the words of the corpus's own function names ("parse generic argument"), in
 //! a fixed order, so runs are comparable.
@@ -30,7 +35,7 @@ use std::time::{Duration, Instant};
 
 /// A cap on the searches run while the cold index is built (they run back to back).
 const MAX_DURING_QUERIES: usize = 100_000;
-const AFTER_QUERIES: usize = 1000;
+const DEFAULT_QUERIES: usize = 1000;
 const EDITS: usize = 20;
 
 fn main() {
@@ -61,10 +66,20 @@ fn main() {
         );
         std::process::exit(2);
     }
+    let n_queries: usize = args
+        .get(1)
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_QUERIES);
     let home = tempfile::tempdir().expect("temporary home");
     let opts = ServerOptions::new(&bin, home.path());
-    let queries = queries_from_corpus(&corpus, AFTER_QUERIES);
+    let queries = queries_from_corpus(&corpus, n_queries);
     let caps = json!({ "window": { "workDoneProgress": true } });
+
+    if std::env::var_os("LSP_BENCH_WARM_ONLY").is_some() {
+        warm_only(&opts, &bin, &corpus, &queries, caps);
+        return;
+    }
 
     // ---- cold: a fresh index, searched while it is built
     let c = LspClient::spawn(&opts);
@@ -83,8 +98,8 @@ fn main() {
     let status = c.wait_ready(Duration::from_secs(60));
 
     // ---- searches once ready
-    let mut after = Vec::with_capacity(AFTER_QUERIES);
-    for q in queries.iter().take(AFTER_QUERIES) {
+    let mut after = Vec::with_capacity(n_queries);
+    for q in &queries {
         after.push(timed_search(&c, q).0);
     }
 
@@ -155,14 +170,9 @@ fn main() {
     c.shutdown_and_exit();
 
     // ---- warm: a new server on the existing index
-    let c = LspClient::spawn(&opts);
-    let t0 = Instant::now();
-    c.initialize(&[&corpus], Value::Null, caps);
-    let warm_ready = wait_ready_at(&c, Duration::from_secs(600)).duration_since(t0);
-    let warm_status = c.wait_ready(Duration::from_secs(60));
-    let first = timed_search(&c, &queries[0]).0;
-    let warm_rss = c.peak_rss_kib();
-    c.shutdown_and_exit();
+    let warm = warm_server(&opts, &corpus, &queries, caps);
+    let (warm_ready, warm_status, first, warm_searches, warm_rss) =
+        (warm.ready, warm.status, warm.first, warm.searches, warm.rss);
 
     // ---- figures
     let s = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
@@ -193,6 +203,7 @@ fn main() {
         &format!("{during_hits} with results"),
     );
     print_latency("search after indexing", &after, 30.0, "");
+    print_latency("search, warm server", &warm_searches, 30.0, "");
     if visible.is_empty() {
         println!("didChange -> visible    never within 10 s ({missed} edits)");
     } else {
@@ -215,6 +226,62 @@ fn main() {
         mb(cold_rss),
         mb(warm_rss)
     );
+}
+
+/// A server started on an existing index: its figures.
+struct Warm {
+    ready: Duration,
+    status: Value,
+    first: f64,
+    searches: Vec<f64>,
+    rss: Option<u64>,
+}
+
+fn warm_server(opts: &ServerOptions, corpus: &Path, queries: &[String], caps: Value) -> Warm {
+    let c = LspClient::spawn(opts);
+    let t0 = Instant::now();
+    c.initialize(&[corpus], Value::Null, caps);
+    let ready = wait_ready_at(&c, Duration::from_secs(600)).duration_since(t0);
+    let status = c.wait_ready(Duration::from_secs(60));
+    let first = timed_search(&c, &queries[0]).0;
+    let searches: Vec<f64> = queries.iter().map(|q| timed_search(&c, q).0).collect();
+    let rss = c.peak_rss_kib();
+    c.shutdown_and_exit();
+    Warm {
+        ready,
+        status,
+        first,
+        searches,
+        rss,
+    }
+}
+
+/// `LSP_BENCH_WARM_ONLY=1`: the index is built by `ragls index` (same cache folder as the
+/// server's), then only the warm server is measured. Quicker on a large corpus.
+fn warm_only(opts: &ServerOptions, bin: &Path, corpus: &Path, queries: &[String], caps: Value) {
+    let home = &opts.home_root;
+    let out = std::process::Command::new(bin)
+        .args(["index", "-w"])
+        .arg(corpus)
+        .env("HOME", home.join("home"))
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env_remove("OPENROUTER_API_KEY")
+        .output()
+        .expect("run ragls index");
+    assert!(out.status.success(), "ragls index failed: {out:?}");
+    let w = warm_server(opts, corpus, queries, caps);
+    println!(
+        "warm init -> ready      {:>8.3} s    (first search {:.1} ms; {} files)",
+        w.ready.as_secs_f64(),
+        w.first,
+        w.status["files"].as_u64().unwrap_or(0)
+    );
+    print_latency("search, warm server", &w.searches, 30.0, "");
+    let mb = w
+        .rss
+        .map_or("?".to_string(), |k| format!("{:.0} MB", k as f64 / 1024.0));
+    println!("peak RSS (warm server)  {mb}");
 }
 
 fn verdict(ok: bool) -> &'static str {

@@ -434,8 +434,8 @@ impl Store {
                 .query_row(params![id.embedder, id.dimensions as i64, h], |r| r.get(0))
                 .optional()?;
             if let Some(bytes) = v {
-                if bytes.len() == id.dimensions * 4 {
-                    out.insert(*h, blob_to_vector(&bytes));
+                if let Some(v) = blob_to_vector(&bytes, id.dimensions) {
+                    out.insert(*h, v);
                 }
             }
         }
@@ -451,13 +451,13 @@ impl Store {
         let rows = st.query_map(params![id.embedder, id.dimensions as i64], |r| {
             Ok((
                 r.get::<_, ChunkId>(0)?,
-                blob_to_vector(&r.get::<_, Vec<u8>>(1)?),
+                blob_to_vector(r.get_ref(1)?.as_blob()?, id.dimensions),
             ))
         })?;
         Ok(rows
             .collect::<rusqlite::Result<Vec<_>>>()?
             .into_iter()
-            .filter(|(_, v)| v.len() == id.dimensions)
+            .filter_map(|(chunk, v)| Some((chunk, v?)))
             .collect())
     }
 
@@ -793,14 +793,95 @@ fn to_hash(bytes: &[u8]) -> TextHash {
     TextHash(h)
 }
 
+/// Vectors are cached as IEEE half floats (2 bytes a component, little-endian): half the
+/// disk of `f32`, and far more precision than a cosine ranking notices (the vector graph
+/// rounds the same way, see [`stored_precision`], so a vector read back from the cache
+/// builds the same graph as a freshly computed one).
 fn vector_to_blob(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    v.iter()
+        .flat_map(|x| f32_to_f16(*x).to_le_bytes())
+        .collect()
 }
 
-fn blob_to_vector(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+/// A cached vector of `dims` components: half floats, or the `f32` of indexes written
+/// before (same schema); `None` for a blob of another size.
+fn blob_to_vector(b: &[u8], dims: usize) -> Option<Vec<f32>> {
+    if b.len() == dims * 2 {
+        Some(
+            b.chunks_exact(2)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+        )
+    } else if b.len() == dims * 4 {
+        Some(
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        )
+    } else {
+        None
+    }
+}
+
+/// Rounds `v` to the precision the embedding cache keeps (half floats).
+pub fn stored_precision(v: &mut [f32]) {
+    for x in v {
+        *x = f16_to_f32(f32_to_f16(*x));
+    }
+}
+
+/// `f32` -> IEEE 754 binary16 bits, rounding to nearest, ties to even.
+fn f32_to_f16(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32;
+    let man = b & 0x7f_ffff;
+    if exp == 0xff {
+        // Infinity stays infinity; NaN stays NaN.
+        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        // A half subnormal (or zero): the value in units of 2^-24.
+        if e < -10 {
+            return sign;
+        }
+        let man = man | 0x80_0000;
+        let shift = (14 - e) as u32;
+        let half = 1u32 << (shift - 1);
+        let mut r = man >> shift;
+        let rem = man & ((1u32 << shift) - 1);
+        if rem > half || (rem == half && r & 1 == 1) {
+            r += 1;
+        }
+        return sign | r as u16;
+    }
+    let mut r = ((e as u32) << 10) | (man >> 13);
+    let rem = man & 0x1fff;
+    // A carry out of the mantissa bumps the exponent, as it should.
+    if rem > 0x1000 || (rem == 0x1000 && r & 1 == 1) {
+        r += 1;
+    }
+    sign | r as u16
+}
+
+/// IEEE 754 binary16 bits -> `f32` (exact).
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h & 0x8000) << 16;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let man = u32::from(h & 0x3ff);
+    let bits = match exp {
+        0 => {
+            let magnitude = man as f32 * f32::from_bits(0x3380_0000); // 2^-24
+            return if sign != 0 { -magnitude } else { magnitude };
+        }
+        0x1f => sign | 0x7f80_0000 | (man << 13),
+        _ => sign | ((exp + 127 - 15) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
 }
 
 /// Errors SQLite gives when it may not write the database or create its WAL files.
@@ -951,7 +1032,10 @@ mod tests {
             .unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].0, cid);
-        assert_eq!(s.live_vectors(&id).unwrap(), vec![(cid, vec![0.6, 0.8])]);
+        // Cached at half precision.
+        let mut v = vec![0.6, 0.8];
+        stored_precision(&mut v);
+        assert_eq!(s.live_vectors(&id).unwrap(), vec![(cid, v)]);
         assert_eq!(
             s.chunks_by_id(&[cid]).unwrap()[&cid].text,
             "fn parse_request() {}"
@@ -1083,5 +1167,41 @@ mod tests {
         assert!(std::fs::read(dir.path().join(DB_FILE))
             .unwrap()
             .starts_with(b"this is not sqlite"));
+    }
+
+    #[test]
+    fn half_floats_round_trip_and_round_to_nearest() {
+        // Every finite half float survives f16 -> f32 -> f16.
+        for h in 0..=u16::MAX {
+            if (h >> 10) & 0x1f == 0x1f {
+                continue;
+            }
+            assert_eq!(f32_to_f16(f16_to_f32(h)), h, "{h:#06x}");
+        }
+        for x in [
+            0.0f32, 1.0, -1.0, 0.5, 0.0625, 1e-3, -0.3333, 65504.0, 1e-7, 6e-8,
+        ] {
+            let back = f16_to_f32(f32_to_f16(x));
+            // Half a unit in the last place: 2^-11 relative for normal halves.
+            assert!(
+                (back - x).abs() <= x.abs() * (1.0 / 2048.0) + 3e-8,
+                "{x} -> {back}"
+            );
+        }
+        assert_eq!(f16_to_f32(f32_to_f16(1e6)), f32::INFINITY);
+        assert!(f16_to_f32(f32_to_f16(f32::NAN)).is_nan());
+    }
+
+    #[test]
+    fn vectors_are_cached_as_half_floats_and_old_f32_blobs_still_read() {
+        let v = vec![0.25f32, -0.125, 0.061_234, 0.0];
+        let blob = vector_to_blob(&v);
+        assert_eq!(blob.len(), 8);
+        let mut rounded = v.clone();
+        stored_precision(&mut rounded);
+        assert_eq!(blob_to_vector(&blob, 4), Some(rounded));
+        let old: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        assert_eq!(blob_to_vector(&old, 4), Some(v));
+        assert_eq!(blob_to_vector(&blob, 5), None);
     }
 }

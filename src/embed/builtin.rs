@@ -10,7 +10,6 @@ use super::{normalize, Embedder};
 use crate::error::Result;
 use crate::tokenize;
 use rayon::prelude::*;
-use std::collections::HashMap;
 
 /// Chosen by measurement on `../shared/eval/dev-eval.sh` (see README, "Retrieval quality").
 pub const BUILTIN_DIMENSIONS: usize = 256;
@@ -32,12 +31,24 @@ impl BuiltinEmbedder {
 
     /// The vector of one text (pure; the unit of work that `embed` runs in parallel).
     pub fn vector(&self, text: &str) -> Vec<f32> {
-        let mut features: HashMap<u64, f32> = HashMap::with_capacity(256);
+        // (feature hash, weight) pairs, summed per feature after a sort: no hash map, and
+        // the same order of additions in every process (bit-identical vectors).
+        let mut features: Vec<(u64, f32)> = Vec::with_capacity(text.len() / 2);
         let (head, body) = split_head(text);
-        add_terms(&mut features, head, HEAD_WEIGHT);
-        add_terms(&mut features, body, 1.0);
+        let mut padded = Vec::with_capacity(48);
+        add_terms(&mut features, &mut padded, head, HEAD_WEIGHT);
+        add_terms(&mut features, &mut padded, body, 1.0);
+        // Stable: each feature's weights add up in the order they came.
+        features.sort_by_key(|(hash, _)| *hash);
         let mut v = vec![0.0f32; self.dims];
-        for (hash, weight) in features {
+        let mut i = 0;
+        while i < features.len() {
+            let hash = features[i].0;
+            let mut weight = 0.0f32;
+            while i < features.len() && features[i].0 == hash {
+                weight += features[i].1;
+                i += 1;
+            }
             let slot = (hash % self.dims as u64) as usize;
             let sign = if (hash >> 63) & 1 == 1 { -1.0 } else { 1.0 };
             // Sub-linear term frequency: ten mentions are not ten times the evidence.
@@ -60,20 +71,22 @@ fn split_head(text: &str) -> (&str, &str) {
     (&text[..cut], &text[cut..])
 }
 
-fn add_terms(features: &mut HashMap<u64, f32>, text: &str, weight: f32) {
-    for term in tokenize::terms(text) {
-        *features.entry(fnv1a(term.as_bytes(), 0)).or_default() += weight;
+/// Appends the features of `text`'s terms: each term, and the character trigrams of
+/// terms of 3 bytes or more (with `^`/`$` marking the ends). `padded` is scratch space.
+fn add_terms(features: &mut Vec<(u64, f32)>, padded: &mut Vec<u8>, text: &str, weight: f32) {
+    tokenize::for_each_term(text, |term| {
+        features.push((fnv1a(term.as_bytes(), 0), weight));
         let bytes = term.as_bytes();
         if bytes.len() >= 3 {
-            let mut padded = Vec::with_capacity(bytes.len() + 2);
+            padded.clear();
             padded.push(b'^');
             padded.extend_from_slice(bytes);
             padded.push(b'$');
             for gram in padded.windows(3) {
-                *features.entry(fnv1a(gram, 1)).or_default() += weight * TRIGRAM_WEIGHT;
+                features.push((fnv1a(gram, 1), weight * TRIGRAM_WEIGHT));
             }
         }
-    }
+    });
 }
 
 /// FNV-1a, seeded so that words and trigrams hash apart. Stable across platforms and
@@ -151,5 +164,42 @@ mod tests {
     fn empty_text_gives_a_zero_vector_not_nan() {
         let v = BuiltinEmbedder::new(64).vector("");
         assert!(v.iter().all(|x| *x == 0.0));
+    }
+
+    /// The hash-map formulation the sorted one replaced: same features, same weights.
+    fn reference_vector(dims: usize, text: &str) -> Vec<f32> {
+        let mut features: std::collections::HashMap<u64, f32> = Default::default();
+        let (head, body) = split_head(text);
+        for (part, weight) in [(head, HEAD_WEIGHT), (body, 1.0)] {
+            for term in tokenize::terms(part) {
+                *features.entry(fnv1a(term.as_bytes(), 0)).or_default() += weight;
+                if term.len() >= 3 {
+                    let padded = format!("^{term}$");
+                    for gram in padded.as_bytes().windows(3) {
+                        *features.entry(fnv1a(gram, 1)).or_default() += weight * TRIGRAM_WEIGHT;
+                    }
+                }
+            }
+        }
+        let mut v = vec![0.0f32; dims];
+        for (hash, weight) in features {
+            let sign = if (hash >> 63) & 1 == 1 { -1.0 } else { 1.0 };
+            v[(hash % dims as u64) as usize] += sign * weight.ln_1p();
+        }
+        normalize(&mut v);
+        v
+    }
+
+    #[test]
+    fn sorted_features_give_the_hash_map_vector() {
+        let e = BuiltinEmbedder::new(256);
+        for text in [
+            "src/http/request.rs\nimpl Request > fn parse\nfn parse(buf: &[u8]) -> Request { parse_http(buf) }",
+            "README.md\nInstall > From source\nRun `cargo install ragls` and parse, parse, parse.",
+            "a.rs\nfn x",
+        ] {
+            let (a, b) = (e.vector(text), reference_vector(256, text));
+            assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6), "{text:?}");
+        }
     }
 }

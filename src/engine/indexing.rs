@@ -253,7 +253,6 @@ impl Engine {
             .map_err(|e| Error::Usage(e.to_string()))?;
         report.files_seen = walked.files.len() as u64;
         let known = self.store.file_states()?;
-        self.load_vectors()?;
 
         let status::Changes {
             to_read,
@@ -263,6 +262,13 @@ impl Engine {
         report.files_unchanged += unchanged;
 
         progress.start(to_read.len() as u64);
+        if !to_read.is_empty() || !removed.is_empty() {
+            // The graph is needed only when something changed: an unchanged tree costs
+            // stats, not a graph load.
+            self.load_vectors()?;
+            self.drain_feeder();
+            self.feeder = Some(Feeder::start(self.vectors.clone()));
+        }
         let budget = self.budget();
         let max_bytes = self.config.index.max_file_bytes;
         let abort_after = fault_abort_after_batches();
@@ -284,15 +290,18 @@ impl Engine {
             }
         }
         if !removed.is_empty() {
+            let mut removed_ids = Vec::new();
             let mut w = self.store.writer()?;
             for path in &removed {
                 let ids = w.remove_file(path)?;
                 report.chunks_removed += ids.len() as u64;
-                self.vectors.remove(&ids);
+                removed_ids.extend(ids);
             }
             w.commit()?;
+            self.remove_vectors(removed_ids);
             report.files_removed = removed.len() as u64;
         }
+        self.drain_feeder();
         {
             let mut w = self.store.writer()?;
             let skips: Vec<(String, String)> = walked
@@ -433,7 +442,7 @@ impl Engine {
             }
         }
         w.commit()?;
-        self.vectors.remove(&dropped);
+        self.remove_vectors(dropped);
         Ok(new_vectors)
     }
 
@@ -485,7 +494,7 @@ impl Engine {
                         let mut w = self.store.writer()?;
                         let ids = w.remove_file(&doc.path)?;
                         w.commit()?;
-                        self.vectors.remove(&ids);
+                        self.remove_vectors(ids);
                         return Ok(());
                     }
                 }
@@ -557,6 +566,7 @@ impl Engine {
             .iter()
             .filter_map(|(id, h, _)| fresh.get(h).map(|v| (*id, v.clone())))
             .collect();
+        self.load_vectors()?;
         self.insert_vectors(new_vectors);
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! transaction -> insert the new vectors into the vector index -> dump it. It does not
 //! print: progress goes through [`IndexProgress`], results come back as data.
 
-use crate::ann::{LiveSet, SharedVectors, VectorIndex};
+use crate::ann::{Feeder, LiveSet, SharedVectors, VectorIndex};
 use crate::answer::prompt::{self, PromptOptions, PromptSource};
 use crate::answer::{self, AskResult};
 use crate::chunk::{self, ChunkBudget};
@@ -54,6 +54,8 @@ pub struct Engine {
     overlays: HashSet<String>,
     reranker: Option<RemoteReranker>,
     chat: Option<ChatClient>,
+    /// While indexing: takes the graph's inserts and removals on a thread of its own.
+    feeder: Option<Feeder>,
     _lock: Option<File>,
 }
 
@@ -144,6 +146,7 @@ impl Engine {
             overlays: HashSet::new(),
             reranker,
             chat,
+            feeder: None,
             _lock: lock,
         })
     }
@@ -219,7 +222,13 @@ impl Engine {
         let rc = &self.config.retrieve;
         let use_vectors = rc.vector_candidates > 0 && rc.vector_weight > 0.0;
         if use_vectors {
-            self.load_vectors()?;
+            if self.vectors.is_lazy() {
+                // The server: never wait for the graph; it loads in the background and
+                // the answers are lexical until it is there.
+                self.start_loading_vectors();
+            } else {
+                self.load_vectors()?;
+            }
         }
         let pool = if rerank {
             self.config.rerank.candidates.max(top_k)

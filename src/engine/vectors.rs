@@ -53,13 +53,69 @@ impl Engine {
         Ok(())
     }
 
+    /// Starts loading the vector graph on a thread of its own (once), unless it is loaded
+    /// already; searches meanwhile are lexical. The thread reads through its own
+    /// connection to the index.
+    pub fn start_loading_vectors(&self) {
+        if self.vectors.is_loaded()
+            || self.identity().dimensions == 0
+            || !self.vectors.claim_background_load()
+        {
+            return;
+        }
+        let (root, config, dir) = (
+            self.root.clone(),
+            self.config.clone(),
+            self.index_dir.clone(),
+        );
+        let vectors = self.vectors.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ragls-vectors".into())
+            .spawn(move || {
+                let loaded = Engine::open_for_reading_with(&root, config, dir, vectors.clone())
+                    .and_then(|engine| match engine {
+                        Some(mut engine) => engine.load_vectors(),
+                        None => Ok(()),
+                    });
+                if let Err(e) = loaded {
+                    eprintln!("ragls: cannot load the vector index: {e}");
+                }
+                if !vectors.is_loaded() {
+                    // Not loaded (an error, or no index yet): a later search tries again.
+                    vectors.clear();
+                }
+            });
+        if spawned.is_err() {
+            // No thread: the next search tries again.
+            self.vectors.clear();
+        }
+    }
+
     pub(super) fn insert_vectors(&mut self, new_vectors: Vec<(ChunkId, Vec<f32>)>) {
-        self.vectors.insert(&new_vectors);
+        match &self.feeder {
+            Some(f) => f.insert(new_vectors),
+            None => self.vectors.insert(&new_vectors),
+        }
+    }
+
+    pub(super) fn remove_vectors(&mut self, ids: Vec<ChunkId>) {
+        match &self.feeder {
+            Some(f) => f.remove(ids),
+            None => self.vectors.remove(&ids),
+        }
+    }
+
+    /// Waits for the graph to take in what the feeder was given.
+    pub(super) fn drain_feeder(&mut self) {
+        if let Some(f) = self.feeder.take() {
+            f.finish();
+        }
     }
 
     /// Compacts the vector index when tombstones pass the threshold, and dumps it for the
     /// next start.
     pub(super) fn finish_vectors(&mut self) -> Result<()> {
+        self.drain_feeder();
         let generation = self.store.generation()?;
         let identity = self.identity();
         let Some(index) = self.vectors.current() else {

@@ -65,7 +65,7 @@ impl Folder {
     /// Opens the folder and starts its indexer thread, which brings the index up to date.
     pub fn start(root: PathBuf, uri: Url, config: Config, events: Events) -> Result<Arc<Folder>> {
         let index_dir = engine::index_dir_for(&root, &config)?;
-        let vectors = SharedVectors::new();
+        let vectors = SharedVectors::lazy();
         let (tx, rx) = mpsc::channel();
         let status = Arc::new(RwLock::new(starting_status(&root, &index_dir)));
         let folder = Arc::new(Folder {
@@ -356,6 +356,8 @@ impl Indexer {
             }
             Err(err) => self.log(true, format!("cannot read the index status: {err}")),
         }
+        // A warm start did not need the graph; load it now (once ready), off this thread.
+        engine.start_loading_vectors();
     }
 
     fn apply_documents(&self, engine: &mut Engine) {

@@ -12,6 +12,9 @@
 //! * `faults`, `faults_cli`, `faults_provider`: the fault suite (malformed LSP frames, a
 //!   damaged or unusual index and workspace, a stalled or odd provider).
 //! * `chunk_props`: property tests of the chunkers and the tokenizer (proptest).
+//! * `reproducible`: two fresh builds (and a cached rebuild) rank every query alike.
+//! * `lazy_vectors`: an unchanged tree is re-indexed without the vector graph; a lazy
+//!   (server) engine answers at once and loads the graph in the background.
 //!
 //! The helpers stay where test files outside this binary include them from: the sandbox in
 //! `tests/common/mod.rs`, the fake provider and the LSP client in `tests/support/`.
@@ -33,6 +36,8 @@ mod fake_provider_selftest;
 mod faults;
 mod faults_cli;
 mod faults_provider;
+mod lazy_vectors;
 mod lsp;
 mod mcp;
 mod provider;
+mod reproducible;
