@@ -8,7 +8,7 @@
 //! they run on tokio's blocking pool. What happens on the way is reported to an
 //! [`AskSink`]: stages, answer deltas, notes.
 
-use crate::answer::AskResult;
+use crate::answer::{AskResult, Source};
 use crate::engine::{AnswerPlan, Engine};
 use crate::error::{Error, Result};
 use crate::retrieve::{self, Rerank, Retrieval};
@@ -50,6 +50,9 @@ impl Stage {
 pub trait AskSink: Send {
     /// A stage begins.
     fn stage(&mut self, _stage: Stage) {}
+    /// The numbered sources, before any answer text: `[n]` is `sources[n-1]`, in the
+    /// streamed text and in the result alike (issue 12).
+    fn sources(&mut self, _sources: &[Source]) {}
     /// A piece of generated answer text, in order.
     fn delta(&mut self, _text: &str) {}
     /// A fallback taken (rerank failed, generation failed...), in words.
@@ -138,6 +141,7 @@ pub async fn answer(
     else {
         return Ok(None);
     };
+    sink.sources(&plan.sources);
     let result = match plan.chat.clone() {
         None => plan.extractive(),
         Some(chat) => {

@@ -32,6 +32,17 @@ pub struct CitedAnswer {
 /// reference definitions (`[1]: url` at the start of a line), task boxes `[ ]`/`[x]`, and
 /// escaped `\[1]`. A `[1]:` inside a sentence ("the policy [1]: ...") is a citation.
 pub fn parse(answer: &str, n_sources: usize) -> CitedAnswer {
+    parse_numbering(answer, n_sources, false)
+}
+
+/// Like [`parse`], but a valid marker keeps its number: `[n]` stays `[n]` (source n), so the
+/// markers a client showed while the answer streamed mean the same in the final answer.
+/// `cited` lists the cited source indexes in order of first appearance, as in [`parse`].
+pub fn parse_keeping_numbers(answer: &str, n_sources: usize) -> CitedAnswer {
+    parse_numbering(answer, n_sources, true)
+}
+
+fn parse_numbering(answer: &str, n_sources: usize, keep_numbers: bool) -> CitedAnswer {
     let bytes = answer.as_bytes();
     let code = code_ranges(answer);
     let mut code = code.iter().peekable();
@@ -88,7 +99,7 @@ pub fn parse(answer: &str, n_sources: usize) -> CitedAnswer {
                 cited.push(index);
                 cited.len()
             });
-            group_numbers.push(k);
+            group_numbers.push(if keep_numbers { index + 1 } else { k });
         }
         group_numbers.sort_unstable();
         group_numbers.dedup();

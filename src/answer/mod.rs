@@ -140,6 +140,22 @@ pub fn source_of(hit: &SearchHit) -> Source {
     }
 }
 
+/// ` — `code`` with the first non-blank line of a snippet, shortened; empty if none.
+fn first_line_of(snippet: &str) -> String {
+    let Some(line) = snippet.lines().map(str::trim).find(|l| !l.is_empty()) else {
+        return String::new();
+    };
+    let mut line = line.to_string();
+    if line.chars().count() > 80 {
+        line = line.chars().take(79).chain(['…']).collect();
+    }
+    if line.contains('`') {
+        format!(" — `` {line} ``")
+    } else {
+        format!(" — `{line}`")
+    }
+}
+
 /// The first lines of a chunk, without leading blank lines.
 pub fn snippet(text: &str) -> String {
     let lines: Vec<&str> = text
@@ -150,24 +166,25 @@ pub fn snippet(text: &str) -> String {
     lines.join("\n")
 }
 
-/// The offline answer: the best sources, numbered, each with its symbol and location.
+/// The offline answer, short (issue 12): the hint to turn on generated answers at the top,
+/// then the best sources as a compact list, `- [n] `symbol` (kind) in path:line — first
+/// line`. The full snippets stay in `sources` and `citations` for the clients to show.
 pub fn extractive(
     question: &str,
     sources: &[Source],
     models: Models,
     timings: Timings,
 ) -> AskResult {
-    let mut answer = String::new();
+    let mut answer = format!("_{ENABLE_GENERATION_HINT}_\n\n");
     if sources.is_empty() {
         answer.push_str(&format!(
             "Nothing in the index matches \"{}\". Try other words, or check `ragls status` for files that were skipped.\n",
             question.trim()
         ));
     } else {
-        answer.push_str(&format!(
-            "The code most relevant to \"{}\":\n\n",
-            question.trim()
-        ));
+        // The question's first line: a client may add context below it (a follow-up).
+        let first_line = question.trim().lines().next().unwrap_or_default();
+        answer.push_str(&format!("The code most relevant to \"{first_line}\":\n\n"));
         for (i, s) in sources.iter().enumerate() {
             let what = s
                 .location
@@ -176,17 +193,14 @@ pub fn extractive(
                 .map(|sym| format!("`{sym}` ({})", s.kind))
                 .unwrap_or_else(|| s.kind.to_string());
             answer.push_str(&format!(
-                "{}. {what} in {}:{} [{}]\n",
+                "- [{}] {what} in {}:{}{}\n",
                 i + 1,
                 s.location.path,
                 s.location.start_line,
-                i + 1
+                first_line_of(&s.snippet)
             ));
-            answer.push_str(&format!("```{}\n{}\n```\n", s.language, s.snippet));
         }
     }
-    answer.push('\n');
-    answer.push_str(ENABLE_GENERATION_HINT);
     let citations = sources
         .iter()
         .enumerate()
@@ -204,8 +218,10 @@ pub fn extractive(
     }
 }
 
-/// A generated answer: its `[n]` markers are parsed, markers for sources that do not
-/// exist are removed, and the rest are renumbered so that `[k]` is `citations[k-1]`.
+/// A generated answer: its `[n]` markers are parsed and markers for sources that do not
+/// exist are removed. The rest keep their numbers (`[n]` is `sources[n-1]` and the citation
+/// whose `n` is n), so what the client showed while streaming keeps its meaning (issue 12).
+/// `citations` are the cited sources, in order of `n`.
 pub fn generated(
     text: &str,
     sources: &[Source],
@@ -214,12 +230,12 @@ pub fn generated(
     usage: Option<Usage>,
     notes: Vec<String>,
 ) -> AskResult {
-    let cited = citations::parse(text, sources.len());
-    let citations = cited
-        .cited
+    let cited = citations::parse_keeping_numbers(text, sources.len());
+    let mut numbers = cited.cited.clone();
+    numbers.sort_unstable();
+    let citations = numbers
         .iter()
-        .enumerate()
-        .filter_map(|(k, &i)| sources.get(i).map(|s| Citation::of(k + 1, s)))
+        .filter_map(|&i| sources.get(i).map(|s| Citation::of(i + 1, s)))
         .collect();
     AskResult {
         answer: cited.text,
@@ -257,7 +273,7 @@ mod tests {
     #[test]
     fn extractive_answers_number_each_source_with_its_location() {
         let r = extractive(
-            "how does polling work?",
+            "how does polling work?\n\n(A follow-up to the previous question: \"x\")",
             &[
                 source("src/sched.rs", 10, Some("impl Scheduler > fn poll")),
                 source("src/io.rs", 3, None),
@@ -271,18 +287,35 @@ mod tests {
         );
         assert_eq!(r.mode, AnswerMode::Extractive);
         assert!(
-            r.answer
-                .contains("1. `impl Scheduler > fn poll` (function) in src/sched.rs:10 [1]"),
+            r.answer.contains(
+                "- [1] `impl Scheduler > fn poll` (function) in src/sched.rs:10 — `fn poll() {`\n"
+            ),
             "{}",
             r.answer
         );
         assert!(
-            r.answer.contains("2. function in src/io.rs:3 [2]"),
+            r.answer
+                .contains("- [2] function in src/io.rs:3 — `fn poll() {`\n"),
             "{}",
             r.answer
         );
-        assert!(r.answer.contains("OPENROUTER_API_KEY"));
+        assert!(
+            r.answer
+                .lines()
+                .next()
+                .unwrap()
+                .contains("OPENROUTER_API_KEY"),
+            "the hint comes first: {}",
+            r.answer
+        );
+        assert!(r.answer.lines().count() <= 6, "short: {}", r.answer);
+        assert!(
+            r.answer.contains("relevant to \"how does polling work?\":"),
+            "{}",
+            r.answer
+        );
         assert_eq!(r.citations.len(), 2);
+        assert_eq!(r.sources[0].snippet, "fn poll() {\n}", "full snippets stay");
         assert_eq!(
             (
                 r.citations[1].n,
@@ -294,7 +327,7 @@ mod tests {
     }
 
     #[test]
-    fn generated_answers_renumber_citations_and_drop_unknown_markers() {
+    fn generated_answers_keep_citation_numbers_and_drop_unknown_markers() {
         let sources = [
             source("src/a.rs", 1, Some("fn a")),
             source("src/b.rs", 10, None),
@@ -312,19 +345,19 @@ mod tests {
             Vec::new(),
         );
         assert_eq!(r.mode, AnswerMode::Generated);
-        assert_eq!(r.answer, "B does it [1], helped by A [2]. Not.");
+        assert_eq!(r.answer, "B does it [2], helped by A [1]. Not.");
         assert_eq!(r.citations.len(), 2);
         assert_eq!(
             (
-                r.citations[0].n,
-                r.citations[0].location.path.as_str(),
-                r.citations[0].location.start_line
+                r.citations[1].n,
+                r.citations[1].location.path.as_str(),
+                r.citations[1].location.start_line
             ),
-            (1, "src/b.rs", 10)
+            (2, "src/b.rs", 10)
         );
         assert_eq!(
-            (r.citations[1].n, r.citations[1].location.path.as_str()),
-            (2, "src/a.rs")
+            (r.citations[0].n, r.citations[0].location.path.as_str()),
+            (1, "src/a.rs")
         );
         assert_eq!(r.sources.len(), 2);
     }
@@ -341,7 +374,9 @@ mod tests {
             },
             Timings::default(),
         );
-        assert!(r.answer.starts_with("Nothing in the index matches \"zzz\""));
+        assert!(r
+            .answer
+            .contains("\n\nNothing in the index matches \"zzz\""));
         assert!(r.citations.is_empty());
     }
 

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// The kind of the "ragls: …" code actions: in the `refactor` family, so editors list them
+/// in Ctrl+. and the lightbulb (issue 12), not only under "Source Action…".
+pub(super) const RAGLS_ACTION_KIND: &str = "refactor.ragls";
+
 pub(super) const COMMANDS: [&str; 4] = [
     "ragls.ask",
     "ragls.explain",
@@ -20,44 +24,48 @@ impl Backend {
         let Some((_, _, text)) = self.admitted_text(&uri).await else {
             return Ok(None);
         };
-        let word = documents::word_at(&text, range.start);
+        // Issue 12: only on an identifier (not a keyword, not whitespace) or a selection;
+        // kind `refactor.ragls`, so editors list them in Ctrl+. and the lightbulb.
+        let word = documents::word_at(&text, range.start).filter(|w| !documents::is_keyword(w));
+        let selected =
+            range.start != range.end && !documents::text_in(&text, range).trim().is_empty();
+        let kind = CodeActionKind::new(RAGLS_ACTION_KIND);
         let args = |extra: Value| vec![json!(uri), json!(range), extra];
-        let mut actions: Vec<CodeActionOrCommand> =
-            vec![CodeActionOrCommand::CodeAction(CodeAction {
-                title: "Explain this code".into(),
-                kind: Some(CodeActionKind::SOURCE),
+        let action = |title: String, command: &str, arguments: Vec<Value>| {
+            CodeActionOrCommand::CodeAction(CodeAction {
+                title: title.clone(),
+                kind: Some(kind.clone()),
                 command: Some(tower_lsp::lsp_types::Command {
-                    title: "Explain this code".into(),
-                    command: "ragls.explain".into(),
-                    arguments: Some(args(Value::Null)),
+                    title,
+                    command: command.into(),
+                    arguments: Some(arguments),
                 }),
                 ..CodeAction::default()
-            })];
+            })
+        };
+        let mut actions: Vec<CodeActionOrCommand> = Vec::new();
+        if word.is_some() || selected {
+            actions.push(action(
+                "ragls: Explain this code".into(),
+                "ragls.explain",
+                args(Value::Null),
+            ));
+        }
         if let Some(w) = &word {
             let query = format!("What does `{w}` do, and where is it used?");
-            actions.push(CodeActionOrCommand::CodeAction(CodeAction {
-                title: format!("Ask about {w}"),
-                kind: Some(CodeActionKind::SOURCE),
-                command: Some(tower_lsp::lsp_types::Command {
-                    title: format!("Ask about {w}"),
-                    command: "ragls.ask".into(),
-                    arguments: Some(vec![
-                        json!({ "query": query, "textDocument": { "uri": uri }, "range": range }),
-                    ]),
-                }),
-                ..CodeAction::default()
-            }));
+            actions.push(action(
+                format!("ragls: Ask about {w}"),
+                "ragls.ask",
+                vec![json!({ "query": query, "textDocument": { "uri": uri }, "range": range })],
+            ));
         }
-        actions.push(CodeActionOrCommand::CodeAction(CodeAction {
-            title: "Find related code".into(),
-            kind: Some(CodeActionKind::SOURCE),
-            command: Some(tower_lsp::lsp_types::Command {
-                title: "Find related code".into(),
-                command: "ragls.related".into(),
-                arguments: Some(args(Value::Null)),
-            }),
-            ..CodeAction::default()
-        }));
+        if word.is_some() || selected {
+            actions.push(action(
+                "ragls: Find related code".into(),
+                "ragls.related",
+                args(Value::Null),
+            ));
+        }
         if let Some(action) = self.doc_comment_action(&uri, &text, range).await {
             actions.push(CodeActionOrCommand::CodeAction(action));
         }

@@ -406,7 +406,7 @@ impl LanguageServer for Backend {
                 code_action_provider: Some(CodeActionProviderCapability::Options(
                     CodeActionOptions {
                         code_action_kinds: Some(vec![
-                            CodeActionKind::SOURCE,
+                            CodeActionKind::new(actions::RAGLS_ACTION_KIND),
                             CodeActionKind::REFACTOR_REWRITE,
                         ]),
                         ..CodeActionOptions::default()

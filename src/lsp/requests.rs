@@ -41,6 +41,17 @@ impl AskSink for RequestSink {
         }
     }
 
+    /// Issue 12: the numbered sources go out before any answer text, as `$/progress
+    /// {token, value: {sources}}`, so clients can make each streamed `[n]` a link at once.
+    fn sources(&mut self, sources: &[crate::answer::Source]) {
+        if let Some(token) = &self.partial {
+            let sources: Vec<Value> = sources.iter().map(protocol::source_json).collect();
+            let _ = self
+                .tx
+                .send(json!({ "token": token, "value": { "sources": sources } }));
+        }
+    }
+
     fn delta(&mut self, text: &str) {
         if let Some(token) = &self.partial {
             let _ = self

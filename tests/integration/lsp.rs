@@ -496,7 +496,11 @@ fn offline_ask_streams_its_whole_answer_as_one_delta_before_the_result() {
     assert_eq!(r["mode"], "extractive", "{}", resp.message);
     // Let a late delta arrive, so that "late" and "missing" are told apart.
     c.wait_for(Duration::from_millis(500), |_| false);
-    let deltas = progress_of(&c, &json!(7), mark);
+    let mut deltas = progress_of(&c, &json!(7), mark);
+    // First the numbered sources (issue 12: `[n]` is `sources[n-1]` from the start).
+    assert!(!deltas.is_empty(), "no progress");
+    let (_, first) = deltas.remove(0);
+    assert_eq!(first["sources"], r["sources"], "the sources come first");
     assert_eq!(deltas.len(), 1, "one delta: {deltas:?}");
     assert_eq!(
         deltas[0].1["answerDelta"], r["answer"],
@@ -589,8 +593,12 @@ fn ask_with_a_provider_generates_streams_the_answer_and_reports_its_stages() {
     assert!(r["timings"]["generateMs"].is_u64(), "{r}");
     assert!(r["models"]["chat"].is_string(), "{r}");
 
-    // The streamed deltas, all before the result, concatenate to the raw answer.
-    let deltas = progress_of(&c, &json!("tok"), mark);
+    // The streamed deltas, all before the result, concatenate to the raw answer. Before
+    // them, the numbered sources the `[n]` markers refer to.
+    let mut deltas = progress_of(&c, &json!("tok"), mark);
+    assert!(!deltas.is_empty(), "no progress");
+    let (_, first) = deltas.remove(0);
+    assert_eq!(first["sources"], r["sources"], "the sources come first");
     assert!(
         deltas.len() >= 2,
         "the answer streams in pieces: {deltas:?}"
@@ -1107,12 +1115,28 @@ fn code_actions_offer_explain_ask_related_and_a_doc_comment_in_the_languages_sty
     let actions = code_actions(&c, &u, (l, col + 2));
     let t = titles(&actions);
     for want in [
-        "Explain this code",
-        "Ask about compute_invoice_total",
-        "Find related code",
+        "ragls: Explain this code",
+        "ragls: Ask about compute_invoice_total",
+        "ragls: Find related code",
         "Write a doc comment for compute_invoice_total",
     ] {
         assert!(t.iter().any(|x| x == want), "{want:?} missing from {t:?}");
+    }
+    // In the `refactor` family, so editors list them in Ctrl+. and the lightbulb.
+    for a in actions
+        .iter()
+        .filter(|a| a["title"].as_str().unwrap().starts_with("ragls: "))
+    {
+        assert_eq!(a["kind"], "refactor.ragls", "{a}");
+    }
+    // Not on a keyword nor on whitespace: only on identifiers (or a selection).
+    for (what, col) in [("`pub`", 1), ("the space after `pub`", 3)] {
+        let (l, _) = position_of(BILLING_RS, "pub fn compute_invoice_total");
+        let t = titles(&code_actions(&c, &u, (l, col)));
+        assert!(
+            !t.iter().any(|x| x.starts_with("ragls: ")),
+            "no ragls action on {what}: {t:?}"
+        );
     }
     let edited = apply_doc_action(
         &actions,
@@ -1177,7 +1201,7 @@ fn code_actions_offer_explain_ask_related_and_a_doc_comment_in_the_languages_sty
     let lru_text = common::fixture_text("src/cache/lru.rs");
     let (l, col) = position_of(lru_text, "pub fn evict");
     let t = titles(&code_actions(&c, &lru, (l, col + 8)));
-    assert!(t.iter().any(|x| x == "Ask about evict"), "{t:?}");
+    assert!(t.iter().any(|x| x == "ragls: Ask about evict"), "{t:?}");
     assert!(
         !t.iter().any(|x| x.starts_with("Write a doc comment")),
         "evict is documented already: {t:?}"

@@ -992,7 +992,7 @@ fn ask_in_text_mode_streams_the_answer_then_lists_the_cited_locations() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-fn markers_for_sources_that_do_not_exist_are_removed_and_the_rest_renumbered() {
+fn markers_for_sources_that_do_not_exist_are_removed_and_the_rest_keep_their_numbers() {
     let fake = FakeProvider::start();
     fake.set_expected_key(Some(KEY));
     fake.set_chat_answer(Some("It retries [2] and [9].".into()));
@@ -1008,11 +1008,12 @@ fn markers_for_sources_that_do_not_exist_are_removed_and_the_rest_renumbered() {
         "need 2..8 sources: {answer}"
     );
     assert_eq!(answer["mode"], "generated");
-    assert_eq!(answer["answer"], "It retries [1] and.", "{answer}");
+    // [2] keeps its number: the client showed it while streaming (issue 12).
+    assert_eq!(answer["answer"], "It retries [2] and.", "{answer}");
     let citations = arr(&answer, "citations");
     assert_eq!(citations.len(), 1, "{answer}");
     let c = &citations[0];
-    assert_eq!(c["n"], 1);
+    assert_eq!(c["n"], 2);
     assert_eq!(c["path"], sources[1]["path"], "[2] was the second source");
     assert_eq!(c["start_line"], sources[1]["start_line"]);
     assert_eq!(c["end_line"], sources[1]["end_line"]);

@@ -29,6 +29,18 @@ end, {
   desc = 'ragls: ask a question about the workspace (a range adds the lines as context)',
 })
 
+command('RaglsChat', function(o)
+  if o.range > 0 then
+    ragls().chat(o.args, o.line1, o.line2)
+  else
+    ragls().chat(o.args)
+  end
+end, {
+  nargs = '*',
+  range = true,
+  desc = 'ragls: the chat buffer (history, follow-ups); an argument asks it, a range adds the lines',
+})
+
 command('RaglsExplain', function(o)
   ragls().explain(o.line1, o.line2)
 end, { range = true, desc = 'ragls: explain the selected lines (default: the current line)' })

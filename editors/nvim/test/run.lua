@@ -259,6 +259,7 @@ local function main()
   check(text:find('CredentialStore', 1, true) ~= nil, 'the answer buffer has the answer text', text)
   check(text:find('[1]: auth/password.rs:10', 1, true) ~= nil, 'the citations are listed under the answer', text)
   check(vim.api.nvim_get_current_buf() == src_buf, 'the cursor stays in the source window')
+  check(vim.bo[answer_buf].modifiable == false, 'the answer buffer is read-only')
   -- <CR> on a [n] in the answer buffer opens that citation in a file window.
   local answer_win = vim.fn.bufwinid(answer_buf)
   vim.api.nvim_set_current_win(answer_win)
@@ -369,7 +370,7 @@ local function main()
 
   -- The server's "Explain this code" code action runs through the plugin's own
   -- ragls.explain command, so its answer streams into the answer buffer too.
-  vim.api.nvim_win_set_cursor(0, { 14, 4 })
+  vim.api.nvim_win_set_cursor(0, { 13, 6 }) -- on the identifier compute_invoice_total
   before = #bodies
   local deltas = 0
   delta_id = vim.api.nvim_create_autocmd('User', {
@@ -382,7 +383,7 @@ local function main()
     vim.lsp.buf.code_action({
       apply = true,
       filter = function(action)
-        return action.title == 'Explain this code'
+        return action.title == 'ragls: Explain this code'
       end,
     })
   end)
@@ -393,6 +394,132 @@ local function main()
     buffer_text(vim.fn.bufnr('ragls://answer')):find('# Explain this code', 1, true) ~= nil,
     'the code action answer is in the answer buffer'
   )
+
+  -- :RaglsChat: a conversation in a buffer. Two turns, history kept, a state line while
+  -- waiting, citations as extmarks that <CR> opens, read-only except the prompt line.
+  local chat = require('ragls.chat')
+  vim.api.nvim_set_current_buf(src_buf)
+  before = #bodies
+  local first_delta_text
+  delta_id = vim.api.nvim_create_autocmd('User', {
+    pattern = 'RaglsChatDelta',
+    once = true,
+    callback = function()
+      first_delta_text = buffer_text(chat.bufnr())
+    end,
+  })
+  local waiting_text
+  done = run_and_wait('RaglsChatDone', 30000, function()
+    vim.cmd('RaglsChat How is the invoice total computed?')
+    waiting_text = buffer_text(chat.bufnr())
+  end)
+  local chat_buf = chat.bufnr()
+  local chat_win = vim.fn.bufwinid(chat_buf)
+  check(chat_win ~= -1, ':RaglsChat shows the chat buffer in a window')
+  check(waiting_text:find('⋯ searching the workspace…', 1, true) ~= nil, 'a state line shows while searching', waiting_text)
+  check(
+    first_delta_text and first_delta_text:find('⋯ generating…', 1, true) ~= nil
+      and first_delta_text:find('Invoice totals come from', 1, true) ~= nil,
+    'the state line says generating while the text streams',
+    first_delta_text
+  )
+  check(done.error == nil and done.result.mode == 'generated', 'the chat got a generated answer', vim.inspect(done.error))
+  text = buffer_text(chat_buf)
+  check(text:find('## How is the invoice total computed?', 1, true) ~= nil, 'the chat shows the question')
+  check(text:find(table.concat(pieces), 1, true) ~= nil, 'the chat shows the whole answer', text)
+  check(text:find('[1] billing/invoice.py:13 `def compute_invoice_total`', 1, true) ~= nil, 'the sources are listed', text)
+  check(text:find('⋯', 1, true) == nil, 'no state line once done')
+  local lines = vim.api.nvim_buf_get_lines(chat_buf, 0, -1, false)
+  check(lines[#lines] == '> ', 'the last line is the prompt', lines[#lines])
+  local ns = vim.api.nvim_get_namespaces().ragls_chat
+  local marks = vim.api.nvim_buf_get_extmarks(chat_buf, ns, 0, -1, { details = true })
+  local cite_marks = vim.tbl_filter(function(m)
+    return m[4].hl_group == 'RaglsCitation'
+  end, marks)
+  check(#cite_marks >= 2, 'the [n] markers are extmarks (' .. #cite_marks .. ')')
+
+  -- Read-only except the prompt line.
+  vim.api.nvim_set_current_win(chat_win)
+  vim.api.nvim_win_set_cursor(chat_win, { 4, 0 })
+  local line4 = lines[4]
+  local edited = pcall(vim.cmd, 'normal! dd')
+  check(not edited and vim.api.nvim_buf_get_lines(chat_buf, 3, 4, false)[1] == line4, 'the answer text is read-only')
+  check(vim.bo[chat_buf].modifiable == false, 'the buffer is not modifiable off the prompt line')
+
+  -- <CR> on the [1] in the answer opens billing/invoice.py at line 13.
+  local row, col
+  for i, l in ipairs(lines) do
+    local at = l:find('[1]:', 1, true)
+    if at and l:find('compute_invoice_total', 1, true) then
+      row, col = i, at - 1
+      break
+    end
+  end
+  check(row ~= nil, 'the answer line with [1] is in the chat')
+  vim.api.nvim_win_set_cursor(chat_win, { row, col })
+  -- K shows the cited snippet in a float, without leaving the chat.
+  local wins_before = #vim.api.nvim_tabpage_list_wins(0)
+  vim.cmd('normal K')
+  local float_text
+  for _, w in ipairs(vim.api.nvim_tabpage_list_wins(0)) do
+    if vim.api.nvim_win_get_config(w).relative ~= '' then
+      float_text = buffer_text(vim.api.nvim_win_get_buf(w))
+      vim.api.nvim_win_close(w, true)
+    end
+  end
+  check(
+    float_text and float_text:find('billing/invoice.py:13', 1, true) ~= nil
+      and float_text:find('def compute_invoice_total(items, tax_rate', 1, true) ~= nil,
+    'K on [1] shows its snippet in a float',
+    tostring(float_text)
+  )
+  check(#vim.api.nvim_tabpage_list_wins(0) == wins_before, 'the float is closed again')
+  vim.api.nvim_set_current_win(chat_win)
+  vim.api.nvim_win_set_cursor(chat_win, { row, col })
+  vim.cmd('execute "normal \\<CR>"')
+  check(
+    vim.api.nvim_get_current_win() ~= chat_win
+      and ends_with(vim.api.nvim_buf_get_name(0), '/billing/invoice.py')
+      and vim.api.nvim_win_get_cursor(0)[1] == 13,
+    '<CR> on [1] opens billing/invoice.py at line 13',
+    vim.api.nvim_buf_get_name(0) .. ':' .. vim.api.nvim_win_get_cursor(0)[1]
+  )
+
+  -- A follow-up typed on the prompt line: both turns stay, the previous question goes along.
+  vim.api.nvim_set_current_win(chat_win)
+  vim.api.nvim_win_set_cursor(chat_win, { vim.api.nvim_buf_line_count(chat_buf), 2 })
+  -- (Headless, moving the cursor through the API fires no CursorMoved by itself.)
+  vim.api.nvim_exec_autocmds('CursorMoved', { buffer = chat_buf })
+  check(vim.bo[chat_buf].modifiable == true, 'the prompt line is editable')
+  vim.cmd('normal! A' .. 'Where is the discount applied?')
+  done = run_and_wait('RaglsChatDone', 30000, function()
+    vim.cmd('execute "normal \\<CR>"')
+  end)
+  check(done.error == nil and #chat.turns() == 2, 'the follow-up got an answer; the history has two turns')
+  text = buffer_text(chat_buf)
+  check(
+    text:find('## How is the invoice total computed?', 1, true) ~= nil
+      and text:find('## Where is the discount applied?', 1, true) ~= nil,
+    'the chat shows both turns'
+  )
+  check(#bodies == before + 2, 'two chat requests were made')
+  local follow = bodies[#bodies].body
+  check(
+    follow:find('follow-up to the previous question', 1, true) ~= nil
+      and follow:find('How is the invoice total computed?', 1, true) ~= nil,
+    'the follow-up carried the previous question',
+    follow:sub(1, 600)
+  )
+  local second_row
+  for i, l in ipairs(vim.api.nvim_buf_get_lines(chat_buf, 0, -1, false)) do
+    if l == '## Where is the discount applied?' then
+      second_row = i
+    end
+  end
+  local top = vim.fn.line('w0', chat_win)
+  local bottom = vim.fn.line('w$', chat_win)
+  check(second_row >= top and second_row <= bottom, 'the chat is scrolled to the new answer', top .. '-' .. bottom .. ' ' .. second_row)
+  vim.cmd('close')
   server:close()
 
   -- :RaglsReindex and :RaglsStatus report through vim.notify.
@@ -424,6 +551,22 @@ local function main()
     return m.level == vim.log.levels.ERROR
   end, messages)
   check(#errors == 0, 'no error was shown', vim.inspect(errors))
+
+  -- A missing binary: one warning, however many buffers are opened, and no stack trace.
+  ragls.setup({ server_path = tmp .. '/no-such-dir/ragls', settings = {} })
+  n = #messages
+  for _, name in ipairs({ 'one.py', 'two.py', 'three.py' }) do
+    vim.fn.writefile({ 'x = 1' }, ws .. '/' .. name)
+    vim.cmd.edit(ws .. '/' .. name)
+  end
+  vim.cmd('RaglsChat what is x?')
+  vim.cmd('close')
+  local warnings = vim.list_slice(messages, n + 1)
+  check(
+    #warnings == 1 and warnings[1].level == vim.log.levels.WARN and warnings[1].msg:find('not found', 1, true) ~= nil,
+    'a missing binary gives one warning',
+    vim.inspect(warnings)
+  )
 end
 
 vim.api.nvim_create_autocmd('VimEnter', {

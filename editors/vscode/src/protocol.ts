@@ -109,6 +109,8 @@ function code(text: string): string {
 export class AnswerDocument {
   streamed = '';
   deltas = 0;
+  /** The numbered sources, sent before the answer text: `[n]` is `sources[n-1]`. */
+  sources: Source[] = [];
   result?: AskResult;
   error?: string;
   cancelled = false;
@@ -180,8 +182,8 @@ export class AnswerDocument {
 let askCounter = 0;
 
 export interface AskOptions {
-  /** Called with the whole document text after each change. */
-  update: (markdown: string) => void;
+  /** Called with the whole document text after each change (and the document). */
+  update: (markdown: string, doc: AnswerDocument) => void;
   token?: CancellationTokenLike;
   /** Stage messages ("Retrieving", "Generating") from the request's work-done progress. */
   onStage?: (message: string) => void;
@@ -201,10 +203,14 @@ export async function ask(rpc: AskRpc, params: AskParams, opts: AskOptions): Pro
   const doc = new AnswerDocument(params.query, opts.about, opts.display);
   const subscriptions = [
     rpc.onProgress(partial, (value) => {
-      const delta = (value as { answerDelta?: unknown } | null)?.answerDelta;
-      if (typeof delta === 'string' && !doc.done) {
-        doc.append(delta);
-        opts.update(doc.render());
+      const v = value as { answerDelta?: unknown; sources?: unknown } | null;
+      if (Array.isArray(v?.sources) && !doc.done) {
+        doc.sources = v.sources as Source[];
+        opts.update(doc.render(), doc);
+      }
+      if (typeof v?.answerDelta === 'string' && !doc.done) {
+        doc.append(v.answerDelta);
+        opts.update(doc.render(), doc);
       }
     }),
     rpc.onProgress(work, (value) => {
@@ -214,7 +220,7 @@ export async function ask(rpc: AskRpc, params: AskParams, opts: AskOptions): Pro
       }
     }),
   ];
-  opts.update(doc.render());
+  opts.update(doc.render(), doc);
   try {
     const full = { ...params, partialResultToken: partial, workDoneToken: work };
     // An `undefined` token must not be passed at all: JSON-RPC libraries would send the
@@ -223,6 +229,9 @@ export async function ask(rpc: AskRpc, params: AskParams, opts: AskOptions): Pro
       ? rpc.sendRequest('rag/ask', full, opts.token)
       : rpc.sendRequest('rag/ask', full))) as AskResult;
     doc.finish(result);
+    if (Array.isArray(result?.sources)) {
+      doc.sources = result.sources;
+    }
   } catch (e) {
     const err = e as { code?: number; message?: string };
     const cancelled = err?.code === -32800 || opts.token?.isCancellationRequested === true;
@@ -230,7 +239,7 @@ export async function ask(rpc: AskRpc, params: AskParams, opts: AskOptions): Pro
   } finally {
     subscriptions.forEach((s) => s.dispose());
   }
-  opts.update(doc.render());
+  opts.update(doc.render(), doc);
   return doc;
 }
 

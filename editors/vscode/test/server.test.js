@@ -117,14 +117,24 @@ test('ask, search and status against a real server', async (t) => {
       token ? conn.sendRequest(method, params, token) : conn.sendRequest(method, params),
     onProgress: (token, handler) => conn.onProgress(new rpc.ProgressType(), token, handler),
   };
+  // The numbered sources arrive before any text, so [1] is a link from the first delta on.
+  let sourcesBeforeText;
   const doc = await ask(askRpc, { query: 'How is the invoice total computed?' }, {
-    update: (text) => updates.push(text),
+    update: (text, d) => {
+      updates.push(text);
+      if (d.deltas === 1 && sourcesBeforeText === undefined) {
+        sourcesBeforeText = d.sources.map((s) => s.uri);
+      }
+    },
     onStage: (m) => stages.push(m),
     display: (uri) => path.relative(ws, new URL(uri).pathname),
   });
   assert.equal(doc.error, undefined, stderr);
   assert.equal(doc.result.mode, 'generated');
   assert.equal(doc.deltas, PIECES.length, 'each answerDelta arrived');
+  assert.ok(sourcesBeforeText && sourcesBeforeText.length > 0, 'sources before the first delta');
+  assert.equal(sourcesBeforeText[0], pathToFileURL(path.join(ws, 'billing/invoice.py')).href, '[1] is invoice.py');
+  assert.deepEqual(doc.sources.map((s) => s.uri), sourcesBeforeText, 'the same numbering at the end');
   assert.ok(updates.some((u) => u.endsWith('\nInvoice totals come from\n')), 'partial text was shown');
   assert.ok(stages.includes('Generating'), `stages: ${stages}`);
   const final = updates.at(-1);

@@ -35,6 +35,8 @@ M.defaults = {
   --- Where the answer buffer opens, and whether the cursor goes there.
   answer_split = 'botright vsplit',
   focus_answer = false,
+  --- Where :RaglsChat opens its buffer (a split command, or 'float').
+  chat_split = 'botright vsplit',
   --- Open the quickfix window after a search or an answer with citations.
   open_quickfix = true,
   --- Tell the user when the index state becomes "degraded" or "error".
@@ -52,6 +54,7 @@ local streams = {} --- partialResultToken -> stream state
 local current --- the stream shown in the answer buffer
 local counter = 0
 local augroup
+local missing_warned --- the server path a "not found" warning was given for
 
 -- Helpers -----------------------------------------------------------------------------
 
@@ -163,9 +166,15 @@ local function progress_handler(err, result, ctx, cfg)
   local value = result and result.value
   local token = result and result.token
   local stream = token ~= nil and streams[tostring(token)] or nil
-  if stream and type(value) == 'table' and value.answerDelta ~= nil then
+  if stream and type(value) == 'table' and (value.answerDelta ~= nil or value.sources ~= nil) then
     main_loop(function()
-      stream:delta(value.answerDelta)
+      -- The numbered sources come first (`[n]` is `sources[n-1]`), then the text.
+      if value.sources ~= nil and stream.on_sources then
+        stream:on_sources(value.sources)
+      end
+      if value.answerDelta ~= nil then
+        stream:delta(value.answerDelta)
+      end
     end)
     return
   end
@@ -244,12 +253,16 @@ function M.start(bufnr)
   bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
   local cmd = server_cmd()
   if vim.fn.executable(cmd[1]) ~= 1 then
-    notify(
-      ('cannot run %q: set server_path in require("ragls").setup{} or put ragls on $PATH'):format(
-        cmd[1]
-      ),
-      vim.log.levels.ERROR
-    )
+    -- Once per server path, not on every buffer entered.
+    if missing_warned ~= cmd[1] then
+      missing_warned = cmd[1]
+      notify(
+        ('%q not found: build it (cargo build --release in a ragls checkout) and set server_path in require("ragls").setup{}, or put ragls on $PATH'):format(
+          cmd[1]
+        ),
+        vim.log.levels.WARN
+      )
+    end
     return nil
   end
   local root = M.root_dir(bufnr)
@@ -361,10 +374,12 @@ local function answer_buffer()
   return buf, win
 end
 
+--- Writes the (read-only) answer buffer.
 local function set_lines(buf, first, last, lines)
   vim.bo[buf].modifiable = true
   vim.api.nvim_buf_set_lines(buf, first, last, false, lines)
   vim.bo[buf].modified = false
+  vim.bo[buf].modifiable = false
 end
 
 local function scroll_to_end(buf)
@@ -592,6 +607,11 @@ function M.ask_params(params)
     streams[token] = stream
     current = stream
     set_lines(buf, 0, -1, vim.list_extend(vim.deepcopy(header), { '' }))
+    -- A new answer starts at the top of the window, not at the old scroll position.
+    local answer_win = vim.fn.bufwinid(buf)
+    if answer_win ~= -1 then
+      vim.api.nvim_win_set_cursor(answer_win, { 1, 0 })
+    end
     local ok, id = request(client, 'rag/ask', params, function(err, result)
       main_loop(function()
         stream:finish(err, result)
@@ -806,6 +826,29 @@ function M.statusline()
   return 'ragls: ' .. (s.state or '?')
 end
 
+--- For lua/ragls/chat.lua: the plumbing it shares with :RaglsAsk.
+M._internal = {
+  streams = streams,
+  server_cmd = server_cmd,
+  request = request,
+  cancel_request = cancel_request,
+  main_loop = main_loop,
+  relpath = relpath,
+  client_root = client_root,
+  context = function(...)
+    return context(...)
+  end,
+  next_token = function()
+    counter = counter + 1
+    return ('ragls/ask/%d'):format(counter)
+  end,
+}
+
+--- :RaglsChat — the conversation buffer (lua/ragls/chat.lua).
+function M.chat(question, line1, line2)
+  require('ragls.chat').open(question, line1, line2)
+end
+
 -- Setup --------------------------------------------------------------------------------
 
 local function should_autostart(bufnr)
@@ -820,6 +863,7 @@ local function should_autostart(bufnr)
 end
 
 function M.setup(opts)
+  missing_warned = nil
   M.config = vim.tbl_deep_extend('force', vim.deepcopy(M.defaults), opts or {})
   -- Lists replace, not merge.
   for _, key in ipairs({ 'cmd', 'root_markers', 'autostart' }) do
