@@ -16,7 +16,8 @@ use crate::lsp_client;
 use common::{chat_messages, prompt_headers, Expect, Sandbox, BIN, FIXTURE, KEY};
 use fake_provider::{Endpoint, Failure, FakeProvider};
 use lsp_client::{
-    file_uri, LspClient, ServerOptions, INVALID_PARAMS, METHOD_NOT_FOUND, REQUEST_CANCELLED,
+    file_uri, Incoming, LspClient, ServerOptions, INVALID_PARAMS, METHOD_NOT_FOUND,
+    REQUEST_CANCELLED,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -328,7 +329,18 @@ fn initialize_advertises_the_features_and_indexing_reports_progress_then_ready()
     }
     assert_eq!(progress.last().unwrap().1["kind"], "end", "{progress:?}");
 
-    // rag/statusChanged: indexing, then ready last.
+    // rag/statusChanged: indexing, then ready last. The notification may trail the
+    // `rag/status` reply that `wait_ready` saw, so wait for it rather than snapshot.
+    let ready_last = |log: &[Incoming]| {
+        log.iter()
+            .filter(|m| m.is_notification() && m.method() == Some("rag/statusChanged"))
+            .last()
+            .is_some_and(|m| m.params()["state"] == "ready")
+    };
+    assert!(
+        c.wait_for(VISIBLE, ready_last),
+        "rag/statusChanged ends with ready"
+    );
     let changes = c.notification_params("rag/statusChanged");
     let states: Vec<&str> = changes.iter().filter_map(|s| s["state"].as_str()).collect();
     assert!(states.contains(&"indexing"), "{states:?}");
