@@ -5,6 +5,7 @@
 //! hash), and the indexer only asks for what the cache lacks.
 
 mod builtin;
+pub mod local;
 
 pub use builtin::{BuiltinEmbedder, BUILTIN_DIMENSIONS};
 
@@ -83,9 +84,17 @@ pub fn from_config(config: &Config) -> Result<Box<dyn Embedder>> {
                 config.provider.api_key_env
             ))
         }),
-        EmbeddingProvider::Local => Err(Error::Config(
-            "setting embedding.provider = \"local\" is not supported yet; use \"auto\", \"builtin\" or \"remote\" (a local OpenAI-compatible server works through provider.base_url)".into(),
-        )),
+        EmbeddingProvider::Local => match local::load(&config.embedding)? {
+            Some(model) => Ok(model),
+            None => {
+                // Said once per process; the index keeps working lexically.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    eprintln!("ragls: {}", local::missing_model_message(&config.embedding))
+                });
+                Ok(builtin())
+            }
+        },
     }
 }
 

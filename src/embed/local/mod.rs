@@ -1,0 +1,177 @@
+//! Local embedding models, run in-process on the CPU in pure Rust
+//! (`embedding.provider = "local"`): transformer encoders in the sentence-transformers
+//! layout ([`transformer`]) and static models in the model2vec layout ([`static_model`]).
+//!
+//! The model is a folder: `embedding.model_dir`, else the copy of `embedding.model` that
+//! `ragls model pull` put in the cache ([`hub`]). Without one, the caller falls back to
+//! the built-in embedder after one line saying how to get a model.
+
+mod bert;
+pub mod hub;
+pub mod static_model;
+pub mod transformer;
+
+use crate::config::EmbeddingConfig;
+use crate::embed::Embedder;
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// The model `provider = "local"` uses when `embedding.model` names none of its own.
+pub const DEFAULT_LOCAL_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
+
+/// A model folder on disk and the name it is known by.
+pub struct ModelFolder {
+    pub dir: PathBuf,
+    pub name: String,
+}
+
+impl ModelFolder {
+    pub fn new(dir: &Path, name: &str) -> ModelFolder {
+        ModelFolder {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+        }
+    }
+
+    /// A file of the folder (an error naming it when it cannot be read).
+    pub fn read(&self, file: &str) -> Result<Vec<u8>> {
+        let path = self.dir.join(file);
+        std::fs::read(&path).map_err(|e| {
+            Error::Config(format!(
+                "local model {}: cannot read {}: {e}",
+                self.name,
+                path.display()
+            ))
+        })
+    }
+
+    /// A JSON file of the folder, or `None` when it does not exist.
+    pub fn read_json(&self, file: &str) -> Result<Option<serde_json::Value>> {
+        let path = self.dir.join(file);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bytes = self.read(file)?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| self.error(&format!("{file} is not valid JSON: {e}")))
+    }
+
+    pub fn error(&self, what: &str) -> Error {
+        Error::Config(format!(
+            "local model {} ({}): {what}",
+            self.name,
+            self.dir.display()
+        ))
+    }
+
+    /// A model2vec static model (else a transformer encoder with a BERT config).
+    fn is_static(&self) -> Result<bool> {
+        let config = self.read_json("config.json")?;
+        let field = |k: &str| config.as_ref().and_then(|c| c.get(k)).cloned();
+        Ok(field("model_type")
+            .and_then(|t| t.as_str().map(String::from))
+            .as_deref()
+            == Some("model2vec")
+            || field("hidden_size").is_none())
+    }
+}
+
+/// The model name `embedding.model` means for the local provider (the remote default
+/// means "no choice made": the default local model).
+pub fn model_name(config: &EmbeddingConfig) -> String {
+    if config.model.is_empty() || config.model == EmbeddingConfig::default().model {
+        DEFAULT_LOCAL_MODEL.to_string()
+    } else {
+        config.model.clone()
+    }
+}
+
+/// Where the local model of these settings lives, `None` when it is not installed.
+pub fn locate(config: &EmbeddingConfig) -> Result<Option<ModelFolder>> {
+    if !config.model_dir.is_empty() {
+        let dir = PathBuf::from(&config.model_dir);
+        if !dir.join("config.json").is_file() && !dir.join("model.safetensors").is_file() {
+            return Err(Error::Config(format!(
+                "setting embedding.model_dir: {} holds no model (config.json, tokenizer.json, model.safetensors)",
+                dir.display()
+            )));
+        }
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| config.model_dir.clone());
+        return Ok(Some(ModelFolder { dir, name }));
+    }
+    let name = model_name(config);
+    let dir = hub::model_dir(&name)?;
+    Ok(dir
+        .join("model.safetensors")
+        .is_file()
+        .then(|| ModelFolder { dir, name }))
+}
+
+/// Query and document prefixes: the settings when given, else what the model's
+/// `config_sentence_transformers.json` prompts say, else the known conventions (e5:
+/// `query: ` / `passage: `; bge English: the retrieval instruction on queries).
+pub fn prefixes(config: &EmbeddingConfig, folder: &ModelFolder) -> Result<(String, String)> {
+    let (mut query, mut document) = (String::new(), String::new());
+    let name = folder.name.to_lowercase();
+    if name.contains("e5") {
+        query = "query: ".into();
+        document = "passage: ".into();
+    } else if name.contains("bge") && name.contains("en") {
+        query = "Represent this sentence for searching relevant passages: ".into();
+    }
+    if let Some(st) = folder.read_json("config_sentence_transformers.json")? {
+        if let Some(prompts) = st.get("prompts").and_then(|p| p.as_object()) {
+            let prompt = |k: &str| prompts.get(k).and_then(|v| v.as_str()).map(String::from);
+            if let Some(q) = prompt("query") {
+                query = q;
+            }
+            if let Some(d) = prompt("document").or_else(|| prompt("passage")) {
+                document = d;
+            }
+        }
+    }
+    if let Some(q) = &config.query_prefix {
+        query = q.clone();
+    }
+    if let Some(d) = &config.document_prefix {
+        document = d.clone();
+    }
+    Ok((query, document))
+}
+
+/// Loads the local model of these settings; `Ok(None)` when none is installed.
+pub fn load(config: &EmbeddingConfig) -> Result<Option<Box<dyn Embedder>>> {
+    let Some(folder) = locate(config)? else {
+        return Ok(None);
+    };
+    let embedder: Box<dyn Embedder> = if folder.is_static()? {
+        Box::new(static_model::StaticEmbedder::load(&folder)?)
+    } else {
+        let (query, document) = prefixes(config, &folder)?;
+        Box::new(transformer::TransformerEmbedder::load(
+            &folder, query, document,
+        )?)
+    };
+    if config.dimensions != 0 && config.dimensions != embedder.dimensions() {
+        return Err(Error::Config(format!(
+            "setting embedding.dimensions = {}: the local model {} has {} dimensions; set 0 (the model's own)",
+            config.dimensions,
+            folder.name,
+            embedder.dimensions()
+        )));
+    }
+    Ok(Some(embedder))
+}
+
+/// The line said when `provider = "local"` finds no model.
+pub fn missing_model_message(config: &EmbeddingConfig) -> String {
+    format!(
+        "embedding.provider = \"local\" but the model {} is not installed: run `ragls model pull {}` or set embedding.model_dir to a model folder; using the built-in embedder (lexical) meanwhile",
+        model_name(config),
+        model_name(config)
+    )
+}
