@@ -1,11 +1,11 @@
 //! Throughput of a local embedding model on the performance corpus (not a test: it
 //! prints figures, asserts nothing).
 //!
-//! usage: cargo bench --bench local_model -- MODEL_DIR [CORPUS_DIR] [CHUNKS]
+//! usage: cargo bench --bench local_model -- MODEL_DIR [CORPUS_DIR] [CHUNKS] [MAX_TOKENS]
 //!   MODEL_DIR: a sentence-transformers or model2vec folder (e.g. $RAGLS_TEST_MINILM);
 //!   CORPUS_DIR defaults to the folder printed by `../shared/eval/perf-corpus.sh`;
 //!   CHUNKS (default 2000): the first chunks of the corpus in path order, embedded in the
-//!   indexer's batches.
+//!   indexer's batches; MAX_TOKENS: `embedding.max_tokens` (default 0, the model's own).
 //!
 //! Prints chunks per second (wall clock), the process's CPU time (user + system: on a
 //! shared machine the wall clock alone misleads) and peak RSS.
@@ -35,12 +35,13 @@ fn peak_rss_mb() -> f64 {
 fn main() {
     let args = support::args();
     let Some(model_dir) = args.first().cloned() else {
-        eprintln!("local_model: usage: cargo bench --bench local_model -- MODEL_DIR [CORPUS_DIR] [CHUNKS]");
+        eprintln!("local_model: usage: cargo bench --bench local_model -- MODEL_DIR [CORPUS_DIR] [CHUNKS] [MAX_TOKENS]");
         std::process::exit(2);
     };
     let rest: Vec<String> = args[1..].to_vec();
     let root = support::corpus_root(&rest, "local_model");
     let n: usize = rest.get(1).and_then(|n| n.parse().ok()).unwrap_or(2000);
+    let max_tokens: usize = rest.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
 
     let files = walk(&root, &WalkOptions::default()).expect("walk").files;
     let budget = ChunkBudget::default();
@@ -59,6 +60,7 @@ fn main() {
     let config = EmbeddingConfig {
         provider: EmbeddingProvider::Local,
         model_dir,
+        max_tokens,
         ..EmbeddingConfig::default()
     };
     let (cpu0, t) = (cpu_seconds(), Instant::now());

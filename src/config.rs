@@ -70,6 +70,9 @@ pub struct EmbeddingConfig {
     /// Local models: text put before a document chunk (unset = the model's convention).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document_prefix: Option<String>,
+    /// Local transformer models: tokens per text (0 = the model's own limit, e.g. 256 for
+    /// all-MiniLM-L6-v2); fewer is faster, and cuts long chunks shorter.
+    pub max_tokens: usize,
 }
 
 impl Default for EmbeddingConfig {
@@ -85,6 +88,7 @@ impl Default for EmbeddingConfig {
             model_dir: String::new(),
             query_prefix: None,
             document_prefix: None,
+            max_tokens: 0,
         }
     }
 }

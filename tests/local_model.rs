@@ -101,6 +101,14 @@ fn the_model_id_changes_with_the_weights_and_the_prefixes() {
     let b = ragls::embed::local::load(&config).unwrap().unwrap();
     assert_ne!(a.id(), b.id(), "a document prefix changes every vector");
     assert!(a.id().starts_with("local:all-MiniLM-L6-v2:"), "{}", a.id());
+    let mut config = local_config(&dir);
+    config.max_tokens = 128;
+    let shorter = ragls::embed::local::load(&config).unwrap().unwrap();
+    assert_ne!(
+        a.id(),
+        shorter.id(),
+        "a token limit changes long texts' vectors"
+    );
     // Same files elsewhere: same id (it hashes contents, not the path).
     let tmp = tempfile::tempdir().unwrap();
     let copy = tmp.path().join("all-MiniLM-L6-v2");

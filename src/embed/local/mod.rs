@@ -153,7 +153,10 @@ pub fn load(config: &EmbeddingConfig) -> Result<Option<Box<dyn Embedder>>> {
     } else {
         let (query, document) = prefixes(config, &folder)?;
         Box::new(transformer::TransformerEmbedder::load(
-            &folder, query, document,
+            &folder,
+            query,
+            document,
+            config.max_tokens,
         )?)
     };
     if config.dimensions != 0 && config.dimensions != embedder.dimensions() {
@@ -174,4 +177,73 @@ pub fn missing_model_message(config: &EmbeddingConfig) -> String {
         model_name(config),
         model_name(config)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefixes_of(
+        name: &str,
+        prompts: Option<&str>,
+        config: &EmbeddingConfig,
+    ) -> (String, String) {
+        let tmp = tempfile::tempdir().unwrap();
+        if let Some(p) = prompts {
+            std::fs::write(tmp.path().join("config_sentence_transformers.json"), p).unwrap();
+        }
+        prefixes(config, &ModelFolder::new(tmp.path(), name)).unwrap()
+    }
+
+    #[test]
+    fn prefixes_follow_the_model_then_its_prompts_then_the_settings() {
+        let none = EmbeddingConfig::default();
+        let empty = (String::new(), String::new());
+        assert_eq!(
+            prefixes_of("sentence-transformers/all-MiniLM-L6-v2", None, &none),
+            empty
+        );
+        assert_eq!(
+            prefixes_of("intfloat/e5-small-v2", None, &none),
+            ("query: ".into(), "passage: ".into())
+        );
+        let bge = prefixes_of("BAAI/bge-small-en-v1.5", None, &none);
+        assert!(bge.0.starts_with("Represent this sentence"), "{bge:?}");
+        assert_eq!(bge.1, "");
+        let prompts = r#"{"prompts": {"query": "Q: ", "document": "D: "}}"#;
+        assert_eq!(
+            prefixes_of("acme/model", Some(prompts), &none),
+            ("Q: ".into(), "D: ".into())
+        );
+        let set = EmbeddingConfig {
+            query_prefix: Some("search: ".into()),
+            document_prefix: Some(String::new()),
+            ..EmbeddingConfig::default()
+        };
+        assert_eq!(
+            prefixes_of("intfloat/e5-small-v2", Some(prompts), &set),
+            ("search: ".into(), String::new())
+        );
+    }
+
+    #[test]
+    fn the_local_default_model_replaces_the_remote_default_name() {
+        let mut c = EmbeddingConfig::default();
+        assert_eq!(model_name(&c), DEFAULT_LOCAL_MODEL);
+        c.model = "minishlab/potion-code-16M".into();
+        assert_eq!(model_name(&c), "minishlab/potion-code-16M");
+        assert!(missing_model_message(&c).contains("ragls model pull minishlab/potion-code-16M"));
+    }
+
+    #[test]
+    fn a_model_dir_without_a_model_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = EmbeddingConfig {
+            model_dir: tmp.path().display().to_string(),
+            ..EmbeddingConfig::default()
+        };
+        let err = locate(&c).err().expect("an error").to_string();
+        assert!(err.starts_with("setting embedding.model_dir:"), "{err}");
+        assert!(err.contains("holds no model"), "{err}");
+    }
 }

@@ -84,6 +84,7 @@ impl TransformerEmbedder {
         folder: &ModelFolder,
         query_prefix: String,
         document_prefix: String,
+        max_tokens: usize,
     ) -> Result<TransformerEmbedder> {
         let config_text = folder.read("config.json")?;
         let config: BertConfig = serde_json::from_slice(&config_text)
@@ -101,8 +102,9 @@ impl TransformerEmbedder {
         let tokenizer_bytes = folder.read("tokenizer.json")?;
         let mut tokenizer = Tokenizer::from_bytes(&tokenizer_bytes)
             .map_err(|e| folder.error(&format!("tokenizer.json: {e}")))?;
-        let max_tokens = settings
-            .max_tokens
+        let max_tokens = Some(max_tokens)
+            .filter(|&n| n > 0)
+            .or(settings.max_tokens)
             .unwrap_or(bert.max_positions())
             .min(bert.max_positions())
             .max(2);
