@@ -14,8 +14,24 @@ use fake_provider::{Endpoint, FakeProvider};
 use ragls::config::Config;
 mod support;
 
-use ragls::engine::{Engine, NoProgress};
+use ragls::ask::{self, AskIndex, AskSink, Question};
+use ragls::engine::{Engine, NoProgress, Rerank};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Notes when the first piece of the answer arrives.
+struct FirstToken {
+    started: Instant,
+    first: Option<Duration>,
+}
+
+impl AskSink for FirstToken {
+    fn delta(&mut self, _: &str) {
+        if self.first.is_none() {
+            self.first = Some(self.started.elapsed());
+        }
+    }
+}
 
 fn main() {
     let args = support::args();
@@ -50,23 +66,30 @@ fn main() {
     let rerun_requests = fake.requests_to(Endpoint::Embeddings).len();
     drop(engine);
 
-    let mut engine = Engine::open_for_reading(&root, config, index_dir.clone())
+    let engine = Engine::open_for_reading(&root, config, index_dir.clone())
         .expect("open")
         .expect("an index");
-    let t = Instant::now();
-    let mut first_token: Option<Duration> = None;
-    let mut on_delta = |_: &str| {
-        first_token.get_or_insert_with(|| t.elapsed());
+    let index: Arc<dyn AskIndex> = Arc::new(Mutex::new(engine));
+    let q = "how is a server certificate chain verified?";
+    let question = Question {
+        text: q.into(),
+        query: q.into(),
+        top_k: 5,
+        rerank: Rerank::Best,
+        editor_context: None,
     };
-    let result = engine
-        .ask(
-            "how is a server certificate chain verified?",
-            5,
-            None,
-            &mut on_delta,
-        )
-        .expect("ask");
+    let t = Instant::now();
+    let mut sink = FirstToken {
+        started: t,
+        first: None,
+    };
+    let result = ragls::provider::blocking_runtime()
+        .expect("runtime")
+        .block_on(ask::ask(&[index], &question, &mut sink))
+        .expect("ask")
+        .expect("an index");
     let total = t.elapsed();
+    let first_token = sink.first;
 
     println!(
         "corpus                 {} ({} chunks embedded)",

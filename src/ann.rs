@@ -44,7 +44,7 @@ impl LiveSet {
         set
     }
     pub fn insert(&mut self, id: ChunkId) {
-        let Ok(i) = usize::try_from(id) else { return };
+        let Ok(i) = usize::try_from(id.0) else { return };
         if self.bits.len() <= i / 64 {
             self.bits.resize(i / 64 + 1, 0);
         }
@@ -54,7 +54,7 @@ impl LiveSet {
         }
     }
     pub fn remove(&mut self, id: ChunkId) {
-        let Ok(i) = usize::try_from(id) else { return };
+        let Ok(i) = usize::try_from(id.0) else { return };
         if let Some(word) = self.bits.get_mut(i / 64) {
             if *word & (1 << (i % 64)) != 0 {
                 *word &= !(1 << (i % 64));
@@ -231,8 +231,8 @@ impl VectorIndex {
     pub fn insert(&self, items: &[(ChunkId, Vec<f32>)]) {
         let data: Vec<(&Vec<f32>, usize)> = items
             .iter()
-            .filter(|(id, v)| v.len() == self.dims && *id >= 0)
-            .map(|(id, v)| (v, *id as usize))
+            .filter(|(id, v)| v.len() == self.dims && id.0 >= 0)
+            .map(|(id, v)| (v, id.0 as usize))
             .collect();
         if data.len() >= 64 {
             self.hnsw.parallel_insert(&data);
@@ -263,7 +263,7 @@ impl VectorIndex {
         self.hnsw
             .search_filter(query, k, ef.max(k), Some(&filter))
             .into_iter()
-            .map(|n| (n.get_origin_id() as ChunkId, 1.0 - n.get_distance()))
+            .map(|n| (ChunkId(n.get_origin_id() as i64), 1.0 - n.get_distance()))
             .collect()
     }
 
@@ -376,7 +376,9 @@ mod tests {
     }
 
     fn sample(n: i64) -> Vec<(ChunkId, Vec<f32>)> {
-        (1..=n).map(|id| (id, unit(id as u64, 32))).collect()
+        (1..=n)
+            .map(|id| (ChunkId(id), unit(id as u64, 32)))
+            .collect()
     }
 
     #[test]
@@ -384,9 +386,9 @@ mod tests {
         let items = sample(500);
         let index = VectorIndex::new(32, 500);
         index.insert(&items);
-        let live = LiveSet::from_ids(1..=500);
+        let live = LiveSet::from_ids((1..=500).map(ChunkId));
         let hits = index.search(&items[41].1, 5, 64, &live);
-        assert_eq!(hits[0].0, 42);
+        assert_eq!(hits[0].0, ChunkId(42));
         assert!((hits[0].1 - 1.0).abs() < 1e-4);
     }
 
@@ -395,10 +397,10 @@ mod tests {
         let items = sample(300);
         let index = VectorIndex::new(32, 300);
         index.insert(&items);
-        let mut live = LiveSet::from_ids(1..=300);
-        live.remove(42);
+        let mut live = LiveSet::from_ids((1..=300).map(ChunkId));
+        live.remove(ChunkId(42));
         let hits = index.search(&items[41].1, 10, 64, &live);
-        assert!(hits.iter().all(|(id, _)| *id != 42));
+        assert!(hits.iter().all(|(id, _)| *id != ChunkId(42)));
         assert_eq!(hits.len(), 10);
     }
 
@@ -409,10 +411,10 @@ mod tests {
         let index = VectorIndex::new(32, 200);
         index.insert(&items);
         index.save(dir.path(), 7).unwrap();
-        let live = LiveSet::from_ids(1..=200);
+        let live = LiveSet::from_ids((1..=200).map(ChunkId));
         let loaded = VectorIndex::load(dir.path(), 7, 32).expect("reload");
         assert_eq!(loaded.points(), 200);
-        assert_eq!(loaded.search(&items[9].1, 1, 32, &live)[0].0, 10);
+        assert_eq!(loaded.search(&items[9].1, 1, 32, &live)[0].0, ChunkId(10));
         assert!(
             VectorIndex::load(dir.path(), 8, 32).is_none(),
             "another generation is stale"
@@ -439,11 +441,11 @@ mod tests {
 
     #[test]
     fn live_set_counts_and_bounds() {
-        let mut s = LiveSet::from_ids([1, 5, 5, 1000]);
+        let mut s = LiveSet::from_ids([1, 5, 5, 1000].map(ChunkId));
         assert_eq!(s.len(), 3);
-        s.remove(5);
-        s.remove(5);
-        s.remove(99_999);
+        s.remove(ChunkId(5));
+        s.remove(ChunkId(5));
+        s.remove(ChunkId(99_999));
         assert_eq!(s.len(), 2);
         assert!(s.contains(1000) && !s.contains(5) && !s.contains(1_000_000));
     }

@@ -5,13 +5,15 @@
 //! stderr (a progress bar only when stderr is a terminal).
 
 use crate::answer;
+use crate::ask::{self, AskIndex, AskSink, Question};
 use crate::config::{self, Config};
-use crate::engine::{self, Engine, IndexProgress, IndexReport, SearchHit};
+use crate::engine::{self, Engine, IndexProgress, IndexReport, Rerank, SearchHit};
 use crate::error::{Error, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -217,27 +219,30 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             question,
         } => {
-            let mut engine = open_for_search(&ws)?;
+            let engine = open_for_search(&ws)?;
             let top_k = top_k.unwrap_or(engine.config().rerank.top_k);
-            let mut out = std::io::stdout();
-            let mut streamed = false;
-            let mut on_delta = |text: &str| {
-                if !json {
-                    streamed = true;
-                    let _ = out.write_all(text.as_bytes());
-                    let _ = out.flush();
-                }
+            let index: Arc<dyn AskIndex> = Arc::new(Mutex::new(engine));
+            let question = Question {
+                query: question.clone(),
+                text: question,
+                top_k,
+                rerank: Rerank::Best,
+                editor_context: None,
             };
-            let result = engine.ask(&question, top_k, None, &mut on_delta)?;
-            for note in &result.notes {
-                eprintln!("ragls: note: {note}");
-            }
+            let mut sink = StdoutSink {
+                json,
+                streamed: false,
+            };
+            let result = crate::provider::blocking_runtime()?
+                .block_on(ask::ask(&[index], &question, &mut sink))?
+                .ok_or_else(|| crate::error::Error::Usage("the index is not ready yet".into()))?;
+            let streamed = sink.streamed;
             let mut out = std::io::stdout().lock();
             if json {
                 writeln!(out, "{}", to_json(&result)?).map_err(stdout_error)?;
                 return Ok(());
             }
-            if result.mode == "generated" {
+            if result.mode == answer::AnswerMode::Generated {
                 // The text was streamed as it came; the citations follow, clickable.
                 if !streamed {
                     write!(out, "{}", result.answer).map_err(stdout_error)?;
@@ -245,12 +250,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "\n").map_err(stdout_error)?;
                 for c in &result.citations {
                     let symbol = c
+                        .location
                         .symbol
                         .as_deref()
                         .map(|s| format!("  {s}"))
                         .unwrap_or_default();
-                    writeln!(out, "[{}] {}:{}{symbol}", c.n, c.path, c.start_line)
-                        .map_err(stdout_error)?;
+                    writeln!(
+                        out,
+                        "[{}] {}:{}{symbol}",
+                        c.n, c.location.path, c.location.start_line
+                    )
+                    .map_err(stdout_error)?;
                 }
                 if let Some(u) = &result.usage {
                     let cost = u.cost.map(|c| format!(", ${c:.5}")).unwrap_or_default();
@@ -278,7 +288,8 @@ pub fn run(cli: Cli) -> Result<()> {
             )? {
                 Some(engine) => engine.status()?,
                 None => {
-                    let mut s = engine::Status::empty(&r.root, &r.index_dir, "error");
+                    let mut s =
+                        engine::Status::empty(&r.root, &r.index_dir, engine::IndexState::Error);
                     s.last_error = Some(format!(
                         "no index for this workspace with the current settings; run `ragls index --workspace {}`",
                         r.root.display()
@@ -451,6 +462,28 @@ fn search_batch(
     out.flush().map_err(stdout_error)
 }
 
+/// `ragls ask`'s sink: generated text to stdout as it comes (unless printing JSON),
+/// notes to stderr.
+struct StdoutSink {
+    json: bool,
+    streamed: bool,
+}
+
+impl AskSink for StdoutSink {
+    fn delta(&mut self, text: &str) {
+        if !self.json {
+            self.streamed = true;
+            let mut out = std::io::stdout();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }
+    }
+
+    fn note(&mut self, note: &str) {
+        eprintln!("ragls: note: {note}");
+    }
+}
+
 fn hit_json(h: &SearchHit) -> serde_json::Value {
     serde_json::json!({
         "path": h.chunk.path,
@@ -469,7 +502,7 @@ fn print_hits(hits: &[SearchHit], json: bool) -> Result<()> {
             .iter()
             .map(|h| {
                 let mut v = hit_json(h);
-                v["language"] = h.chunk.language.clone().into();
+                v["language"] = h.chunk.language.as_str().into();
                 v["snippet"] = answer::snippet(&h.chunk.text).into();
                 v
             })
@@ -483,7 +516,7 @@ fn print_hits(hits: &[SearchHit], json: bool) -> Result<()> {
     for h in hits {
         let c = &h.chunk;
         let what = if c.symbol.is_empty() {
-            c.kind.clone()
+            c.kind.to_string()
         } else {
             format!("{} ({})", c.symbol, c.kind)
         };

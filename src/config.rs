@@ -55,7 +55,7 @@ pub enum EmbeddingProvider {
 pub struct EmbeddingConfig {
     pub provider: EmbeddingProvider,
     pub model: String,
-    /// 0 = the model's own (for the built-in embedder: [`crate::embed::BUILTIN_DIMENSIONS`]).
+    /// 0 = the model's own (for the built-in embedder: the built-in `BUILTIN_DIMENSIONS`).
     pub dimensions: usize,
     pub batch_size: usize,
     pub concurrency: usize,

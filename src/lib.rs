@@ -8,6 +8,7 @@
 
 pub mod ann;
 pub mod answer;
+pub mod ask;
 pub mod chunk;
 pub mod cli;
 pub mod config;

@@ -5,10 +5,118 @@
 //! chunk's own name covers, how much its symbol path and its file path cover, and a prior
 //! on its kind (a function is a likelier answer than a block of imports). The weights are
 //! settings (`rerank.offline`), tuned on `../shared/eval/dev-eval.sh`. Pure: no I/O.
+//!
+//! Both rerankers sit behind [`Reranker`]: [`Offline`] and the remote cross-encoder
+//! (`provider::RemoteReranker`). [`rerank`] is the one place that orders hits: offline
+//! first, then the cross-encoder with `rerank.min_score`, falling back to the offline
+//! order when it fails.
 
+use crate::chunk::ChunkKind;
 use crate::config::OfflineRerankConfig;
+use crate::error::Result;
+use crate::provider::RemoteReranker;
+use crate::retrieve::SearchHit;
 use crate::tokenize;
 use std::collections::HashSet;
+
+/// Something that orders retrieved hits for a query.
+pub trait Reranker: Send + Sync {
+    /// What results report as their reranker: "offline", or the model.
+    fn name(&self) -> String;
+    /// (index into `hits`, score), best first; a remote model may return fewer.
+    fn order(&self, query: &str, hits: &[SearchHit], top_k: usize) -> Result<Vec<(usize, f32)>>;
+}
+
+/// The offline scorer ([`offline_scores`]) as a [`Reranker`]; ties break by chunk id.
+pub struct Offline<'a>(pub &'a OfflineRerankConfig);
+
+impl Reranker for Offline<'_> {
+    fn name(&self) -> String {
+        "offline".into()
+    }
+
+    fn order(&self, query: &str, hits: &[SearchHit], _top_k: usize) -> Result<Vec<(usize, f32)>> {
+        let terms = tokenize::terms(query);
+        let candidates: Vec<Candidate<'_>> = hits
+            .iter()
+            .map(|h| Candidate {
+                fused: h.score,
+                name: &h.chunk.name,
+                symbol: &h.chunk.symbol,
+                path: &h.chunk.path,
+                kind: h.chunk.kind,
+            })
+            .collect();
+        let mut order: Vec<(usize, f32)> = offline_scores(&terms, &candidates, self.0)
+            .into_iter()
+            .enumerate()
+            .collect();
+        order.sort_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then(hits[a.0].chunk.id.cmp(&hits[b.0].chunk.id))
+        });
+        Ok(order)
+    }
+}
+
+/// The remote cross-encoder; blocks on the shared HTTP runtime.
+impl Reranker for RemoteReranker {
+    fn name(&self) -> String {
+        self.model().to_string()
+    }
+
+    fn order(&self, query: &str, hits: &[SearchHit], top_k: usize) -> Result<Vec<(usize, f32)>> {
+        let texts: Vec<String> = hits
+            .iter()
+            .map(|h| crate::chunk::embedding_text(&h.chunk.path, &h.chunk.symbol, &h.chunk.text))
+            .collect();
+        let docs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let rt = crate::provider::blocking_runtime()?;
+        Ok(rt.block_on(self.rerank(query, &docs, top_k))?)
+    }
+}
+
+/// Orders `hits` for `query`: by `offline`, then by `remote` when given, whose scores
+/// below `min_score` drop a hit; when `remote` fails the offline order stands. Every
+/// fallback is said in `notes`. Returns the name of the reranker whose order stands.
+pub fn rerank(
+    query: &str,
+    hits: &mut Vec<SearchHit>,
+    top_k: usize,
+    offline: &dyn Reranker,
+    remote: Option<&dyn Reranker>,
+    min_score: f32,
+    notes: &mut Vec<String>,
+) -> String {
+    let reorder = |hits: &[SearchHit], order: Vec<(usize, f32)>| -> Vec<SearchHit> {
+        order
+            .into_iter()
+            .filter_map(|(i, score)| hits.get(i).map(|h| SearchHit { score, ..h.clone() }))
+            .collect()
+    };
+    let mut by = offline.name();
+    match offline.order(query, hits, top_k) {
+        Ok(order) => *hits = reorder(hits, order),
+        Err(e) => notes.push(format!(
+            "offline rerank failed ({e}); using the fused order"
+        )),
+    }
+    if let Some(remote) = remote {
+        match remote.order(query, hits, top_k) {
+            Ok(order) => {
+                let kept: Vec<(usize, f32)> =
+                    order.into_iter().filter(|(_, s)| *s >= min_score).collect();
+                if kept.is_empty() && !hits.is_empty() {
+                    notes.push(format!("no source reached rerank.min_score = {min_score}"));
+                }
+                *hits = reorder(hits, kept);
+                by = remote.name();
+            }
+            Err(e) => notes.push(format!("rerank failed ({e}); using the offline order")),
+        }
+    }
+    by
+}
 
 /// What the offline reranker needs to know of a candidate.
 #[derive(Clone, Debug)]
@@ -17,7 +125,7 @@ pub struct Candidate<'a> {
     pub name: &'a str,
     pub symbol: &'a str,
     pub path: &'a str,
-    pub kind: &'a str,
+    pub kind: ChunkKind,
 }
 
 /// Scores every candidate; the caller sorts. `query_terms` come from `tokenize::terms`.
@@ -56,13 +164,14 @@ fn coverage(query: &HashSet<&str>, text: &str) -> f32 {
 }
 
 /// How likely a chunk of this kind is to be what a question is about.
-pub fn kind_prior(kind: &str) -> f32 {
+pub fn kind_prior(kind: ChunkKind) -> f32 {
+    use ChunkKind::*;
     match kind {
-        "function" | "method" => 1.0,
-        "class" | "struct" | "enum" | "trait" | "interface" | "impl" | "type" | "macro" => 0.7,
-        "section" | "module" => 0.5,
-        "const" | "block" => 0.3,
-        _ => 0.2,
+        Function | Method => 1.0,
+        Class | Struct | Enum | Trait | Interface | Impl | Type | Macro => 0.7,
+        Section | Module => 0.5,
+        Const | Block => 0.3,
+        Text => 0.2,
     }
 }
 
@@ -70,7 +179,7 @@ pub fn kind_prior(kind: &str) -> f32 {
 mod tests {
     use super::*;
 
-    fn cand<'a>(fused: f32, name: &'a str, kind: &'a str) -> Candidate<'a> {
+    fn cand(fused: f32, name: &str, kind: ChunkKind) -> Candidate<'_> {
         Candidate {
             fused,
             name,
@@ -86,8 +195,8 @@ mod tests {
         let scores = offline_scores(
             &q,
             &[
-                cand(1.0, "handle", "function"),
-                cand(0.9, "parse_http_request", "function"),
+                cand(1.0, "handle", ChunkKind::Function),
+                cand(0.9, "parse_http_request", ChunkKind::Function),
             ],
             &OfflineRerankConfig::default(),
         );
@@ -100,13 +209,94 @@ mod tests {
         let scores = offline_scores(
             &q,
             &[
-                cand(10.0, "send", "function"),
-                cand(0.5, "retry", "block"),
-                cand(0.0, "x", "text"),
+                cand(10.0, "send", ChunkKind::Function),
+                cand(0.5, "retry", ChunkKind::Block),
+                cand(0.0, "x", ChunkKind::Text),
             ],
             &OfflineRerankConfig::default(),
         );
         assert!(scores[0] > scores[1], "{scores:?}");
+    }
+
+    /// A reranker that fails, or answers with a fixed order.
+    struct Fixed(Option<Vec<(usize, f32)>>);
+    impl Reranker for Fixed {
+        fn name(&self) -> String {
+            "fixed".into()
+        }
+        fn order(&self, _: &str, _: &[SearchHit], _: usize) -> Result<Vec<(usize, f32)>> {
+            self.0
+                .clone()
+                .ok_or_else(|| crate::error::Error::Other("down".into()))
+        }
+    }
+
+    fn hits(names: &[&str]) -> Vec<SearchHit> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| SearchHit {
+                root: "/ws".into(),
+                chunk: crate::store::StoredChunk {
+                    id: crate::store::ChunkId(i as i64),
+                    path: format!("src/{n}.rs"),
+                    language: crate::chunk::Language::Rust,
+                    kind: crate::chunk::ChunkKind::Function,
+                    symbol: n.to_string(),
+                    name: n.to_string(),
+                    start_byte: 0,
+                    end_byte: 1,
+                    start_line: 1,
+                    end_line: 1,
+                    text: "x".into(),
+                },
+                score: 1.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_remote_order_stands_above_min_score_and_a_failure_keeps_the_offline_one() {
+        let config = OfflineRerankConfig::default();
+        let offline = Offline(&config);
+        let mut h = hits(&["send", "retry_backoff"]);
+        let mut notes = Vec::new();
+        let by = rerank("retry backoff", &mut h, 2, &offline, None, 0.0, &mut notes);
+        assert_eq!(
+            (by.as_str(), h[0].chunk.name.as_str()),
+            ("offline", "retry_backoff")
+        );
+
+        let remote = Fixed(Some(vec![(1, 0.9), (0, 0.1)]));
+        let by = rerank(
+            "retry backoff",
+            &mut h,
+            2,
+            &offline,
+            Some(&remote),
+            0.5,
+            &mut notes,
+        );
+        assert_eq!(by, "fixed");
+        assert_eq!(h.len(), 1, "below min_score is dropped");
+        assert_eq!((h[0].chunk.name.as_str(), h[0].score), ("send", 0.9));
+        assert!(notes.is_empty(), "{notes:?}");
+
+        let mut h = hits(&["send", "retry_backoff"]);
+        let by = rerank(
+            "retry backoff",
+            &mut h,
+            2,
+            &offline,
+            Some(&Fixed(None)),
+            0.0,
+            &mut notes,
+        );
+        assert_eq!(
+            (by.as_str(), h[0].chunk.name.as_str()),
+            ("offline", "retry_backoff")
+        );
+        assert_eq!(notes, vec!["rerank failed (down); using the offline order"]);
     }
 
     #[test]
@@ -114,7 +304,10 @@ mod tests {
         let q = tokenize::terms("cache");
         let scores = offline_scores(
             &q,
-            &[cand(1.0, "", "block"), cand(1.0, "", "function")],
+            &[
+                cand(1.0, "", ChunkKind::Block),
+                cand(1.0, "", ChunkKind::Function),
+            ],
             &OfflineRerankConfig::default(),
         );
         assert!(scores[1] > scores[0]);

@@ -5,11 +5,49 @@
 //! and summed; a candidate absent from a list gets 0 from it) and reciprocal rank fusion.
 //! Measured on `../shared/eval/dev-eval.sh`, weighted fusion wins: a weak signal's ranks
 //! count as much as a strong one's under RRF, its standardised scores do not.
-//! Fetching candidates (store, vector index) is the engine's job; this module does no I/O.
+//! [`hybrid`] fetches the candidates (BM25 from the store, nearest neighbours from the
+//! vector index) and fuses them; everything else here is pure.
 
+use crate::ann::SharedVectors;
 use crate::config::{Fusion, RetrieveConfig};
-use crate::store::ChunkId;
+use crate::embed::Embedder;
+use crate::error::Result;
+use crate::store::{ChunkId, Store, StoredChunk};
+use crate::tokenize;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// How to order the fused candidates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rerank {
+    /// The fused order.
+    None,
+    /// The offline scorer only: no request, for latency-bound callers (hover).
+    Offline,
+    /// The remote cross-encoder when configured (falling back to offline), else offline.
+    Best,
+}
+
+/// What retrieval found, and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Retrieval {
+    pub hits: Vec<SearchHit>,
+    /// Fallbacks taken (no vector search, rerank failed...), in words.
+    pub notes: Vec<String>,
+    /// "offline", or the remote rerank model; `None` when not reranked.
+    pub reranked_by: Option<String>,
+    pub retrieve_ms: u64,
+    pub rerank_ms: Option<u64>,
+}
+
+/// One search result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchHit {
+    /// The workspace folder (index root) the chunk belongs to; its path is relative to it.
+    pub root: PathBuf,
+    pub chunk: StoredChunk,
+    pub score: f32,
+}
 
 /// One candidate after fusion, with the scores it came from (for the reranker and for
 /// explaining a result).
@@ -19,6 +57,80 @@ pub struct Fused {
     pub score: f32,
     pub lexical: Option<f32>,
     pub vector: Option<f32>,
+}
+
+/// Where one index's candidates come from.
+pub struct Candidates<'a> {
+    /// The folder the index covers; every hit carries it.
+    pub root: &'a Path,
+    pub store: &'a Store,
+    /// The loaded vector index; `None` when vector search is off.
+    pub vectors: Option<&'a SharedVectors>,
+    /// Embeds the query for the vector search.
+    pub embedder: &'a dyn Embedder,
+}
+
+/// Hybrid search: the lexical (BM25) and vector candidates for `query`, fused, the best
+/// `pool` loaded as hits, best first. When the query cannot be embedded the lexical
+/// results stand alone and `notes` says so.
+pub fn hybrid(
+    c: &Candidates<'_>,
+    query: &str,
+    pool: usize,
+    rc: &RetrieveConfig,
+    notes: &mut Vec<String>,
+) -> Result<Vec<SearchHit>> {
+    let terms = tokenize::terms(query);
+    let lexical = c
+        .store
+        .lexical_search(&terms, rc.lexical_candidates, rc.head_weight)?;
+    let mut vector = Vec::new();
+    if let Some(vectors) = c.vectors {
+        match c.embedder.embed_query(query) {
+            Ok(q) => vector = vectors.search(&q, rc.vector_candidates, rc.ef_search),
+            Err(e) => notes.push(format!(
+                "vector search unavailable ({e}); lexical results only"
+            )),
+        }
+    }
+    let fused = fuse(&lexical, &vector, rc);
+    let ids: Vec<ChunkId> = fused.iter().take(pool).map(|f| f.id).collect();
+    let mut rows = c.store.chunks_by_id(&ids)?;
+    Ok(fused
+        .iter()
+        .take(pool)
+        .filter_map(|f| {
+            rows.remove(&f.id).map(|chunk| SearchHit {
+                root: c.root.to_path_buf(),
+                chunk,
+                score: f.score,
+            })
+        })
+        .collect())
+}
+
+/// Merges the retrievals of several indexes (workspace folders) into one: hits by score
+/// (ties keep the indexes' order), the best `top_k`; notes in order; the first reranker
+/// named; the slowest times (the indexes are searched side by side). Each hit keeps its
+/// own `root`, so equal relative paths in two folders stay apart.
+pub fn merge(per_index: Vec<Retrieval>, top_k: usize) -> Retrieval {
+    let mut merged = Retrieval {
+        hits: Vec::new(),
+        notes: Vec::new(),
+        reranked_by: None,
+        retrieve_ms: 0,
+        rerank_ms: None,
+    };
+    for r in per_index {
+        merged.hits.extend(r.hits);
+        merged.notes.extend(r.notes);
+        merged.reranked_by = merged.reranked_by.or(r.reranked_by);
+        merged.retrieve_ms = merged.retrieve_ms.max(r.retrieve_ms);
+        merged.rerank_ms = merged.rerank_ms.max(r.rerank_ms);
+    }
+    merged.hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+    merged.hits.truncate(top_k);
+    merged
 }
 
 /// Fuses two rankings (each best first, higher score better) into one, best first.
@@ -83,6 +195,57 @@ fn contributions(list: &[(ChunkId, f32)], config: &RetrieveConfig, weight: f32) 
 mod tests {
     use super::*;
 
+    fn hit(root: &str, path: &str, score: f32) -> SearchHit {
+        SearchHit {
+            root: PathBuf::from(root),
+            chunk: StoredChunk {
+                id: ChunkId(1),
+                path: path.into(),
+                language: crate::chunk::Language::Rust,
+                kind: crate::chunk::ChunkKind::Function,
+                symbol: String::new(),
+                name: String::new(),
+                start_byte: 0,
+                end_byte: 1,
+                start_line: 1,
+                end_line: 1,
+                text: "x".into(),
+            },
+            score,
+        }
+    }
+
+    fn retrieval(hits: Vec<SearchHit>, note: &str, ms: u64) -> Retrieval {
+        Retrieval {
+            hits,
+            notes: vec![note.to_string()],
+            reranked_by: Some("offline".into()),
+            retrieve_ms: ms,
+            rerank_ms: Some(ms),
+        }
+    }
+
+    #[test]
+    fn merging_folders_keeps_each_hits_root_and_the_best_scores() {
+        let a = retrieval(
+            vec![hit("/a", "src/lib.rs", 0.9), hit("/a", "src/x.rs", 0.2)],
+            "a",
+            5,
+        );
+        let b = retrieval(vec![hit("/b", "src/lib.rs", 0.5)], "b", 7);
+        let m = merge(vec![a, b], 2);
+        let got: Vec<(&str, &str)> = m
+            .hits
+            .iter()
+            .map(|h| (h.root.to_str().unwrap(), h.chunk.path.as_str()))
+            .collect();
+        assert_eq!(got, vec![("/a", "src/lib.rs"), ("/b", "src/lib.rs")]);
+        assert_eq!(m.notes, vec!["a", "b"]);
+        assert_eq!((m.retrieve_ms, m.rerank_ms), (7, Some(7)));
+        assert_eq!(m.reranked_by.as_deref(), Some("offline"));
+        assert!(merge(Vec::new(), 3).hits.is_empty());
+    }
+
     fn config(fusion: Fusion) -> RetrieveConfig {
         RetrieveConfig {
             fusion,
@@ -94,11 +257,11 @@ mod tests {
 
     #[test]
     fn a_candidate_in_both_lists_beats_one_in_either() {
-        let lexical = [(1, 10.0), (2, 8.0), (3, 1.0)];
-        let vector = [(4, 0.9), (2, 0.85), (5, 0.1)];
+        let lexical = [(ChunkId(1), 10.0), (ChunkId(2), 8.0), (ChunkId(3), 1.0)];
+        let vector = [(ChunkId(4), 0.9), (ChunkId(2), 0.85), (ChunkId(5), 0.1)];
         for fusion in [Fusion::Weighted, Fusion::Rrf] {
             let fused = fuse(&lexical, &vector, &config(fusion));
-            assert_eq!(fused[0].id, 2, "{fusion:?}: {fused:?}");
+            assert_eq!(fused[0].id, ChunkId(2), "{fusion:?}: {fused:?}");
             assert_eq!(fused[0].lexical, Some(8.0));
             assert_eq!(fused[0].vector, Some(0.85));
             assert_eq!(fused.len(), 5);
@@ -109,13 +272,24 @@ mod tests {
     fn weighted_fusion_follows_score_gaps_rrf_only_ranks() {
         // The lexical list is decisive (one clear winner); the vector list ranks that
         // winner third, close behind two others.
-        let lexical = [(1, 30.0), (2, 3.0), (3, 2.9), (4, 2.8)];
-        let vector = [(2, 0.8), (3, 0.7), (1, 0.6), (4, 0.2)];
+        let lexical = [
+            (ChunkId(1), 30.0),
+            (ChunkId(2), 3.0),
+            (ChunkId(3), 2.9),
+            (ChunkId(4), 2.8),
+        ];
+        let vector = [
+            (ChunkId(2), 0.8),
+            (ChunkId(3), 0.7),
+            (ChunkId(1), 0.6),
+            (ChunkId(4), 0.2),
+        ];
         let weighted = fuse(&lexical, &vector, &config(Fusion::Weighted));
-        assert_eq!(weighted[0].id, 1, "{weighted:?}");
+        assert_eq!(weighted[0].id, ChunkId(1), "{weighted:?}");
         let rrf = fuse(&lexical, &vector, &config(Fusion::Rrf));
         assert_eq!(
-            rrf[0].id, 2,
+            rrf[0].id,
+            ChunkId(2),
             "RRF lets the flat list drag the clear winner down: {rrf:?}"
         );
     }
@@ -124,10 +298,13 @@ mod tests {
     fn empty_lists_fuse_to_nothing_and_one_list_keeps_its_order() {
         assert!(fuse(&[], &[], &config(Fusion::Weighted)).is_empty());
         let only = fuse(
-            &[(7, 3.0), (8, 2.0), (9, 1.0)],
+            &[(ChunkId(7), 3.0), (ChunkId(8), 2.0), (ChunkId(9), 1.0)],
             &[],
             &config(Fusion::Weighted),
         );
-        assert_eq!(only.iter().map(|f| f.id).collect::<Vec<_>>(), [7, 8, 9]);
+        assert_eq!(
+            only.iter().map(|f| f.id).collect::<Vec<_>>(),
+            [7, 8, 9].map(ChunkId)
+        );
     }
 }

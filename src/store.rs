@@ -7,7 +7,9 @@
 //! half. The vector index (`ann`) is derived from this store and can always be rebuilt
 //! from it. This module knows nothing about walking, chunking or embedding.
 
+use crate::chunk::{ChunkKind, Language};
 use crate::error::{Error, Result};
+use crate::workspace::SkipReason;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,15 +18,46 @@ use std::path::{Path, PathBuf};
 pub const SCHEMA_VERSION: i64 = 1;
 pub const DB_FILE: &str = "index.sqlite";
 
-/// 128 bits of blake3 over a chunk's embedding text: the embedding cache key.
-pub type TextHash = [u8; 16];
-pub type ChunkId = i64;
+/// 128 bits of blake3 over a chunk's embedding text: the embedding cache key. Stored as a
+/// 16-byte blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TextHash(pub [u8; 16]);
+
+/// A chunk's row id in the store, also its id in the vector index. Stored as an integer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkId(pub i64);
 
 pub fn text_hash(text: &str) -> TextHash {
     let full = blake3::hash(text.as_bytes());
     let mut out = [0u8; 16];
     out.copy_from_slice(&full.as_bytes()[..16]);
-    out
+    TextHash(out)
+}
+
+impl rusqlite::types::ToSql for TextHash {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(
+            rusqlite::types::ValueRef::Blob(&self.0),
+        ))
+    }
+}
+
+impl rusqlite::types::FromSql for TextHash {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        v.as_blob().map(to_hash)
+    }
+}
+
+impl rusqlite::types::ToSql for ChunkId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for ChunkId {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        i64::column_result(v).map(ChunkId)
+    }
 }
 
 /// What the store remembers of a file, to decide cheaply whether it changed.
@@ -34,7 +67,7 @@ pub struct FileState {
     pub mtime_ns: i64,
     pub content_hash: [u8; 32],
     /// Set when the file was seen but not indexed (binary, generated...).
-    pub skip_reason: Option<String>,
+    pub skip_reason: Option<SkipReason>,
 }
 
 /// A chunk as the store keeps it.
@@ -42,8 +75,8 @@ pub struct FileState {
 pub struct StoredChunk {
     pub id: ChunkId,
     pub path: String,
-    pub language: String,
-    pub kind: String,
+    pub language: Language,
+    pub kind: ChunkKind,
     pub symbol: String,
     pub name: String,
     pub start_byte: usize,
@@ -56,8 +89,8 @@ pub struct StoredChunk {
 /// A chunk to write: its location and text, and the terms for the lexical index.
 #[derive(Clone, Debug)]
 pub struct NewChunk {
-    pub language: String,
-    pub kind: String,
+    pub language: Language,
+    pub kind: ChunkKind,
     pub symbol: String,
     pub name: String,
     pub start_byte: usize,
@@ -345,7 +378,7 @@ impl Store {
             .conn
             .prepare_cached("SELECT id, text_hash FROM chunks WHERE path=?1 ORDER BY id")?;
         let rows = st.query_map([path], |r| {
-            Ok((r.get::<_, i64>(0)?, to_hash(&r.get::<_, Vec<u8>>(1)?)))
+            Ok((r.get::<_, ChunkId>(0)?, to_hash(&r.get::<_, Vec<u8>>(1)?)))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -365,9 +398,7 @@ impl Store {
                 continue;
             }
             let v: Option<Vec<u8>> = st
-                .query_row(params![id.embedder, id.dimensions as i64, &h[..]], |r| {
-                    r.get(0)
-                })
+                .query_row(params![id.embedder, id.dimensions as i64, h], |r| r.get(0))
                 .optional()?;
             if let Some(bytes) = v {
                 if bytes.len() == id.dimensions * 4 {
@@ -386,7 +417,7 @@ impl Store {
         )?;
         let rows = st.query_map(params![id.embedder, id.dimensions as i64], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
+                r.get::<_, ChunkId>(0)?,
                 blob_to_vector(&r.get::<_, Vec<u8>>(1)?),
             ))
         })?;
@@ -413,7 +444,7 @@ impl Store {
             let symbol: String = r.get(3)?;
             let text: String = r.get(4)?;
             Ok((
-                r.get::<_, i64>(0)?,
+                r.get::<_, ChunkId>(0)?,
                 to_hash(&r.get::<_, Vec<u8>>(1)?),
                 crate::chunk::embedding_text(&path, &symbol, &text),
             ))
@@ -456,7 +487,7 @@ impl Store {
             "SELECT rowid, bm25(chunks_fts, ?1, 1.0) AS s FROM chunks_fts WHERE chunks_fts MATCH ?2 ORDER BY s LIMIT ?3",
         )?;
         let rows = st.query_map(params![head_weight as f64, expr, limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, -(r.get::<_, f64>(1)? as f32)))
+            Ok((r.get::<_, ChunkId>(0)?, -(r.get::<_, f64>(1)? as f32)))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -561,7 +592,7 @@ impl Writer<'_> {
                  ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,
                  content_hash=excluded.content_hash, skip_reason=excluded.skip_reason",
             )?
-            .execute(params![path, state.size as i64, state.mtime_ns, &state.content_hash[..], state.skip_reason])?;
+            .execute(params![path, state.size as i64, state.mtime_ns, &state.content_hash[..], state.skip_reason.map(SkipReason::as_str)])?;
         Ok(())
     }
 
@@ -600,7 +631,7 @@ impl Writer<'_> {
             .prepare_cached(
                 "UPDATE chunks SET start_byte=?2, end_byte=?3, start_line=?4, end_line=?5, kind=?6, name=?7 WHERE id=?1",
             )?
-            .execute(params![id, c.start_byte as i64, c.end_byte as i64, c.start_line, c.end_line, c.kind, c.name])?;
+            .execute(params![id, c.start_byte as i64, c.end_byte as i64, c.start_line, c.end_line, c.kind.as_str(), c.name])?;
         Ok(())
     }
 
@@ -612,8 +643,8 @@ impl Writer<'_> {
             )?
             .execute(params![
                 path,
-                c.language,
-                c.kind,
+                c.language.as_str(),
+                c.kind.as_str(),
                 c.symbol,
                 c.name,
                 c.start_byte as i64,
@@ -621,20 +652,20 @@ impl Writer<'_> {
                 c.start_line,
                 c.end_line,
                 c.text,
-                &c.text_hash[..]
+                c.text_hash
             ])?;
         let id = self.tx.last_insert_rowid();
         self.tx
             .prepare_cached("INSERT INTO chunks_fts(rowid, head, body) VALUES (?1, ?2, ?3)")?
             .execute(params![id, c.head_terms, c.body_terms])?;
         self.changed = true;
-        Ok(id)
+        Ok(ChunkId(id))
     }
 
     pub fn put_vector(&mut self, id: &Identity, hash: &TextHash, vector: &[f32]) -> Result<()> {
         self.tx
             .prepare_cached("INSERT OR REPLACE INTO embeddings(embedder, dimensions, text_hash, vector) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![id.embedder, id.dimensions as i64, &hash[..], vector_to_blob(vector)])?;
+            .execute(params![id.embedder, id.dimensions as i64, hash, vector_to_blob(vector)])?;
         Ok(())
     }
 
@@ -688,7 +719,10 @@ fn read_file_state(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<FileSta
         size: r.get::<_, i64>(at)? as u64,
         mtime_ns: r.get(at + 1)?,
         content_hash,
-        skip_reason: r.get(at + 3)?,
+        skip_reason: r
+            .get::<_, Option<String>>(at + 3)?
+            .map(|s| from_name(at + 3, &s, SkipReason::from_name))
+            .transpose()?,
     })
 }
 
@@ -696,8 +730,8 @@ fn read_chunk(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChunk> {
     Ok(StoredChunk {
         id: r.get(0)?,
         path: r.get(1)?,
-        language: r.get(2)?,
-        kind: r.get(3)?,
+        language: from_name(2, &r.get::<_, String>(2)?, Language::from_name)?,
+        kind: from_name(3, &r.get::<_, String>(3)?, ChunkKind::from_name)?,
         symbol: r.get(4)?,
         name: r.get(5)?,
         start_byte: r.get::<_, i64>(6)? as usize,
@@ -708,11 +742,22 @@ fn read_chunk(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChunk> {
     })
 }
 
+/// An enum from the name it is stored as (`as_str`); another name is a conversion error.
+fn from_name<T>(col: usize, name: &str, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    parse(name).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            col,
+            rusqlite::types::Type::Text,
+            format!("unknown stored name {name:?}").into(),
+        )
+    })
+}
+
 fn to_hash(bytes: &[u8]) -> TextHash {
     let mut h = [0u8; 16];
     let n = bytes.len().min(16);
     h[..n].copy_from_slice(&bytes[..n]);
-    h
+    TextHash(h)
 }
 
 fn vector_to_blob(v: &[f32]) -> Vec<u8> {
@@ -743,8 +788,8 @@ mod tests {
 
     fn chunk(text: &str, head: &str) -> NewChunk {
         NewChunk {
-            language: "rust".into(),
-            kind: "function".into(),
+            language: Language::Rust,
+            kind: ChunkKind::Function,
             symbol: "fn f".into(),
             name: "f".into(),
             start_byte: 0,

@@ -1932,3 +1932,167 @@ fn multi_root_searches_every_folder_and_a_removed_folder_is_no_longer_searched()
     );
     c.shutdown_and_exit();
 }
+
+// ---------------------------------------------------------------------------------------
+// Folders with the same relative paths; editor context that must never be read
+// ---------------------------------------------------------------------------------------
+
+const WALRUS_ALPHA: &str = "/// Parses a walrus manifest from the alpha harbour registry.
+pub fn parse_walrus_manifest(text: &str) -> Vec<String> {
+    text.lines().map(|l| l.trim().to_string()).collect()
+}
+";
+
+const WALRUS_BETA: &str = "/// Parses a walrus manifest from the beta lighthouse archive, strictly.
+pub fn parse_walrus_manifest(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            return Err(\"blank line in the walrus manifest\".into());
+        }
+        out.push(line.trim().to_string());
+    }
+    Ok(out)
+}
+";
+
+/// Asserts that a source or citation points into the folder whose file holds its
+/// snippet, with a range inside that file ending at the end of its last line.
+fn assert_in_its_folder(v: &Value, folders: &[(&Path, &str)], what: &str) {
+    let (root, text) = folders
+        .iter()
+        .find(|(root, _)| v["uri"] == uri(root, "src/lib.rs"))
+        .unwrap_or_else(|| panic!("{what}: {v} is in neither folder's src/lib.rs"));
+    let snippet = v["snippet"].as_str().unwrap_or_default();
+    assert!(
+        text.contains(snippet),
+        "{what}: the snippet is not from {}'s file: {v}",
+        root.display()
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    let end = v["range"]["end"]["line"].as_u64().expect("end line") as usize;
+    assert!(end < lines.len(), "{what}: range past the file: {v}");
+    assert_eq!(
+        v["range"]["end"]["character"].as_u64(),
+        Some(lines[end].len() as u64),
+        "{what}: the range must end at its own file's line: {v}"
+    );
+}
+
+#[test]
+fn two_folders_with_the_same_paths_are_cited_in_the_right_folder() {
+    let sb = Sandbox::empty();
+    sb.write("src/lib.rs", WALRUS_ALPHA);
+    let a = ws(&sb);
+    let b_dir = sb.tmp.path().join("beta");
+    std::fs::create_dir_all(b_dir.join("src")).unwrap();
+    std::fs::write(b_dir.join("src/lib.rs"), WALRUS_BETA).unwrap();
+    let b = b_dir.canonicalize().unwrap();
+    let folders = [(a.as_path(), WALRUS_ALPHA), (b.as_path(), WALRUS_BETA)];
+    let c = start(&sb);
+    c.initialize(&[&a, &b], Value::Null, progress_caps());
+    c.wait_ready(READY);
+
+    let results = search(&c, "parse a walrus manifest");
+    for r in &results {
+        assert_in_its_folder(r, &folders, "rag/search");
+    }
+    for (root, _) in &folders {
+        assert!(
+            results.iter().any(|r| r["uri"] == uri(root, "src/lib.rs")),
+            "both folders' files are found: {}",
+            brief(&results)
+        );
+    }
+
+    let r = c.request_ok("rag/ask", json!({ "query": "parse a walrus manifest" }));
+    let sources = r["sources"].as_array().expect("sources");
+    let citations = r["citations"].as_array().expect("citations");
+    assert!(sources.len() >= 2 && !citations.is_empty(), "{r}");
+    for s in sources {
+        assert_in_its_folder(s, &folders, "rag/ask source");
+    }
+    for cit in citations {
+        assert_in_its_folder(cit, &folders, "rag/ask citation");
+    }
+    c.shutdown_and_exit();
+}
+
+#[test]
+fn editor_context_outside_the_workspace_or_secret_never_reaches_the_provider() {
+    let fake = FakeProvider::start();
+    fake.set_expected_key(Some(KEY));
+    let sb = Sandbox::with_project();
+    let root = ws(&sb);
+    sb.write(".env", "API_TOKEN=walrus-secret-env-1111\n");
+    sb.write(
+        "id_rsa",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nwalrus-secret-key-2222\n-----END OPENSSH PRIVATE KEY-----\n",
+    );
+    sb.write(
+        "config.tfstate",
+        "{\"token\": \"walrus-secret-state-3333\"}\n",
+    );
+    let outside = sb.tmp.path().join("outside.txt");
+    std::fs::write(&outside, "walrus-secret-outside-4444\n").unwrap();
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+    let passwd_line = passwd
+        .lines()
+        .next()
+        .expect("a line in /etc/passwd")
+        .to_string();
+    let c = ready_with_fake(&sb, &fake, "");
+    fake.reset();
+
+    let uris = [
+        "file:///etc/passwd".to_string(),
+        file_uri(&outside.canonicalize().unwrap()),
+        uri(&root, ".env"),
+        uri(&root, "id_rsa"),
+        uri(&root, "config.tfstate"),
+    ];
+    let range =
+        json!({ "start": { "line": 0, "character": 0 }, "end": { "line": 3, "character": 0 } });
+    for u in &uris {
+        let doc = json!({ "uri": u });
+        let p = json!({ "query": "what is this?", "textDocument": doc, "range": range });
+        c.request_ok("rag/ask", p.clone());
+        c.request_ok("rag/search", p);
+        c.request_ok(
+            "workspace/executeCommand",
+            json!({ "command": "ragls.explain", "arguments": [u, range] }),
+        );
+        c.request(
+            "textDocument/hover",
+            json!({ "textDocument": doc, "position": { "line": 0, "character": 2 } }),
+        );
+    }
+    let requests = fake.requests();
+    assert!(
+        !requests.is_empty(),
+        "the requests reached the provider (and were checked)"
+    );
+    for req in &requests {
+        let body = req.body.to_string();
+        for secret in [
+            "walrus-secret-env-1111",
+            "walrus-secret-key-2222",
+            "walrus-secret-state-3333",
+            "walrus-secret-outside-4444",
+            passwd_line.as_str(),
+        ] {
+            assert!(
+                !body.contains(secret),
+                "{secret:?} was sent to {}: {body}",
+                req.path
+            );
+        }
+    }
+    let logs = c.log_messages();
+    assert!(
+        logs.iter()
+            .any(|(_, m)| m.contains(".env is not used as context")),
+        "dropped context is logged: {logs:?}"
+    );
+    c.shutdown_and_exit();
+}

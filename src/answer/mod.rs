@@ -6,38 +6,51 @@
 
 pub mod citations;
 pub mod prompt;
-pub mod sse;
 
-use crate::engine::SearchHit;
+use crate::chunk::{ChunkKind, Language};
 pub use crate::provider::chat::Usage;
+use crate::retrieve::SearchHit;
 use serde::Serialize;
 
 /// How many lines of a chunk a snippet shows.
 const SNIPPET_LINES: usize = 8;
 
-/// A retrieved chunk given as context, with a workspace-relative path and 1-based lines.
+/// Where a source or a citation points: a workspace folder, a path relative to it, a
+/// 1-based inclusive line range and the symbol path. On the wire its fields sit in the
+/// source's or citation's object (`root` is not part of the wire form).
 #[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Source {
+pub struct Location {
+    /// The workspace folder `path` is relative to (not part of the wire form).
+    #[serde(skip)]
+    pub root: std::path::PathBuf,
     pub path: String,
     pub start_line: u32,
     pub end_line: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub symbol: Option<String>,
-    pub kind: String,
-    pub language: String,
+}
+
+/// A retrieved chunk given as context, with its location.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Source {
+    #[serde(flatten)]
+    pub location: Location,
+    pub kind: ChunkKind,
+    pub language: Language,
     pub score: f32,
     pub snippet: String,
+    /// The text of the chunk's last line, so a range can end where the chunk does (not
+    /// part of the wire form).
+    #[serde(skip)]
+    pub last_line: String,
 }
 
 /// A source the answer cites as `[n]`.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Citation {
     pub n: usize,
-    pub path: String,
-    pub start_line: u32,
-    pub end_line: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub symbol: Option<String>,
+    #[serde(flatten)]
+    pub location: Location,
     pub snippet: String,
 }
 
@@ -46,10 +59,7 @@ impl Citation {
     pub fn of(n: usize, s: &Source) -> Citation {
         Citation {
             n,
-            path: s.path.clone(),
-            start_line: s.start_line,
-            end_line: s.end_line,
-            symbol: s.symbol.clone(),
+            location: s.location.clone(),
             snippet: s.snippet.clone(),
         }
     }
@@ -74,13 +84,31 @@ pub struct Timings {
     pub generate_ms: Option<u64>,
 }
 
+/// How an answer was made: written by the chat model, or the sources themselves
+/// (offline, or when generation failed). On the wire: "generated" / "extractive".
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AnswerMode {
+    Generated,
+    Extractive,
+}
+
+impl std::fmt::Display for AnswerMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AnswerMode::Generated => "generated",
+            AnswerMode::Extractive => "extractive",
+        })
+    }
+}
+
 /// The `rag/ask` result of PROTOCOL.md (CLI form: paths and 1-based lines).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct AskResult {
     pub answer: String,
     pub citations: Vec<Citation>,
     pub sources: Vec<Source>,
-    pub mode: String,
+    pub mode: AnswerMode,
     pub models: Models,
     pub timings: Timings,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,14 +125,18 @@ provider.base_url at a local OpenAI-compatible server, to get a written answer t
 pub fn source_of(hit: &SearchHit) -> Source {
     let c = &hit.chunk;
     Source {
-        path: c.path.clone(),
-        start_line: c.start_line,
-        end_line: c.end_line,
-        symbol: (!c.symbol.is_empty()).then(|| c.symbol.clone()),
-        kind: c.kind.clone(),
-        language: c.language.clone(),
+        location: Location {
+            root: hit.root.clone(),
+            path: c.path.clone(),
+            start_line: c.start_line,
+            end_line: c.end_line,
+            symbol: (!c.symbol.is_empty()).then(|| c.symbol.clone()),
+        },
+        kind: c.kind,
+        language: c.language,
         score: hit.score,
         snippet: snippet(&c.text),
+        last_line: c.text.lines().last().unwrap_or("").to_string(),
     }
 }
 
@@ -138,15 +170,16 @@ pub fn extractive(
         ));
         for (i, s) in sources.iter().enumerate() {
             let what = s
+                .location
                 .symbol
                 .as_deref()
                 .map(|sym| format!("`{sym}` ({})", s.kind))
-                .unwrap_or_else(|| s.kind.clone());
+                .unwrap_or_else(|| s.kind.to_string());
             answer.push_str(&format!(
                 "{}. {what} in {}:{} [{}]\n",
                 i + 1,
-                s.path,
-                s.start_line,
+                s.location.path,
+                s.location.start_line,
                 i + 1
             ));
             answer.push_str(&format!("```{}\n{}\n```\n", s.language, s.snippet));
@@ -163,7 +196,7 @@ pub fn extractive(
         answer,
         citations,
         sources: sources.to_vec(),
-        mode: "extractive".into(),
+        mode: AnswerMode::Extractive,
         models,
         timings,
         usage: None,
@@ -192,7 +225,7 @@ pub fn generated(
         answer: cited.text,
         citations,
         sources: sources.to_vec(),
-        mode: "generated".into(),
+        mode: AnswerMode::Generated,
         models,
         timings,
         usage,
@@ -206,14 +239,18 @@ mod tests {
 
     fn source(path: &str, line: u32, symbol: Option<&str>) -> Source {
         Source {
-            path: path.into(),
-            start_line: line,
-            end_line: line + 3,
-            symbol: symbol.map(String::from),
-            kind: "function".into(),
-            language: "rust".into(),
+            location: Location {
+                root: std::path::PathBuf::from("/ws"),
+                path: path.into(),
+                start_line: line,
+                end_line: line + 3,
+                symbol: symbol.map(String::from),
+            },
+            kind: crate::chunk::ChunkKind::Function,
+            language: crate::chunk::Language::Rust,
             score: 1.0,
             snippet: "fn poll() {\n}".into(),
+            last_line: "}".into(),
         }
     }
 
@@ -232,7 +269,7 @@ mod tests {
             },
             Timings::default(),
         );
-        assert_eq!(r.mode, "extractive");
+        assert_eq!(r.mode, AnswerMode::Extractive);
         assert!(
             r.answer
                 .contains("1. `impl Scheduler > fn poll` (function) in src/sched.rs:10 [1]"),
@@ -249,8 +286,8 @@ mod tests {
         assert_eq!(
             (
                 r.citations[1].n,
-                r.citations[1].start_line,
-                r.citations[1].end_line
+                r.citations[1].location.start_line,
+                r.citations[1].location.end_line
             ),
             (2, 3, 6)
         );
@@ -274,19 +311,19 @@ mod tests {
             None,
             Vec::new(),
         );
-        assert_eq!(r.mode, "generated");
+        assert_eq!(r.mode, AnswerMode::Generated);
         assert_eq!(r.answer, "B does it [1], helped by A [2]. Not.");
         assert_eq!(r.citations.len(), 2);
         assert_eq!(
             (
                 r.citations[0].n,
-                r.citations[0].path.as_str(),
-                r.citations[0].start_line
+                r.citations[0].location.path.as_str(),
+                r.citations[0].location.start_line
             ),
             (1, "src/b.rs", 10)
         );
         assert_eq!(
-            (r.citations[1].n, r.citations[1].path.as_str()),
+            (r.citations[1].n, r.citations[1].location.path.as_str()),
             (2, "src/a.rs")
         );
         assert_eq!(r.sources.len(), 2);

@@ -10,7 +10,8 @@
 //! Pure: strings in, messages out. It does not retrieve, call a model, count real tokenizer
 //! tokens, or reserve room for the answer (the caller's `max_context_tokens` should leave it).
 
-use serde::Serialize;
+use crate::chunk::Language;
+pub use crate::provider::chat::ChatMessage;
 
 /// A retrieved chunk given to the model as a source; lines are 1-based and inclusive.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,15 +20,8 @@ pub struct PromptSource {
     pub start_line: u32,
     pub end_line: u32,
     pub symbol: Option<String>,
-    pub language: String,
+    pub language: Language,
     pub text: String,
-}
-
-/// One chat message, in the OpenAI `messages` shape.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ChatMessage {
-    pub role: String,
-    pub content: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,17 +167,10 @@ fn tail_section(question: &str, editor: Option<&str>) -> String {
 
 /// `[n] path:start-end (language) symbol`, then the code fenced, then a blank line.
 fn source_section(n: usize, source: &PromptSource, text: &str) -> String {
-    let language = source.language.trim();
+    let language = source.language.as_str();
     let mut header = format!(
-        "[{n}] {}:{}-{} ({})",
-        source.path,
-        source.start_line,
-        source.end_line,
-        if language.is_empty() {
-            "text"
-        } else {
-            language
-        }
+        "[{n}] {}:{}-{} ({language})",
+        source.path, source.start_line, source.end_line,
     );
     if let Some(symbol) = source
         .symbol
@@ -248,7 +235,7 @@ mod tests {
             start_line: lines.0,
             end_line: lines.1,
             symbol: symbol.map(Into::into),
-            language: "rust".into(),
+            language: Language::Rust,
             text: text.into(),
         }
     }
@@ -282,7 +269,7 @@ mod tests {
                 "fn retry(&self) {\n    backoff();\n}\n",
             ),
             PromptSource {
-                language: "python".into(),
+                language: Language::Python,
                 ..source("tools/run.py", (3, 3), None, "run()")
             },
         ];

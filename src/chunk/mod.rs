@@ -64,8 +64,10 @@ mod tests;
 
 use text::{Piece, Source};
 
-/// A file's language, as detected from its path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A file's language, as detected from its path. Stored and serialized as
+/// [`Language::as_str`] ("rust", "python", ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Language {
     Rust,
     Python,
@@ -145,8 +147,10 @@ impl Language {
     }
 }
 
-/// What a chunk is. Stable lower-case names via [`ChunkKind::as_str`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// What a chunk is. Stable lower-case names via [`ChunkKind::as_str`], also when
+/// stored and serialized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ChunkKind {
     Function,
     Method,
@@ -210,6 +214,18 @@ impl ChunkKind {
     /// Inverse of [`ChunkKind::as_str`].
     pub fn from_name(s: &str) -> Option<ChunkKind> {
         ChunkKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Language {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for ChunkKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -1,5 +1,7 @@
 //! Embedders turn chunk texts and queries into vectors. [`Embedder`] is the seam: the
-//! built-in offline embedder implements it here, the remote provider implements it too.
+//! built-in offline embedder implements it here, in-process models in [`local`], the
+//! remote provider implements it too (and `provider::embeddings::embedder_for` picks one
+//! from the settings).
 //!
 //! This module does not cache: the store keeps vectors by (embedder id, dimensions, text
 //! hash), and the indexer only asks for what the cache lacks.
@@ -9,9 +11,7 @@ pub mod local;
 
 pub use builtin::{BuiltinEmbedder, BUILTIN_DIMENSIONS};
 
-use crate::config::{Config, EmbeddingProvider};
 use crate::error::{Error, Result};
-use crate::provider::{Provider, RemoteEmbedder};
 
 /// Something that maps texts to L2-normalised vectors of a fixed dimension.
 pub trait Embedder: Send + Sync {
@@ -57,45 +57,6 @@ pub trait Embedder: Send + Sync {
     fn provider_name(&self) -> &'static str;
     /// The model name, for status reports.
     fn model_name(&self) -> String;
-}
-
-/// Picks the embedder the settings ask for: `auto` is the remote provider when one is
-/// configured (a key in the environment, or a non-default base URL), else the built-in
-/// embedder.
-pub fn from_config(config: &Config) -> Result<Box<dyn Embedder>> {
-    let builtin = || {
-        let dims = if config.embedding.dimensions == 0 {
-            BUILTIN_DIMENSIONS
-        } else {
-            config.embedding.dimensions
-        };
-        Box::new(BuiltinEmbedder::new(dims)) as Box<dyn Embedder>
-    };
-    let remote = || {
-        Provider::from_config(&config.provider)
-            .map(|p| Box::new(RemoteEmbedder::new(p, &config.embedding)) as Box<dyn Embedder>)
-    };
-    match config.embedding.provider {
-        EmbeddingProvider::Builtin => Ok(builtin()),
-        EmbeddingProvider::Auto => Ok(remote().unwrap_or_else(builtin)),
-        EmbeddingProvider::Remote => remote().ok_or_else(|| {
-            Error::Config(format!(
-                "setting embedding.provider = \"remote\" needs an API key in ${} (or provider.base_url pointing at a server that needs none)",
-                config.provider.api_key_env
-            ))
-        }),
-        EmbeddingProvider::Local => match local::load(&config.embedding)? {
-            Some(model) => Ok(model),
-            None => {
-                // Said once per process; the index keeps working lexically.
-                static SAID: std::sync::Once = std::sync::Once::new();
-                SAID.call_once(|| {
-                    eprintln!("ragls: {}", local::missing_model_message(&config.embedding))
-                });
-                Ok(builtin())
-            }
-        },
-    }
 }
 
 /// Scales `v` to unit length in place (a zero vector stays zero).

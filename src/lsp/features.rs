@@ -1,6 +1,7 @@
 //! The editor features' pure parts: hover markdown, doc comments in each language's own
 //! style, and the mapping of chunk kinds to LSP symbol kinds. No I/O, no server state.
 
+use crate::chunk::{ChunkKind, Language};
 use crate::engine::SearchHit;
 use crate::tokenize;
 use tower_lsp::lsp_types::SymbolKind;
@@ -32,7 +33,7 @@ pub fn hover_markdown(
     }
     if let Some(d) = definition {
         let what = if d.chunk.symbol.is_empty() {
-            d.chunk.kind.clone()
+            d.chunk.kind.to_string()
         } else {
             format!("`{}`", d.chunk.symbol)
         };
@@ -54,7 +55,7 @@ pub fn hover_markdown(
         md.push_str("\nRelated:\n");
         for h in related {
             let label = if h.chunk.symbol.is_empty() {
-                h.chunk.kind.clone()
+                h.chunk.kind.to_string()
             } else {
                 h.chunk.symbol.clone()
             };
@@ -73,7 +74,12 @@ pub fn hover_markdown(
 /// the item, summarising what its name says and pointing at related code. Returns the
 /// lines to insert and whether they go *inside* the item, after its first line (Python
 /// docstrings), rather than above it.
-pub fn doc_comment(language: &str, name: &str, indent: &str, related: &[String]) -> (String, bool) {
+pub fn doc_comment(
+    language: Language,
+    name: &str,
+    indent: &str,
+    related: &[String],
+) -> (String, bool) {
     let mut words = Vec::new();
     tokenize::split_identifier(name, &mut words);
     let mut summary = words.join(" ");
@@ -93,11 +99,11 @@ pub fn doc_comment(language: &str, name: &str, indent: &str, related: &[String])
         .filter(|l| !l.is_empty())
         .collect();
     match language {
-        "rust" => (
+        Language::Rust => (
             lines.iter().map(|l| format!("{indent}/// {l}\n")).collect(),
             false,
         ),
-        "python" => {
+        Language::Python => {
             let inner = format!("{indent}    ");
             let mut s = format!("{inner}\"\"\"{}\n", lines[0]);
             for l in &lines[1..] {
@@ -106,7 +112,7 @@ pub fn doc_comment(language: &str, name: &str, indent: &str, related: &[String])
             s.push_str(&format!("{inner}\"\"\"\n"));
             (s, true)
         }
-        "go" => {
+        Language::Go => {
             // Go's convention: the comment starts with the name.
             let mut s = format!(
                 "{indent}// {name} {}\n",
@@ -128,21 +134,21 @@ pub fn doc_comment(language: &str, name: &str, indent: &str, related: &[String])
     }
 }
 
-pub fn symbol_kind(kind: &str) -> SymbolKind {
+pub fn symbol_kind(kind: ChunkKind) -> SymbolKind {
     match kind {
-        "function" => SymbolKind::FUNCTION,
-        "method" => SymbolKind::METHOD,
-        "class" => SymbolKind::CLASS,
-        "struct" => SymbolKind::STRUCT,
-        "enum" => SymbolKind::ENUM,
-        "trait" | "interface" => SymbolKind::INTERFACE,
-        "impl" => SymbolKind::CLASS,
-        "module" => SymbolKind::MODULE,
-        "type" => SymbolKind::TYPE_PARAMETER,
-        "const" => SymbolKind::CONSTANT,
-        "macro" => SymbolKind::FUNCTION,
-        "section" => SymbolKind::STRING,
-        _ => SymbolKind::FILE,
+        ChunkKind::Function => SymbolKind::FUNCTION,
+        ChunkKind::Method => SymbolKind::METHOD,
+        ChunkKind::Class => SymbolKind::CLASS,
+        ChunkKind::Struct => SymbolKind::STRUCT,
+        ChunkKind::Enum => SymbolKind::ENUM,
+        ChunkKind::Trait | ChunkKind::Interface => SymbolKind::INTERFACE,
+        ChunkKind::Impl => SymbolKind::CLASS,
+        ChunkKind::Module => SymbolKind::MODULE,
+        ChunkKind::Type => SymbolKind::TYPE_PARAMETER,
+        ChunkKind::Const => SymbolKind::CONSTANT,
+        ChunkKind::Macro => SymbolKind::FUNCTION,
+        ChunkKind::Section => SymbolKind::STRING,
+        ChunkKind::Block | ChunkKind::Text => SymbolKind::FILE,
     }
 }
 
@@ -153,18 +159,18 @@ mod tests {
     #[test]
     fn doc_comments_follow_each_language() {
         let related = vec!["`fn retry` (src/net.rs:10)".to_string()];
-        let (rust, inside) = doc_comment("rust", "parse_request", "    ", &related);
+        let (rust, inside) = doc_comment(Language::Rust, "parse_request", "    ", &related);
         assert_eq!(
             rust,
             "    /// Parse request.\n    /// See also: `fn retry` (src/net.rs:10).\n"
         );
         assert!(!inside);
-        let (py, inside) = doc_comment("python", "parseRequest", "", &[]);
+        let (py, inside) = doc_comment(Language::Python, "parseRequest", "", &[]);
         assert_eq!(py, "    \"\"\"Parse request.\n    \"\"\"\n");
         assert!(inside);
-        let (go, _) = doc_comment("go", "ParseRequest", "", &[]);
+        let (go, _) = doc_comment(Language::Go, "ParseRequest", "", &[]);
         assert_eq!(go, "// ParseRequest parse request.\n");
-        let (ts, _) = doc_comment("typescript", "parseRequest", "  ", &[]);
+        let (ts, _) = doc_comment(Language::TypeScript, "parseRequest", "  ", &[]);
         assert_eq!(ts, "  /**\n   * Parse request.\n   */\n");
     }
 }

@@ -193,7 +193,7 @@ impl Folder {
 }
 
 fn starting_status(root: &Path, index_dir: &Path) -> Status {
-    Status::empty(root, index_dir, "starting")
+    Status::empty(root, index_dir, engine::IndexState::Starting)
 }
 
 /// The indexer thread's state.
@@ -278,7 +278,7 @@ impl Indexer {
                         dir.display()
                     ),
                 );
-                self.set_status(|s| s.state = "ready".into());
+                self.set_status(|s| s.state = engine::IndexState::Ready);
                 None
             }
             Err(err) => {
@@ -287,7 +287,7 @@ impl Indexer {
                     format!("cannot open the index of {}: {err}", self.root.display()),
                 );
                 self.set_status(|s| {
-                    s.state = "error".into();
+                    s.state = engine::IndexState::Error;
                     s.last_error = Some(err.to_string());
                 });
                 None
@@ -296,7 +296,7 @@ impl Indexer {
     }
 
     fn index(&self, engine: &mut Engine, full: bool) {
-        self.set_status(|s| s.state = "indexing".into());
+        self.set_status(|s| s.state = engine::IndexState::Indexing);
         let progress = ThreadProgress {
             indexer: self,
             done: AtomicU64::new(0),
@@ -337,7 +337,7 @@ impl Indexer {
                 );
                 self.pending.store(0, Ordering::Relaxed);
                 self.set_status(|s| {
-                    s.state = "error".into();
+                    s.state = engine::IndexState::Error;
                     s.last_error = Some(err.to_string());
                 });
                 return;
@@ -372,7 +372,7 @@ impl Indexer {
         if closed {
             if let Ok(status) = engine.status() {
                 if let Ok(mut s) = self.status.write() {
-                    let state = s.state.clone();
+                    let state = s.state;
                     *s = status;
                     s.state = state;
                 }
@@ -390,7 +390,7 @@ impl Indexer {
     fn set_status(&self, f: impl FnOnce(&mut Status)) {
         let snapshot = match self.status.write() {
             Ok(mut s) => {
-                let before = s.state.clone();
+                let before = s.state;
                 f(&mut s);
                 (s.state != before).then(|| s.clone())
             }
@@ -445,5 +445,26 @@ impl IndexProgress for ThreadProgress<'_> {
     fn finish(&self) {}
     fn take_documents(&self) -> Vec<DocumentUpdate> {
         self.indexer.take_documents()
+    }
+}
+
+/// A folder is one index of the ask pipeline, read through its reading engines.
+impl crate::ask::AskIndex for Folder {
+    fn retrieve(
+        &self,
+        query: &str,
+        top_k: usize,
+        how: crate::retrieve::Rerank,
+    ) -> Result<Option<crate::retrieve::Retrieval>> {
+        self.with_reader(|e| e.retrieve(query, top_k, how))
+    }
+
+    fn plan(
+        &self,
+        question: &str,
+        retrieval: &crate::retrieve::Retrieval,
+        editor_context: Option<String>,
+    ) -> Result<Option<crate::engine::AnswerPlan>> {
+        self.with_reader(|e| Ok(e.plan_answer(question, retrieval, editor_context)))
     }
 }

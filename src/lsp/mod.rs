@@ -9,23 +9,29 @@
 //! upstream connection at once. stdout carries only JSON-RPC; logs go to stderr and to
 //! `window/logMessage`.
 
+mod actions;
 mod documents;
 mod features;
 mod folder;
+mod hover;
+mod progress;
 mod protocol;
+mod requests;
+mod settings;
 mod transport;
 
-use crate::answer::Source;
+use crate::ask::{self, AskIndex, AskSink, Question, Stage};
 use crate::config::{self, Config};
-use crate::engine::{Engine, Rerank, Retrieval, SearchHit};
+use crate::retrieve::{Rerank, Retrieval, SearchHit};
 use crate::workspace;
+use actions::COMMANDS;
 use dashmap::DashMap;
 use documents::Document;
 use folder::{Command, Folder, FolderEvent};
+use progress::send_progress;
 use protocol::QueryParams;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 use tower_lsp::jsonrpc::{self, Result};
@@ -35,29 +41,6 @@ use tower_lsp::{Client, LanguageServer, LspService, Server};
 
 /// Set once `shutdown` has flushed every folder; decides `exit`'s exit code.
 static SHUT_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// How long a hover may take before it answers with what it has.
-const HOVER_BUDGET: Duration = Duration::from_millis(1500);
-const COMMANDS: [&str; 4] = [
-    "ragls.ask",
-    "ragls.explain",
-    "ragls.related",
-    "ragls.reindex",
-];
-
-/// `rag/statusChanged`: the `rag/status` object, sent when the state changes.
-enum StatusChanged {}
-impl Notification for StatusChanged {
-    type Params = Value;
-    const METHOD: &'static str = "rag/statusChanged";
-}
-
-/// `$/progress` with a value that is not a work-done progress (streamed answer text).
-enum PartialResult {}
-impl Notification for PartialResult {
-    type Params = Value;
-    const METHOD: &'static str = "$/progress";
-}
 
 /// Runs the server on stdin/stdout until the client exits.
 pub fn serve_stdio() -> crate::error::Result<()> {
@@ -156,9 +139,9 @@ pub struct Backend {
     events: tokio::sync::mpsc::UnboundedSender<FolderEvent>,
     events_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<FolderEvent>>>,
     /// Generated hover explanations by (symbol, hash of its definition's text).
-    hover_cache: Arc<DashMap<(String, [u8; 16]), String>>,
+    hover_cache: Arc<DashMap<(String, crate::store::TextHash), String>>,
     /// Explanations being generated, so a second hover does not start another.
-    hover_inflight: Arc<dashmap::DashSet<(String, [u8; 16])>>,
+    hover_inflight: Arc<dashmap::DashSet<(String, crate::store::TextHash)>>,
 }
 
 impl Backend {
@@ -263,113 +246,6 @@ impl Backend {
         self.client.log_message(typ, message).await;
     }
 
-    /// Forwards indexer events to the editor: progress, status changes, log lines.
-    fn start_event_pump(&self) {
-        let Some(mut rx) = self.events_rx.lock().ok().and_then(|mut r| r.take()) else {
-            return;
-        };
-        let client = self.client.clone();
-        let progress = self.flags().work_done_progress;
-        tokio::spawn(async move {
-            let mut tokens: HashMap<Url, NumberOrString> = HashMap::new();
-            let mut counter = 0u32;
-            while let Some(event) = rx.recv().await {
-                match event {
-                    FolderEvent::ProgressBegin { folder, total } if progress => {
-                        counter += 1;
-                        let token = NumberOrString::String(format!("ragls/index/{counter}"));
-                        if client
-                            .send_request::<request::WorkDoneProgressCreate>(
-                                WorkDoneProgressCreateParams {
-                                    token: token.clone(),
-                                },
-                            )
-                            .await
-                            .is_ok()
-                        {
-                            let begin = WorkDoneProgressBegin {
-                                title: "Indexing".into(),
-                                cancellable: Some(false),
-                                message: Some(format!("0/{total} files")),
-                                percentage: Some(0),
-                            };
-                            send_progress(&client, &token, WorkDoneProgress::Begin(begin)).await;
-                            tokens.insert(folder, token);
-                        }
-                    }
-                    FolderEvent::ProgressReport {
-                        folder,
-                        done,
-                        total,
-                    } => {
-                        if let Some(token) = tokens.get(&folder) {
-                            let report = WorkDoneProgressReport {
-                                cancellable: Some(false),
-                                message: Some(format!("{done}/{total} files")),
-                                percentage: Some(if total == 0 {
-                                    100
-                                } else {
-                                    (done * 100 / total) as u32
-                                }),
-                            };
-                            send_progress(&client, token, WorkDoneProgress::Report(report)).await;
-                        }
-                    }
-                    FolderEvent::ProgressEnd { folder, message } => {
-                        if let Some(token) = tokens.remove(&folder) {
-                            send_progress(
-                                &client,
-                                &token,
-                                WorkDoneProgress::End(WorkDoneProgressEnd {
-                                    message: Some(message),
-                                }),
-                            )
-                            .await;
-                        }
-                    }
-                    FolderEvent::Status { status, .. } => {
-                        let value = protocol::status_json(std::slice::from_ref(&status));
-                        client.send_notification::<StatusChanged>(value).await;
-                    }
-                    FolderEvent::Log { error, message } => {
-                        eprintln!("ragls: {message}");
-                        let typ = if error {
-                            MessageType::WARNING
-                        } else {
-                            MessageType::INFO
-                        };
-                        client.log_message(typ, message).await;
-                    }
-                    FolderEvent::ProgressBegin { .. } => {}
-                }
-            }
-        });
-    }
-
-    async fn register_watchers(&self) {
-        if !self.flags().watch_files_dynamically {
-            return;
-        }
-        let options = DidChangeWatchedFilesRegistrationOptions {
-            watchers: vec![FileSystemWatcher {
-                glob_pattern: GlobPattern::String("**/*".into()),
-                kind: None,
-            }],
-        };
-        let registration = Registration {
-            id: "ragls-watch-files".into(),
-            method: "workspace/didChangeWatchedFiles".into(),
-            register_options: serde_json::to_value(options).ok(),
-        };
-        if let Err(e) = self.client.register_capability(vec![registration]).await {
-            self.log(
-                true,
-                format!("the editor refused file watching ({e}); saves still update the index"),
-            )
-            .await;
-        }
-    }
-
     /// Sends a buffer's text to its folder's indexer, unless it must not be indexed.
     async fn index_buffer(&self, uri: &Url, text: Option<String>) {
         let Some((folder, rel)) = self.locate(uri) else {
@@ -384,701 +260,56 @@ impl Backend {
         };
         if let Some(t) = &text {
             let config = folder.config();
-            if !config.index.index_secrets && workspace::is_secret_path(&rel) {
-                return;
-            }
-            if t.len() as u64 > config.index.max_file_bytes {
-                self.log(
-                    false,
-                    format!("{rel} is larger than index.max_file_bytes; its buffer is not indexed"),
-                )
-                .await;
-                return;
-            }
-            if workspace::classify_content(t.as_bytes()).is_some() {
-                self.log(
-                    false,
-                    format!("{rel} looks binary or generated; its buffer is not indexed"),
-                )
-                .await;
+            if let Err(reason) = workspace::admit_text(
+                &rel,
+                t.as_bytes(),
+                config.index.max_file_bytes,
+                config.index.index_secrets,
+            ) {
+                let why = match reason {
+                    workspace::SkipReason::Secret => return,
+                    workspace::SkipReason::TooLarge => "is larger than index.max_file_bytes",
+                    _ => "looks binary or generated",
+                };
+                self.log(false, format!("{rel} {why}; its buffer is not indexed"))
+                    .await;
                 return;
             }
         }
         folder.update_document(rel, text);
     }
 
-    /// The text of a file: its open buffer, else the disk.
-    fn text_of(&self, uri: &Url) -> Option<String> {
-        if let Some(d) = self.docs.get(uri) {
-            return Some(d.text.clone());
-        }
-        std::fs::read_to_string(uri.to_file_path().ok()?).ok()
-    }
-
-    /// Editor context: the selected text (or the line under the cursor), with its place.
-    fn editor_context(&self, uri: &Url, range: Option<Range>) -> Option<(String, String)> {
-        let text = self.text_of(uri)?;
-        let range = range?;
-        let mut selected = documents::text_in(&text, range).to_string();
-        if selected.trim().is_empty() {
-            selected = documents::line_text(&text, range.start.line).to_string();
-        }
-        let selected: String = selected.chars().take(4000).collect();
-        let rel = self
-            .locate(uri)
-            .map(|(_, r)| r)
-            .unwrap_or_else(|| uri.path().to_string());
-        let place = format!("{rel}:{}-{}", range.start.line + 1, range.end.line + 1);
-        Some((format!("{place}\n```\n{selected}\n```"), selected))
-    }
-
-    /// Retrieval over the relevant folders, merged by score: the folder of
-    /// `text_document` when given, else all of them.
-    async fn retrieve(
-        &self,
-        query: String,
-        top_k: usize,
-        how: Rerank,
-        scope: Option<&Url>,
-    ) -> Result<Vec<(Arc<Folder>, Retrieval)>> {
-        let folders = match scope.and_then(|u| self.locate(u)) {
-            Some((f, _)) => vec![f],
-            None => self.folders(),
-        };
-        let mut out = Vec::new();
-        for folder in folders {
-            let f = folder.clone();
-            let q = query.clone();
-            let result =
-                tokio::task::spawn_blocking(move || f.with_reader(|e| e.retrieve(&q, top_k, how)))
-                    .await
-                    .map_err(|e| internal(format!("retrieval stopped: {e}")))?
-                    .map_err(|e| internal(e.to_string()))?;
-            if let Some(r) = result {
-                out.push((folder, r));
-            }
-        }
-        Ok(out)
-    }
-
-    async fn search_hits(
-        &self,
-        query: String,
-        top_k: usize,
-        how: Rerank,
-        scope: Option<&Url>,
-    ) -> Result<Vec<(Arc<Folder>, SearchHit)>> {
-        let mut hits: Vec<(Arc<Folder>, SearchHit)> = self
-            .retrieve(query, top_k, how, scope)
-            .await?
-            .into_iter()
-            .flat_map(|(f, r)| r.hits.into_iter().map(move |h| (f.clone(), h)))
-            .collect();
-        hits.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
-        hits.truncate(top_k);
-        Ok(hits)
-    }
-
-    fn query_with_context(&self, p: &QueryParams) -> (String, Option<String>) {
-        let context = p
-            .text_document
-            .as_ref()
-            .and_then(|d| self.editor_context(&d.uri, p.range));
-        match context {
-            Some((prompt_context, selected)) => {
-                // The selection steers retrieval too, but the question leads.
-                let extra: String = selected.chars().take(600).collect();
-                (format!("{} {extra}", p.query), Some(prompt_context))
-            }
-            None => (p.query.clone(), None),
-        }
-    }
-
-    async fn rag_ask(&self, params: Value) -> Result<Value> {
-        let p: QueryParams = protocol::parse("rag/ask", params)?;
-        p.check("rag/ask")?;
-        let stage = p
-            .work_done_token
-            .clone()
-            .and_then(|t| serde_json::from_value::<NumberOrString>(t).ok());
-        if let Some(token) = &stage {
-            let begin = WorkDoneProgressBegin {
-                title: "Asking".into(),
-                cancellable: Some(true),
-                message: Some("Retrieving".into()),
-                percentage: None,
-            };
-            send_progress(&self.client, token, WorkDoneProgress::Begin(begin)).await;
-        }
-        // Ends the stage progress even when the request is cancelled (its future dropped).
-        let mut stage_end = stage.clone().map(|token| StageEnd {
-            client: self.client.clone(),
-            token,
-            sent: false,
-        });
-        let result = self.ask(&p, stage.as_ref()).await;
-        if let Some(end) = stage_end.as_mut() {
-            end.send().await;
-        }
-        if stage.is_some() || p.partial_result_token.is_some() {
-            // tower-lsp writes notifications and responses from two queues; a moment's
-            // grace lets the last progress message reach the client before the result.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        result
-    }
-
-    async fn ask(&self, p: &QueryParams, stage: Option<&NumberOrString>) -> Result<Value> {
-        let Some(first) = self.folders().first().cloned() else {
-            return Err(jsonrpc::Error::invalid_request());
-        };
-        let top_k = p.top_k.unwrap_or_else(|| first.config().rerank.top_k);
-        let (query, editor_context) = self.query_with_context(p);
-        let scope = p.text_document.as_ref().map(|d| d.uri.clone());
-        let retrievals = self
-            .retrieve(query.clone(), top_k, rerank_flag(p.rerank), scope.as_ref())
-            .await?;
-        let mut merged = Retrieval {
-            hits: Vec::new(),
-            notes: Vec::new(),
-            reranked_by: None,
-            retrieve_ms: 0,
-            rerank_ms: None,
-        };
-        let mut roots: HashMap<String, PathBuf> = HashMap::new();
-        let mut planner = first.clone();
-        for (i, (folder, r)) in retrievals.into_iter().enumerate() {
-            if i == 0 {
-                planner = folder.clone();
-            }
-            for h in &r.hits {
-                roots.insert(h.chunk.path.clone(), folder.root.clone());
-            }
-            merged.hits.extend(r.hits);
-            merged.notes.extend(r.notes);
-            merged.reranked_by = merged.reranked_by.or(r.reranked_by);
-            merged.retrieve_ms = merged.retrieve_ms.max(r.retrieve_ms);
-            merged.rerank_ms = merged.rerank_ms.max(r.rerank_ms);
-        }
-        merged.hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-        merged.hits.truncate(top_k);
-        let last_lines: HashMap<(String, u32), String> = merged
-            .hits
-            .iter()
-            .map(|h| {
-                (
-                    (h.chunk.path.clone(), h.chunk.start_line),
-                    h.chunk.text.lines().last().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
-        let question = p.query.clone();
-        let planned = {
-            let merged = merged.clone();
-            let planner = planner.clone();
-            tokio::task::spawn_blocking(move || {
-                planner.with_reader(|e: &mut Engine| {
-                    Ok(e.plan_answer(&question, &merged, editor_context))
-                })
-            })
-            .await
-            .map_err(|e| internal(format!("planning stopped: {e}")))?
-            .map_err(|e| internal(e.to_string()))?
-        };
-        let Some(plan) = planned else {
-            return Err(internal("the index is not ready yet".into()));
-        };
-        let result = match plan.chat.clone() {
-            None => {
-                let result = plan.extractive();
-                // Offline the answer is ready at once: it streams as one delta.
-                if let Some(token) = &p.partial_result_token {
-                    self.client
-                        .send_notification::<PartialResult>(
-                            json!({ "token": token, "value": { "answerDelta": result.answer } }),
-                        )
-                        .await;
-                }
-                result
-            }
-            Some(chat) => {
-                if let Some(token) = stage {
-                    let report = WorkDoneProgressReport {
-                        cancellable: Some(true),
-                        message: Some("Generating".into()),
-                        percentage: None,
-                    };
-                    send_progress(&self.client, token, WorkDoneProgress::Report(report)).await;
-                }
-                let partial = p.partial_result_token.clone();
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-                let client = self.client.clone();
-                let forward = tokio::spawn(async move {
-                    while let Some(delta) = rx.recv().await {
-                        if let Some(token) = &partial {
-                            client
-                                .send_notification::<PartialResult>(
-                                    json!({ "token": token, "value": { "answerDelta": delta } }),
-                                )
-                                .await;
-                        }
-                    }
-                });
-                let started = std::time::Instant::now();
-                let mut on_delta = |d: &str| {
-                    let _ = tx.send(d.to_string());
-                };
-                // Dropped on `$/cancelRequest`: the stream, and its connection, go with it.
-                let outcome = chat.stream(&plan.messages, &mut on_delta).await;
-                drop(tx);
-                let _ = forward.await;
-                plan.finish(outcome, started.elapsed().as_millis() as u64)
-            }
-        };
-        let root_of = |path: &str| {
-            roots
-                .get(path)
-                .cloned()
-                .or_else(|| Some(first.root.clone()))
-        };
-        let last_line = |s: &Source| {
-            last_lines
-                .get(&(s.path.clone(), s.start_line))
-                .cloned()
-                .unwrap_or_default()
-        };
-        Ok(protocol::ask_json(&root_of, &result, &last_line))
-    }
-
-    async fn rag_search(&self, params: Value) -> Result<Value> {
-        let p: QueryParams = protocol::parse("rag/search", params)?;
-        p.check("rag/search")?;
-        let top_k = p.top_k.unwrap_or(10);
-        let (query, _) = self.query_with_context(&p);
-        let scope = p.text_document.as_ref().map(|d| d.uri.clone());
-        let hits = self
-            .search_hits(query, top_k, rerank_flag(p.rerank), scope.as_ref())
-            .await?;
-        let results: Vec<Value> = hits
-            .iter()
-            .map(|(f, h)| {
-                let source = crate::answer::source_of(h);
-                protocol::source_json(&f.root, &source, h.chunk.text.lines().last().unwrap_or(""))
-            })
-            .collect();
-        Ok(json!({ "results": results }))
-    }
-
-    async fn rag_status(&self, _params: Value) -> Result<Value> {
-        let statuses: Vec<_> = self.folders().iter().map(|f| f.status()).collect();
-        Ok(protocol::status_json(&statuses))
-    }
-
-    async fn rag_reindex(&self, params: Value) -> Result<Value> {
-        let p: protocol::ReindexParams = protocol::parse("rag/reindex", params)?;
-        let full = p.full.unwrap_or(false);
-        for f in self.folders() {
-            f.send(Command::Index { full });
-        }
-        Ok(json!({ "started": true, "full": full }))
-    }
-
-    /// Hover: the definition and related code within the budget; a generated explanation
-    /// when one is cached (generation runs in the background and fills the cache).
-    async fn hover_at(&self, uri: &Url, pos: Position) -> Result<Option<Hover>> {
-        let Some(text) = self.text_of(uri) else {
-            return Ok(None);
-        };
-        let Some(word) = documents::word_at(&text, pos) else {
-            return Ok(None);
-        };
-        let Some((folder, _)) = self.locate(uri) else {
-            return Ok(None);
-        };
-        let deadline = tokio::time::Instant::now() + HOVER_BUDGET;
-        let f = folder.clone();
-        let q = word.clone();
-        let retrieval = tokio::time::timeout_at(
-            deadline,
-            tokio::task::spawn_blocking(move || {
-                f.with_reader(|e| e.retrieve(&q, 5, Rerank::Offline))
-            }),
-        )
-        .await;
-        let hits = match retrieval {
-            Ok(Ok(Ok(Some(r)))) => r.hits,
-            _ => Vec::new(),
-        };
-        if hits.is_empty() {
-            return Ok(None);
-        }
-        let key = (word.clone(), crate::store::text_hash(&hits[0].chunk.text));
-        let mut explanation = self.hover_cache.get(&key).map(|e| e.clone());
-        if explanation.is_none() {
-            if let Some(task) = self.explain_in_background(&folder, &word, &hits, key) {
-                // Wait for it only as long as the budget allows; it fills the cache anyway.
-                if let Ok(Ok(Some(text))) = tokio::time::timeout_at(deadline, task).await {
-                    explanation = Some(text);
-                }
-            }
-        }
-        let root = folder.root.clone();
-        let link = |path: &str, line: u32| features::file_link(&root, path, line);
-        let md = features::hover_markdown(&word, &hits, &link, explanation.as_deref());
-        Ok(Some(Hover {
-            contents: HoverContents::Markup(MarkupContent {
-                kind: MarkupKind::Markdown,
-                value: md,
-            }),
-            range: None,
-        }))
-    }
-
-    /// Starts generating a short explanation of `word` (when a chat model is configured);
-    /// the result lands in the hover cache.
-    fn explain_in_background(
-        &self,
-        folder: &Arc<Folder>,
-        word: &str,
-        hits: &[SearchHit],
-        key: (String, [u8; 16]),
-    ) -> Option<tokio::task::JoinHandle<Option<String>>> {
-        let question = format!("In two or three sentences, what is `{word}` and what is it for?");
-        let retrieval = Retrieval {
-            hits: hits.to_vec(),
-            notes: Vec::new(),
-            reranked_by: None,
-            retrieve_ms: 0,
-            rerank_ms: None,
-        };
-        let folder = folder.clone();
-        let cache = self.hover_cache.clone();
-        let inflight = self.hover_inflight.clone();
-        if !inflight.insert(key.clone()) {
-            return None; // already being generated; a later hover shows it
-        }
-        Some(tokio::spawn(async move {
-            let _done = InflightGuard {
-                set: inflight,
-                key: key.clone(),
-            };
-            let f = folder.clone();
-            let plan = tokio::task::spawn_blocking(move || {
-                f.with_reader(|e| Ok(e.plan_answer(&question, &retrieval, None)))
-            })
-            .await
-            .ok()?
-            .ok()??;
-            let chat = plan.chat.clone()?;
-            let mut ignore = |_: &str| {};
-            let outcome = chat.stream(&plan.messages, &mut ignore).await.ok()?;
-            let result = crate::answer::generated(
-                &outcome.text,
-                &plan.sources,
-                plan.models,
-                plan.timings,
-                None,
-                Vec::new(),
-            );
-            let root = folder.root.clone();
-            // Citations become links in the hover.
-            let mut text = result.answer;
-            for c in &result.citations {
-                let link = features::file_link(&root, &c.path, c.start_line);
-                text = text.replace(&format!("[{}]", c.n), &format!("[[{}]]({link})", c.n));
-            }
-            cache.insert(key, text.clone());
-            Some(text)
-        }))
-    }
-
-    async fn code_actions(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
-        let uri = params.text_document.uri;
-        let range = params.range;
-        let Some(text) = self.text_of(&uri) else {
-            return Ok(None);
-        };
-        let word = documents::word_at(&text, range.start);
-        let args = |extra: Value| vec![json!(uri), json!(range), extra];
-        let mut actions: Vec<CodeActionOrCommand> =
-            vec![CodeActionOrCommand::CodeAction(CodeAction {
-                title: "Explain this code".into(),
-                kind: Some(CodeActionKind::SOURCE),
-                command: Some(tower_lsp::lsp_types::Command {
-                    title: "Explain this code".into(),
-                    command: "ragls.explain".into(),
-                    arguments: Some(args(Value::Null)),
-                }),
-                ..CodeAction::default()
-            })];
-        if let Some(w) = &word {
-            let query = format!("What does `{w}` do, and where is it used?");
-            actions.push(CodeActionOrCommand::CodeAction(CodeAction {
-                title: format!("Ask about {w}"),
-                kind: Some(CodeActionKind::SOURCE),
-                command: Some(tower_lsp::lsp_types::Command {
-                    title: format!("Ask about {w}"),
-                    command: "ragls.ask".into(),
-                    arguments: Some(vec![
-                        json!({ "query": query, "textDocument": { "uri": uri }, "range": range }),
-                    ]),
-                }),
-                ..CodeAction::default()
-            }));
-        }
-        actions.push(CodeActionOrCommand::CodeAction(CodeAction {
-            title: "Find related code".into(),
-            kind: Some(CodeActionKind::SOURCE),
-            command: Some(tower_lsp::lsp_types::Command {
-                title: "Find related code".into(),
-                command: "ragls.related".into(),
-                arguments: Some(args(Value::Null)),
-            }),
-            ..CodeAction::default()
-        }));
-        if let Some(action) = self.doc_comment_action(&uri, &text, range).await {
-            actions.push(CodeActionOrCommand::CodeAction(action));
-        }
-        Ok(Some(actions))
-    }
-
-    /// "Write a doc comment": an edit inserting a comment in the language's style above
-    /// the item at the cursor (inside it, for Python), naming related code found by
-    /// retrieval. Not offered where the item already has one.
-    async fn doc_comment_action(&self, uri: &Url, text: &str, range: Range) -> Option<CodeAction> {
-        let (folder, rel) = self.locate(uri)?;
-        let line = range.start.line + 1;
-        let f = folder.clone();
-        let path = rel.clone();
-        let chunk = tokio::task::spawn_blocking(move || f.with_reader(|e| e.chunk_at(&path, line)))
-            .await
-            .ok()?
-            .ok()???;
-        if chunk.name.is_empty() {
+    /// The text of a document for editor context (selections, hovered words): its open
+    /// buffer, else the disk, and only if it passes the indexing admission (inside a
+    /// workspace folder, not a secret, not binary, within `index.max_file_bytes`).
+    /// Anything else is dropped with a log line, never read or sent anywhere.
+    async fn admitted_text(&self, uri: &Url) -> Option<(Arc<Folder>, String, String)> {
+        let Some((folder, rel)) = self.locate(uri) else {
+            self.log(
+                false,
+                format!("{uri} is outside the workspace folders; not used as context"),
+            )
+            .await;
             return None;
-        }
-        let lines: Vec<&str> = text.split('\n').collect();
-        // The item's own line: the first line of the chunk that names it.
-        let first = chunk.start_line.saturating_sub(1) as usize;
-        let last = (chunk.end_line as usize).min(lines.len());
-        let item = (first..last).find(|&i| lines[i].contains(chunk.name.as_str()))?;
-        let (insert_at, inside) = if chunk.language == "python" {
-            let sig_end = (item..last)
-                .find(|&i| lines[i].trim_end().ends_with(':'))
-                .unwrap_or(item);
-            (sig_end + 1, true)
-        } else {
-            let mut top = item;
-            while top > first && {
-                let t = lines[top - 1].trim_start();
-                t.starts_with("#[") || t.starts_with('@')
-            } {
-                top -= 1;
-            }
-            (top, false)
         };
-        let existing = if inside {
-            lines.get(insert_at).map(|l| l.trim_start())
-        } else {
-            insert_at
-                .checked_sub(1)
-                .and_then(|i| lines.get(i))
-                .map(|l| l.trim_start())
+        let config = folder.config();
+        let (max, secrets) = (config.index.max_file_bytes, config.index.index_secrets);
+        let buffer = self.docs.get(uri).map(|d| d.text.clone());
+        let text = match buffer {
+            Some(t) => workspace::admit_text(&rel, t.as_bytes(), max, secrets).map(|_| t),
+            None => workspace::read_admitted(&folder.root, &rel, max, secrets),
         };
-        if existing.is_some_and(|l| {
-            l.starts_with("///")
-                || l.starts_with("*/")
-                || l.starts_with("/**")
-                || l.starts_with("\"\"\"")
-                || l.starts_with("//")
-        }) {
-            return None;
-        }
-        let indent: String = lines[item]
-            .chars()
-            .take_while(|c| c.is_whitespace())
-            .collect();
-        let related = self
-            .search_hits(chunk.name.clone(), 4, Rerank::None, Some(uri))
-            .await
-            .ok()?
-            .into_iter()
-            .filter(|(_, h)| h.chunk.id != chunk.id && !h.chunk.symbol.is_empty())
-            .take(2)
-            .map(|(_, h)| {
-                format!(
-                    "`{}` ({}:{})",
-                    h.chunk.symbol, h.chunk.path, h.chunk.start_line
+        match text {
+            Ok(t) => Some((folder, rel, t)),
+            Err(reason) => {
+                self.log(
+                    false,
+                    format!("{rel} is not used as context ({})", reason.as_str()),
                 )
-            })
-            .collect::<Vec<_>>();
-        let (comment, _) = features::doc_comment(&chunk.language, &chunk.name, &indent, &related);
-        let at = Position {
-            line: insert_at as u32,
-            character: 0,
-        };
-        let edit = TextEdit {
-            range: Range { start: at, end: at },
-            new_text: comment,
-        };
-        Some(CodeAction {
-            title: format!("Write a doc comment for {}", chunk.name),
-            kind: Some(CodeActionKind::REFACTOR_REWRITE),
-            edit: Some(WorkspaceEdit {
-                changes: Some(HashMap::from([(uri.clone(), vec![edit])])),
-                ..WorkspaceEdit::default()
-            }),
-            ..CodeAction::default()
-        })
-    }
-
-    async fn command(&self, params: ExecuteCommandParams) -> Result<Option<Value>> {
-        let args = params.arguments;
-        let uri_range = |args: &[Value]| -> Result<(Url, Range)> {
-            let uri: Url = args
-                .first()
-                .cloned()
-                .and_then(|v| serde_json::from_value(v).ok())
-                .ok_or_else(|| {
-                    jsonrpc::Error::invalid_params(format!(
-                        "{}: the first argument must be a document URI",
-                        params.command
-                    ))
-                })?;
-            let range: Range = args
-                .get(1)
-                .cloned()
-                .and_then(|v| serde_json::from_value(v).ok())
-                .ok_or_else(|| {
-                    jsonrpc::Error::invalid_params(format!(
-                        "{}: the second argument must be a range",
-                        params.command
-                    ))
-                })?;
-            Ok((uri, range))
-        };
-        match params.command.as_str() {
-            "ragls.ask" => {
-                let first = args.into_iter().next().ok_or_else(|| {
-                    jsonrpc::Error::invalid_params("ragls.ask: give {\"query\": ...}")
-                })?;
-                let first = if let Value::String(q) = first {
-                    json!({ "query": q })
-                } else {
-                    first
-                };
-                self.rag_ask(first).await.map(Some)
+                .await;
+                None
             }
-            "ragls.explain" => {
-                let (uri, range) = uri_range(&args)?;
-                self.rag_ask(json!({ "query": "Explain this code: what it does and how it fits in.", "textDocument": { "uri": uri }, "range": range }))
-                    .await
-                    .map(Some)
-            }
-            "ragls.related" => {
-                let (uri, range) = uri_range(&args)?;
-                let text = self.text_of(&uri).unwrap_or_default();
-                let mut query = documents::text_in(&text, range).to_string();
-                if query.trim().is_empty() {
-                    query = documents::word_at(&text, range.start).unwrap_or_else(|| {
-                        documents::line_text(&text, range.start.line).to_string()
-                    });
-                }
-                let query: String = query.chars().take(1000).collect();
-                let hits = self.search_hits(query, 10, Rerank::Best, None).await?;
-                let locations: Vec<Location> = hits
-                    .iter()
-                    .filter_map(|(f, h)| {
-                        let uri = Url::from_file_path(f.root.join(&h.chunk.path)).ok()?;
-                        Some(Location {
-                            uri,
-                            range: protocol::range_of(
-                                h.chunk.start_line,
-                                h.chunk.end_line,
-                                &h.chunk.text,
-                            ),
-                        })
-                    })
-                    .collect();
-                Ok(Some(json!(locations)))
-            }
-            "ragls.reindex" => {
-                let full = args
-                    .first()
-                    .and_then(|a| a.get("full"))
-                    .and_then(|f| f.as_bool())
-                    .unwrap_or(false);
-                self.rag_reindex(json!({ "full": full })).await.map(Some)
-            }
-            other => Err(jsonrpc::Error::invalid_params(format!(
-                "unknown command {other}; ragls offers {}",
-                COMMANDS.join(", ")
-            ))),
         }
-    }
-}
-
-/// Removes a hover key from the in-flight set however its generation ends.
-struct InflightGuard {
-    set: Arc<dashmap::DashSet<(String, [u8; 16])>>,
-    key: (String, [u8; 16]),
-}
-
-impl Drop for InflightGuard {
-    fn drop(&mut self) {
-        self.set.remove(&self.key);
-    }
-}
-
-/// The end of a request's stage progress, sent on completion or, if the request is
-/// cancelled, when its future is dropped.
-struct StageEnd {
-    client: Client,
-    token: NumberOrString,
-    sent: bool,
-}
-
-impl StageEnd {
-    async fn send(&mut self) {
-        self.sent = true;
-        send_progress(
-            &self.client,
-            &self.token,
-            WorkDoneProgress::End(WorkDoneProgressEnd { message: None }),
-        )
-        .await;
-    }
-}
-
-impl Drop for StageEnd {
-    fn drop(&mut self) {
-        if !self.sent {
-            let (client, token) = (self.client.clone(), self.token.clone());
-            tokio::spawn(async move {
-                let end = WorkDoneProgressEnd {
-                    message: Some("cancelled".into()),
-                };
-                send_progress(&client, &token, WorkDoneProgress::End(end)).await;
-            });
-        }
-    }
-}
-
-async fn send_progress(client: &Client, token: &NumberOrString, value: WorkDoneProgress) {
-    client
-        .send_notification::<notification::Progress>(ProgressParams {
-            token: token.clone(),
-            value: ProgressParamsValue::WorkDone(value),
-        })
-        .await;
-}
-
-/// The client's `rerank` flag: on (the default) is the best reranker available.
-fn rerank_flag(flag: Option<bool>) -> Rerank {
-    if flag.unwrap_or(true) {
-        Rerank::Best
-    } else {
-        Rerank::None
     }
 }
 
@@ -1088,24 +319,6 @@ fn internal(message: String) -> jsonrpc::Error {
         message: message.into(),
         data: None,
     }
-}
-
-/// JSON settings (from the editor) as a TOML table, dropping nulls TOML cannot hold.
-fn settings_table(value: &Value) -> Option<toml::Table> {
-    fn clean(v: &Value) -> Option<Value> {
-        match v {
-            Value::Null => None,
-            Value::Object(m) => Some(Value::Object(
-                m.iter()
-                    .filter_map(|(k, v)| clean(v).map(|v| (k.clone(), v)))
-                    .collect(),
-            )),
-            Value::Array(a) => Some(Value::Array(a.iter().filter_map(clean).collect())),
-            other => Some(other.clone()),
-        }
-    }
-    let v = clean(value.get("ragls").unwrap_or(value))?;
-    serde_json::from_value::<toml::Table>(v).ok()
 }
 
 #[tower_lsp::async_trait]
@@ -1126,7 +339,7 @@ impl LanguageServer for Backend {
                 .unwrap_or(false),
         });
         if let Some(options) = &params.initialization_options {
-            match settings_table(options) {
+            match settings::settings_table(options) {
                 Some(table) => {
                     if let Err(e) = config::from_table(table.clone())
                         .map_err(crate::error::Error::Config)
@@ -1348,7 +561,7 @@ impl LanguageServer for Backend {
     }
 
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
-        let Some(table) = settings_table(&params.settings) else {
+        let Some(table) = settings::settings_table(&params.settings) else {
             if !params.settings.is_null() {
                 self.client
                     .show_message(
@@ -1360,13 +573,8 @@ impl LanguageServer for Backend {
             return;
         };
         // The editor's settings layer on top of its initializationOptions.
-        let mut merged = self
-            .init_options
-            .read()
-            .ok()
-            .and_then(|o| o.clone())
-            .unwrap_or_default();
-        config::deep_merge(&mut merged, table);
+        let init = self.init_options.read().ok().and_then(|o| o.clone());
+        let merged = settings::layered(init, table);
         // All folders accept the settings, or none changes.
         let mut changes = Vec::new();
         for f in self.folders() {
@@ -1441,15 +649,15 @@ impl LanguageServer for Backend {
         #[allow(deprecated)]
         let symbols = hits
             .iter()
-            .filter_map(|(f, h)| {
-                let uri = Url::from_file_path(f.root.join(&h.chunk.path)).ok()?;
+            .filter_map(|h| {
+                let uri = Url::from_file_path(h.root.join(&h.chunk.path)).ok()?;
                 Some(SymbolInformation {
                     name: if h.chunk.symbol.is_empty() {
                         format!("{}:{}", h.chunk.path, h.chunk.start_line)
                     } else {
                         h.chunk.symbol.clone()
                     },
-                    kind: features::symbol_kind(&h.chunk.kind),
+                    kind: features::symbol_kind(h.chunk.kind),
                     tags: None,
                     deprecated: None,
                     location: Location {

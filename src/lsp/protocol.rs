@@ -77,49 +77,48 @@ pub fn range_of(start_line: u32, end_line: u32, snippet_or_text: &str) -> Range 
     crate::lsp::documents::line_range(start_line, end_line, last)
 }
 
-pub fn source_json(root: &Path, s: &Source, last_line: &str) -> Value {
+/// A source in LSP form: its folder's file URI and the range of its lines.
+pub fn source_json(s: &Source) -> Value {
+    let at = &s.location;
     let mut v = json!({
-        "uri": uri_of(root, &s.path),
-        "range": crate::lsp::documents::line_range(s.start_line, s.end_line, last_line),
+        "uri": uri_of(&at.root, &at.path),
+        "range": crate::lsp::documents::line_range(at.start_line, at.end_line, &s.last_line),
         "kind": s.kind,
         "language": s.language,
         "score": s.score,
         "snippet": s.snippet,
     });
-    if let Some(sym) = &s.symbol {
+    if let Some(sym) = &at.symbol {
         v["symbol"] = sym.clone().into();
     }
     v
 }
 
-/// The `rag/ask` result in LSP form. `last_line` gives the text of a source's last line
-/// (from the open buffer or the stored chunk), so each range is the chunk's real extent.
-pub fn ask_json(
-    root_of: &dyn Fn(&str) -> Option<std::path::PathBuf>,
-    result: &AskResult,
-    last_line: &dyn Fn(&Source) -> String,
-) -> Value {
-    let sources: Vec<Value> = result
-        .sources
-        .iter()
-        .map(|s| source_json(&root_of(&s.path).unwrap_or_default(), s, &last_line(s)))
-        .collect();
+/// The `rag/ask` result in LSP form. Each source and citation carries its folder and the
+/// text of its last line, so each range is the chunk's real extent in the right folder.
+pub fn ask_json(result: &AskResult) -> Value {
+    let sources: Vec<Value> = result.sources.iter().map(source_json).collect();
     let citations: Vec<Value> = result
         .citations
         .iter()
         .map(|c| {
-            let source = result
+            let last = result
                 .sources
                 .iter()
-                .find(|s| s.path == c.path && s.start_line == c.start_line);
-            let last = source.map(last_line).unwrap_or_default();
+                .find(|s| {
+                    let (a, b) = (&s.location, &c.location);
+                    a.root == b.root && a.path == b.path && a.start_line == b.start_line
+                })
+                .map(|s| s.last_line.as_str())
+                .unwrap_or_default();
+            let at = &c.location;
             let mut v = json!({
                 "n": c.n,
-                "uri": uri_of(&root_of(&c.path).unwrap_or_default(), &c.path),
-                "range": crate::lsp::documents::line_range(c.start_line, c.end_line, &last),
+                "uri": uri_of(&at.root, &at.path),
+                "range": crate::lsp::documents::line_range(at.start_line, at.end_line, last),
                 "snippet": c.snippet,
             });
-            if let Some(sym) = &c.symbol {
+            if let Some(sym) = &at.symbol {
                 v["symbol"] = sym.clone().into();
             }
             v
@@ -145,23 +144,13 @@ pub fn ask_json(
 /// The `rag/status` object for several folders: the first folder's fields, with counts
 /// summed and the worst state.
 pub fn status_json(statuses: &[Status]) -> Value {
-    let rank = |s: &str| match s {
-        "error" => 4,
-        "degraded" => 3,
-        "indexing" => 2,
-        "starting" => 1,
-        _ => 0,
-    };
     let Some(first) = statuses.first() else {
         return json!({ "state": "ready", "files": 0, "chunks": 0, "pendingFiles": 0, "indexBytes": 0,
                        "embedding": { "provider": "", "model": "", "dimensions": 0 }, "folders": [] });
     };
-    let worst = statuses
-        .iter()
-        .max_by_key(|s| rank(&s.state))
-        .unwrap_or(first);
+    let worst = statuses.iter().max_by_key(|s| s.state).unwrap_or(first);
     let mut v = serde_json::to_value(first).unwrap_or(Value::Null);
-    v["state"] = worst.state.clone().into();
+    v["state"] = worst.state.to_string().into();
     v["files"] = statuses.iter().map(|s| s.files).sum::<u64>().into();
     v["chunks"] = statuses.iter().map(|s| s.chunks).sum::<u64>().into();
     v["pendingFiles"] = statuses.iter().map(|s| s.pending_files).sum::<u64>().into();

@@ -1,14 +1,20 @@
 //! `POST /chat/completions` with `stream: true`: sends the prompt, decodes the
-//! Server-Sent Events as they arrive (see `answer::sse`), hands each text delta to the
+//! Server-Sent Events as they arrive (see `provider::sse`), hands each text delta to the
 //! caller, and reports usage and cost when the stream carries them.
 //!
 //! Cancellation is dropping the future: the response, and so the connection, is dropped
 //! with it, which stops the upstream generation at once.
 
 use super::{Provider, ProviderError};
-use crate::answer::prompt::ChatMessage;
-use crate::answer::sse::{parse_chat_event, ChatStreamItem, SseDecoder};
+use crate::provider::sse::{parse_chat_event, ChatStreamItem, SseDecoder};
 use futures_util::StreamExt;
+
+/// One chat message, in the OpenAI `messages` shape.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -7,8 +7,8 @@
 //! here: the store caches by (model, dimensions, text hash) and asks only for misses.
 
 use super::{blocking_runtime, Provider, ProviderError};
-use crate::config::EmbeddingConfig;
-use crate::embed::{normalize, Embedder};
+use crate::config::{Config, EmbeddingConfig, EmbeddingProvider};
+use crate::embed::{normalize, BuiltinEmbedder, Embedder, BUILTIN_DIMENSIONS};
 use crate::error::{Error, Result};
 use futures_util::stream::{self, StreamExt};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -262,6 +262,48 @@ impl Embedder for RemoteEmbedder {
     }
     fn model_name(&self) -> String {
         self.model.clone()
+    }
+}
+
+/// Picks the embedder the settings ask for: `auto` is the remote provider when one is
+/// configured (a key in the environment, or a non-default base URL), else the built-in
+/// embedder.
+pub fn embedder_for(config: &Config) -> Result<Box<dyn Embedder>> {
+    let builtin = || {
+        let dims = if config.embedding.dimensions == 0 {
+            BUILTIN_DIMENSIONS
+        } else {
+            config.embedding.dimensions
+        };
+        Box::new(BuiltinEmbedder::new(dims)) as Box<dyn Embedder>
+    };
+    let remote = || {
+        Provider::from_config(&config.provider)
+            .map(|p| Box::new(RemoteEmbedder::new(p, &config.embedding)) as Box<dyn Embedder>)
+    };
+    match config.embedding.provider {
+        EmbeddingProvider::Builtin => Ok(builtin()),
+        EmbeddingProvider::Auto => Ok(remote().unwrap_or_else(builtin)),
+        EmbeddingProvider::Remote => remote().ok_or_else(|| {
+            Error::Config(format!(
+                "setting embedding.provider = \"remote\" needs an API key in ${} (or provider.base_url pointing at a server that needs none)",
+                config.provider.api_key_env
+            ))
+        }),
+        EmbeddingProvider::Local => match crate::embed::local::load(&config.embedding)? {
+            Some(model) => Ok(model),
+            None => {
+                // Said once per process; the index keeps working lexically.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    eprintln!(
+                        "ragls: {}",
+                        crate::embed::local::missing_model_message(&config.embedding)
+                    )
+                });
+                Ok(builtin())
+            }
+        },
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod chat;
 pub mod embeddings;
 pub mod rerank;
+pub mod sse;
 
 use crate::config::ProviderConfig;
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};

@@ -154,8 +154,11 @@ pub fn pull(name: &str, revision: &str, progress: &dyn PullProgress) -> Result<P
         .unwrap_or_default();
     let temp = parent.join(format!(".{leaf}.partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&temp);
-    let result = crate::provider::blocking_runtime()?
-        .block_on(download_all(name, revision, &temp, progress));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the HTTP runtime", e))?;
+    let result = runtime.block_on(download_all(name, revision, &temp, progress));
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&temp);
         return Err(e);

@@ -1,0 +1,94 @@
+//! Upkeep of the derived vector index: loading (or rebuilding) it, inserting new vectors,
+//! compacting and dumping it.
+
+use super::*;
+
+impl Engine {
+    /// Writes what only memory holds (the vector graph's dump), e.g. before shutdown.
+    pub fn flush(&mut self) -> Result<()> {
+        self.finish_vectors()
+    }
+
+    pub(super) fn chunk_ids_of_path(&self, path: &str) -> Result<Vec<ChunkId>> {
+        Ok(self
+            .store
+            .chunk_hashes_of(path)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// Loads the vector index from its dump, or rebuilds it from the store when the dump
+    /// is missing, stale or unreadable. Engines sharing the vectors load them once.
+    pub(super) fn load_vectors(&mut self) -> Result<()> {
+        if self.vectors.is_loaded() {
+            return Ok(());
+        }
+        if self.identity().dimensions == 0 {
+            // No vectors without a known dimension: retrieval is lexical for now.
+            return Ok(());
+        }
+        let shared = self.vectors.clone();
+        let _loading = shared.loading();
+        if self.vectors.is_loaded() {
+            return Ok(());
+        }
+        let dims = self.identity().dimensions;
+        let generation = self.store.generation()?;
+        let live = LiveSet::from_ids(self.store.live_chunk_ids()?);
+        let index = match VectorIndex::load(&self.index_dir, generation, dims) {
+            Some(index) => index,
+            None => {
+                let all = self.store.live_vectors(&self.identity())?;
+                let index = VectorIndex::new(dims, all.len());
+                index.insert(&all);
+                if !all.is_empty() {
+                    // Best effort: a failed dump only costs a rebuild next time.
+                    let _ = index.save(&self.index_dir, generation);
+                }
+                index
+            }
+        };
+        self.vectors.install(index, live);
+        Ok(())
+    }
+
+    pub(super) fn insert_vectors(&mut self, new_vectors: Vec<(ChunkId, Vec<f32>)>) {
+        self.vectors.insert(&new_vectors);
+    }
+
+    /// Compacts the vector index when tombstones pass the threshold, and dumps it for the
+    /// next start.
+    pub(super) fn finish_vectors(&mut self) -> Result<()> {
+        let generation = self.store.generation()?;
+        let identity = self.identity();
+        let Some(index) = self.vectors.current() else {
+            return Ok(());
+        };
+        let tombstones = index.points().saturating_sub(self.vectors.live_len());
+        let ratio = self.config.index.compact_deleted_ratio;
+        let index = if index.points() > 0 && tombstones as f32 > ratio * index.points() as f32 {
+            let all = self.store.live_vectors(&identity)?;
+            let fresh = VectorIndex::new(index.dims(), all.len());
+            fresh.insert(&all);
+            let live = LiveSet::from_ids(all.iter().map(|(id, _)| *id));
+            self.vectors.install(fresh, live);
+            self.vectors.current().unwrap_or(index)
+        } else {
+            index
+        };
+        if VectorIndex::dump_is_current(&self.index_dir, generation, index.points()) {
+            // Unchanged: rewriting the same dump in place would only risk tearing it.
+            return Ok(());
+        }
+        index.save(&self.index_dir, generation).map_err(|e| {
+            Error::io(
+                format!(
+                    "cannot write the vector index in {}",
+                    self.index_dir.display()
+                ),
+                e,
+            )
+        })
+    }
+}

@@ -1,0 +1,132 @@
+//! From the folders' indexers to the editor: work-done progress, `rag/statusChanged`,
+//! log lines; and the file watchers the server registers.
+
+use super::*;
+
+/// `rag/statusChanged`: the `rag/status` object, sent when the state changes.
+pub(super) enum StatusChanged {}
+impl Notification for StatusChanged {
+    type Params = Value;
+    const METHOD: &'static str = "rag/statusChanged";
+}
+pub(super) async fn send_progress(
+    client: &Client,
+    token: &NumberOrString,
+    value: WorkDoneProgress,
+) {
+    client
+        .send_notification::<notification::Progress>(ProgressParams {
+            token: token.clone(),
+            value: ProgressParamsValue::WorkDone(value),
+        })
+        .await;
+}
+
+impl Backend {
+    /// Forwards indexer events to the editor: progress, status changes, log lines.
+    pub(super) fn start_event_pump(&self) {
+        let Some(mut rx) = self.events_rx.lock().ok().and_then(|mut r| r.take()) else {
+            return;
+        };
+        let client = self.client.clone();
+        let progress = self.flags().work_done_progress;
+        tokio::spawn(async move {
+            let mut tokens: HashMap<Url, NumberOrString> = HashMap::new();
+            let mut counter = 0u32;
+            while let Some(event) = rx.recv().await {
+                match event {
+                    FolderEvent::ProgressBegin { folder, total } if progress => {
+                        counter += 1;
+                        let token = NumberOrString::String(format!("ragls/index/{counter}"));
+                        if client
+                            .send_request::<request::WorkDoneProgressCreate>(
+                                WorkDoneProgressCreateParams {
+                                    token: token.clone(),
+                                },
+                            )
+                            .await
+                            .is_ok()
+                        {
+                            let begin = WorkDoneProgressBegin {
+                                title: "Indexing".into(),
+                                cancellable: Some(false),
+                                message: Some(format!("0/{total} files")),
+                                percentage: Some(0),
+                            };
+                            send_progress(&client, &token, WorkDoneProgress::Begin(begin)).await;
+                            tokens.insert(folder, token);
+                        }
+                    }
+                    FolderEvent::ProgressReport {
+                        folder,
+                        done,
+                        total,
+                    } => {
+                        if let Some(token) = tokens.get(&folder) {
+                            let report = WorkDoneProgressReport {
+                                cancellable: Some(false),
+                                message: Some(format!("{done}/{total} files")),
+                                percentage: Some(if total == 0 {
+                                    100
+                                } else {
+                                    (done * 100 / total) as u32
+                                }),
+                            };
+                            send_progress(&client, token, WorkDoneProgress::Report(report)).await;
+                        }
+                    }
+                    FolderEvent::ProgressEnd { folder, message } => {
+                        if let Some(token) = tokens.remove(&folder) {
+                            send_progress(
+                                &client,
+                                &token,
+                                WorkDoneProgress::End(WorkDoneProgressEnd {
+                                    message: Some(message),
+                                }),
+                            )
+                            .await;
+                        }
+                    }
+                    FolderEvent::Status { status, .. } => {
+                        let value = protocol::status_json(std::slice::from_ref(&status));
+                        client.send_notification::<StatusChanged>(value).await;
+                    }
+                    FolderEvent::Log { error, message } => {
+                        eprintln!("ragls: {message}");
+                        let typ = if error {
+                            MessageType::WARNING
+                        } else {
+                            MessageType::INFO
+                        };
+                        client.log_message(typ, message).await;
+                    }
+                    FolderEvent::ProgressBegin { .. } => {}
+                }
+            }
+        });
+    }
+
+    pub(super) async fn register_watchers(&self) {
+        if !self.flags().watch_files_dynamically {
+            return;
+        }
+        let options = DidChangeWatchedFilesRegistrationOptions {
+            watchers: vec![FileSystemWatcher {
+                glob_pattern: GlobPattern::String("**/*".into()),
+                kind: None,
+            }],
+        };
+        let registration = Registration {
+            id: "ragls-watch-files".into(),
+            method: "workspace/didChangeWatchedFiles".into(),
+            register_options: serde_json::to_value(options).ok(),
+        };
+        if let Err(e) = self.client.register_capability(vec![registration]).await {
+            self.log(
+                true,
+                format!("the editor refused file watching ({e}); saves still update the index"),
+            )
+            .await;
+        }
+    }
+}
