@@ -14,7 +14,9 @@ pub mod transformer;
 use crate::config::EmbeddingConfig;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, Weak};
 
 /// The model `provider = "local"` uses when `embedding.model` names none of its own.
 pub const DEFAULT_LOCAL_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
@@ -145,14 +147,45 @@ pub fn prefixes(config: &EmbeddingConfig, folder: &ModelFolder) -> Result<(Strin
 
 /// Loads the local model of these settings; `Ok(None)` when none is installed.
 pub fn load(config: &EmbeddingConfig) -> Result<Option<Box<dyn Embedder>>> {
+    Ok(load_shared(config)?.map(|m| Box::new(Shared(m)) as Box<dyn Embedder>))
+}
+
+/// Models in memory, by folder and settings: the engines of one process (the server's
+/// writer and its pool of readers) share one copy instead of loading one each. Held
+/// weakly, so a model no engine uses is freed.
+type LoadedModels = std::sync::Mutex<HashMap<String, Weak<dyn Embedder>>>;
+static LOADED: OnceLock<LoadedModels> = OnceLock::new();
+
+/// Like [`load`], shared with every other user of the same model and settings.
+pub fn load_shared(config: &EmbeddingConfig) -> Result<Option<Arc<dyn Embedder>>> {
     let Some(folder) = locate(config)? else {
         return Ok(None);
     };
-    let embedder: Box<dyn Embedder> = if folder.is_static()? {
-        Box::new(static_model::StaticEmbedder::load(&folder)?)
+    let weights = folder.dir.join("model.safetensors");
+    let stamp = std::fs::metadata(&weights)
+        .map(|m| format!("{}:{:?}", m.len(), m.modified().ok()))
+        .unwrap_or_default();
+    let key = format!(
+        "{}|{stamp}|{:?}|{:?}|{}|{}",
+        folder.dir.display(),
+        config.query_prefix,
+        config.document_prefix,
+        config.max_tokens,
+        config.dimensions
+    );
+    let loaded = LOADED.get_or_init(Default::default);
+    if let Some(model) = loaded
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&key).and_then(Weak::upgrade))
+    {
+        return Ok(Some(model));
+    }
+    let embedder: Arc<dyn Embedder> = if folder.is_static()? {
+        Arc::new(static_model::StaticEmbedder::load(&folder)?)
     } else {
         let (query, document) = prefixes(config, &folder)?;
-        Box::new(transformer::TransformerEmbedder::load(
+        Arc::new(transformer::TransformerEmbedder::load(
             &folder,
             query,
             document,
@@ -167,7 +200,41 @@ pub fn load(config: &EmbeddingConfig) -> Result<Option<Box<dyn Embedder>>> {
             embedder.dimensions()
         )));
     }
+    if let Ok(mut m) = loaded.lock() {
+        m.retain(|_, w| w.strong_count() > 0);
+        m.insert(key, Arc::downgrade(&embedder));
+    }
     Ok(Some(embedder))
+}
+
+/// A shared model behind the `Box<dyn Embedder>` the engine holds.
+struct Shared(Arc<dyn Embedder>);
+
+impl Embedder for Shared {
+    fn id(&self) -> String {
+        self.0.id()
+    }
+    fn dimensions(&self) -> usize {
+        self.0.dimensions()
+    }
+    fn batch_size(&self) -> usize {
+        self.0.batch_size()
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.0.embed(texts)
+    }
+    fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
+        self.0.embed_query(query)
+    }
+    fn truncated_inputs(&self) -> usize {
+        self.0.truncated_inputs()
+    }
+    fn provider_name(&self) -> &'static str {
+        self.0.provider_name()
+    }
+    fn model_name(&self) -> String {
+        self.0.model_name()
+    }
 }
 
 /// The line said when `provider = "local"` finds no model.
@@ -233,6 +300,46 @@ mod tests {
         c.model = "minishlab/potion-code-16M".into();
         assert_eq!(model_name(&c), "minishlab/potion-code-16M");
         assert!(missing_model_message(&c).contains("ragls model pull minishlab/potion-code-16M"));
+    }
+
+    #[test]
+    fn one_model_in_memory_serves_every_engine_with_the_same_settings() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tokenizer = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
+            "post_processor": null, "decoder": null,
+            "model": {"type": "WordLevel", "unk_token": "[UNK]", "vocab": {"[UNK]": 0, "a": 1}}
+        });
+        std::fs::write(tmp.path().join("tokenizer.json"), tokenizer.to_string()).unwrap();
+        std::fs::write(
+            tmp.path().join("config.json"),
+            r#"{"model_type": "model2vec"}"#,
+        )
+        .unwrap();
+        let header = r#"{"embeddings":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#;
+        let mut st = (header.len() as u64).to_le_bytes().to_vec();
+        st.extend_from_slice(header.as_bytes());
+        for x in [0f32, 0.0, 1.0, 0.0] {
+            st.extend_from_slice(&x.to_le_bytes());
+        }
+        std::fs::write(tmp.path().join("model.safetensors"), st).unwrap();
+        let config = EmbeddingConfig {
+            model_dir: tmp.path().display().to_string(),
+            ..EmbeddingConfig::default()
+        };
+        let a = load_shared(&config).unwrap().unwrap();
+        let b = load_shared(&config).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "the same settings share one model");
+        let other = EmbeddingConfig {
+            max_tokens: 64,
+            ..config.clone()
+        };
+        let c = load_shared(&other).unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&a, &c), "other settings get their own");
+        let boxed = load(&config).unwrap().unwrap();
+        assert_eq!(boxed.id(), a.id());
+        assert_eq!(boxed.embed(&["a"]).unwrap(), vec![vec![1.0, 0.0]]);
     }
 
     #[test]
