@@ -43,8 +43,8 @@ pub enum Command {
     Search {
         #[command(flatten)]
         ws: WorkspaceArgs,
-        /// How many results to return.
-        #[arg(long, default_value_t = 10)]
+        /// How many results to return (1 to 100).
+        #[arg(long, default_value_t = 10, value_parser = parse_top_k)]
         top_k: usize,
         /// Print results as JSON.
         #[arg(long)]
@@ -63,8 +63,8 @@ pub enum Command {
     Ask {
         #[command(flatten)]
         ws: WorkspaceArgs,
-        /// How many sources to use.
-        #[arg(long)]
+        /// How many sources to use (1 to 100).
+        #[arg(long, value_parser = parse_top_k)]
         top_k: Option<usize>,
         /// Print the rag/ask result as JSON.
         #[arg(long)]
@@ -77,6 +77,34 @@ pub enum Command {
         /// Speak LSP on stdin/stdout (the default, and the only transport).
         #[arg(long)]
         stdio: bool,
+    },
+    /// Run the MCP server (Model Context Protocol over stdin/stdout) for coding agents.
+    Mcp {
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
+    /// Measure retrieval quality on this workspace: recall@1/5/10, MRR@10, nDCG@10.
+    Eval {
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+        /// A query set: lines {"id", "query", "gold": [{"path", "start_line"?, "end_line"?}]}.
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "generate",
+            required_unless_present = "generate"
+        )]
+        queries: Option<PathBuf>,
+        /// Generate N queries from the workspace's own doc comments (removed from a copy).
+        #[arg(long, value_name = "N")]
+        generate: Option<usize>,
+        /// Also write the generated queries to FILE (to re-run them with --queries).
+        #[arg(long, value_name = "FILE", requires = "generate")]
+        save_queries: Option<PathBuf>,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+        // `--set KEY=VALUE` (repeatable) comes with the workspace arguments.
     },
     /// Show the state of a workspace's index.
     Status {
@@ -245,7 +273,7 @@ pub fn run(cli: Cli) -> Result<()> {
             if result.mode == answer::AnswerMode::Generated {
                 // The text was streamed as it came; the citations follow, clickable.
                 if !streamed {
-                    write!(out, "{}", result.answer).map_err(stdout_error)?;
+                    write!(out, "{}", shown_text(&result.answer)).map_err(stdout_error)?;
                 }
                 writeln!(out, "\n").map_err(stdout_error)?;
                 for c in &result.citations {
@@ -253,12 +281,14 @@ pub fn run(cli: Cli) -> Result<()> {
                         .location
                         .symbol
                         .as_deref()
-                        .map(|s| format!("  {s}"))
+                        .map(|s| format!("  {}", shown(s)))
                         .unwrap_or_default();
                     writeln!(
                         out,
                         "[{}] {}:{}{symbol}",
-                        c.n, c.location.path, c.location.start_line
+                        c.n,
+                        shown(&c.location.path),
+                        c.location.start_line
                     )
                     .map_err(stdout_error)?;
                 }
@@ -271,14 +301,52 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             } else {
                 if streamed {
-                    writeln!(out).map_err(stdout_error)?;
+                    // Partial generated text is on stdout already: set the fallback apart.
+                    writeln!(out, "\n\n{ASK_FALLBACK_SEPARATOR}\n").map_err(stdout_error)?;
                 }
-                writeln!(out, "{}", result.answer.trim_end()).map_err(stdout_error)?;
+                writeln!(out, "{}", shown_text(result.answer.trim_end())).map_err(stdout_error)?;
             }
             Ok(())
         }
         Command::Serve { stdio: _ } => crate::lsp::serve_stdio(),
         Command::Model { action } => cmd_model(action),
+        Command::Eval {
+            ws,
+            queries,
+            generate,
+            save_queries,
+            json,
+        } => {
+            let source = match (queries, generate) {
+                (Some(file), _) => crate::eval::QuerySource::File(file),
+                (None, Some(0)) => {
+                    return Err(Error::Usage("--generate needs at least 1 query".into()))
+                }
+                (None, Some(max)) => crate::eval::QuerySource::Generate {
+                    max,
+                    save: save_queries,
+                },
+                (None, None) => {
+                    return Err(Error::Usage(
+                        "give --queries FILE.jsonl or --generate N".into(),
+                    ))
+                }
+            };
+            let report = crate::eval::run(&crate::eval::EvalOptions {
+                workspace: ws.workspace,
+                index_dir: ws.index_dir,
+                source,
+                set: ws.set,
+            })?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", to_json(&report)?).map_err(stdout_error)?;
+            } else {
+                print_eval(&mut out, &report).map_err(stdout_error)?;
+            }
+            Ok(())
+        }
+        Command::Mcp { ws } => crate::mcp::serve_stdio(&ws.workspace, ws.index_dir),
         Command::Status { ws, json } => {
             let r = resolve(&ws)?;
             let status = match Engine::open_for_reading(
@@ -384,22 +452,63 @@ impl crate::embed::local::hub::PullProgress for PullBar {
     }
 }
 
+/// Printed by `ask` between generated text that broke off and the extractive answer.
+pub const ASK_FALLBACK_SEPARATOR: &str =
+    "---- the generated answer broke off; the extractive answer follows ----";
+
+/// A locked index explained: a holder that is not indexing is an editor's server (it
+/// keeps the lock while it runs, and the index up to date), so waiting would not help.
+fn explain_lock(err: Error) -> Error {
+    let Error::IndexLocked(dir) = &err else {
+        return err;
+    };
+    let idle = crate::store::Store::open_existing(dir)
+        .ok()
+        .flatten()
+        .and_then(|s| s.meta("indexing").ok().flatten())
+        .is_some_and(|v| v == "0");
+    if !idle {
+        return err;
+    }
+    Error::Usage(format!(
+        "the index at {} is in use by a running ragls server (an editor has this workspace open), which keeps it up to date itself; `ragls search` and `ragls ask` use it as it is. To re-index now, use the editor's reindex command, or close the editor and run `ragls index` again",
+        dir.display()
+    ))
+}
+
+/// `--top-k`: the same range as the server's `topK`, refused (not capped) outside it.
+fn parse_top_k(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(k) if (1..=config::MAX_TOP_K).contains(&k) => Ok(k),
+        _ => Err(format!(
+            "must be a whole number between 1 and {} (the server's topK limit too)",
+            config::MAX_TOP_K
+        )),
+    }
+}
+
 fn cmd_index(ws: &WorkspaceArgs, rebuild: bool, json: bool) -> Result<()> {
     let r = resolve(ws)?;
-    let mut engine = match Engine::open_for_writing(&r.root, r.config.clone(), r.index_dir.clone())
-    {
-        Err(Error::IndexCorrupt { path, reason }) if rebuild => {
+    let open_and_index = || -> Result<(Engine, engine::IndexReport)> {
+        let mut engine = Engine::open_for_writing(&r.root, r.config.clone(), r.index_dir.clone())
+            .map_err(explain_lock)?;
+        let report = engine.index(rebuild, &BarProgress::new())?;
+        Ok((engine, report))
+    };
+    // A damaged database (its header, or garbage in interior pages that only a query
+    // meets) is set aside by `--rebuild`, and the index built afresh.
+    let (engine, report) = match open_and_index() {
+        Err(Error::IndexCorrupt { reason, .. }) if rebuild => {
             let aside = crate::store::Store::set_aside(&r.index_dir)?;
             eprintln!(
                 "ragls: the index in {} could not be read ({reason}); moved it to {} and rebuilding",
-                path.display(),
+                r.index_dir.display(),
                 aside.display()
             );
-            Engine::open_for_writing(&r.root, r.config, r.index_dir)?
+            open_and_index()?
         }
         other => other?,
     };
-    let report = engine.index(rebuild, &BarProgress::new())?;
     if json {
         writeln!(std::io::stdout().lock(), "{}", to_json(&report)?).map_err(stdout_error)?;
     }
@@ -414,13 +523,21 @@ fn open_for_search(ws: &WorkspaceArgs) -> Result<Engine> {
     let r = resolve(ws)?;
     if let Some(engine) = Engine::open_for_reading(&r.root, r.config.clone(), r.index_dir.clone())?
     {
+        if engine.interrupted()? {
+            // Answer from what was committed, and say what is missing.
+            eprintln!(
+                "ragls: note: the index of {} is incomplete: the last index run was interrupted before it finished; run `ragls index` to finish it",
+                r.root.display()
+            );
+        }
         return Ok(engine);
     }
     eprintln!(
         "ragls: no index for {} with the current settings yet (none, or one built by another embedder); indexing it first",
         r.root.display()
     );
-    let mut engine = Engine::open_for_writing(&r.root, r.config, r.index_dir)?;
+    let mut engine =
+        Engine::open_for_writing(&r.root, r.config, r.index_dir).map_err(explain_lock)?;
     let report = engine.index(false, &BarProgress::new())?;
     eprintln!("{}", summary(&r.root, &report, &engine));
     warn_failed(&report);
@@ -474,7 +591,7 @@ impl AskSink for StdoutSink {
         if !self.json {
             self.streamed = true;
             let mut out = std::io::stdout();
-            let _ = out.write_all(text.as_bytes());
+            let _ = out.write_all(shown_text(text).as_bytes());
             let _ = out.flush();
         }
     }
@@ -522,10 +639,38 @@ fn print_hits(hits: &[SearchHit], json: bool) -> Result<()> {
         };
         writeln!(
             out,
-            "{}:{}-{}  {:.3}  {what}",
-            c.path, c.start_line, c.end_line, h.score
+            "{}:{}-{}  {:.3}  {}",
+            shown(&c.path),
+            c.start_line,
+            c.end_line,
+            h.score,
+            shown(&what)
         )
         .map_err(stdout_error)?;
+    }
+    Ok(())
+}
+
+fn print_eval(out: &mut impl Write, r: &crate::eval::EvalReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{} {} queries, {} chunks indexed{}",
+        r.queries,
+        r.source,
+        r.chunks,
+        if r.settings.is_empty() {
+            String::new()
+        } else {
+            format!(", with {}", r.settings.join(" "))
+        }
+    )?;
+    writeln!(out, "level  recall@1  recall@5  recall@10  MRR@10  nDCG@10")?;
+    for (level, s) in [("chunk", &r.chunk), ("file", &r.file)] {
+        writeln!(
+            out,
+            "{level:<5}  {:<8.4}  {:<8.4}  {:<9.4}  {:<6.4}  {:.4}",
+            s.recall_1, s.recall_5, s.recall_10, s.mrr_10, s.ndcg_10
+        )?;
     }
     Ok(())
 }
@@ -610,11 +755,54 @@ fn summary(root: &Path, r: &IndexReport, engine: &Engine) -> String {
 
 fn warn_failed(r: &IndexReport) {
     for (path, reason) in r.failed.iter().take(20) {
-        eprintln!("ragls: warning: could not index {path}: {reason}");
+        eprintln!(
+            "ragls: warning: could not index {}: {}",
+            shown(path),
+            shown(reason)
+        );
     }
     if r.failed.len() > 20 {
         eprintln!("ragls: warning: ... and {} more files", r.failed.len() - 20);
     }
+}
+
+/// A name (a path, a symbol) as printed: control characters (a newline, an escape
+/// sequence in a file name) are escaped, so a name can never drive the terminal.
+fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(char::is_control) {
+        return name.into();
+    }
+    name.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// Text as printed (an answer, streamed pieces): line breaks and tabs stay, every other
+/// control character is escaped.
+fn shown_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -651,5 +839,30 @@ impl IndexProgress for BarProgress {
     }
     fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_names_and_answers_are_escaped_when_printed() {
+        assert_eq!(shown("src/a.rs"), "src/a.rs");
+        assert_eq!(shown("evil\n\u{1b}[2Jname.rs"), "evil\\n\\u{1b}[2Jname.rs");
+        assert_eq!(
+            shown_text("a\n\tb\u{1b}]0;x\u{7}"),
+            "a\n\tb\\u{1b}]0;x\\u{7}"
+        );
+    }
+
+    #[test]
+    fn top_k_is_refused_outside_the_servers_range() {
+        assert_eq!(parse_top_k("7"), Ok(7));
+        assert_eq!(parse_top_k("100"), Ok(100));
+        for bad in ["0", "101", "-1", "1e3", "x"] {
+            let err = parse_top_k(bad).unwrap_err();
+            assert!(err.contains("between 1 and 100"), "{bad}: {err}");
+        }
     }
 }

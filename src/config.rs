@@ -18,6 +18,7 @@ pub struct Config {
     pub chat: ChatConfig,
     pub index: IndexConfig,
     pub retrieve: RetrieveConfig,
+    pub mcp: McpConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -27,6 +28,9 @@ pub struct ProviderConfig {
     pub api_key_env: String,
     pub timeout_s: u64,
     pub max_retries: u32,
+    /// The most one remote step (embedding a batch, a rerank, a chat answer) may take,
+    /// retries and waits included; past it the step fails and ragls falls back.
+    pub total_timeout_s: u64,
 }
 
 impl Default for ProviderConfig {
@@ -36,6 +40,7 @@ impl Default for ProviderConfig {
             api_key_env: "OPENROUTER_API_KEY".into(),
             timeout_s: 60,
             max_retries: 4,
+            total_timeout_s: 180,
         }
     }
 }
@@ -212,6 +217,17 @@ pub struct RetrieveConfig {
     pub head_weight: f32,
     /// HNSW search breadth.
     pub ef_search: usize,
+    /// Ranking prior: the fused score of a test, example, benchmark or vendored chunk is
+    /// multiplied by this for a question that does not name tests (1 = off).
+    pub secondary_factor: f32,
+    /// Ranking prior: each further hit of a file, past its best `file_decay_after`, is
+    /// multiplied by this once more (the next by it, the one after by its square...; 1 = off).
+    pub file_decay: f32,
+    /// How many hits of one file keep their score before `file_decay` applies.
+    pub file_decay_after: usize,
+    /// Ranking prior: a query that is an identifier (`JoinSet`, `Session.request`,
+    /// `foo::bar`) puts chunks of that exact name first, definitions before usages.
+    pub identifier_first: bool,
 }
 
 impl Default for RetrieveConfig {
@@ -225,6 +241,34 @@ impl Default for RetrieveConfig {
             rrf_k: 60.0,
             head_weight: 4.0,
             ef_search: 64,
+            secondary_factor: 0.5,
+            file_decay: 1.0,
+            file_decay_after: 2,
+            identifier_first: true,
+        }
+    }
+}
+
+/// The most results a search or an answer may use (the CLI and the server say so alike).
+pub const MAX_TOP_K: usize = 100;
+/// The most retries of one remote call.
+pub const MAX_RETRIES: u32 = 10;
+
+/// The MCP server's output limits (`ragls mcp`), so an agent's context is not wasted.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    /// Lines of code shown per `search_code` / `related_code` result.
+    pub snippet_lines: usize,
+    /// The most bytes `read_code` returns at once.
+    pub read_max_bytes: usize,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            snippet_lines: 6,
+            read_max_bytes: 64 * 1024,
         }
     }
 }
@@ -250,10 +294,14 @@ pub fn load(workspace: &Path, overrides: Option<toml::Table>) -> Result<Config> 
                 let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
                     Error::Config(format!("{}: {}", file.display(), one_line(&e.to_string())))
                 })?;
-                // Check each file on its own so the error names the file at fault.
-                from_table(table.clone())
-                    .map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
+                // Check each file as it is added, so the error names the file at fault.
+                let named = |e: String| Error::Config(format!("{}: {e}", file.display()));
+                from_table(table.clone()).map_err(named)?;
                 deep_merge(&mut merged, table);
+                from_table(merged.clone())
+                    .map_err(named)?
+                    .check()
+                    .map_err(named)?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
@@ -264,11 +312,18 @@ pub fn load(workspace: &Path, overrides: Option<toml::Table>) -> Result<Config> 
             }
         }
     }
+    let overridden = overrides.is_some();
     if let Some(over) = overrides {
         deep_merge(&mut merged, over);
     }
     let config = from_table(merged).map_err(Error::Config)?;
-    config.validate()?;
+    config.check().map_err(|e| {
+        Error::Config(if overridden {
+            format!("settings given by the command line or the editor: {e}")
+        } else {
+            e
+        })
+    })?;
     Ok(config)
 }
 
@@ -295,7 +350,145 @@ pub fn deep_merge(base: &mut toml::Table, over: toml::Table) {
 
 impl Config {
     pub fn validate(&self) -> Result<()> {
-        let bad = |key: &str, why: &str| Err(Error::Config(format!("setting {key}: {why}")));
+        self.check().map_err(Error::Config)
+    }
+
+    /// [`Config::validate`] with the bare message (the caller names the file).
+    fn check(&self) -> std::result::Result<(), String> {
+        let bad = |key: &str, why: &str| Err(format!("setting {key}: {why}"));
+        let floats = [
+            ("rerank.min_score", self.rerank.min_score),
+            ("rerank.offline.fused", self.rerank.offline.fused),
+            ("rerank.offline.name", self.rerank.offline.name),
+            ("rerank.offline.symbol", self.rerank.offline.symbol),
+            ("rerank.offline.path", self.rerank.offline.path),
+            ("rerank.offline.kind", self.rerank.offline.kind),
+            (
+                "index.compact_deleted_ratio",
+                self.index.compact_deleted_ratio,
+            ),
+            ("retrieve.lexical_weight", self.retrieve.lexical_weight),
+            ("retrieve.vector_weight", self.retrieve.vector_weight),
+            ("retrieve.rrf_k", self.retrieve.rrf_k),
+            ("retrieve.head_weight", self.retrieve.head_weight),
+        ];
+        for (key, value) in floats {
+            if !value.is_finite() {
+                return bad(key, "must be a finite number (not inf or nan)");
+            }
+        }
+        for (key, value) in [
+            ("retrieve.lexical_weight", self.retrieve.lexical_weight),
+            ("retrieve.vector_weight", self.retrieve.vector_weight),
+            ("retrieve.head_weight", self.retrieve.head_weight),
+        ] {
+            if !(0.0..=1000.0).contains(&value) {
+                return bad(key, "must be between 0 and 1000");
+            }
+        }
+        if !(self.retrieve.rrf_k > 0.0 && self.retrieve.rrf_k <= 100_000.0) {
+            return bad(
+                "retrieve.rrf_k",
+                "must be greater than 0 and at most 100000",
+            );
+        }
+        // Upper bounds keep a typo (1e8) from exhausting memory or time.
+        let ranges: [(&str, u64, u64, u64); 16] = [
+            ("provider.timeout_s", self.provider.timeout_s, 1, 3600),
+            (
+                "provider.max_retries",
+                self.provider.max_retries.into(),
+                0,
+                MAX_RETRIES.into(),
+            ),
+            (
+                "provider.total_timeout_s",
+                self.provider.total_timeout_s,
+                1,
+                86_400,
+            ),
+            (
+                "embedding.batch_size",
+                self.embedding.batch_size as u64,
+                1,
+                4096,
+            ),
+            (
+                "embedding.concurrency",
+                self.embedding.concurrency as u64,
+                1,
+                64,
+            ),
+            ("rerank.candidates", self.rerank.candidates as u64, 1, 1000),
+            (
+                "rerank.top_k",
+                self.rerank.top_k as u64,
+                1,
+                MAX_TOP_K as u64,
+            ),
+            (
+                "chat.max_context_tokens",
+                self.chat.max_context_tokens as u64,
+                256,
+                10_000_000,
+            ),
+            (
+                "index.max_file_bytes",
+                self.index.max_file_bytes,
+                1,
+                1 << 30,
+            ),
+            (
+                "index.chunk_max_bytes",
+                self.index.chunk_max_bytes as u64,
+                200,
+                1 << 20,
+            ),
+            (
+                "index.chunk_max_lines",
+                self.index.chunk_max_lines as u64,
+                5,
+                100_000,
+            ),
+            (
+                "retrieve.lexical_candidates",
+                self.retrieve.lexical_candidates as u64,
+                0,
+                10_000,
+            ),
+            (
+                "retrieve.vector_candidates",
+                self.retrieve.vector_candidates as u64,
+                0,
+                10_000,
+            ),
+            (
+                "retrieve.ef_search",
+                self.retrieve.ef_search as u64,
+                1,
+                10_000,
+            ),
+            (
+                "embedding.max_input_chars",
+                self.embedding.max_input_chars as u64,
+                256,
+                10_000_000,
+            ),
+            (
+                "embedding.max_request_chars",
+                self.embedding.max_request_chars as u64,
+                256,
+                100_000_000,
+            ),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return bad(
+                    key,
+                    &format!("must be between {min} and {max} (it is {value})"),
+                );
+            }
+        }
         if self.index.max_file_bytes == 0 {
             return bad("index.max_file_bytes", "must be greater than 0");
         }
@@ -337,8 +530,19 @@ impl Config {
                 "lexical and vector candidates cannot both be 0",
             );
         }
+        if self.mcp.read_max_bytes < 1024 {
+            return bad("mcp.read_max_bytes", "must be at least 1024");
+        }
         if self.retrieve.ef_search == 0 {
             return bad("retrieve.ef_search", "must be at least 1");
+        }
+        for (key, v) in [
+            ("retrieve.secondary_factor", self.retrieve.secondary_factor),
+            ("retrieve.file_decay", self.retrieve.file_decay),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return bad(key, "must be greater than 0 and at most 1 (1 = off)");
+            }
         }
         if self.rerank.top_k == 0 {
             return bad("rerank.top_k", "must be at least 1");
@@ -352,6 +556,20 @@ impl Config {
         for glob in &self.index.exclude {
             if glob.trim().is_empty() {
                 return bad("index.exclude", "contains an empty pattern");
+            }
+            // An unclosed `[` is taken literally by gitignore and would silently match
+            // nothing: refused here.
+            let mut check = ignore::gitignore::GitignoreBuilder::new("/");
+            check.allow_unclosed_class(false);
+            if let Err(e) = check.add_line(None, glob) {
+                let why = match &e {
+                    ignore::Error::Glob { err, .. } => err.clone(),
+                    other => other.to_string(),
+                };
+                return bad(
+                    "index.exclude",
+                    &format!("{glob:?} is not a valid glob ({})", one_line(&why)),
+                );
             }
         }
         Ok(())
@@ -425,6 +643,59 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("provider.base_url"));
+    }
+
+    #[test]
+    fn the_bad_values_of_the_fault_probe_are_rejected_with_their_key() {
+        for (text, key) in [
+            (
+                "[retrieve]\nlexical_weight = inf",
+                "retrieve.lexical_weight",
+            ),
+            ("[retrieve]\nvector_weight = nan", "retrieve.vector_weight"),
+            ("[retrieve]\nrrf_k = -1.0", "retrieve.rrf_k"),
+            ("[retrieve]\nef_search = 100000000", "retrieve.ef_search"),
+            ("[rerank]\nmin_score = nan", "rerank.min_score"),
+            ("[rerank]\ncandidates = 0", "rerank.candidates"),
+            ("[rerank]\ntop_k = 1000", "rerank.top_k"),
+            (
+                "[embedding]\nconcurrency = 100000000",
+                "embedding.concurrency",
+            ),
+            (
+                "[provider]\nmax_retries = 4294967295",
+                "provider.max_retries",
+            ),
+            ("[provider]\ntimeout_s = 0", "provider.timeout_s"),
+            (
+                "[provider]\ntotal_timeout_s = 0",
+                "provider.total_timeout_s",
+            ),
+            ("[index]\nexclude = [\"[unclosed\"]", "index.exclude"),
+        ] {
+            let c = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        // Wrong types and negative counts are refused by the parser, naming the key.
+        for (text, key) in [
+            ("[rerank]\ncandidates = -1", "candidates"),
+            ("[retrieve]\nef_search = 1e8", "ef_search"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        let ok = parse("[index]\nexclude = [\"!keep/\", \"/build/\", \"**/*.gen.rs\"]").unwrap();
+        ok.validate().unwrap();
+    }
+
+    #[test]
+    fn a_range_error_names_the_file_that_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".ragls.toml"), "[retrieve]\nrrf_k = -1.0\n").unwrap();
+        let err = load(dir.path(), None).unwrap_err().to_string();
+        assert!(err.contains(".ragls.toml"), "{err}");
+        assert!(err.contains("retrieve.rrf_k"), "{err}");
     }
 
     #[test]

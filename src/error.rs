@@ -16,7 +16,9 @@ pub enum Error {
     Config(String),
     #[error("the index at {} is in use by another ragls process; wait for it to finish and try again", .0.display())]
     IndexLocked(PathBuf),
-    #[error("the index at {} cannot be read ({reason}); run `ragls index --rebuild` to rebuild it", path.display())]
+    /// A damaged database (unreadable header, or garbage in interior pages found by a
+    /// query, where the path is not known: then `path` is empty).
+    #[error("{}", corrupt_message(path, reason))]
     IndexCorrupt { path: PathBuf, reason: String },
     #[error("{context}: {source}")]
     Io {
@@ -49,9 +51,25 @@ impl Error {
     }
 }
 
+fn corrupt_message(path: &std::path::Path, reason: &str) -> String {
+    let at = if path.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!(" at {}", path.display())
+    };
+    format!("the index{at} is damaged ({reason}); run `ragls index --rebuild` to set it aside and rebuild it")
+}
+
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Error::Store(e.to_string())
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+        match e.sqlite_error_code() {
+            Some(DatabaseCorrupt | NotADatabase) => Error::IndexCorrupt {
+                path: PathBuf::new(),
+                reason: e.to_string(),
+            },
+            _ => Error::Store(e.to_string()),
+        }
     }
 }
 

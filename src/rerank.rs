@@ -251,6 +251,7 @@ mod tests {
                     text: "x".into(),
                 },
                 score: 1.0,
+                priors: Vec::new(),
             })
             .collect()
     }

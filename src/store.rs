@@ -194,22 +194,55 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens an existing index for reading only; `None` when there is none yet.
+    /// Opens an existing index for reading only; `None` when there is none yet. In a
+    /// folder this process cannot write to, the database is opened read-only (as an
+    /// immutable file), so searches still work.
     pub fn open_existing(dir: &Path) -> Result<Option<Store>> {
         let path = dir.join(DB_FILE);
         if !path.exists() {
             return Ok(None);
         }
-        let conn = Connection::open_with_flags(
+        let opened = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|conn| {
+            let store = Store {
+                conn,
+                dir: dir.to_path_buf(),
+            };
+            store.configure()?;
+            Ok(store)
+        });
+        let store = match opened {
+            Ok(store) => store,
+            Err(e) if is_write_refusal(&e) && !is_writable(dir) => {
+                return Store::open_read_only(dir);
+            }
+            Err(e) => return Err(corrupt(&path, e)),
+        };
+        match store.schema_version().map_err(|e| corrupt(&path, e))? {
+            Some(SCHEMA_VERSION) => Ok(Some(store)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Opens the database without writing anything next to it (no WAL, no lock files);
+    /// for an index folder that is not writable.
+    pub fn open_read_only(dir: &Path) -> Result<Option<Store>> {
+        let path = dir.join(DB_FILE);
+        let uri = format!("file:{}?immutable=1", uri_path(&path));
+        let conn = Connection::open_with_flags(
+            &uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| corrupt(&path, e))?;
         let store = Store {
             conn,
             dir: dir.to_path_buf(),
         };
-        store.configure().map_err(|e| corrupt(&path, e))?;
         match store.schema_version().map_err(|e| corrupt(&path, e))? {
             Some(SCHEMA_VERSION) => Ok(Some(store)),
             _ => Ok(None),
@@ -770,7 +803,54 @@ fn blob_to_vector(b: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// Errors SQLite gives when it may not write the database or create its WAL files.
+fn is_write_refusal(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{CannotOpen, PermissionDenied, ReadOnly};
+    matches!(
+        e.sqlite_error_code(),
+        Some(ReadOnly | CannotOpen | PermissionDenied)
+    )
+}
+
+/// Whether this process can create files in `dir` (tried, not guessed from mode bits, so
+/// read-only mounts count too).
+pub fn is_writable(dir: &Path) -> bool {
+    let probe = dir.join(format!(".ragls-write-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            true
+        }
+        Err(e) => e.kind() == std::io::ErrorKind::AlreadyExists,
+    }
+}
+
+/// A path for an SQLite `file:` URI (`?`, `#` and `%` escaped).
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn corrupt(path: &Path, e: rusqlite::Error) -> Error {
+    let dir = path.parent().unwrap_or(path);
+    if is_write_refusal(&e) && !is_writable(dir) {
+        return Error::Usage(format!(
+            "the index folder {} is not writable ({e}); make it writable, or set index.dir to another folder",
+            dir.display()
+        ));
+    }
     match &e {
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
             Error::IndexLocked(path.parent().unwrap_or(path).to_path_buf())
@@ -785,6 +865,39 @@ fn corrupt(path: &Path, e: rusqlite::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_only_open_answers_without_writing_next_to_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.set_meta("probe", "42").unwrap();
+            store.checkpoint().unwrap();
+        }
+        let names = || {
+            let mut n: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            n.sort();
+            n
+        };
+        let before = names();
+        let store = Store::open_read_only(dir.path())
+            .unwrap()
+            .expect("an index");
+        assert_eq!(store.meta("probe").unwrap().as_deref(), Some("42"));
+        assert!(store.skip_counts().unwrap().is_empty());
+        drop(store);
+        assert_eq!(before, names(), "no WAL or lock file was created");
+        assert!(is_writable(dir.path()));
+        let refusal = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+            None,
+        );
+        assert!(is_write_refusal(&refusal));
+    }
 
     fn chunk(text: &str, head: &str) -> NewChunk {
         NewChunk {

@@ -112,11 +112,14 @@ pub enum SkipReason {
     /// Could not be stat'ed or listed (permission denied, dangling symlink),
     /// or has no read permission bits at all.
     Unreadable,
+    /// Not a regular file: a FIFO, a socket or a device (never opened for a
+    /// blocking read).
+    Special,
 }
 
 impl SkipReason {
     /// Every reason, in declaration order.
-    pub const ALL: [SkipReason; 7] = [
+    pub const ALL: [SkipReason; 8] = [
         SkipReason::TooLarge,
         SkipReason::Binary,
         SkipReason::Generated,
@@ -124,6 +127,7 @@ impl SkipReason {
         SkipReason::SymlinkEscape,
         SkipReason::Excluded,
         SkipReason::Unreadable,
+        SkipReason::Special,
     ];
 
     /// Stable snake_case name, suitable for storage and display.
@@ -136,6 +140,7 @@ impl SkipReason {
             SkipReason::SymlinkEscape => "symlink_escape",
             SkipReason::Excluded => "excluded",
             SkipReason::Unreadable => "unreadable",
+            SkipReason::Special => "special",
         }
     }
 
@@ -475,7 +480,10 @@ impl Collector<'_> {
             return;
         }
         if !ft.is_file() {
-            // Sockets, fifos, devices: not indexable, not counted.
+            // Sockets, fifos, devices: never read, counted as skipped.
+            if let Some(rel) = self.ctx.rel(dent.path()) {
+                self.skip(&rel, SkipReason::Special);
+            }
             return;
         }
         let Some(rel) = self.ctx.rel(dent.path()) else {
@@ -735,17 +743,28 @@ fn is_code_extension(ext: &str) -> bool {
 /// `*.example`, `*.sample`, `*.template`), private keys and keystores
 /// (`*.pem`, `*.key`, `*.p12`, `*.pfx`, `*.jks`, `*.keystore`, `id_rsa*`,
 /// `id_dsa*`, `id_ecdsa*`, `id_ed25519*` but not `*.pub`), credential files
-/// (`credentials*`, `.npmrc`, `.pypirc`, `.netrc`, `_netrc`,
+/// (`credentials*`, `.envrc`, `.docker/config.json`, `.npmrc`, `.pypirc`, `.netrc`, `_netrc`,
 /// `.git-credentials`, `.htpasswd`, `secrets.{yaml,yml,json,toml}`,
 /// `service-account*.json`), and Terraform state (`*.tfstate`,
 /// `*.tfstate.backup`). Only the file name is looked at, case-insensitively.
 /// The prefix rules (`id_*`, `credentials*`, `service-account*`) do not apply
 /// to source or documentation files such as `credentials.rs`.
 pub fn is_secret_path(rel_path: &str) -> bool {
+    let lower = rel_path.to_ascii_lowercase();
+    if lower == ".docker/config.json" || lower.ends_with("/.docker/config.json") {
+        return true;
+    }
     with_lower_name(rel_path, |name| {
         if matches!(
             name,
-            ".env" | ".npmrc" | ".pypirc" | ".netrc" | "_netrc" | ".git-credentials" | ".htpasswd"
+            ".env"
+                | ".envrc"
+                | ".npmrc"
+                | ".pypirc"
+                | ".netrc"
+                | "_netrc"
+                | ".git-credentials"
+                | ".htpasswd"
         ) {
             return true;
         }
@@ -819,6 +838,46 @@ fn is_generated_name(rel_path: &str) -> bool {
             || name.ends_with(".min.css")
             || name.ends_with(".map")
     })
+}
+
+/// What [`read_file`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FileRead {
+    /// The whole content (at most the size limit).
+    Bytes(Vec<u8>),
+    /// Not read: the opened file is not a regular file, or it has grown past the limit.
+    Skipped(SkipReason),
+}
+
+/// Reads a file the walk accepted, safely against what may have changed since: the file
+/// is opened without blocking (a FIFO put in its place would otherwise block the open
+/// until a writer comes), its type is checked on the opened descriptor, and at most
+/// `max_bytes + 1` bytes are read, so a file that grew past the limit is skipped as
+/// [`SkipReason::TooLarge`] without reading it all.
+pub fn read_file(path: &Path, max_bytes: u64) -> std::io::Result<FileRead> {
+    use std::io::Read;
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = options.open(path)?;
+    let md = file.metadata()?;
+    if !md.is_file() {
+        return Ok(FileRead::Skipped(SkipReason::Special));
+    }
+    if md.len() > max_bytes {
+        return Ok(FileRead::Skipped(SkipReason::TooLarge));
+    }
+    let mut bytes = Vec::with_capacity(md.len() as usize);
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Ok(FileRead::Skipped(SkipReason::TooLarge));
+    }
+    Ok(FileRead::Bytes(bytes))
 }
 
 /// Content checks, run by the indexer after it has read a (new or changed)
@@ -1147,8 +1206,11 @@ mod tests {
         );
     }
 
-    const SECRETS: [&str; 12] = [
+    const SECRETS: [&str; 15] = [
         ".env",
+        ".envrc",
+        "services/api/.envrc",
+        ".docker/config.json",
         ".env.local",
         ".env.production",
         "deploy/id_rsa",
@@ -1161,7 +1223,8 @@ mod tests {
         "config/secrets.yaml",
         "infra/terraform.tfstate",
     ];
-    const NOT_SECRETS: [&str; 5] = [
+    const NOT_SECRETS: [&str; 6] = [
+        "docker/config.json",
         ".env.example",
         ".env.sample",
         "deploy/id_rsa.pub",
@@ -1182,6 +1245,75 @@ mod tests {
         let mut want_skipped: Vec<(&str, &str)> = SECRETS.iter().map(|p| (*p, "secret")).collect();
         want_skipped.sort();
         assert_eq!(skipped(&out), want_skipped);
+    }
+
+    #[cfg(unix)]
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+    }
+
+    /// Runs `f` on a thread; fails if it has not finished within 10 s (a hang).
+    fn within_bound<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("blocked: no answer within 10 s")
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_counted_as_special_and_never_blocks_a_read() {
+        let dir = tree(&[("a.rs", "fn a() {}")]);
+        mkfifo(&dir.path().join("pipe.rs"));
+        let out = walk_default(dir.path());
+        assert_eq!(paths(&out), ["a.rs"]);
+        assert_eq!(skipped(&out), [("pipe.rs", "special")]);
+        // Replaced by a FIFO after the walk: the read sees it on the opened descriptor.
+        let fifo = dir.path().join("pipe.rs");
+        let got = within_bound(move || read_file(&fifo, 1 << 20).unwrap());
+        assert_eq!(got, FileRead::Skipped(SkipReason::Special));
+    }
+
+    #[test]
+    fn a_file_that_grew_past_the_limit_is_not_read_in_full() {
+        let dir = tree(&[("small.rs", "fn a() {}"), ("big.rs", &"x".repeat(5000))]);
+        assert_eq!(
+            read_file(&dir.path().join("small.rs"), 9).unwrap(),
+            FileRead::Bytes(b"fn a() {}".to_vec())
+        );
+        assert_eq!(
+            read_file(&dir.path().join("big.rs"), 4096).unwrap(),
+            FileRead::Skipped(SkipReason::TooLarge)
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_longer_than_its_size_said_is_read_only_up_to_the_limit() {
+        // A /proc file is a regular file whose size says 0 but whose content is longer:
+        // like a file that grew after it was stat'ed, only the limit + 1 bytes are read.
+        let status = Path::new("/proc/self/status");
+        assert_eq!(fs::metadata(status).unwrap().len(), 0);
+        assert_eq!(
+            read_file(status, 100).unwrap(),
+            FileRead::Skipped(SkipReason::TooLarge)
+        );
+        assert!(matches!(read_file(status, 1 << 20).unwrap(), FileRead::Bytes(b) if b.len() > 100));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_device_behind_a_symlink_is_never_read() {
+        // /dev/zero never ends; through a symlink, as the walk would hand it over.
+        let dir = TempDir::new().unwrap();
+        let link = dir.path().join("zero.rs");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let got = within_bound(move || read_file(&link, 1 << 20).unwrap());
+        assert_eq!(got, FileRead::Skipped(SkipReason::Special));
     }
 
     #[test]
@@ -1225,6 +1357,10 @@ mod tests {
             "prod.tfstate.backup",
             "service-account-prod.json",
             "win\\path\\.env",
+            ".envrc",
+            "app/.envrc",
+            ".docker/config.json",
+            "home/.docker/config.json",
         ] {
             assert!(is_secret_path(p), "{p} should be a secret");
         }
@@ -1234,7 +1370,7 @@ mod tests {
             ".env.template",
             ".env.local.example",
             "env.rs",
-            ".envrc",
+            "docker/config.json",
             "id_rsa.pub",
             "src/credentials.rs",
             "docs/credentials.md",
@@ -1484,7 +1620,8 @@ mod tests {
                 "secret",
                 "symlink_escape",
                 "excluded",
-                "unreadable"
+                "unreadable",
+                "special"
             ]
         );
         for r in SkipReason::ALL {
@@ -1710,13 +1847,13 @@ mod tests {
         }
 
         #[test]
-        fn sockets_are_neither_indexed_nor_counted() {
+        fn sockets_are_not_indexed_and_are_counted_as_special() {
             let dir = tree(&[("a.rs", "a")]);
             let _listener =
                 std::os::unix::net::UnixListener::bind(dir.path().join("daemon.sock")).unwrap();
             let out = walk_default(dir.path());
             assert_eq!(paths(&out), ["a.rs"]);
-            assert!(out.skipped.is_empty());
+            assert_eq!(skipped(&out), [("daemon.sock", "special")]);
         }
     }
 }

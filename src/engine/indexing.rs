@@ -111,9 +111,26 @@ pub(super) enum Plan {
     },
 }
 
-pub(super) fn prepare(f: &WalkedFile, known: Option<&FileState>, budget: &ChunkBudget) -> Prepared {
-    match std::fs::read(&f.abs_path) {
-        Ok(bytes) => prepare_bytes(&f.rel_path, f.size, f.mtime_ns, &bytes, known, budget),
+pub(super) fn prepare(
+    f: &WalkedFile,
+    known: Option<&FileState>,
+    budget: &ChunkBudget,
+    max_bytes: u64,
+) -> Prepared {
+    match workspace::read_file(&f.abs_path, max_bytes) {
+        Ok(workspace::FileRead::Bytes(bytes)) => {
+            prepare_bytes(&f.rel_path, f.size, f.mtime_ns, &bytes, known, budget)
+        }
+        // Changed since the walk (grown past the limit, replaced by a FIFO): skipped.
+        Ok(workspace::FileRead::Skipped(reason)) => Prepared::Skipped {
+            path: f.rel_path.clone(),
+            state: FileState {
+                size: f.size,
+                mtime_ns: f.mtime_ns,
+                content_hash: [0; 32],
+                skip_reason: Some(reason),
+            },
+        },
         Err(e) => Prepared::Failed {
             path: f.rel_path.clone(),
             reason: e.to_string(),
@@ -247,11 +264,12 @@ impl Engine {
 
         progress.start(to_read.len() as u64);
         let budget = self.budget();
+        let max_bytes = self.config.index.max_file_bytes;
         let abort_after = fault_abort_after_batches();
         for (n, batch) in to_read.chunks(FILES_PER_BATCH).enumerate() {
             let prepared: Vec<Prepared> = batch
                 .par_iter()
-                .map(|f| prepare(f, known.get(&f.rel_path), &budget))
+                .map(|f| prepare(f, known.get(&f.rel_path), &budget, max_bytes))
                 .collect();
             // Searchable as soon as committed: the batch's vectors go into the graph now.
             let new_vectors = self.commit_batch(prepared, &identity, &mut report)?;
@@ -455,7 +473,12 @@ impl Engine {
                             size: meta.len(),
                             mtime_ns: mtime,
                         };
-                        prepare(&walked, known.as_ref(), &self.budget())
+                        prepare(
+                            &walked,
+                            known.as_ref(),
+                            &self.budget(),
+                            self.config.index.max_file_bytes,
+                        )
                     }
                     _ => {
                         // Gone from the disk too (an unsaved new file): forget it.

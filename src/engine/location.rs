@@ -62,7 +62,15 @@ pub(super) fn take_lock(index_dir: &Path) -> Result<File> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| Error::io(format!("cannot open the index lock {}", path.display()), e))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                Error::Usage(format!(
+                    "the index folder {} is not writable ({e}); `ragls search` and `ragls ask` still read it, but indexing needs write access: make it writable, or set index.dir to another folder",
+                    index_dir.display()
+                ))
+            }
+            _ => Error::io(format!("cannot open the index lock {}", path.display()), e),
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::IndexLocked(index_dir.to_path_buf())),

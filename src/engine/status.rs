@@ -67,6 +67,7 @@ impl Engine {
             && lock_is_held(&self.index_dir)
             && self.store.meta("indexing")?.as_deref() != Some("0");
         let degraded = self.store.meta("degraded")?.filter(|d| !d.is_empty());
+        let interrupted = !indexing && self.interrupted()?;
         let state = match (indexing, &degraded) {
             (true, _) => IndexState::Indexing,
             (false, Some(_)) => IndexState::Degraded,
@@ -83,9 +84,27 @@ impl Engine {
             embedding: self.embedding_info(),
             skipped: self.store.skip_counts()?.into_iter().collect(),
             last_indexed: self.store.meta("last_indexed")?,
-            last_error: degraded
-                .map(|d| format!("{d}; retrieval is lexical only until `ragls index` succeeds")),
+            last_error: match (interrupted, degraded) {
+                (true, _) => Some(format!(
+                    "the last index run was interrupted before it finished ({pending} file(s) pending); run `ragls index` to finish it"
+                )),
+                (false, Some(d)) => Some(format!(
+                    "{d}; retrieval is lexical only until `ragls index` succeeds"
+                )),
+                (false, None) => None,
+            },
         })
+    }
+
+    /// Whether the last index run stopped before its end (killed, crashed), so the index
+    /// lacks files, and no process is indexing now: the run's mark is still set, or no
+    /// run ever finished.
+    pub fn interrupted(&self) -> Result<bool> {
+        if self._lock.is_some() || lock_is_held(&self.index_dir) {
+            return Ok(false);
+        }
+        Ok(self.store.meta("indexing")?.as_deref() == Some("1")
+            || self.store.meta("last_indexed")?.is_none())
     }
 
     pub fn embedding_info(&self) -> EmbeddingInfo {

@@ -73,9 +73,19 @@ impl ChatClient {
                 .map(str::to_string),
             ..ChatOutcome::default()
         };
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_string();
         let mut decoder = SseDecoder::new();
         let mut body = resp.bytes_stream();
         let mut done = false;
+        // The start of the body and whether any event came, to tell a body that is not an
+        // event stream at all from a stream that broke off.
+        let mut head: Vec<u8> = Vec::new();
+        let mut saw_event = false;
         while !done {
             let next = tokio::time::timeout(self.provider.timeout, body.next())
                 .await
@@ -86,7 +96,11 @@ impl ChatClient {
                     ))
                 })?;
             let events = match next {
-                Some(Ok(bytes)) => decoder.feed(&bytes),
+                Some(Ok(bytes)) => {
+                    let room = 200usize.saturating_sub(head.len()).min(bytes.len());
+                    head.extend_from_slice(&bytes[..room]);
+                    decoder.feed(&bytes)
+                }
                 Some(Err(e)) => {
                     return Err(ProviderError::Stream(
                         self.provider.redact(&super::error_chain(&e)),
@@ -99,6 +113,7 @@ impl ChatClient {
                 }
             };
             for event in events {
+                saw_event = true;
                 for item in parse_chat_event(&event.data) {
                     match item {
                         ChatStreamItem::Delta(text) => {
@@ -128,6 +143,12 @@ impl ChatClient {
         // The stream closed without `[DONE]`: complete only if the model said it stopped.
         if outcome.finish_reason.is_some() {
             Ok(outcome)
+        } else if !saw_event {
+            let start = super::one_line(&String::from_utf8_lossy(&head));
+            Err(ProviderError::BadResponse(format!(
+                "the chat endpoint answered 200 without an event stream (content-type {content_type}): {}",
+                self.provider.redact(&start)
+            )))
         } else {
             Err(ProviderError::Stream(
                 "the connection closed before the answer was complete".into(),

@@ -66,8 +66,14 @@ pub enum ProviderError {
         attempts: u32,
         message: String,
     },
-    #[error("the provider did not answer within {seconds} s ({url}); raise provider.timeout_s or try again")]
-    Timeout { url: String, seconds: u64 },
+    /// No answer within the step's budget; `seconds` is the time really spent, retries
+    /// and waits included.
+    #[error("the provider did not answer within {seconds} s ({attempts} attempt(s), {url}); raise provider.timeout_s or provider.total_timeout_s, or try again")]
+    Timeout {
+        url: String,
+        seconds: u64,
+        attempts: u32,
+    },
     #[error("cannot reach {url}: {message}; check your network or provider.base_url")]
     Network { url: String, message: String },
     #[error("the provider sent a response ragls cannot read: {0}")]
@@ -107,6 +113,8 @@ pub struct Provider {
     key_env: String,
     timeout: Duration,
     max_retries: u32,
+    /// The budget of one call to [`Provider::post`], every attempt and wait included.
+    total_timeout: Duration,
     /// HTTP attempts made through this client (and its clones), retries included.
     attempts: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -167,7 +175,8 @@ impl Provider {
             key,
             key_env: config.api_key_env.clone(),
             timeout: Duration::from_secs(config.timeout_s.max(1)),
-            max_retries: config.max_retries,
+            max_retries: config.max_retries.min(crate::config::MAX_RETRIES),
+            total_timeout: Duration::from_secs(config.total_timeout_s.max(1)),
             attempts: Default::default(),
         })
     }
@@ -203,17 +212,32 @@ impl Provider {
             .unwrap_or("")
             .to_string();
         let url = self.url(endpoint);
+        let started = tokio::time::Instant::now();
+        let out_of_time = |attempts: u32| ProviderError::Timeout {
+            url: url.clone(),
+            seconds: started.elapsed().as_secs_f64().round().max(1.0) as u64,
+            attempts,
+        };
+        // Whether a wait of `wait` before the next attempt still fits the budget.
+        let fits = |wait: Duration| started.elapsed() + wait < self.total_timeout;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
+            let remaining = self.total_timeout.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                return Err(out_of_time(attempt - 1));
+            }
             let mut rb = self.request(endpoint, body);
             if total_timeout {
-                rb = rb.timeout(self.timeout);
+                rb = rb.timeout(self.timeout.min(remaining));
             }
             let last = attempt > self.max_retries;
             self.attempts
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            match rb.send().await {
+            let Ok(sent) = tokio::time::timeout(remaining, rb.send()).await else {
+                return Err(out_of_time(attempt));
+            };
+            match sent {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => {
                     let status = resp.status();
@@ -234,25 +258,25 @@ impl Provider {
                             Some(w) => w,
                             None => backoff(attempt),
                         };
-                        tokio::time::sleep(wait).await;
-                        continue;
+                        if fits(wait) {
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
                     }
                     return Err(self.status_error(status, attempt, message, &model));
                 }
                 Err(e) => {
                     let transient = e.is_timeout() || e.is_connect() || e.is_request();
-                    if transient && !last {
-                        tokio::time::sleep(backoff(attempt)).await;
+                    let wait = backoff(attempt);
+                    if transient && !last && fits(wait) {
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
                     return Err(if e.is_timeout() {
-                        ProviderError::Timeout {
-                            url,
-                            seconds: self.timeout.as_secs(),
-                        }
+                        out_of_time(attempt)
                     } else {
                         ProviderError::Network {
-                            url,
+                            url: url.clone(),
                             message: self.redact(&error_chain(&e)),
                         }
                     });

@@ -38,7 +38,6 @@ pub fn read_admitted(
     max_file_bytes: u64,
     index_secrets: bool,
 ) -> Result<String, SkipReason> {
-    use std::io::Read;
     if !index_secrets && is_secret_path(rel_path) {
         return Err(SkipReason::Secret);
     }
@@ -50,14 +49,12 @@ pub fn read_admitted(
     if !path.starts_with(&root) {
         return Err(SkipReason::SymlinkEscape);
     }
-    let file = std::fs::File::open(&path).map_err(|_| SkipReason::Unreadable)?;
-    if !file.metadata().is_ok_and(|m| m.is_file()) {
-        return Err(SkipReason::Unreadable);
-    }
-    let mut bytes = Vec::new();
-    file.take(max_file_bytes.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|_| SkipReason::Unreadable)?;
+    // Never blocks on a FIFO; the type is checked on the opened descriptor.
+    let bytes = match super::read_file(&path, max_file_bytes) {
+        Ok(super::FileRead::Bytes(bytes)) => bytes,
+        Ok(super::FileRead::Skipped(reason)) => return Err(reason),
+        Err(_) => return Err(SkipReason::Unreadable),
+    };
     admit_text(rel_path, &bytes, max_file_bytes, index_secrets)?;
     String::from_utf8(bytes).map_err(|_| SkipReason::Binary)
 }

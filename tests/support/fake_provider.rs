@@ -123,6 +123,9 @@ pub enum Failure {
         after_events: usize,
         message: String,
     },
+    /// 200 with a plain JSON chat completion (`application/json`), even when the request
+    /// asked for a stream: a gateway that ignores `"stream": true`.
+    NotAStream,
 }
 
 /// One request as the fake received it.
@@ -621,6 +624,15 @@ async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 }
             }
             return resp;
+        }
+        Some(Failure::NotAStream) => {
+            return json_response(
+                200,
+                &serde_json::json!({
+                    "id": "gen-plain",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "A plain answer."}, "finish_reason": "stop"}]
+                }),
+            );
         }
         Some(Failure::MalformedJson) if !streaming => {
             return Response::builder()

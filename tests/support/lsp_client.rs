@@ -1,5 +1,6 @@
 //! A small, synchronous JSON-RPC / LSP client that drives the real `ragls serve --stdio`
-//! binary, for the language-server tests (`tests/lsp.rs`) and benchmark (`benches/lsp.rs`).
+//! binary, for the language-server tests (`tests/integration/lsp.rs`) and benchmark
+//! (`benches/lsp.rs`).
 //!
 //! # Including it
 //!

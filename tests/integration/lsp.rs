@@ -9,20 +9,15 @@
 //! sandbox of its own (fake HOME and XDG folders). Offline tests have no API key; the
 //! generation tests point the server at the fake OpenRouter of `support/fake_provider.rs`.
 
-mod common;
-#[path = "support/fake_provider.rs"]
-mod fake_provider;
-#[path = "support/lsp_client.rs"]
-mod lsp_client;
-#[path = "support/provider_fixture.rs"]
-mod provider_fixture;
+use crate::common;
+use crate::fake_provider;
+use crate::lsp_client;
 
-use common::{Expect, Sandbox, BIN, FIXTURE};
+use common::{chat_messages, prompt_headers, Expect, Sandbox, BIN, FIXTURE, KEY};
 use fake_provider::{Endpoint, Failure, FakeProvider};
 use lsp_client::{
     file_uri, LspClient, ServerOptions, INVALID_PARAMS, METHOD_NOT_FOUND, REQUEST_CANCELLED,
 };
-use provider_fixture::{chat_messages, prompt_headers, KEY};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! binary on a small multi-language project written by each test into its own temporary
 //! folder (see `common`).
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;
@@ -887,9 +887,9 @@ fn an_unreadable_queries_file_is_reported_before_any_indexing_work() {
     );
 }
 
-#[test]
-fn a_corrupt_index_is_reported_with_the_rebuild_hint_and_left_untouched() {
-    let sb = Sandbox::with_project();
+/// Writes 8 KiB of bytes that are not an SQLite database where the index file belongs;
+/// returns the file and its bytes.
+fn write_corrupt_index(sb: &Sandbox) -> (std::path::PathBuf, Vec<u8>) {
     std::fs::create_dir_all(&sb.index).unwrap();
     let garbage: Vec<u8> = b"this is not an SQLite database, just some bytes. "
         .iter()
@@ -899,6 +899,13 @@ fn a_corrupt_index_is_reported_with_the_rebuild_hint_and_left_untouched() {
         .collect();
     let db = sb.index.join("index.sqlite");
     std::fs::write(&db, &garbage).unwrap();
+    (db, garbage)
+}
+
+#[test]
+fn a_corrupt_index_is_reported_with_the_rebuild_hint_and_left_untouched() {
+    let sb = Sandbox::with_project();
+    let (db, garbage) = write_corrupt_index(&sb);
     for (sub, args) in [
         ("search", &["retry"][..]),
         ("index", &[][..]),
@@ -918,14 +925,7 @@ fn a_corrupt_index_is_reported_with_the_rebuild_hint_and_left_untouched() {
 #[test]
 fn rebuild_recovers_from_a_corrupt_index() {
     let sb = Sandbox::with_project();
-    std::fs::create_dir_all(&sb.index).unwrap();
-    let garbage: Vec<u8> = b"this is not an SQLite database, just some bytes. "
-        .iter()
-        .copied()
-        .cycle()
-        .take(8192)
-        .collect();
-    std::fs::write(sb.index.join("index.sqlite"), &garbage).unwrap();
+    let (_, garbage) = write_corrupt_index(&sb);
     // The error message tells the user to run `ragls index --rebuild`: doing so must work
     // (or, at the very least, say which file to delete instead of repeating the advice).
     let out = sb.ragls("index", &["--rebuild", "--json"]);

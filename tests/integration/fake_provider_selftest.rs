@@ -1,8 +1,7 @@
 //! Exercises the fake OpenRouter server of `tests/support/fake_provider.rs` with a real HTTP
 //! client (reqwest), so the other tests can trust it.
 
-#[path = "support/fake_provider.rs"]
-mod fake_provider;
+use crate::fake_provider;
 
 use fake_provider::{cosine, fake_embedding, Endpoint, Failure, FakeProvider};
 use futures_util::StreamExt;

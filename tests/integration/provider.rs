@@ -3,14 +3,13 @@
 //! remote rerank, streamed generation with citations, cancellation, the prompt budget,
 //! and what must never leave the machine (the API key, secrets files).
 //!
-//! Everything runs against the fake OpenRouter server of `support/fake_provider.rs`: the
-//! library's async API directly (`RemoteEmbedder::embed_async`, `ChatClient::stream`), and
-//! the real `ragls` binary on a sandboxed workspace (`support/provider_fixture.rs`).
+//! Everything runs against the fake OpenRouter server of `tests/support/fake_provider.rs`:
+//! the library's async API directly (`RemoteEmbedder::embed_async`, `ChatClient::stream`),
+//! and the real `ragls` binary on a sandboxed workspace (`ProviderSandbox` of
+//! `tests/common/mod.rs`, built by `tests/support/provider_fixture.rs`).
 
-#[path = "support/fake_provider.rs"]
-mod fake_provider;
-#[path = "support/provider_fixture.rs"]
-mod provider_fixture;
+use crate::fake_provider;
+use crate::provider_fixture;
 
 use fake_provider::{
     default_answer, fake_embedding, rerank_score, Endpoint, Failure, FakeProvider,
@@ -45,6 +44,7 @@ fn provider(fake: &FakeProvider, max_retries: u32) -> Provider {
         api_key_env: key_env().to_string(),
         timeout_s: 20,
         max_retries,
+        ..ProviderConfig::default()
     };
     Provider::from_config(&config).expect("a remote provider is configured")
 }
@@ -1117,6 +1117,7 @@ async fn a_stream_that_stalls_longer_than_the_timeout_fails_with_a_clear_error()
         api_key_env: key_env().to_string(),
         timeout_s: 1,
         max_retries: 0,
+        ..ProviderConfig::default()
     };
     let chat = ChatClient::new(Provider::from_config(&config).unwrap(), CHAT_MODEL);
     let mut on_delta = |_: &str| {};

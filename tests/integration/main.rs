@@ -1,0 +1,38 @@
+//! The integration tests, in one test binary (it links once instead of once per file); each
+//! module is one area, so a test is named e.g. `cli::...` or `lsp::...`:
+//!
+//! * `cli`: the CLI on the fixture project of `tests/common`.
+//! * `crash`: `ragls index` killed mid-way leaves an index that opens and resumes.
+//! * `eval`: `ragls eval` on a hand-made query set and on a generated one.
+//! * `fake_provider_selftest`: the fake OpenRouter server, checked with a real HTTP client.
+//! * `lsp`: `ragls serve --stdio` over JSON-RPC.
+//! * `mcp`: `ragls mcp` driven by the official MCP SDKs (scripts in `tests/mcp/`) and raw
+//!   JSON-RPC.
+//! * `provider`: the remote provider (embeddings, rerank, streamed chat) against the fake.
+//! * `faults`, `faults_cli`, `faults_provider`: the fault suite (malformed LSP frames, a
+//!   damaged or unusual index and workspace, a stalled or odd provider).
+//! * `chunk_props`: property tests of the chunkers and the tokenizer (proptest).
+//!
+//! The helpers stay where test files outside this binary include them from: the sandbox in
+//! `tests/common/mod.rs`, the fake provider and the LSP client in `tests/support/`.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../support/fake_provider.rs"]
+mod fake_provider;
+#[path = "../support/lsp_client.rs"]
+mod lsp_client;
+#[path = "../support/provider_fixture.rs"]
+mod provider_fixture;
+
+mod chunk_props;
+mod cli;
+mod crash;
+mod eval;
+mod fake_provider_selftest;
+mod faults;
+mod faults_cli;
+mod faults_provider;
+mod lsp;
+mod mcp;
+mod provider;
