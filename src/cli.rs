@@ -104,9 +104,7 @@ pub enum Command {
         /// Print the figures as JSON.
         #[arg(long)]
         json: bool,
-        /// Override a setting for this run, e.g. --set retrieve.vector_weight=0.3 (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
+        // `--set KEY=VALUE` (repeatable) comes with the workspace arguments.
     },
     /// Show the state of a workspace's index.
     Status {
@@ -114,6 +112,28 @@ pub enum Command {
         ws: WorkspaceArgs,
         #[arg(long)]
         json: bool,
+    },
+    /// Local embedding models: list the installed ones, download one.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelAction {
+    /// The models in the cache ($XDG_CACHE_HOME/ragls/models).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a model from the Hugging Face hub ($HF_ENDPOINT) into the cache.
+    Pull {
+        /// The hub's name, e.g. sentence-transformers/all-MiniLM-L6-v2.
+        name: String,
+        /// A branch, tag or commit.
+        #[arg(long, default_value = "main")]
+        revision: String,
     },
 }
 
@@ -125,6 +145,45 @@ pub struct WorkspaceArgs {
     /// Where the index lives (default: $XDG_CACHE_HOME/ragls/<workspace id>).
     #[arg(long, value_name = "DIR")]
     pub index_dir: Option<PathBuf>,
+    /// A setting for this run, over the settings files (repeatable), e.g.
+    /// `--set embedding.provider=local`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// `--set` arguments as a settings table: `a.b=v`, the value read as TOML (a number, a
+/// boolean, a quoted string, an array) or else taken as a plain string.
+pub fn set_overrides(set: &[String]) -> Result<Option<toml::Table>> {
+    if set.is_empty() {
+        return Ok(None);
+    }
+    let mut table = toml::Table::new();
+    for item in set {
+        let (key, value) = item.split_once('=').ok_or_else(|| {
+            Error::Usage(format!(
+                "--set {item}: expected KEY=VALUE, e.g. --set embedding.provider=local"
+            ))
+        })?;
+        let keys: Vec<&str> = key.trim().split('.').collect();
+        if keys.iter().any(|k| k.is_empty()) {
+            return Err(Error::Usage(format!("--set {item}: the key is empty")));
+        }
+        let value = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        let mut nested = value;
+        for k in keys.iter().rev() {
+            let mut t = toml::Table::new();
+            t.insert(k.to_string(), nested);
+            nested = toml::Value::Table(t);
+        }
+        if let toml::Value::Table(t) = nested {
+            config::deep_merge(&mut table, t);
+        }
+    }
+    Ok(Some(table))
 }
 
 struct Resolved {
@@ -135,7 +194,7 @@ struct Resolved {
 
 fn resolve(ws: &WorkspaceArgs) -> Result<Resolved> {
     let root = engine::workspace_root(&ws.workspace)?;
-    let config = config::load(&root, None)?;
+    let config = config::load(&root, set_overrides(&ws.set)?)?;
     let index_dir = match &ws.index_dir {
         Some(d) => d.clone(),
         None => engine::index_dir_for(&root, &config)?,
@@ -250,13 +309,13 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve { stdio: _ } => crate::lsp::serve_stdio(),
+        Command::Model { action } => cmd_model(action),
         Command::Eval {
             ws,
             queries,
             generate,
             save_queries,
             json,
-            set,
         } => {
             let source = match (queries, generate) {
                 (Some(file), _) => crate::eval::QuerySource::File(file),
@@ -277,7 +336,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 workspace: ws.workspace,
                 index_dir: ws.index_dir,
                 source,
-                set,
+                set: ws.set,
             })?;
             let mut out = std::io::stdout().lock();
             if json {
@@ -314,6 +373,82 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+fn cmd_model(action: ModelAction) -> Result<()> {
+    use crate::embed::local::hub;
+    match action {
+        ModelAction::List { json } => {
+            let models = hub::list()?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", to_json(&models)?).map_err(stdout_error)?;
+            } else if models.is_empty() {
+                eprintln!(
+                    "ragls: no models in {}; get one with `ragls model pull {}`",
+                    hub::models_dir()?.display(),
+                    crate::embed::local::DEFAULT_LOCAL_MODEL
+                );
+            } else {
+                for m in &models {
+                    writeln!(
+                        out,
+                        "{}\t{:.1} MB\t{}",
+                        m.name,
+                        m.bytes as f64 / 1e6,
+                        m.path
+                    )
+                    .map_err(stdout_error)?;
+                }
+            }
+            Ok(())
+        }
+        ModelAction::Pull { name, revision } => {
+            let dir = hub::pull(&name, &revision, &PullBar::new())?;
+            eprintln!(
+                "ragls: {name} is in {}; use it with embedding.provider = \"local\" and embedding.model = \"{name}\"",
+                dir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Download progress: a bar on a terminal, one line per verified file always.
+struct PullBar {
+    bar: ProgressBar,
+}
+
+impl PullBar {
+    fn new() -> PullBar {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{msg} {bytes}/{total_bytes} {bar:30} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        PullBar { bar }
+    }
+}
+
+impl Drop for PullBar {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl crate::embed::local::hub::PullProgress for PullBar {
+    fn start(&self, file: &str, total: Option<u64>) {
+        self.bar.reset();
+        self.bar.set_length(total.unwrap_or(0));
+        self.bar.set_message(file.to_string());
+    }
+    fn advance(&self, done: u64) {
+        self.bar.set_position(done);
+    }
+    fn finish(&self, file: &str, bytes: u64, check: &str) {
+        self.bar
+            .suspend(|| eprintln!("ragls: {file}: {:.1} MB, {check}", bytes as f64 / 1e6));
     }
 }
 

@@ -69,6 +69,15 @@ pub struct EmbeddingConfig {
     /// Longer texts are truncated to this many characters (and counted) before embedding.
     pub max_input_chars: usize,
     pub model_dir: String,
+    /// Local models: text put before a query (unset = the model's convention).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_prefix: Option<String>,
+    /// Local models: text put before a document chunk (unset = the model's convention).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_prefix: Option<String>,
+    /// Local transformer models: tokens per text (0 = the model's own limit, e.g. 256 for
+    /// all-MiniLM-L6-v2); fewer is faster, and cuts long chunks shorter.
+    pub max_tokens: usize,
 }
 
 impl Default for EmbeddingConfig {
@@ -82,6 +91,9 @@ impl Default for EmbeddingConfig {
             max_request_chars: 200_000,
             max_input_chars: 24_000,
             model_dir: String::new(),
+            query_prefix: None,
+            document_prefix: None,
+            max_tokens: 0,
         }
     }
 }

@@ -1,11 +1,13 @@
 //! Embedders turn chunk texts and queries into vectors. [`Embedder`] is the seam: the
-//! built-in offline embedder implements it here, the remote provider implements it too (and `provider::embeddings::embedder_for`
-//! picks one from the settings).
+//! built-in offline embedder implements it here, in-process models in [`local`], the
+//! remote provider implements it too (and `provider::embeddings::embedder_for` picks one
+//! from the settings).
 //!
 //! This module does not cache: the store keeps vectors by (embedder id, dimensions, text
 //! hash), and the indexer only asks for what the cache lacks.
 
 mod builtin;
+pub mod local;
 
 pub use builtin::{BuiltinEmbedder, BUILTIN_DIMENSIONS};
 

@@ -290,9 +290,20 @@ pub fn embedder_for(config: &Config) -> Result<Box<dyn Embedder>> {
                 config.provider.api_key_env
             ))
         }),
-        EmbeddingProvider::Local => Err(Error::Config(
-            "setting embedding.provider = \"local\" is not supported yet; use \"auto\", \"builtin\" or \"remote\" (a local OpenAI-compatible server works through provider.base_url)".into(),
-        )),
+        EmbeddingProvider::Local => match crate::embed::local::load(&config.embedding)? {
+            Some(model) => Ok(model),
+            None => {
+                // Said once per process; the index keeps working lexically.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    eprintln!(
+                        "ragls: {}",
+                        crate::embed::local::missing_model_message(&config.embedding)
+                    )
+                });
+                Ok(builtin())
+            }
+        },
     }
 }
 
