@@ -131,7 +131,7 @@ fn python() -> PathBuf {
         .unwrap_or(false);
     assert!(
         ok,
-        "the MCP Python SDK is not installed at {} (RAGLS_MCP_PYTHON); run .ci/run's \"MCP test clients\" step: python3 -m venv ~/.cache/ragls-ci/mcp-venv && ~/.cache/ragls-ci/mcp-venv/bin/pip install mcp==2.3.0",
+        "the MCP Python SDK is not installed at {} (RAGLS_MCP_PYTHON); run scripts/test.sh (it installs it), or: python3 -m venv ~/.cache/ragls-ci/mcp-venv && ~/.cache/ragls-ci/mcp-venv/bin/pip install mcp==2.3.0",
         p.display()
     );
     p
@@ -143,7 +143,7 @@ fn node_modules() -> PathBuf {
         .unwrap_or_else(|| ci_cache().join("mcp-node/node_modules"));
     assert!(
         p.join("@modelcontextprotocol/sdk/package.json").is_file(),
-        "the MCP TypeScript SDK is not installed in {} (RAGLS_MCP_NODE_MODULES); run .ci/run's \"MCP test clients\" step: npm install --prefix ~/.cache/ragls-ci/mcp-node @modelcontextprotocol/sdk@1.32",
+        "the MCP TypeScript SDK is not installed in {} (RAGLS_MCP_NODE_MODULES); run scripts/test.sh (it installs it), or: npm install --prefix ~/.cache/ragls-ci/mcp-node @modelcontextprotocol/sdk@1.32",
         p.display()
     );
     p
