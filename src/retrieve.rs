@@ -17,6 +17,9 @@ use crate::tokenize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub mod explain;
+pub use explain::{Explain, Ranked};
+
 /// How to order the fused candidates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rerank {
@@ -47,6 +50,8 @@ pub struct SearchHit {
     pub root: PathBuf,
     pub chunk: StoredChunk,
     pub score: f32,
+    /// Why it ranked here: the figures of fusion and rerank ([`explain`]).
+    pub explain: Explain,
 }
 
 /// One candidate after fusion, with the scores it came from (for the reranker and for
@@ -55,8 +60,9 @@ pub struct SearchHit {
 pub struct Fused {
     pub id: ChunkId,
     pub score: f32,
-    pub lexical: Option<f32>,
-    pub vector: Option<f32>,
+    /// The raw score and 1-based rank in each list; `None` when absent from it.
+    pub lexical: Option<Ranked>,
+    pub vector: Option<Ranked>,
 }
 
 /// Where one index's candidates come from.
@@ -99,11 +105,21 @@ pub fn hybrid(
     Ok(fused
         .iter()
         .take(pool)
-        .filter_map(|f| {
+        .enumerate()
+        .filter_map(|(i, f)| {
             rows.remove(&f.id).map(|chunk| SearchHit {
                 root: c.root.to_path_buf(),
                 chunk,
                 score: f.score,
+                explain: Explain {
+                    lexical: f.lexical,
+                    vector: f.vector,
+                    fused: Ranked {
+                        score: f.score,
+                        rank: i + 1,
+                    },
+                    ..Explain::default()
+                },
             })
         })
         .collect())
@@ -143,7 +159,7 @@ pub fn fuse(
     let mut by_id: HashMap<ChunkId, Fused> = HashMap::new();
     let lex = contributions(lexical, config, config.lexical_weight);
     let vec = contributions(vector, config, config.vector_weight);
-    for ((id, raw), c) in lexical.iter().zip(lex) {
+    for (rank, ((id, raw), c)) in lexical.iter().zip(lex).enumerate() {
         let f = by_id.entry(*id).or_insert(Fused {
             id: *id,
             score: 0.0,
@@ -151,9 +167,12 @@ pub fn fuse(
             vector: None,
         });
         f.score += c;
-        f.lexical = Some(*raw);
+        f.lexical = Some(Ranked {
+            score: *raw,
+            rank: rank + 1,
+        });
     }
-    for ((id, raw), c) in vector.iter().zip(vec) {
+    for (rank, ((id, raw), c)) in vector.iter().zip(vec).enumerate() {
         let f = by_id.entry(*id).or_insert(Fused {
             id: *id,
             score: 0.0,
@@ -161,7 +180,10 @@ pub fn fuse(
             vector: None,
         });
         f.score += c;
-        f.vector = Some(*raw);
+        f.vector = Some(Ranked {
+            score: *raw,
+            rank: rank + 1,
+        });
     }
     let mut out: Vec<Fused> = by_id.into_values().collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
@@ -212,6 +234,7 @@ mod tests {
                 text: "x".into(),
             },
             score,
+            explain: Explain::default(),
         }
     }
 
@@ -262,8 +285,23 @@ mod tests {
         for fusion in [Fusion::Weighted, Fusion::Rrf] {
             let fused = fuse(&lexical, &vector, &config(fusion));
             assert_eq!(fused[0].id, ChunkId(2), "{fusion:?}: {fused:?}");
-            assert_eq!(fused[0].lexical, Some(8.0));
-            assert_eq!(fused[0].vector, Some(0.85));
+            assert_eq!(
+                fused[0].lexical,
+                Some(Ranked {
+                    score: 8.0,
+                    rank: 2
+                })
+            );
+            assert_eq!(
+                fused[0].vector,
+                Some(Ranked {
+                    score: 0.85,
+                    rank: 2
+                })
+            );
+            let only_vector = fused.iter().find(|f| f.id == ChunkId(4)).unwrap();
+            assert_eq!(only_vector.lexical, None);
+            assert_eq!(only_vector.vector.map(|r| r.rank), Some(1));
             assert_eq!(fused.len(), 5);
         }
     }

@@ -619,6 +619,7 @@ mod tests {
                 text: text.into(),
             },
             score: 0.81234,
+            explain: Default::default(),
         }
     }
 
