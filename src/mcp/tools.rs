@@ -550,12 +550,20 @@ mod tests {
             top_k,
             path_glob,
             language,
+            explain,
         }) = parse("search_code", Some(&args(json!({"query": "retry"}))))
         else {
             panic!("a plain query is valid");
         };
         assert_eq!((query.as_str(), top_k), ("retry", DEFAULT_TOP_K));
-        assert!(path_glob.is_none() && language.is_none());
+        assert!(path_glob.is_none() && language.is_none() && !explain);
+        assert!(matches!(
+            parse(
+                "search_code",
+                Some(&args(json!({"query": "retry", "explain": true})))
+            ),
+            Ok(Call::Search { explain: true, .. })
+        ));
 
         assert_eq!(
             err("search_code", json!({})),
@@ -669,6 +677,7 @@ mod tests {
             "\n    /// Retries.\n    fn retry() {\n        loop {}\n    }\n",
         );
         let (text, json) = render_hits(&[&h], 2, &["lexical only".to_string()], false);
+        assert!(json["results"][0].get("explain").is_none());
         assert_eq!(
             text,
             "[1] src/net.rs:10-14  impl Net > fn retry (function)  score 0.812\n    /// Retries.\n    fn retry() {\nnote: lexical only\n"
