@@ -205,6 +205,17 @@ pub struct RetrieveConfig {
     pub head_weight: f32,
     /// HNSW search breadth.
     pub ef_search: usize,
+    /// Ranking prior: the fused score of a test, example, benchmark or vendored chunk is
+    /// multiplied by this for a question that does not name tests (1 = off).
+    pub secondary_factor: f32,
+    /// Ranking prior: each further hit of a file, past its best `file_decay_after`, is
+    /// multiplied by this once more (the next by it, the one after by its square...; 1 = off).
+    pub file_decay: f32,
+    /// How many hits of one file keep their score before `file_decay` applies.
+    pub file_decay_after: usize,
+    /// Ranking prior: a query that is an identifier (`JoinSet`, `Session.request`,
+    /// `foo::bar`) puts chunks of that exact name first, definitions before usages.
+    pub identifier_first: bool,
 }
 
 impl Default for RetrieveConfig {
@@ -218,6 +229,10 @@ impl Default for RetrieveConfig {
             rrf_k: 60.0,
             head_weight: 4.0,
             ef_search: 64,
+            secondary_factor: 0.5,
+            file_decay: 1.0,
+            file_decay_after: 2,
+            identifier_first: true,
         }
     }
 }
@@ -508,6 +523,14 @@ impl Config {
         }
         if self.retrieve.ef_search == 0 {
             return bad("retrieve.ef_search", "must be at least 1");
+        }
+        for (key, v) in [
+            ("retrieve.secondary_factor", self.retrieve.secondary_factor),
+            ("retrieve.file_decay", self.retrieve.file_decay),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return bad(key, "must be greater than 0 and at most 1 (1 = off)");
+            }
         }
         if self.rerank.top_k == 0 {
             return bad("rerank.top_k", "must be at least 1");

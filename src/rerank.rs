@@ -319,6 +319,7 @@ mod tests {
                 },
                 score: 1.0,
                 explain: Default::default(),
+                priors: Vec::new(),
             })
             .collect()
     }

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 pub mod explain;
 pub use explain::{Explain, Ranked};
+pub mod priors;
 
 /// How to order the fused candidates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +53,9 @@ pub struct SearchHit {
     pub score: f32,
     /// Why it ranked here: the figures of fusion and rerank ([`explain`]).
     pub explain: Explain,
+    /// The ranking priors that changed `score` after fusion, and by how much
+    /// (see [`priors`]); empty when none did.
+    pub priors: Vec<priors::PriorEffect>,
 }
 
 /// One candidate after fusion, with the scores it came from (for the reranker and for
@@ -76,9 +80,9 @@ pub struct Candidates<'a> {
     pub embedder: &'a dyn Embedder,
 }
 
-/// Hybrid search: the lexical (BM25) and vector candidates for `query`, fused, the best
-/// `pool` loaded as hits, best first. When the query cannot be embedded the lexical
-/// results stand alone and `notes` says so.
+/// Hybrid search: the lexical (BM25) and vector candidates for `query`, fused, adjusted
+/// by the ranking priors ([`priors::apply`]), the best `pool` loaded as hits, best first.
+/// When the query cannot be embedded the lexical results stand alone and `notes` says so.
 pub fn hybrid(
     c: &Candidates<'_>,
     query: &str,
@@ -100,11 +104,12 @@ pub fn hybrid(
         }
     }
     let fused = fuse(&lexical, &vector, rc);
-    let ids: Vec<ChunkId> = fused.iter().take(pool).map(|f| f.id).collect();
+    // The priors may lift a candidate from below the pool, so all candidates are loaded
+    // (at most lexical_candidates + vector_candidates).
+    let ids: Vec<ChunkId> = fused.iter().map(|f| f.id).collect();
     let mut rows = c.store.chunks_by_id(&ids)?;
-    Ok(fused
+    let mut hits: Vec<SearchHit> = fused
         .iter()
-        .take(pool)
         .enumerate()
         .filter_map(|(i, f)| {
             rows.remove(&f.id).map(|chunk| SearchHit {
@@ -120,9 +125,13 @@ pub fn hybrid(
                     },
                     ..Explain::default()
                 },
+                priors: Vec::new(),
             })
         })
-        .collect())
+        .collect();
+    priors::apply(query, &mut hits, rc);
+    hits.truncate(pool);
+    Ok(hits)
 }
 
 /// Merges the retrievals of several indexes (workspace folders) into one: hits by score
@@ -235,6 +244,7 @@ mod tests {
             },
             score,
             explain: Explain::default(),
+            priors: Vec::new(),
         }
     }
 

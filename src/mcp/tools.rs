@@ -651,6 +651,7 @@ mod tests {
             },
             score: 0.81234,
             explain: Default::default(),
+            priors: Vec::new(),
         }
     }
 

@@ -2,8 +2,10 @@
 //! `search_code` with `explain`): the figures recorded where they are computed — the
 //! candidate lists and the fusion in [`super::hybrid`], the offline scorer and the
 //! cross-encoder in `rerank::rerank` — carried on the hit in one [`Explain`]. The fronts
-//! only render it ([`to_json`], [`lines`]). Pure.
+//! only render it ([`to_json`], [`lines`]), with the ranking priors the hit records
+//! ([`SearchHit::priors`]). Pure.
 
+use super::priors::{Prior, PriorEffect};
 use super::SearchHit;
 use serde::Serialize;
 use serde_json::Value;
@@ -58,9 +60,35 @@ pub struct Explain {
 
 /// A hit's explanation as JSON (the same object in the CLI, `rag/search` and MCP):
 /// `{lexical?: {score, rank}, vector?: {score, rank}, fused: {score, rank},
-/// offline?: {score, fused, name, symbol, path, kind}, remote?: {model, score}}`.
+/// priors?: [{prior, delta}], offline?: {score, fused, name, symbol, path, kind},
+/// remote?: {model, score}}`; `priors` are applied in order after fusion, before rerank.
 pub fn to_json(hit: &SearchHit) -> Value {
-    serde_json::to_value(&hit.explain).unwrap_or(Value::Null)
+    let mut v = serde_json::to_value(&hit.explain).unwrap_or(Value::Null);
+    if !hit.priors.is_empty() {
+        v["priors"] = hit
+            .priors
+            .iter()
+            .map(|p| serde_json::json!({"prior": prior_name(p.prior), "delta": p.delta}))
+            .collect();
+    }
+    v
+}
+
+/// The name of a prior as the output says it (the setting it comes from is in README).
+pub fn prior_name(p: Prior) -> &'static str {
+    match p {
+        Prior::Secondary => "secondary",
+        Prior::Diversity => "diversity",
+        Prior::Identifier => "identifier",
+    }
+}
+
+fn priors_text(priors: &[PriorEffect]) -> String {
+    priors
+        .iter()
+        .map(|p| format!("{} {:+.3}", prior_name(p.prior), p.delta))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The same with every number rounded to 3 decimals (MCP: an agent's tokens).
@@ -95,6 +123,9 @@ pub fn lines(hit: &SearchHit) -> Vec<String> {
         format!("vector:  {}", ranked(&e.vector, "cosine")),
         format!("fused:   {:.3} (rank {})", e.fused.score, e.fused.rank),
     ];
+    if !hit.priors.is_empty() {
+        out.push(format!("priors:  {}", priors_text(&hit.priors)));
+    }
     if let Some(o) = &e.offline {
         out.push(format!(
             "offline rerank: {:.3} (fused share {:.2}, name {:.2}, symbol {:.2}, path {:.2}, kind {:.2})",
@@ -118,6 +149,9 @@ pub fn summary(hit: &SearchHit) -> String {
         parts.push(format!("vector {:.3} #{}", r.score, r.rank));
     }
     parts.push(format!("fused {:.3} #{}", e.fused.score, e.fused.rank));
+    if !hit.priors.is_empty() {
+        parts.push(format!("prior {}", priors_text(&hit.priors)));
+    }
     if let Some(o) = &e.offline {
         parts.push(format!("offline {:.3}", o.score));
     }
@@ -149,6 +183,7 @@ mod tests {
             },
             score: 1.0,
             explain,
+            priors: Vec::new(),
         }
     }
 
@@ -182,5 +217,17 @@ mod tests {
             summary(&h),
             "bm25 12.35 #1, fused 1.000 #2, cross-encoder 0.500"
         );
+        assert!(v.get("priors").is_none());
+
+        let mut h = h;
+        h.priors = vec![PriorEffect {
+            prior: Prior::Secondary,
+            delta: -0.5,
+        }];
+        let v = to_json(&h);
+        assert_eq!(v["priors"][0]["prior"], "secondary");
+        assert_eq!(v["priors"][0]["delta"], -0.5);
+        assert_eq!(lines(&h)[3], "priors:  secondary -0.500");
+        assert!(summary(&h).contains("fused 1.000 #2, prior secondary -0.500"));
     }
 }
