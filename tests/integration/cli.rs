@@ -176,6 +176,24 @@ fn search_explain_figures_are_consistent_with_the_ranking() {
         assert!(rank(r, "fused").is_some(), "{r}");
     }
 
+    // A query that is one identifier lifts its definition by a prior, shown with its delta.
+    let out = ok(
+        sb.ragls("search", &["--json", "--explain", "--no-rerank", "evict"]),
+        "search --explain evict",
+    );
+    let first = json_of(&out)["results"][0].clone();
+    let e = &first["explain"];
+    assert_eq!(e["priors"][0]["prior"], "identifier", "{first}");
+    let delta = e["priors"][0]["delta"].as_f64().unwrap_or_default();
+    let (fused, score) = (
+        score(&first, "fused").unwrap(),
+        first["score"].as_f64().unwrap(),
+    );
+    assert!(
+        (fused + delta - score).abs() < 1e-3,
+        "fused + prior = score: {first}"
+    );
+
     // Text mode: the figures under each result; without --explain, none.
     let text = ok(sb.ragls("search", &["--explain", q]), "search --explain");
     let lines: Vec<&str> = text.lines().collect();
