@@ -55,6 +55,11 @@ pub enum Command {
         /// Skip the reranker (fused order).
         #[arg(long)]
         no_rerank: bool,
+        /// Say why each result ranked where it did: its lexical (BM25) and vector scores
+        /// and ranks, fused score and rank, and the rerank figures (an `explain` object per
+        /// result with --json or --queries).
+        #[arg(long)]
+        explain: bool,
         /// The question.
         #[arg(required_unless_present = "queries")]
         query: Option<String>,
@@ -215,6 +220,7 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             queries,
             no_rerank,
+            explain,
             query,
         } => {
             // Check the queries file before any indexing work.
@@ -232,12 +238,12 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut engine = open_for_search(&ws)?;
             match (queries, input) {
                 (Some(file), Some(input)) => {
-                    search_batch(&mut engine, &file, input, top_k, !no_rerank)
+                    search_batch(&mut engine, &file, input, top_k, !no_rerank, explain)
                 }
                 _ => {
                     let query = query.unwrap_or_default();
                     let hits = engine.search(&query, top_k, !no_rerank)?;
-                    print_hits(&hits, json)
+                    print_hits(&hits, json, explain)
                 }
             }
         }
@@ -550,6 +556,7 @@ fn search_batch(
     input: std::fs::File,
     top_k: usize,
     rerank: bool,
+    explain: bool,
 ) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (n, line) in std::io::BufReader::new(input).lines().enumerate() {
@@ -573,7 +580,7 @@ fn search_batch(
             )));
         };
         let hits = engine.search(query, top_k, rerank)?;
-        let line = serde_json::json!({ "id": id, "results": hits.iter().map(hit_json).collect::<Vec<_>>() });
+        let line = serde_json::json!({ "id": id, "results": hits.iter().map(|h| hit_json(h, explain)).collect::<Vec<_>>() });
         writeln!(out, "{line}").map_err(stdout_error)?;
     }
     out.flush().map_err(stdout_error)
@@ -601,24 +608,28 @@ impl AskSink for StdoutSink {
     }
 }
 
-fn hit_json(h: &SearchHit) -> serde_json::Value {
-    serde_json::json!({
+fn hit_json(h: &SearchHit, explain: bool) -> serde_json::Value {
+    let mut v = serde_json::json!({
         "path": h.chunk.path,
         "start_line": h.chunk.start_line,
         "end_line": h.chunk.end_line,
         "score": h.score,
         "symbol": h.chunk.symbol,
         "kind": h.chunk.kind,
-    })
+    });
+    if explain {
+        v["explain"] = crate::retrieve::explain::to_json(h);
+    }
+    v
 }
 
-fn print_hits(hits: &[SearchHit], json: bool) -> Result<()> {
+fn print_hits(hits: &[SearchHit], json: bool, explain: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
         let results: Vec<serde_json::Value> = hits
             .iter()
             .map(|h| {
-                let mut v = hit_json(h);
+                let mut v = hit_json(h, explain);
                 v["language"] = h.chunk.language.as_str().into();
                 v["snippet"] = answer::snippet(&h.chunk.text).into();
                 v
@@ -647,6 +658,11 @@ fn print_hits(hits: &[SearchHit], json: bool) -> Result<()> {
             shown(&what)
         )
         .map_err(stdout_error)?;
+        if explain {
+            for line in crate::retrieve::explain::lines(h) {
+                writeln!(out, "    {line}").map_err(stdout_error)?;
+            }
+        }
     }
     Ok(())
 }

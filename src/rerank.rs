@@ -15,6 +15,7 @@ use crate::chunk::ChunkKind;
 use crate::config::OfflineRerankConfig;
 use crate::error::Result;
 use crate::provider::RemoteReranker;
+use crate::retrieve::explain::{OfflineScore, RemoteScore};
 use crate::retrieve::SearchHit;
 use crate::tokenize;
 use std::collections::HashSet;
@@ -25,6 +26,20 @@ pub trait Reranker: Send + Sync {
     fn name(&self) -> String;
     /// (index into `hits`, score), best first; a remote model may return fewer.
     fn order(&self, query: &str, hits: &[SearchHit], top_k: usize) -> Result<Vec<(usize, f32)>>;
+    /// [`Reranker::order`] with the features behind each score when the scorer has them
+    /// (the offline one), for explaining a result.
+    fn order_explained(
+        &self,
+        query: &str,
+        hits: &[SearchHit],
+        top_k: usize,
+    ) -> Result<Vec<(usize, f32, Option<OfflineScore>)>> {
+        Ok(self
+            .order(query, hits, top_k)?
+            .into_iter()
+            .map(|(i, s)| (i, s, None))
+            .collect())
+    }
 }
 
 /// The offline scorer ([`offline_scores`]) as a [`Reranker`]; ties break by chunk id.
@@ -35,7 +50,20 @@ impl Reranker for Offline<'_> {
         "offline".into()
     }
 
-    fn order(&self, query: &str, hits: &[SearchHit], _top_k: usize) -> Result<Vec<(usize, f32)>> {
+    fn order(&self, query: &str, hits: &[SearchHit], top_k: usize) -> Result<Vec<(usize, f32)>> {
+        Ok(self
+            .order_explained(query, hits, top_k)?
+            .into_iter()
+            .map(|(i, s, _)| (i, s))
+            .collect())
+    }
+
+    fn order_explained(
+        &self,
+        query: &str,
+        hits: &[SearchHit],
+        _top_k: usize,
+    ) -> Result<Vec<(usize, f32, Option<OfflineScore>)>> {
         let terms = tokenize::terms(query);
         let candidates: Vec<Candidate<'_>> = hits
             .iter()
@@ -47,10 +75,12 @@ impl Reranker for Offline<'_> {
                 kind: h.chunk.kind,
             })
             .collect();
-        let mut order: Vec<(usize, f32)> = offline_scores(&terms, &candidates, self.0)
-            .into_iter()
-            .enumerate()
-            .collect();
+        let mut order: Vec<(usize, f32, Option<OfflineScore>)> =
+            offline_features(&terms, &candidates, self.0)
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| (i, f.score, Some(f)))
+                .collect();
         order.sort_by(|a, b| {
             b.1.total_cmp(&a.1)
                 .then(hits[a.0].chunk.id.cmp(&hits[b.0].chunk.id))
@@ -95,8 +125,19 @@ pub fn rerank(
             .collect()
     };
     let mut by = offline.name();
-    match offline.order(query, hits, top_k) {
-        Ok(order) => *hits = reorder(hits, order),
+    match offline.order_explained(query, hits, top_k) {
+        Ok(order) => {
+            *hits = order
+                .into_iter()
+                .filter_map(|(i, score, features)| {
+                    hits.get(i).map(|h| {
+                        let mut h = SearchHit { score, ..h.clone() };
+                        h.explain.offline = features;
+                        h
+                    })
+                })
+                .collect()
+        }
         Err(e) => notes.push(format!(
             "offline rerank failed ({e}); using the fused order"
         )),
@@ -111,6 +152,12 @@ pub fn rerank(
                 }
                 *hits = reorder(hits, kept);
                 by = remote.name();
+                for h in hits.iter_mut() {
+                    h.explain.remote = Some(RemoteScore {
+                        model: by.clone(),
+                        score: h.score,
+                    });
+                }
             }
             Err(e) => notes.push(format!("rerank failed ({e}); using the offline order")),
         }
@@ -134,21 +181,41 @@ pub fn offline_scores(
     candidates: &[Candidate<'_>],
     w: &OfflineRerankConfig,
 ) -> Vec<f32> {
+    offline_features(query_terms, candidates, w)
+        .into_iter()
+        .map(|f| f.score)
+        .collect()
+}
+
+/// Every candidate's features and the weighted sum of them ([`offline_scores`]).
+pub fn offline_features(
+    query_terms: &[String],
+    candidates: &[Candidate<'_>],
+    w: &OfflineRerankConfig,
+) -> Vec<OfflineScore> {
     let query: HashSet<&str> = query_terms.iter().map(String::as_str).collect();
     let best = candidates.iter().map(|c| c.fused).fold(0.0, f32::max);
     candidates
         .iter()
         .map(|c| {
-            let fused = if best > 0.0 {
-                c.fused.max(0.0) / best
-            } else {
-                1.0
+            let mut f = OfflineScore {
+                score: 0.0,
+                fused: if best > 0.0 {
+                    c.fused.max(0.0) / best
+                } else {
+                    1.0
+                },
+                name: coverage(&query, c.name),
+                symbol: coverage(&query, c.symbol),
+                path: coverage(&query, c.path),
+                kind: kind_prior(c.kind),
             };
-            w.fused * fused
-                + w.name * coverage(&query, c.name)
-                + w.symbol * coverage(&query, c.symbol)
-                + w.path * coverage(&query, c.path)
-                + w.kind * kind_prior(c.kind)
+            f.score = w.fused * f.fused
+                + w.name * f.name
+                + w.symbol * f.symbol
+                + w.path * f.path
+                + w.kind * f.kind;
+            f
         })
         .collect()
 }
@@ -251,6 +318,7 @@ mod tests {
                     text: "x".into(),
                 },
                 score: 1.0,
+                explain: Default::default(),
                 priors: Vec::new(),
             })
             .collect()
@@ -267,6 +335,9 @@ mod tests {
             (by.as_str(), h[0].chunk.name.as_str()),
             ("offline", "retry_backoff")
         );
+        let o = h[0].explain.offline.expect("offline figures recorded");
+        assert_eq!((o.score, o.name, o.fused), (h[0].score, 1.0, 1.0));
+        assert_eq!(h[1].explain.offline.map(|o| o.name), Some(0.0));
 
         let remote = Fixed(Some(vec![(1, 0.9), (0, 0.1)]));
         let by = rerank(
@@ -280,6 +351,8 @@ mod tests {
         );
         assert_eq!(by, "fixed");
         assert_eq!(h.len(), 1, "below min_score is dropped");
+        assert_eq!(h[0].explain.remote.as_ref().map(|r| r.score), Some(0.9));
+        assert!(h[0].explain.offline.is_some(), "the offline figures stay");
         assert_eq!((h[0].chunk.name.as_str(), h[0].score), ("send", 0.9));
         assert!(notes.is_empty(), "{notes:?}");
 

@@ -17,6 +17,8 @@ use crate::tokenize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub mod explain;
+pub use explain::{Explain, Ranked};
 pub mod priors;
 
 /// How to order the fused candidates.
@@ -49,6 +51,8 @@ pub struct SearchHit {
     pub root: PathBuf,
     pub chunk: StoredChunk,
     pub score: f32,
+    /// Why it ranked here: the figures of fusion and rerank ([`explain`]).
+    pub explain: Explain,
     /// The ranking priors that changed `score` after fusion, and by how much
     /// (see [`priors`]); empty when none did.
     pub priors: Vec<priors::PriorEffect>,
@@ -60,8 +64,9 @@ pub struct SearchHit {
 pub struct Fused {
     pub id: ChunkId,
     pub score: f32,
-    pub lexical: Option<f32>,
-    pub vector: Option<f32>,
+    /// The raw score and 1-based rank in each list; `None` when absent from it.
+    pub lexical: Option<Ranked>,
+    pub vector: Option<Ranked>,
 }
 
 /// Where one index's candidates come from.
@@ -105,11 +110,21 @@ pub fn hybrid(
     let mut rows = c.store.chunks_by_id(&ids)?;
     let mut hits: Vec<SearchHit> = fused
         .iter()
-        .filter_map(|f| {
+        .enumerate()
+        .filter_map(|(i, f)| {
             rows.remove(&f.id).map(|chunk| SearchHit {
                 root: c.root.to_path_buf(),
                 chunk,
                 score: f.score,
+                explain: Explain {
+                    lexical: f.lexical,
+                    vector: f.vector,
+                    fused: Ranked {
+                        score: f.score,
+                        rank: i + 1,
+                    },
+                    ..Explain::default()
+                },
                 priors: Vec::new(),
             })
         })
@@ -153,7 +168,7 @@ pub fn fuse(
     let mut by_id: HashMap<ChunkId, Fused> = HashMap::new();
     let lex = contributions(lexical, config, config.lexical_weight);
     let vec = contributions(vector, config, config.vector_weight);
-    for ((id, raw), c) in lexical.iter().zip(lex) {
+    for (rank, ((id, raw), c)) in lexical.iter().zip(lex).enumerate() {
         let f = by_id.entry(*id).or_insert(Fused {
             id: *id,
             score: 0.0,
@@ -161,9 +176,12 @@ pub fn fuse(
             vector: None,
         });
         f.score += c;
-        f.lexical = Some(*raw);
+        f.lexical = Some(Ranked {
+            score: *raw,
+            rank: rank + 1,
+        });
     }
-    for ((id, raw), c) in vector.iter().zip(vec) {
+    for (rank, ((id, raw), c)) in vector.iter().zip(vec).enumerate() {
         let f = by_id.entry(*id).or_insert(Fused {
             id: *id,
             score: 0.0,
@@ -171,7 +189,10 @@ pub fn fuse(
             vector: None,
         });
         f.score += c;
-        f.vector = Some(*raw);
+        f.vector = Some(Ranked {
+            score: *raw,
+            rank: rank + 1,
+        });
     }
     let mut out: Vec<Fused> = by_id.into_values().collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
@@ -222,6 +243,7 @@ mod tests {
                 text: "x".into(),
             },
             score,
+            explain: Explain::default(),
             priors: Vec::new(),
         }
     }
@@ -273,8 +295,23 @@ mod tests {
         for fusion in [Fusion::Weighted, Fusion::Rrf] {
             let fused = fuse(&lexical, &vector, &config(fusion));
             assert_eq!(fused[0].id, ChunkId(2), "{fusion:?}: {fused:?}");
-            assert_eq!(fused[0].lexical, Some(8.0));
-            assert_eq!(fused[0].vector, Some(0.85));
+            assert_eq!(
+                fused[0].lexical,
+                Some(Ranked {
+                    score: 8.0,
+                    rank: 2
+                })
+            );
+            assert_eq!(
+                fused[0].vector,
+                Some(Ranked {
+                    score: 0.85,
+                    rank: 2
+                })
+            );
+            let only_vector = fused.iter().find(|f| f.id == ChunkId(4)).unwrap();
+            assert_eq!(only_vector.lexical, None);
+            assert_eq!(only_vector.vector.map(|r| r.rank), Some(1));
             assert_eq!(fused.len(), 5);
         }
     }

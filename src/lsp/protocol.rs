@@ -26,6 +26,8 @@ pub struct QueryParams {
     pub range: Option<Range>,
     pub top_k: Option<usize>,
     pub rerank: Option<bool>,
+    /// `rag/search`: give each source an `explain` object (why it ranked there).
+    pub explain: Option<bool>,
     pub partial_result_token: Option<Value>,
     pub work_done_token: Option<Value>,
 }

@@ -253,9 +253,16 @@ impl Backend {
         let hits = self
             .search_hits(query, top_k, rerank_flag(p.rerank), scope.as_ref())
             .await?;
+        let explain = p.explain.unwrap_or(false);
         let results: Vec<Value> = hits
             .iter()
-            .map(|h| protocol::source_json(&crate::answer::source_of(h)))
+            .map(|h| {
+                let mut v = protocol::source_json(&crate::answer::source_of(h));
+                if explain {
+                    v["explain"] = crate::retrieve::explain::to_json(h);
+                }
+                v
+            })
             .collect();
         Ok(json!({ "results": results }))
     }

@@ -290,6 +290,7 @@ fn run_call(ws: &Workspace, call: Call) -> std::result::Result<Option<Rendered>,
             top_k,
             path_glob,
             language,
+            explain,
         } => {
             let filtered = path_glob.is_some() || language.is_some();
             let fetch = if filtered {
@@ -308,7 +309,7 @@ fn run_call(ws: &Workspace, call: Call) -> std::result::Result<Option<Rendered>,
                 .collect();
             let mut notes = retrieval.notes.clone();
             notes.extend(building());
-            let (text, json) = tools::render_hits(&hits, snippet_lines, &notes);
+            let (text, json) = tools::render_hits(&hits, snippet_lines, &notes, explain);
             Ok(Some((text, Some(json))))
         }
         Call::Read {
@@ -352,7 +353,7 @@ fn run_call(ws: &Workspace, call: Call) -> std::result::Result<Option<Rendered>,
                 chunk.path, chunk.start_line, chunk.end_line, chunk.symbol
             )];
             notes.extend(retrieval.notes.iter().cloned());
-            let (text, json) = tools::render_hits(&hits, snippet_lines, &notes);
+            let (text, json) = tools::render_hits(&hits, snippet_lines, &notes, false);
             Ok(Some((text, Some(json))))
         }
         Call::Status => {

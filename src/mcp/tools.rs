@@ -38,6 +38,8 @@ pub enum Call {
         top_k: usize,
         path_glob: Option<globset::GlobMatcher>,
         language: Option<Language>,
+        /// Say why each result ranked where it did.
+        explain: bool,
     },
     Ask {
         question: String,
@@ -78,7 +80,8 @@ pub fn specs() -> Vec<ToolSpec> {
                     "query": {"type": "string", "description": "What to find, e.g. \"where are failed requests retried\" or \"parse_http_request\"."},
                     "top_k": {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K, "default": DEFAULT_TOP_K, "description": "How many results (1-50)."},
                     "path_glob": {"type": "string", "description": "Only files matching this glob, relative to the workspace root, e.g. \"src/**/*.rs\" or \"**/tests/**\"."},
-                    "language": {"type": "string", "enum": LANGUAGES, "description": "Only chunks in this language."}
+                    "language": {"type": "string", "enum": LANGUAGES, "description": "Only chunks in this language."},
+                    "explain": {"type": "boolean", "default": false, "description": "Also say why each result ranked where it did: BM25 and vector score and rank, fused score and rank, rerank score. For debugging a search; costs tokens."}
                 },
                 "required": ["query"],
                 "additionalProperties": false
@@ -200,6 +203,7 @@ pub fn parse(name: &str, args: Option<&Map<String, Value>>) -> Result<Call, Stri
                     })
                 })
                 .transpose()?,
+            explain: a.flag("explain")?,
         },
         "ask" => Call::Ask {
             question: a.text("question")?,
@@ -229,16 +233,7 @@ pub fn parse(name: &str, args: Option<&Map<String, Value>>) -> Result<Call, Stri
         },
         "index_status" => Call::Status,
         "reindex" => Call::Reindex {
-            full: match args.get("full") {
-                None | Some(Value::Null) => false,
-                Some(Value::Bool(b)) => *b,
-                Some(other) => {
-                    return Err(format!(
-                        "full must be true or false, not {}",
-                        describe(other)
-                    ))
-                }
-            },
+            full: a.flag("full")?,
         },
         _ => unreachable!("every spec has a parser"),
     })
@@ -256,6 +251,18 @@ struct Args<'a> {
 impl Args<'_> {
     fn missing(&self, key: &str, what: &str) -> String {
         format!("{} needs '{key}': {what}", self.tool)
+    }
+
+    /// An optional boolean, false when absent.
+    fn flag(&self, key: &str) -> Result<bool, String> {
+        match self.args.get(key) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(format!(
+                "{key} must be true or false, not {}",
+                describe(other)
+            )),
+        }
     }
 
     fn optional_str(&self, key: &str) -> Result<Option<String>, String> {
@@ -384,8 +391,14 @@ pub fn snippet(text: &str, lines: usize) -> String {
     out.join("\n")
 }
 
-/// A result list: compact text for the model and the same as structured JSON.
-pub fn render_hits(hits: &[&SearchHit], snippet_lines: usize, notes: &[String]) -> (String, Value) {
+/// A result list: compact text for the model and the same as structured JSON; with
+/// `explain`, a `why:` line and an `explain` object per result (numbers rounded).
+pub fn render_hits(
+    hits: &[&SearchHit],
+    snippet_lines: usize,
+    notes: &[String],
+    explain: bool,
+) -> (String, Value) {
     let mut text = String::new();
     let mut results = Vec::new();
     if hits.is_empty() {
@@ -407,12 +420,18 @@ pub fn render_hits(hits: &[&SearchHit], snippet_lines: usize, notes: &[String]) 
             c.end_line,
             h.score
         ));
+        if explain {
+            text.push_str(&format!(
+                "    why: {}\n",
+                crate::retrieve::explain::summary(h)
+            ));
+        }
         for l in snip.lines() {
             text.push_str("    ");
             text.push_str(l);
             text.push('\n');
         }
-        results.push(json!({
+        let mut result = json!({
             "path": c.path,
             "start_line": c.start_line,
             "end_line": c.end_line,
@@ -420,7 +439,11 @@ pub fn render_hits(hits: &[&SearchHit], snippet_lines: usize, notes: &[String]) 
             "kind": c.kind.as_str(),
             "score": (f64::from(h.score) * 1000.0).round() / 1000.0,
             "snippet": snip,
-        }));
+        });
+        if explain {
+            result["explain"] = crate::retrieve::explain::to_compact_json(h);
+        }
+        results.push(result);
     }
     for n in notes {
         text.push_str(&format!("note: {n}\n"));
@@ -527,12 +550,20 @@ mod tests {
             top_k,
             path_glob,
             language,
+            explain,
         }) = parse("search_code", Some(&args(json!({"query": "retry"}))))
         else {
             panic!("a plain query is valid");
         };
         assert_eq!((query.as_str(), top_k), ("retry", DEFAULT_TOP_K));
-        assert!(path_glob.is_none() && language.is_none());
+        assert!(path_glob.is_none() && language.is_none() && !explain);
+        assert!(matches!(
+            parse(
+                "search_code",
+                Some(&args(json!({"query": "retry", "explain": true})))
+            ),
+            Ok(Call::Search { explain: true, .. })
+        ));
 
         assert_eq!(
             err("search_code", json!({})),
@@ -560,7 +591,7 @@ mod tests {
         );
         assert_eq!(
             err("search_code", json!({"query": "x", "q": 1})),
-            "search_code has no argument 'q'; it takes language, path_glob, query, top_k"
+            "search_code has no argument 'q'; it takes explain, language, path_glob, query, top_k"
         );
         assert_eq!(
             err("nope", json!({})),
@@ -619,6 +650,7 @@ mod tests {
                 text: text.into(),
             },
             score: 0.81234,
+            explain: Default::default(),
             priors: Vec::new(),
         }
     }
@@ -645,7 +677,8 @@ mod tests {
             Language::Rust,
             "\n    /// Retries.\n    fn retry() {\n        loop {}\n    }\n",
         );
-        let (text, json) = render_hits(&[&h], 2, &["lexical only".to_string()]);
+        let (text, json) = render_hits(&[&h], 2, &["lexical only".to_string()], false);
+        assert!(json["results"][0].get("explain").is_none());
         assert_eq!(
             text,
             "[1] src/net.rs:10-14  impl Net > fn retry (function)  score 0.812\n    /// Retries.\n    fn retry() {\nnote: lexical only\n"

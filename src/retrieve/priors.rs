@@ -282,6 +282,7 @@ mod tests {
                 text: "x".into(),
             },
             score,
+            explain: Default::default(),
             priors: Vec::new(),
         }
     }

@@ -115,6 +115,95 @@ fn search_in_text_mode_prints_path_and_lines_of_each_result() {
     );
 }
 
+#[test]
+fn search_explain_figures_are_consistent_with_the_ranking() {
+    let sb = Sandbox::with_project();
+    // Few vector candidates, so some results are found lexically only.
+    sb.write(".ragls.toml", "[retrieve]\nvector_candidates = 3\n");
+    sb.index();
+    let q = "evict the least recently used entry";
+    let search = |args: &[&str]| -> Vec<Value> {
+        let mut all = vec!["--json", "--explain", "--top-k", "10"];
+        all.extend_from_slice(args);
+        all.push(q);
+        json_of(&ok(sb.ragls("search", &all), "search --explain"))["results"]
+            .as_array()
+            .expect("results")
+            .clone()
+    };
+    let rank = |r: &Value, list: &str| r["explain"][list]["rank"].as_u64();
+    let score = |r: &Value, list: &str| r["explain"][list]["score"].as_f64();
+
+    // Without rerank the results are in fused order, scored by the fused score.
+    let fused = search(&["--no-rerank"]);
+    assert!(fused.len() > 3, "{}", brief(&fused));
+    let fused_ranks: Vec<u64> = fused.iter().map(|r| rank(r, "fused").unwrap()).collect();
+    assert_eq!(fused_ranks, (1..=fused.len() as u64).collect::<Vec<_>>());
+    for r in &fused {
+        assert_eq!(score(r, "fused"), r["score"].as_f64(), "{r}");
+        assert!(r["explain"].get("offline").is_none(), "{r}");
+        assert!(
+            rank(r, "lexical").is_some() || rank(r, "vector").is_some(),
+            "{r}"
+        );
+        assert!(rank(r, "vector").is_none_or(|v| v <= 3), "{r}");
+    }
+    // Lexical ranks follow the BM25 scores; the best BM25 score is lexical rank 1.
+    let mut lexical: Vec<(f64, u64)> = fused
+        .iter()
+        .filter_map(|r| Some((score(r, "lexical")?, rank(r, "lexical")?)))
+        .collect();
+    lexical.sort_by(|a, b| b.0.total_cmp(&a.0));
+    assert_eq!(lexical.first().map(|l| l.1), Some(1), "{lexical:?}");
+    assert!(lexical.windows(2).all(|w| w[0].1 < w[1].1), "{lexical:?}");
+    // A hit found only lexically has no vector figures.
+    let only_lexical = fused
+        .iter()
+        .find(|r| rank(r, "vector").is_none())
+        .expect("with 3 vector candidates, some hits are lexical only");
+    assert!(only_lexical["explain"].get("vector").is_none());
+    assert!(rank(only_lexical, "lexical").is_some());
+
+    // With the offline rerank, each result shows the scorer's figures, and its score.
+    let reranked = search(&[]);
+    for r in &reranked {
+        let o = &r["explain"]["offline"];
+        assert_eq!(o["score"].as_f64(), r["score"].as_f64(), "{r}");
+        for f in ["fused", "name", "symbol", "path", "kind"] {
+            let x = o[f].as_f64().unwrap_or(-1.0);
+            assert!((0.0..=1.0).contains(&x), "{f} of {r}");
+        }
+        assert!(rank(r, "fused").is_some(), "{r}");
+    }
+
+    // A query that is one identifier lifts its definition by a prior, shown with its delta.
+    let out = ok(
+        sb.ragls("search", &["--json", "--explain", "--no-rerank", "evict"]),
+        "search --explain evict",
+    );
+    let first = json_of(&out)["results"][0].clone();
+    let e = &first["explain"];
+    assert_eq!(e["priors"][0]["prior"], "identifier", "{first}");
+    let delta = e["priors"][0]["delta"].as_f64().unwrap_or_default();
+    let (fused, score) = (
+        score(&first, "fused").unwrap(),
+        first["score"].as_f64().unwrap(),
+    );
+    assert!(
+        (fused + delta - score).abs() < 1e-3,
+        "fused + prior = score: {first}"
+    );
+
+    // Text mode: the figures under each result; without --explain, none.
+    let text = ok(sb.ragls("search", &["--explain", q]), "search --explain");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[1].trim_start().starts_with("lexical: "), "{text}");
+    assert!(lines[3].trim_start().starts_with("fused: "), "{text}");
+    assert!(text.contains("offline rerank: "), "{text}");
+    let plain = ok(sb.ragls("search", &[q]), "search");
+    assert!(!plain.contains("lexical: "), "{plain}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Batch mode
 // ---------------------------------------------------------------------------------------

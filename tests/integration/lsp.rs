@@ -450,6 +450,48 @@ fn search_returns_sources_with_file_uris_and_the_functions_real_zero_based_range
 }
 
 #[test]
+fn search_with_explain_gives_each_source_why_it_ranked_there_and_not_by_default() {
+    let sb = Sandbox::with_project();
+    let c = ready_offline(&sb);
+    let q = "evict the least recently used entry";
+    let plain = search(&c, q);
+    assert!(
+        plain.iter().all(|r| r.get("explain").is_none()),
+        "no explain unless asked: {}",
+        brief(&plain)
+    );
+
+    let fused = c.request_ok(
+        "rag/search",
+        json!({ "query": q, "topK": 5, "rerank": false, "explain": true }),
+    );
+    let fused = fused["results"].as_array().expect("results").clone();
+    assert!(!fused.is_empty());
+    for (i, r) in fused.iter().enumerate() {
+        let e = &r["explain"];
+        assert_eq!(e["fused"]["rank"], i + 1, "fused order without rerank: {r}");
+        assert_eq!(e["fused"]["score"].as_f64(), r["score"].as_f64(), "{r}");
+        assert!(
+            e.get("lexical").is_some() || e.get("vector").is_some(),
+            "{r}"
+        );
+        assert!(e.get("offline").is_none(), "{r}");
+    }
+
+    let reranked = c.request_ok("rag/search", json!({ "query": q, "explain": true }));
+    let reranked = reranked["results"].as_array().expect("results").clone();
+    assert_eq!(plain.len(), reranked.len());
+    for (a, b) in plain.iter().zip(&reranked) {
+        assert_eq!(a["uri"], b["uri"], "explain does not change the results");
+        let o = &b["explain"]["offline"];
+        assert_eq!(o["score"].as_f64(), b["score"].as_f64(), "{b}");
+        assert!(o["name"].is_number() && o["kind"].is_number(), "{b}");
+        assert!(b["explain"]["fused"]["rank"].as_u64() >= Some(1), "{b}");
+    }
+    c.shutdown_and_exit();
+}
+
+#[test]
 fn ask_offline_is_extractive_with_numbered_citations_pointing_at_the_sources() {
     let sb = Sandbox::with_project();
     let root = ws(&sb);

@@ -392,6 +392,78 @@ impl Drop for RawSession {
 }
 
 #[test]
+fn search_code_with_explain_says_why_each_result_ranked_there() {
+    let f = fixture();
+    let mut index = Command::new(BIN);
+    index.args(["index", "--workspace"]).arg(&f.ws);
+    sandboxed(&mut index, &f);
+    assert!(index.status().expect("ragls index").success());
+
+    let mut s = RawSession::start(&f);
+    let tools = s.request("tools/list", serde_json::json!({}));
+    let search = tools["result"]["tools"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "search_code"))
+        .cloned()
+        .expect("search_code listed");
+    assert_eq!(
+        search["inputSchema"]["properties"]["explain"]["type"], "boolean",
+        "{search}"
+    );
+
+    let q = "evict the least recently used entry";
+    let plain = s.call("search_code", serde_json::json!({"query": q}));
+    assert_eq!(plain["isError"], false, "{plain}");
+    assert!(
+        plain["structuredContent"]["results"][0]
+            .get("explain")
+            .is_none(),
+        "no explain unless asked: {plain}"
+    );
+    assert!(!plain["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("why:"));
+
+    let r = s.call(
+        "search_code",
+        serde_json::json!({"query": q, "explain": true}),
+    );
+    assert_eq!(r["isError"], false, "{r}");
+    let results = r["structuredContent"]["results"]
+        .as_array()
+        .expect("results")
+        .clone();
+    assert_eq!(results[0]["path"], "src/cache.rs", "{r}");
+    for hit in &results {
+        let e = &hit["explain"];
+        assert!(e["fused"]["rank"].as_u64() >= Some(1), "{hit}");
+        assert!(
+            e.get("lexical").is_some() || e.get("vector").is_some(),
+            "{hit}"
+        );
+        // The offline reranker ordered them; its score is the result's (rounded alike).
+        assert_eq!(e["offline"]["score"], hit["score"], "{hit}");
+    }
+    let text = r["content"][0]["text"].as_str().unwrap_or_default();
+    let why = text.lines().nth(1).unwrap_or_default();
+    assert!(
+        why.starts_with("    why: ") && why.contains("fused ") && why.contains("offline "),
+        "{text}"
+    );
+
+    let bad = s.call(
+        "search_code",
+        serde_json::json!({"query": q, "explain": "yes"}),
+    );
+    assert_eq!(bad["isError"], true, "{bad}");
+    assert_eq!(
+        bad["content"][0]["text"], "explain must be true or false, not the string \"yes\"",
+        "{bad}"
+    );
+}
+
+#[test]
 fn while_another_process_holds_the_index_the_server_reads_it_and_says_so() {
     let f = fixture();
     // `ragls index` builds the index; then "another process" (this test) holds its lock.

@@ -800,6 +800,39 @@ fn ask_reranks_the_fused_candidates_remotely_and_keeps_the_rerankers_best_top_k(
 }
 
 #[test]
+fn search_explain_shows_the_cross_encoder_score_when_its_order_stands() {
+    let fake = FakeProvider::start();
+    fake.set_expected_key(Some(KEY));
+    let sb = Sandbox::with_project(&fake, &Settings::default().with(RERANK_SETTINGS));
+    sb.index();
+    let q = "retry with exponential backoff delay";
+    let out = sb
+        .ragls("search", &["--json", "--explain", "--top-k", "3", q])
+        .ok()
+        .json();
+    let results = arr(&out, "results");
+    assert_eq!(results.len(), 3, "{out}");
+    for r in results {
+        let e = &r["explain"];
+        assert_eq!(e["remote"]["model"], RERANK_MODEL, "{r}");
+        assert_eq!(e["remote"]["score"], r["score"], "{r}");
+        assert!(
+            e["offline"]["score"].is_number(),
+            "the offline pass ran first: {r}"
+        );
+        assert!(
+            e["fused"]["rank"].as_u64() <= Some(6),
+            "one of the 6 candidates: {r}"
+        );
+    }
+    let text = sb.ragls("search", &["--explain", q]).ok().stdout;
+    assert!(
+        text.contains(&format!("cross-encoder {RERANK_MODEL}: ")),
+        "{text}"
+    );
+}
+
+#[test]
 fn rerank_min_score_drops_sources_the_reranker_scores_low() {
     let fake = FakeProvider::start();
     fake.set_expected_key(Some(KEY));
