@@ -112,6 +112,11 @@ impl Engine {
         Ok(Some(engine))
     }
 
+    /// Whether this engine is the index's writer (it holds the lock).
+    fn holds_lock(&self) -> bool {
+        self._lock.is_some()
+    }
+
     fn assemble(
         root: &Path,
         config: Config,

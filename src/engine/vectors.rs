@@ -42,7 +42,9 @@ impl Engine {
                 let all = self.store.live_vectors(&self.identity())?;
                 let index = VectorIndex::new(dims, all.len());
                 index.insert(&all);
-                if !all.is_empty() {
+                // Only the writer (it holds the index's lock) rewrites the dump: a reader
+                // rebuilds in memory and leaves the file to the process responsible for it.
+                if !all.is_empty() && self.holds_lock() {
                     // Best effort: a failed dump only costs a rebuild next time.
                     let _ = index.save(&self.index_dir, generation);
                 }

@@ -1102,3 +1102,28 @@ fn a_locked_index_is_reported_as_in_use() {
     assert_eq!(u(&r, "filesChanged"), 0, "{r}");
     assert_eq!(sb.status()["state"], "ready");
 }
+
+#[test]
+fn a_reader_rebuilds_a_missing_vector_dump_in_memory_and_leaves_the_file_to_the_writer() {
+    let sb = Sandbox::with_project();
+    sb.index();
+    let sidecar = sb.index.join("vectors.json");
+    assert!(sidecar.is_file(), "the writer dumps the vector graph");
+    std::fs::remove_file(&sidecar).unwrap();
+
+    // `search` only reads: it answers from a graph rebuilt in memory, writing nothing.
+    let results = sb.search("exponential backoff retry");
+    assert!(!results.is_empty(), "a reader still answers");
+    assert!(
+        !sidecar.exists(),
+        "a reader must not rewrite the vector dump without the writer lock"
+    );
+
+    // The writer is the one process that rewrites it, on its next change.
+    sb.write("src/extra.rs", "pub fn added_later() -> u32 { 7 }\n");
+    sb.index();
+    assert!(
+        sidecar.is_file(),
+        "the next index run writes the dump again"
+    );
+}
