@@ -2106,8 +2106,25 @@ fn editor_context_outside_the_workspace_or_secret_never_reaches_the_provider() {
         "config.tfstate",
         "{\"token\": \"walrus-secret-state-3333\"}\n",
     );
+    sb.write(".envrc", "export DB_PASSWORD=walrus-secret-envrc-5555\n");
+    sb.write(
+        ".docker/config.json",
+        "{\"auths\": {\"r\": {\"auth\": \"walrus-secret-docker-6666\"}}}\n",
+    );
+    sb.write(
+        "certs/server.pem",
+        "-----BEGIN PRIVATE KEY-----\nwalrus-secret-pem-7777\n-----END PRIVATE KEY-----\n",
+    );
+    sb.write(
+        "credentials.json",
+        "{\"secret\": \"walrus-secret-cred-8888\"}\n",
+    );
     let outside = sb.tmp.path().join("outside.txt");
     std::fs::write(&outside, "walrus-secret-outside-4444\n").unwrap();
+    // A link inside the workspace that leads out of it.
+    let escape = sb.tmp.path().join("escape.txt");
+    std::fs::write(&escape, "walrus-secret-escape-9999\n").unwrap();
+    std::os::unix::fs::symlink(&escape, sb.path("docs/escape.txt")).unwrap();
     let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
     let passwd_line = passwd
         .lines()
@@ -2123,7 +2140,19 @@ fn editor_context_outside_the_workspace_or_secret_never_reaches_the_provider() {
         uri(&root, ".env"),
         uri(&root, "id_rsa"),
         uri(&root, "config.tfstate"),
+        uri(&root, ".envrc"),
+        uri(&root, ".docker/config.json"),
+        uri(&root, "certs/server.pem"),
+        uri(&root, "credentials.json"),
+        uri(&root, "docs/escape.txt"),
+        // `..` out of the workspace, spelled inside it.
+        format!("{}/../outside.txt", file_uri(&root)),
     ];
+    assert_eq!(
+        uris.len(),
+        11,
+        "ten outside or secret files, one spelled two ways"
+    );
     let range =
         json!({ "start": { "line": 0, "character": 0 }, "end": { "line": 3, "character": 0 } });
     for u in &uris {
@@ -2152,6 +2181,11 @@ fn editor_context_outside_the_workspace_or_secret_never_reaches_the_provider() {
             "walrus-secret-key-2222",
             "walrus-secret-state-3333",
             "walrus-secret-outside-4444",
+            "walrus-secret-envrc-5555",
+            "walrus-secret-docker-6666",
+            "walrus-secret-pem-7777",
+            "walrus-secret-cred-8888",
+            "walrus-secret-escape-9999",
             passwd_line.as_str(),
         ] {
             assert!(
