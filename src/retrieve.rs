@@ -168,31 +168,26 @@ pub fn fuse(
     let mut by_id: HashMap<ChunkId, Fused> = HashMap::new();
     let lex = contributions(lexical, config, config.lexical_weight);
     let vec = contributions(vector, config, config.vector_weight);
-    for (rank, ((id, raw), c)) in lexical.iter().zip(lex).enumerate() {
-        let f = by_id.entry(*id).or_insert(Fused {
-            id: *id,
-            score: 0.0,
-            lexical: None,
-            vector: None,
-        });
-        f.score += c;
-        f.lexical = Some(Ranked {
-            score: *raw,
-            rank: rank + 1,
-        });
-    }
-    for (rank, ((id, raw), c)) in vector.iter().zip(vec).enumerate() {
-        let f = by_id.entry(*id).or_insert(Fused {
-            id: *id,
-            score: 0.0,
-            lexical: None,
-            vector: None,
-        });
-        f.score += c;
-        f.vector = Some(Ranked {
-            score: *raw,
-            rank: rank + 1,
-        });
+    // Lexical first, then vector: the order the scores are summed in.
+    for (ranking, contrib, is_lexical) in [(lexical, lex, true), (vector, vec, false)] {
+        for (rank, ((id, raw), c)) in ranking.iter().zip(contrib).enumerate() {
+            let f = by_id.entry(*id).or_insert(Fused {
+                id: *id,
+                score: 0.0,
+                lexical: None,
+                vector: None,
+            });
+            f.score += c;
+            let ranked = Some(Ranked {
+                score: *raw,
+                rank: rank + 1,
+            });
+            if is_lexical {
+                f.lexical = ranked;
+            } else {
+                f.vector = ranked;
+            }
+        }
     }
     let mut out: Vec<Fused> = by_id.into_values().collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
@@ -232,15 +227,17 @@ mod tests {
             chunk: StoredChunk {
                 id: ChunkId(1),
                 path: path.into(),
-                language: crate::chunk::Language::Rust,
-                kind: crate::chunk::ChunkKind::Function,
-                symbol: String::new(),
-                name: String::new(),
-                start_byte: 0,
-                end_byte: 1,
-                start_line: 1,
-                end_line: 1,
-                text: "x".into(),
+                chunk: crate::chunk::Chunk {
+                    language: crate::chunk::Language::Rust,
+                    kind: crate::chunk::ChunkKind::Function,
+                    symbol: String::new(),
+                    name: String::new(),
+                    start_byte: 0,
+                    end_byte: 1,
+                    start_line: 1,
+                    end_line: 1,
+                    text: "x".into(),
+                },
             },
             score,
             explain: Explain::default(),

@@ -7,7 +7,7 @@
 //! half. The vector index (`ann`) is derived from this store and can always be rebuilt
 //! from it. This module knows nothing about walking, chunking or embedding.
 
-use crate::chunk::{ChunkKind, Language};
+use crate::chunk::{Chunk, ChunkKind, Language};
 use crate::error::{Error, Result};
 use crate::workspace::SkipReason;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -70,39 +70,44 @@ pub struct FileState {
     pub skip_reason: Option<SkipReason>,
 }
 
-/// A chunk as the store keeps it.
+/// A chunk as the store keeps it: its id and file, and the chunk itself
+/// (whose fields read through `Deref`, e.g. `stored.start_line`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredChunk {
     pub id: ChunkId,
     pub path: String,
-    pub language: Language,
-    pub kind: ChunkKind,
-    pub symbol: String,
-    pub name: String,
-    pub start_byte: usize,
-    pub end_byte: usize,
-    pub start_line: u32,
-    pub end_line: u32,
-    pub text: String,
+    pub chunk: Chunk,
 }
 
-/// A chunk to write: its location and text, and the terms for the lexical index.
+impl std::ops::Deref for StoredChunk {
+    type Target = Chunk;
+    fn deref(&self) -> &Chunk {
+        &self.chunk
+    }
+}
+
+impl std::ops::DerefMut for StoredChunk {
+    fn deref_mut(&mut self) -> &mut Chunk {
+        &mut self.chunk
+    }
+}
+
+/// A chunk to write: the chunk (location and text), and the terms for the lexical index.
 #[derive(Clone, Debug)]
 pub struct NewChunk {
-    pub language: Language,
-    pub kind: ChunkKind,
-    pub symbol: String,
-    pub name: String,
-    pub start_byte: usize,
-    pub end_byte: usize,
-    pub start_line: u32,
-    pub end_line: u32,
-    pub text: String,
+    pub chunk: Chunk,
     pub text_hash: TextHash,
     /// Lexical terms of the chunk's name, symbol path and file path (the boosted field).
     pub head_terms: String,
     /// Lexical terms of the chunk's text.
     pub body_terms: String,
+}
+
+impl std::ops::Deref for NewChunk {
+    type Target = Chunk;
+    fn deref(&self) -> &Chunk {
+        &self.chunk
+    }
 }
 
 /// Which embedder built an index. Vectors of two identities never mix.
@@ -763,15 +768,17 @@ fn read_chunk(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChunk> {
     Ok(StoredChunk {
         id: r.get(0)?,
         path: r.get(1)?,
-        language: from_name(2, &r.get::<_, String>(2)?, Language::from_name)?,
-        kind: from_name(3, &r.get::<_, String>(3)?, ChunkKind::from_name)?,
-        symbol: r.get(4)?,
-        name: r.get(5)?,
-        start_byte: r.get::<_, i64>(6)? as usize,
-        end_byte: r.get::<_, i64>(7)? as usize,
-        start_line: r.get(8)?,
-        end_line: r.get(9)?,
-        text: r.get(10)?,
+        chunk: Chunk {
+            language: from_name(2, &r.get::<_, String>(2)?, Language::from_name)?,
+            kind: from_name(3, &r.get::<_, String>(3)?, ChunkKind::from_name)?,
+            symbol: r.get(4)?,
+            name: r.get(5)?,
+            start_byte: r.get::<_, i64>(6)? as usize,
+            end_byte: r.get::<_, i64>(7)? as usize,
+            start_line: r.get(8)?,
+            end_line: r.get(9)?,
+            text: r.get(10)?,
+        },
     })
 }
 
@@ -982,15 +989,17 @@ mod tests {
 
     fn chunk(text: &str, head: &str) -> NewChunk {
         NewChunk {
-            language: Language::Rust,
-            kind: ChunkKind::Function,
-            symbol: "fn f".into(),
-            name: "f".into(),
-            start_byte: 0,
-            end_byte: text.len(),
-            start_line: 1,
-            end_line: 1,
-            text: text.into(),
+            chunk: Chunk {
+                language: Language::Rust,
+                kind: ChunkKind::Function,
+                symbol: "fn f".into(),
+                name: "f".into(),
+                start_byte: 0,
+                end_byte: text.len(),
+                start_line: 1,
+                end_line: 1,
+                text: text.into(),
+            },
             text_hash: text_hash(text),
             head_terms: crate::tokenize::terms_line(head),
             body_terms: crate::tokenize::terms_line(text),

@@ -172,17 +172,9 @@ pub(super) fn prepare_bytes(
             let text_hash = store::text_hash(&embedding_text);
             let head = format!("{} {} {}", c.name, c.symbol, path_words(&path));
             let stored = NewChunk {
-                language: c.language,
-                kind: c.kind,
                 head_terms: tokenize::terms_line(&head),
                 body_terms: tokenize::terms_line(&c.text),
-                symbol: c.symbol,
-                name: c.name,
-                start_byte: c.start_byte,
-                end_byte: c.end_byte,
-                start_line: c.start_line,
-                end_line: c.end_line,
-                text: c.text,
+                chunk: c,
                 text_hash,
             };
             PreparedChunk {

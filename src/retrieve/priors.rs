@@ -266,20 +266,22 @@ mod tests {
             chunk: StoredChunk {
                 id: ChunkId(id),
                 path: path.into(),
-                language: crate::chunk::Language::Rust,
-                kind,
-                symbol: symbol.into(),
-                name: symbol
-                    .rsplit(" > ")
-                    .next()
-                    .and_then(|s| s.rsplit(' ').next())
-                    .unwrap_or("")
-                    .into(),
-                start_byte: 0,
-                end_byte: 1,
-                start_line: 1,
-                end_line: 1,
-                text: "x".into(),
+                chunk: crate::chunk::Chunk {
+                    language: crate::chunk::Language::Rust,
+                    kind,
+                    symbol: symbol.into(),
+                    name: symbol
+                        .rsplit(" > ")
+                        .next()
+                        .and_then(|s| s.rsplit(' ').next())
+                        .unwrap_or("")
+                        .into(),
+                    start_byte: 0,
+                    end_byte: 1,
+                    start_line: 1,
+                    end_line: 1,
+                    text: "x".into(),
+                },
             },
             score,
             explain: Default::default(),
