@@ -159,13 +159,15 @@ pub async fn answer(
     Ok(Some(result))
 }
 
-/// The CLI's index: one engine, used from the blocking pool.
-impl AskIndex for Mutex<Engine> {
+/// An index read through engines: each call of the pipeline runs on one of them.
+pub trait ReadsEngine: Send + Sync {
+    /// Runs `f` on a reading engine (blocking). `None` while there is no index yet.
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<Option<T>>;
+}
+
+impl<R: ReadsEngine> AskIndex for R {
     fn retrieve(&self, query: &str, top_k: usize, how: Rerank) -> Result<Option<Retrieval>> {
-        let mut engine = self
-            .lock()
-            .map_err(|_| Error::Usage("the index is unavailable".into()))?;
-        engine.retrieve(query, top_k, how).map(Some)
+        self.with_reader(|e| e.retrieve(query, top_k, how))
     }
 
     fn plan(
@@ -174,13 +176,16 @@ impl AskIndex for Mutex<Engine> {
         retrieval: &Retrieval,
         editor_context: Option<String>,
     ) -> Result<Option<AnswerPlan>> {
-        let engine = self
+        self.with_reader(|e| Ok(e.plan_answer(question, retrieval, editor_context)))
+    }
+}
+
+/// The CLI's index: one engine, used from the blocking pool.
+impl ReadsEngine for Mutex<Engine> {
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<Option<T>> {
+        let mut engine = self
             .lock()
             .map_err(|_| Error::Usage("the index is unavailable".into()))?;
-        Ok(Some(engine.plan_answer(
-            question,
-            retrieval,
-            editor_context,
-        )))
+        f(&mut engine).map(Some)
     }
 }

@@ -21,6 +21,7 @@ pub mod mcp;
 pub mod provider;
 pub mod rerank;
 pub mod retrieve;
+pub mod stdio;
 pub mod store;
 pub mod tokenize;
 pub mod workspace;

@@ -32,6 +32,7 @@ use std::time::Instant;
 mod indexing;
 mod location;
 mod plan;
+mod readers;
 mod status;
 mod vectors;
 
@@ -39,6 +40,7 @@ pub use indexing::{DocumentUpdate, IndexProgress, IndexReport, NoProgress};
 pub use location::{index_dir_for, workspace_root};
 use location::{lock_is_held, take_lock};
 pub use plan::AnswerPlan;
+pub use readers::ReaderPool;
 pub use status::{EmbeddingInfo, IndexState, Status};
 
 pub struct Engine {

@@ -10,7 +10,7 @@
 
 use crate::ann::SharedVectors;
 use crate::config::Config;
-use crate::engine::{self, DocumentUpdate, Engine, IndexProgress, Status};
+use crate::engine::{self, DocumentUpdate, Engine, IndexProgress, ReaderPool, Status};
 use crate::error::{Error, Result};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -49,11 +49,7 @@ pub struct Folder {
     index_dir: PathBuf,
     config: RwLock<Config>,
     vectors: Arc<SharedVectors>,
-    /// Idle reading engines, tagged with the settings generation they were opened with.
-    /// Each request takes one (or opens one), so a slow request (a remote rerank) never
-    /// holds up the others.
-    readers: Mutex<Vec<(u64, Engine)>>,
-    generation: AtomicU64,
+    readers: ReaderPool,
     commands: Mutex<mpsc::Sender<Command>>,
     documents: Arc<Mutex<VecDeque<DocumentUpdate>>>,
     status: Arc<RwLock<Status>>,
@@ -74,8 +70,7 @@ impl Folder {
             index_dir: index_dir.clone(),
             config: RwLock::new(config.clone()),
             vectors: vectors.clone(),
-            readers: Mutex::new(Vec::new()),
-            generation: AtomicU64::new(0),
+            readers: ReaderPool::new(),
             commands: Mutex::new(tx.clone()),
             documents: Arc::new(Mutex::new(VecDeque::new())),
             status: status.clone(),
@@ -127,38 +122,22 @@ impl Folder {
             *c = config.clone();
         }
         // Readers reopen with the new settings on their next use.
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut r) = self.readers.lock() {
-            r.clear();
-        }
+        self.readers.invalidate();
         self.send(Command::Reconfigure(Box::new(config)));
     }
 
     /// Runs `f` on a reading engine (blocking: call from a blocking task). `None` while
     /// the folder has no index yet.
     pub fn with_reader<T>(&self, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<Option<T>> {
-        const MAX_IDLE_READERS: usize = 4;
-        let generation = self.generation.load(Ordering::SeqCst);
-        let idle = self.readers.lock().ok().and_then(|mut r| r.pop());
-        let mut engine = match idle {
-            Some((g, engine)) if g == generation => engine,
-            _ => match Engine::open_for_reading_with(
+        let open = || {
+            Engine::open_for_reading_with(
                 &self.root,
                 self.config(),
                 self.index_dir.clone(),
                 self.vectors.clone(),
-            )? {
-                Some(engine) => engine,
-                None => return Ok(None),
-            },
+            )
         };
-        let result = f(&mut engine);
-        if let Ok(mut r) = self.readers.lock() {
-            if r.len() < MAX_IDLE_READERS && self.generation.load(Ordering::SeqCst) == generation {
-                r.push((generation, engine));
-            }
-        }
-        result.map(Some)
+        self.readers.with_reader(open, f)
     }
 
     pub fn status(&self) -> Status {
@@ -451,22 +430,8 @@ impl IndexProgress for ThreadProgress<'_> {
 }
 
 /// A folder is one index of the ask pipeline, read through its reading engines.
-impl crate::ask::AskIndex for Folder {
-    fn retrieve(
-        &self,
-        query: &str,
-        top_k: usize,
-        how: crate::retrieve::Rerank,
-    ) -> Result<Option<crate::retrieve::Retrieval>> {
-        self.with_reader(|e| e.retrieve(query, top_k, how))
-    }
-
-    fn plan(
-        &self,
-        question: &str,
-        retrieval: &crate::retrieve::Retrieval,
-        editor_context: Option<String>,
-    ) -> Result<Option<crate::engine::AnswerPlan>> {
-        self.with_reader(|e| Ok(e.plan_answer(question, retrieval, editor_context)))
+impl crate::ask::ReadsEngine for Folder {
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<Option<T>> {
+        Folder::with_reader(self, f)
     }
 }

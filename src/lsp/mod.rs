@@ -60,7 +60,8 @@ pub fn serve_stdio() -> crate::error::Result<()> {
         let service = tower::ServiceBuilder::new()
             .map_request(optional_params)
             .service(service);
-        let (stdin, stdout) = transport::filtered(tokio::io::stdin(), protocol_stdout());
+        let (stdin, stdout) =
+            transport::filtered(tokio::io::stdin(), crate::stdio::protocol_stdout());
         Server::new(stdin, stdout, socket)
             .concurrency_level(16)
             .serve(service)
@@ -74,24 +75,6 @@ pub fn serve_stdio() -> crate::error::Result<()> {
 /// Normalises parameters the router would refuse: `rag/status` and `rag/reindex` take
 /// optional params (given `{}` when absent), and `"params": null` on methods without
 /// params (`shutdown`, `exit`, which some clients send) is dropped.
-/// The stream JSON-RPC is written to. On Unix the real stdout is kept for it alone and
-/// file descriptor 1 is pointed at stderr, so that a stray `println!` in a dependency
-/// (hnsw_rs prints on some errors) can never corrupt the protocol stream.
-fn protocol_stdout() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
-    #[cfg(unix)]
-    {
-        use std::os::fd::FromRawFd;
-        // SAFETY: dup/dup2 on the process's own standard descriptors; the duplicate is
-        // owned by the File from here on.
-        let fd = unsafe { libc::dup(1) };
-        if fd >= 0 && unsafe { libc::dup2(2, 1) } >= 0 {
-            let file = unsafe { std::fs::File::from_raw_fd(fd) };
-            return Box::new(tokio::fs::File::from_std(file));
-        }
-    }
-    Box::new(tokio::io::stdout())
-}
-
 fn optional_params(req: jsonrpc::Request) -> jsonrpc::Request {
     if req.method() == "exit" {
         // tower-lsp keeps reading stdin after `exit`; LSP says the process ends now (0

@@ -10,10 +10,10 @@
 //! checking arguments (see `tools`), nor async: every method here blocks.
 
 use crate::ann::SharedVectors;
-use crate::ask::AskIndex;
+use crate::ask::ReadsEngine;
 use crate::config::Config;
 use crate::engine::{
-    self, AnswerPlan, Engine, IndexProgress, IndexReport, IndexState, Rerank, Retrieval, Status,
+    self, Engine, IndexProgress, IndexReport, IndexState, ReaderPool, Rerank, Retrieval, Status,
 };
 use crate::error::{Error, Result};
 use crate::store::StoredChunk;
@@ -52,7 +52,7 @@ pub struct Workspace {
     index_dir: PathBuf,
     config: Config,
     vectors: Arc<SharedVectors>,
-    readers: Mutex<Vec<Engine>>,
+    readers: ReaderPool,
     jobs: Mutex<mpsc::Sender<Job>>,
     progress: tokio::sync::watch::Sender<IndexProgressState>,
     /// Why this process cannot write the index (another process holds it), if so.
@@ -77,7 +77,7 @@ impl Workspace {
             index_dir: index_dir.clone(),
             config: config.clone(),
             vectors: vectors.clone(),
-            readers: Mutex::new(Vec::new()),
+            readers: ReaderPool::new(),
             jobs: Mutex::new(tx.clone()),
             progress: progress.clone(),
             writer_note: Arc::new(Mutex::new(None)),
@@ -169,43 +169,22 @@ impl Workspace {
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<Option<T>> {
-        const MAX_IDLE_READERS: usize = 4;
-        let idle = self.readers.lock().ok().and_then(|mut r| r.pop());
-        let mut engine = match idle {
-            Some(engine) => engine,
-            None => match Engine::open_for_reading_with(
+        let open = || {
+            Engine::open_for_reading_with(
                 &self.root,
                 self.config.clone(),
                 self.index_dir.clone(),
                 self.vectors.clone(),
-            )? {
-                Some(engine) => engine,
-                None => return Ok(None),
-            },
+            )
         };
-        let result = f(&mut engine);
-        if let Ok(mut r) = self.readers.lock() {
-            if r.len() < MAX_IDLE_READERS {
-                r.push(engine);
-            }
-        }
-        result.map(Some)
+        self.readers.with_reader(open, f)
     }
 }
 
 /// The ask pipeline (`crate::ask`) reads this workspace through its reading engines.
-impl AskIndex for Workspace {
-    fn retrieve(&self, query: &str, top_k: usize, how: Rerank) -> Result<Option<Retrieval>> {
-        self.with_reader(|e| e.retrieve(query, top_k, how))
-    }
-
-    fn plan(
-        &self,
-        question: &str,
-        retrieval: &Retrieval,
-        editor_context: Option<String>,
-    ) -> Result<Option<AnswerPlan>> {
-        self.with_reader(|e| Ok(e.plan_answer(question, retrieval, editor_context)))
+impl ReadsEngine for Workspace {
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<Option<T>> {
+        Workspace::with_reader(self, f)
     }
 }
 

@@ -44,7 +44,7 @@ pub fn serve_stdio(workspace: &Path, index_dir: Option<PathBuf>) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the async runtime", e))?;
-    let stdout = protocol_stdout();
+    let stdout = crate::stdio::protocol_stdout();
     runtime.block_on(async move {
         let ws = Workspace::open(&root, config, index_dir)?;
         let server = McpServer { ws: ws.clone() };
@@ -58,24 +58,6 @@ pub fn serve_stdio(workspace: &Path, index_dir: Option<PathBuf>) -> Result<()> {
     // The indexer thread saves its work per batch; don't wait for a run in progress.
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
-}
-
-/// The stream MCP is written to. On Unix the real stdout is kept for it alone and file
-/// descriptor 1 is pointed at stderr, so a stray `println!` in a dependency can never
-/// corrupt the protocol stream (the language server does the same).
-fn protocol_stdout() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
-    #[cfg(unix)]
-    {
-        use std::os::fd::FromRawFd;
-        // SAFETY: dup/dup2 on the process's own standard descriptors; the duplicate is
-        // owned by the File from here on.
-        let fd = unsafe { libc::dup(1) };
-        if fd >= 0 && unsafe { libc::dup2(2, 1) } >= 0 {
-            let file = unsafe { std::fs::File::from_raw_fd(fd) };
-            return Box::new(tokio::fs::File::from_std(file));
-        }
-    }
-    Box::new(tokio::io::stdout())
 }
 
 /// A tool's output: text for the model, and the same as JSON (`structuredContent`).

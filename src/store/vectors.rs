@@ -1,0 +1,144 @@
+//! The embedding cache: vectors stored as half floats, keyed by embedder and text hash.
+
+use super::{ChunkId, Identity, Store, TextHash};
+use crate::error::Result;
+use rusqlite::{params, OptionalExtension};
+use std::collections::HashMap;
+
+impl Store {
+    /// Cached vectors for these text hashes (those missing are simply absent).
+    pub fn cached_vectors(
+        &self,
+        id: &Identity,
+        hashes: &[TextHash],
+    ) -> Result<HashMap<TextHash, Vec<f32>>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT vector FROM embeddings WHERE embedder=?1 AND dimensions=?2 AND text_hash=?3",
+        )?;
+        let mut out = HashMap::new();
+        for h in hashes {
+            if out.contains_key(h) {
+                continue;
+            }
+            let v: Option<Vec<u8>> = st
+                .query_row(params![id.embedder, id.dimensions as i64, h], |r| r.get(0))
+                .optional()?;
+            if let Some(bytes) = v {
+                if let Some(v) = blob_to_vector(&bytes, id.dimensions) {
+                    out.insert(*h, v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every live chunk's vector, for rebuilding the vector index.
+    pub fn live_vectors(&self, id: &Identity) -> Result<Vec<(ChunkId, Vec<f32>)>> {
+        let mut st = self.conn.prepare(
+            "SELECT c.id, e.vector FROM chunks c JOIN embeddings e
+             ON e.embedder=?1 AND e.dimensions=?2 AND e.text_hash=c.text_hash",
+        )?;
+        let rows = st.query_map(params![id.embedder, id.dimensions as i64], |r| {
+            Ok((
+                r.get::<_, ChunkId>(0)?,
+                blob_to_vector(r.get_ref(1)?.as_blob()?, id.dimensions),
+            ))
+        })?;
+        Ok(rows
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
+            .filter_map(|(chunk, v)| Some((chunk, v?)))
+            .collect())
+    }
+}
+
+/// Vectors are cached as IEEE half floats (2 bytes a component, little-endian): half the
+/// disk of `f32`, and far more precision than a cosine ranking notices (the vector graph
+/// rounds the same way, see [`stored_precision`], so a vector read back from the cache
+/// builds the same graph as a freshly computed one).
+pub(super) fn vector_to_blob(v: &[f32]) -> Vec<u8> {
+    v.iter()
+        .flat_map(|x| f32_to_f16(*x).to_le_bytes())
+        .collect()
+}
+
+/// A cached vector of `dims` components: half floats, or the `f32` of indexes written
+/// before (same schema); `None` for a blob of another size.
+pub(super) fn blob_to_vector(b: &[u8], dims: usize) -> Option<Vec<f32>> {
+    if b.len() == dims * 2 {
+        Some(
+            b.chunks_exact(2)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+        )
+    } else if b.len() == dims * 4 {
+        Some(
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        )
+    } else {
+        None
+    }
+}
+
+/// Rounds `v` to the precision the embedding cache keeps (half floats).
+pub fn stored_precision(v: &mut [f32]) {
+    for x in v {
+        *x = f16_to_f32(f32_to_f16(*x));
+    }
+}
+
+/// `f32` -> IEEE 754 binary16 bits, rounding to nearest, ties to even.
+pub(super) fn f32_to_f16(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32;
+    let man = b & 0x7f_ffff;
+    if exp == 0xff {
+        // Infinity stays infinity; NaN stays NaN.
+        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        // A half subnormal (or zero): the value in units of 2^-24.
+        if e < -10 {
+            return sign;
+        }
+        let man = man | 0x80_0000;
+        let shift = (14 - e) as u32;
+        let half = 1u32 << (shift - 1);
+        let mut r = man >> shift;
+        let rem = man & ((1u32 << shift) - 1);
+        if rem > half || (rem == half && r & 1 == 1) {
+            r += 1;
+        }
+        return sign | r as u16;
+    }
+    let mut r = ((e as u32) << 10) | (man >> 13);
+    let rem = man & 0x1fff;
+    // A carry out of the mantissa bumps the exponent, as it should.
+    if rem > 0x1000 || (rem == 0x1000 && r & 1 == 1) {
+        r += 1;
+    }
+    sign | r as u16
+}
+
+/// IEEE 754 binary16 bits -> `f32` (exact).
+pub(super) fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h & 0x8000) << 16;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let man = u32::from(h & 0x3ff);
+    let bits = match exp {
+        0 => {
+            let magnitude = man as f32 * f32::from_bits(0x3380_0000); // 2^-24
+            return if sign != 0 { -magnitude } else { magnitude };
+        }
+        0x1f => sign | 0x7f80_0000 | (man << 13),
+        _ => sign | ((exp + 127 - 15) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
+}
