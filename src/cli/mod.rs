@@ -357,7 +357,9 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Mcp { ws } => crate::mcp::serve_stdio(&ws.workspace, ws.index_dir),
+        Command::Mcp { ws } => {
+            crate::mcp::serve_stdio(&ws.workspace, ws.index_dir, set_overrides(&ws.set)?)
+        }
         Command::Status { ws, json } => {
             let r = resolve(&ws)?;
             let status = match Engine::open_for_reading(

@@ -36,9 +36,13 @@ related to a location, ask for an answer with [n] citations. Results are path:st
 
 /// Runs the MCP server on stdin/stdout for the workspace at `workspace` until the client
 /// closes stdin.
-pub fn serve_stdio(workspace: &Path, index_dir: Option<PathBuf>) -> Result<()> {
+pub fn serve_stdio(
+    workspace: &Path,
+    index_dir: Option<PathBuf>,
+    overrides: Option<toml::Table>,
+) -> Result<()> {
     let root = crate::engine::workspace_root(workspace)?;
-    let config = config::load(&root, None)?;
+    let config = config::load(&root, overrides)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

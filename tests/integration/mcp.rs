@@ -335,9 +335,14 @@ impl RawSession {
     }
 
     fn start_with(f: &Fixture, env: &[(&str, &str)]) -> RawSession {
+        RawSession::start_with_args(f, env, &[])
+    }
+
+    fn start_with_args(f: &Fixture, env: &[(&str, &str)], args: &[&str]) -> RawSession {
         let mut cmd = Command::new(BIN);
         cmd.args(["mcp", "--workspace"])
             .arg(&f.ws)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
@@ -564,4 +569,37 @@ fn ask_with_a_chat_model_cites_real_lines_and_a_failed_generation_falls_back_wit
     let text = r["content"][0]["text"].as_str().unwrap_or_default();
     assert!(text.contains("\nnote: generation failed"), "{text}");
     assert!(text.contains("src/net/retry.rs:5"), "{text}");
+}
+
+#[test]
+fn settings_given_with_set_apply_to_the_mcp_server() {
+    let f = fixture();
+    let mut index = Command::new(BIN);
+    index.args(["index", "--workspace"]).arg(&f.ws);
+    sandboxed(&mut index, &f);
+    assert!(index.status().expect("ragls index").success());
+    let q = "evict the least recently used entry";
+    let snippet_of = |s: &mut RawSession| {
+        let r = s.call("search_code", serde_json::json!({"query": q}));
+        assert_eq!(r["isError"], false, "{r}");
+        r["structuredContent"]["results"][0]["snippet"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let default = snippet_of(&mut RawSession::start(&f));
+    let one = snippet_of(&mut RawSession::start_with_args(
+        &f,
+        &[],
+        &["--set", "mcp.snippet_lines=1"],
+    ));
+    assert!(
+        default.lines().count() > 1,
+        "default snippets are several lines: {default:?}"
+    );
+    assert_eq!(
+        one.lines().count(),
+        1,
+        "--set mcp.snippet_lines=1 applies: {one:?}"
+    );
 }
