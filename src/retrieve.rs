@@ -8,11 +8,10 @@
 //! [`hybrid`] fetches the candidates (BM25 from the store, nearest neighbours from the
 //! vector index) and fuses them; everything else here is pure.
 
-use crate::ann::SharedVectors;
 use crate::config::{Fusion, RetrieveConfig};
 use crate::embed::Embedder;
 use crate::error::Result;
-use crate::store::{ChunkId, Store, StoredChunk};
+use crate::store::{ChunkId, StoredChunk};
 use crate::tokenize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +19,8 @@ use std::path::{Path, PathBuf};
 pub mod explain;
 pub use explain::{Explain, Ranked};
 pub mod priors;
+mod sources;
+pub use sources::{CandidateSource, LocalIndex, SharedSnapshot};
 
 /// How to order the fused candidates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,9 +74,8 @@ pub struct Fused {
 pub struct Candidates<'a> {
     /// The folder the index covers; every hit carries it.
     pub root: &'a Path,
-    pub store: &'a Store,
-    /// The loaded vector index; `None` when vector search is off.
-    pub vectors: Option<&'a SharedVectors>,
+    /// The index read: the local one (SQLite and the HNSW graph), or a shared snapshot.
+    pub source: &'a dyn CandidateSource,
     /// Embeds the query for the vector search.
     pub embedder: &'a dyn Embedder,
 }
@@ -92,12 +92,12 @@ pub fn hybrid(
 ) -> Result<Vec<SearchHit>> {
     let terms = tokenize::terms(query);
     let lexical = c
-        .store
-        .lexical_search(&terms, rc.lexical_candidates, rc.head_weight)?;
+        .source
+        .lexical(&terms, rc.lexical_candidates, rc.head_weight)?;
     let mut vector = Vec::new();
-    if let Some(vectors) = c.vectors {
+    if c.source.searches_vectors() {
         match c.embedder.embed_query(query) {
-            Ok(q) => vector = vectors.search(&q, rc.vector_candidates, rc.ef_search),
+            Ok(q) => vector = c.source.nearest(&q, rc.vector_candidates, rc.ef_search)?,
             Err(e) => notes.push(format!(
                 "vector search unavailable ({e}); lexical results only"
             )),
@@ -107,7 +107,7 @@ pub fn hybrid(
     // The priors may lift a candidate from below the pool, so all candidates are loaded
     // (at most lexical_candidates + vector_candidates).
     let ids: Vec<ChunkId> = fused.iter().map(|f| f.id).collect();
-    let mut rows = c.store.chunks_by_id(&ids)?;
+    let mut rows = c.source.chunks(&ids)?;
     let mut hits: Vec<SearchHit> = fused
         .iter()
         .enumerate()

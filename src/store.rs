@@ -14,6 +14,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub mod pg;
 mod vectors;
 pub use vectors::stored_precision;
 use vectors::*;

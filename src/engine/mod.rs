@@ -34,6 +34,7 @@ mod location;
 mod plan;
 mod readers;
 mod status;
+mod team;
 mod vectors;
 
 pub use indexing::{DocumentUpdate, IndexProgress, IndexReport, NoProgress};
@@ -42,6 +43,7 @@ use location::{lock_is_held, take_lock};
 pub use plan::AnswerPlan;
 pub use readers::ReaderPool;
 pub use status::{EmbeddingInfo, IndexState, Status};
+pub use team::{index_shared, SharedIndexReport, SharedRef};
 
 pub struct Engine {
     root: PathBuf,
@@ -58,6 +60,11 @@ pub struct Engine {
     chat: Option<ChatClient>,
     /// While indexing: takes the graph's inserts and removals on a thread of its own.
     feeder: Option<Feeder>,
+    /// The shared team index this workspace reads (`store.url`); the store above is
+    /// then its local overlay (see `team`).
+    shared: Option<SharedRef>,
+    /// Why the last index run could not narrow to the overlay (the database was away).
+    shared_note: Option<String>,
     _lock: Option<File>,
 }
 
@@ -76,6 +83,7 @@ impl Engine {
         index_dir: PathBuf,
         vectors: Arc<SharedVectors>,
     ) -> Result<Engine> {
+        let index_dir = team::overlay_dir(&config, index_dir);
         std::fs::create_dir_all(&index_dir).map_err(|e| {
             Error::io(
                 format!("cannot create the index folder {}", index_dir.display()),
@@ -104,6 +112,7 @@ impl Engine {
         index_dir: PathBuf,
         vectors: Arc<SharedVectors>,
     ) -> Result<Option<Engine>> {
+        let index_dir = team::overlay_dir(&config, index_dir);
         let Some(store) = Store::open_existing(&index_dir)? else {
             return Ok(None);
         };
@@ -142,6 +151,7 @@ impl Engine {
         let chat = provider
             .filter(|_| !config.chat.model.is_empty())
             .map(|p| ChatClient::new(p, &config.chat.model));
+        let shared = SharedRef::from_config(root, &config)?;
         Ok(Engine {
             root: root.to_path_buf(),
             index_dir,
@@ -154,6 +164,8 @@ impl Engine {
             reranker,
             chat,
             feeder: None,
+            shared,
+            shared_note: None,
             _lock: lock,
         })
     }
@@ -242,13 +254,28 @@ impl Engine {
         } else {
             top_k
         };
-        let sources = retrieve::Candidates {
-            root: &self.root,
+        let local = retrieve::LocalIndex {
             store: &self.store,
             vectors: use_vectors.then_some(&*self.vectors),
+        };
+        let sources = retrieve::Candidates {
+            root: &self.root,
+            source: &local,
             embedder: self.embedder.as_ref(),
         };
         let mut hits = retrieve::hybrid(&sources, query, pool, &self.config.retrieve, &mut notes)?;
+        if let Some(shared) = &self.shared {
+            // The shared ref's hits, less the paths the local overlay holds, with the
+            // overlay's own hits: one list by fused score.
+            match self.shared_hits(shared, query, pool, use_vectors, &mut notes)? {
+                Ok(shared_hits) => {
+                    hits.extend(shared_hits);
+                    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+                    hits.truncate(pool);
+                }
+                Err(why) => notes.push(format!("{why}; results from the local index only")),
+            }
+        }
         let retrieve_ms = started.elapsed().as_millis() as u64;
         let mut reranked_by = None;
         let mut rerank_ms = None;

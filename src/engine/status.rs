@@ -61,7 +61,13 @@ impl Engine {
         let walked = workspace::walk(&self.root, &self.walk_options())
             .map_err(|e| Error::Usage(e.to_string()))?;
         let changes = changes(&walked.files, &known, &self.overlays);
-        let pending = (changes.to_read.len() + changes.removed.len()) as u64;
+        // With a shared index the local store is the overlay, narrowed when indexing: a
+        // walk's difference from it is not work pending.
+        let pending = if self.shared.is_some() {
+            0
+        } else {
+            (changes.to_read.len() + changes.removed.len()) as u64
+        };
         // Another process indexing holds the lock; this engine holding it means idle here.
         let indexing = self._lock.is_none()
             && lock_is_held(&self.index_dir)
