@@ -579,6 +579,9 @@ fn open_for_search(ws: &WorkspaceArgs) -> Result<Engine> {
                 Ok(mut engine) => {
                     // The overlay is small: no progress bar.
                     engine.index(false, &engine::NoProgress)?;
+                    if let Some(note) = engine.shared_note() {
+                        eprintln!("ragls: note: {note}");
+                    }
                     return Ok(engine);
                 }
                 Err(Error::IndexLocked(dir)) => {

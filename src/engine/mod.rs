@@ -65,6 +65,9 @@ pub struct Engine {
     shared: Option<SharedRef>,
     /// Why the last index run could not narrow to the overlay (the database was away).
     shared_note: Option<String>,
+    /// Content hashes of the workspace's files by path, with the size and mtime they were
+    /// read at: a long-lived engine (the server's) compares with the shared ref by stats.
+    content_hashes: HashMap<String, (u64, i64, [u8; 32])>,
     _lock: Option<File>,
 }
 
@@ -166,6 +169,7 @@ impl Engine {
             feeder: None,
             shared,
             shared_note: None,
+            content_hashes: HashMap::new(),
             _lock: lock,
         })
     }

@@ -440,21 +440,39 @@ impl Engine {
         };
         let max_bytes = self.config.index.max_file_bytes;
         let known = self.store.file_states()?;
-        let differs: Vec<bool> = walked
+        let remembered = &self.content_hashes;
+        let hashes: Vec<Option<[u8; 32]>> = walked
             .files
             .par_iter()
             .map(|f| {
-                let Some(theirs) = files.get(&f.rel_path) else {
-                    return true;
-                };
-                // A file the overlay holds, unchanged on disk since: its recorded hash.
-                let ours = match known.get(&f.rel_path) {
-                    Some(k) if k.size == f.size && k.mtime_ns == f.mtime_ns => Some(k.content_hash),
+                if !files.contains_key(&f.rel_path) {
+                    return None;
+                }
+                // Unchanged on disk since it was last hashed (by the overlay, or by an
+                // earlier run of this engine): that hash. Else the file is read.
+                let same = |size: u64, mtime: i64| size == f.size && mtime == f.mtime_ns;
+                match (known.get(&f.rel_path), remembered.get(&f.rel_path)) {
+                    (Some(k), _) if same(k.size, k.mtime_ns) => Some(k.content_hash),
+                    (_, Some((size, mtime, hash))) if same(*size, *mtime) => Some(*hash),
                     _ => content_hash(&f.abs_path, max_bytes),
-                };
-                ours != Some(*theirs)
+                }
             })
             .collect();
+        let differs: Vec<bool> = walked
+            .files
+            .iter()
+            .zip(&hashes)
+            .map(|(f, ours)| match (files.get(&f.rel_path), ours) {
+                (Some(theirs), Some(ours)) => theirs != ours,
+                _ => true,
+            })
+            .collect();
+        for (f, hash) in walked.files.iter().zip(hashes) {
+            if let Some(hash) = hash {
+                self.content_hashes
+                    .insert(f.rel_path.clone(), (f.size, f.mtime_ns, hash));
+            }
+        }
         let seen: HashSet<&str> = walked.files.iter().map(|f| f.rel_path.as_str()).collect();
         let mut deleted: Vec<&String> = files
             .keys()
@@ -528,6 +546,12 @@ impl Engine {
         paths.sort();
         paths.dedup();
         Ok(paths)
+    }
+
+    /// Why the last index run held the whole workspace locally (the shared index could
+    /// not be reached then); `None` when it narrowed to the overlay.
+    pub fn shared_note(&self) -> Option<&str> {
+        self.shared_note.as_deref()
     }
 
     /// `(repo@ref at host)` of the shared index, for status lines.

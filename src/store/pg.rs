@@ -8,9 +8,10 @@
 //! a new snapshot and the ref switches to it in the same transaction, so a reader sees
 //! the old state or the new one, never a mix, and a writer killed mid-update leaves the
 //! ref as it was. Lexical search is PostgreSQL full-text search over the same terms the
-//! SQLite index uses (head terms weighted 'A', body 'D'), scored per term and weighted
-//! by the term's inverse document frequency, as BM25 does; vectors sit in a pgvector
-//! HNSW index (one partial index per dimension).
+//! SQLite index uses (head terms weighted 'A', body 'D'; a GIN index finds candidates),
+//! scored with BM25 exactly as FTS5 scores them (the statistics from the snapshot), so
+//! both backends rank alike; vectors sit in a pgvector HNSW index (one partial index per
+//! dimension), kept at the cache's half-float precision as the local graph keeps them.
 //!
 //! This module only stores and queries; what to index, and merging with the local
 //! overlay, belong to the engine. Every call blocks (on a runtime of its own), so it can
@@ -43,6 +44,8 @@ CREATE TABLE snapshots (
     embedder text NOT NULL,
     dimensions integer NOT NULL,
     chunk_count bigint NOT NULL DEFAULT 0,
+    -- BM25's average document length (terms per chunk) over the snapshot.
+    avg_terms real NOT NULL DEFAULT 0,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE refs (
@@ -81,7 +84,9 @@ CREATE TABLE chunks (
     end_line integer NOT NULL,
     text text NOT NULL,
     text_hash bytea NOT NULL,
-    lexical tsvector NOT NULL
+    -- Head terms weighted 'A', body terms 'D'; `terms` counts both (BM25's length).
+    lexical tsvector NOT NULL,
+    terms integer NOT NULL
 );
 CREATE INDEX chunks_by_blob ON chunks(blob_id);
 CREATE INDEX chunks_by_text_hash ON chunks(text_hash);
@@ -659,7 +664,16 @@ impl PgStore {
         let at = self.primary_at.clone();
         let id = id.clone();
         let hashes: Vec<Vec<u8>> = items.iter().map(|(h, _)| h.0.to_vec()).collect();
-        let vectors: Vec<pgvector::Vector> = items.iter().map(|(_, v)| vector_of(v)).collect();
+        // The local index keeps vectors at half precision; the shared one alike, so both
+        // rank the same neighbours.
+        let vectors: Vec<pgvector::Vector> = items
+            .iter()
+            .map(|(_, v)| {
+                let mut v = v.clone();
+                super::stored_precision(&mut v);
+                vector_of(&v)
+            })
+            .collect();
         block(async move {
             let client = pool.get().await.map_err(|e| db_error(&at, e))?;
             client
@@ -735,12 +749,12 @@ impl PgStore {
             let insert_chunks = tx
                 .prepare(
                     "INSERT INTO chunks(blob_id, ord, language, kind, symbol, name, start_byte, end_byte,
-                        start_line, end_line, text, text_hash, lexical)
+                        start_line, end_line, text, text_hash, lexical, terms)
                      SELECT $1, o::integer, l, k, s, n, sb, eb, sl, el, t, h,
-                        setweight(to_tsvector('simple', ht), 'A') || setweight(to_tsvector('simple', bt), 'D')
+                        setweight(to_tsvector('simple', ht), 'A') || setweight(to_tsvector('simple', bt), 'D'), tc
                      FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
-                        $8::integer[], $9::integer[], $10::text[], $11::bytea[], $12::text[], $13::text[])
-                        WITH ORDINALITY AS u(l, k, s, n, sb, eb, sl, el, t, h, ht, bt, o)",
+                        $8::integer[], $9::integer[], $10::text[], $11::bytea[], $12::text[], $13::text[], $14::integer[])
+                        WITH ORDINALITY AS u(l, k, s, n, sb, eb, sl, el, t, h, ht, bt, tc, o)",
                 )
                 .await
                 .map_err(err)?;
@@ -781,11 +795,20 @@ impl PgStore {
                             let el: Vec<i32> = c.iter().map(|c| c.end_line as i32).collect();
                             let th: Vec<Vec<u8>> =
                                 c.iter().map(|c| c.text_hash.0.to_vec()).collect();
+                            // As FTS5 counts a row's length: the terms of both columns.
+                            let terms: Vec<i32> = c
+                                .iter()
+                                .map(|c| {
+                                    (c.head_terms.split_whitespace().count()
+                                        + c.body_terms.split_whitespace().count())
+                                        as i32
+                                })
+                                .collect();
                             tx.execute(
                                 &insert_chunks,
                                 &[
                                     &blob_id, &language, &kind, &symbol, &name, &sb, &eb, &sl, &el,
-                                    &text, &th, &head, &body,
+                                    &text, &th, &head, &body, &terms,
                                 ],
                             )
                             .await
@@ -806,7 +829,8 @@ impl PgStore {
             .await
             .map_err(err)?;
             tx.execute(
-                "UPDATE snapshots SET chunk_count = (SELECT count(*) FROM snapshot_files sf JOIN chunks c ON c.blob_id = sf.blob_id WHERE sf.snapshot_id = $1) WHERE id = $1",
+                "UPDATE snapshots SET (chunk_count, avg_terms) = (SELECT count(*), coalesce(avg(c.terms), 0)::real
+                    FROM snapshot_files sf JOIN chunks c ON c.blob_id = sf.blob_id WHERE sf.snapshot_id = $1) WHERE id = $1",
                 &[&snapshot],
             )
             .await
@@ -855,9 +879,10 @@ impl PgStore {
         })
     }
 
-    /// Full-text candidates of a snapshot, best first: each query term's `ts_rank` (head
-    /// terms weighted `head_weight` times the body's, length-normalised) times its
-    /// inverse document frequency in the snapshot, summed — BM25's shape.
+    /// Full-text candidates of a snapshot, best first, scored as the SQLite index scores
+    /// them (FTS5's `bm25()`, k1 1.2, b 0.75): the GIN index finds the chunks that have
+    /// a query term, and each term's head and body occurrences are counted from the
+    /// tsvector's weights (head 'A' counting `head_weight` times, body 'D').
     /// Paths in `excluded` (the local overlay's) are left out.
     pub fn lexical_search(
         &self,
@@ -876,57 +901,62 @@ impl PgStore {
         if unique.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let idf = self.idf(snapshot, &unique)?;
+        let (idf, avg_terms) = self.idf(snapshot, &unique)?;
         let weights: Vec<f32> = unique
             .iter()
             .map(|t| idf.get(t).copied().unwrap_or(0.0))
             .collect();
-        // ts_rank takes weights up to 1: the head gets 1, the body 1/head_weight.
-        let body_weight = if head_weight > 1.0 {
-            1.0 / head_weight
-        } else {
-            1.0
-        };
-        let head = if head_weight > 1.0 {
-            1.0
-        } else {
-            head_weight.max(0.0)
-        };
-        let rank_weights: Vec<f32> = vec![body_weight, 0.0, 0.0, head];
         let pool = self.reader.clone();
         let at = self.reader_at.clone();
         let excluded = excluded.to_vec();
         block(async move {
             let client = pool.get().await.map_err(|e| db_error(&at, e))?;
+            // FTS5's bm25(): per query term, idf * w * (k1 + 1) / (w + k1 * (1 - b + b * len / avg)),
+            // w = head_weight * (the term's head occurrences) + (its body occurrences).
             let rows = client
                 .query(
-                    "WITH q AS (SELECT to_tsquery('simple', t) AS tq, w FROM unnest($2::text[], $3::real[]) AS u(t, w)),
-                          m AS (SELECT c.id, c.lexical FROM snapshot_files sf JOIN chunks c ON c.blob_id = sf.blob_id
+                    "WITH m AS (SELECT c.id, c.lexical, c.terms FROM snapshot_files sf JOIN chunks c ON c.blob_id = sf.blob_id
                                 WHERE sf.snapshot_id = $1 AND c.lexical @@ to_tsquery('simple', array_to_string($2::text[], ' | '))
                                   AND NOT (sf.path = ANY($5::text[])))
-                     SELECT m.id, (SELECT sum(q.w * ts_rank($6::real[], m.lexical, q.tq, 1)) FROM q WHERE m.lexical @@ q.tq)::real AS s
+                     SELECT m.id, (
+                         SELECT sum(q.idf * f.w * 2.2 / (f.w + 1.2 * (0.25 + 0.75 * m.terms / $7::real)))
+                         FROM (SELECT u.lexeme,
+                                      $6::real * cardinality(array_positions(u.weights, 'A'))
+                                        + cardinality(array_positions(u.weights, 'D')) AS w
+                               FROM unnest(m.lexical) u WHERE u.lexeme = ANY($2::text[])) f
+                         JOIN unnest($2::text[], $3::real[]) AS q(t, idf) ON q.t = f.lexeme
+                     )::real AS s
                      FROM m ORDER BY s DESC, m.id LIMIT $4",
-                    &[&snapshot, &unique, &weights, &(limit as i64), &excluded, &rank_weights],
+                    &[
+                        &snapshot,
+                        &unique,
+                        &weights,
+                        &(limit as i64),
+                        &excluded,
+                        &head_weight,
+                        &avg_terms.max(1.0),
+                    ],
                 )
                 .await
                 .map_err(|e| db_error(&at, e))?;
             Ok(rows
                 .into_iter()
-                .map(|r| {
-                    (
-                        ChunkId(r.get(0)),
-                        r.get::<_, Option<f32>>(1).unwrap_or(0.0) * 10.0,
-                    )
-                })
+                .map(|r| (ChunkId(r.get(0)), r.get::<_, Option<f32>>(1).unwrap_or(0.0)))
                 .collect())
         })
     }
 
-    /// BM25's inverse document frequency of each term among the snapshot's chunks.
-    fn idf(&self, snapshot: i64, terms: &[String]) -> Result<HashMap<String, f32>> {
+    /// BM25's statistics of a snapshot: each term's inverse document frequency among its
+    /// chunks (FTS5's: ln((N - n + 0.5) / (n + 0.5)), at least 1e-6), and the average
+    /// chunk length in terms. A snapshot never changes, so they are kept per process.
+    fn idf(&self, snapshot: i64, terms: &[String]) -> Result<(HashMap<String, f32>, f32)> {
+        // The average length is kept under the empty term (no real term is empty).
+        const AVERAGE: &str = "";
         let mut out = HashMap::new();
         let mut missing = Vec::new();
+        let mut average = None;
         if let Ok(cache) = self.idf.lock() {
+            average = cache.get(&(snapshot, AVERAGE.to_string())).copied();
             for t in terms {
                 match cache.get(&(snapshot, t.clone())) {
                     Some(v) => {
@@ -936,22 +966,21 @@ impl PgStore {
                 }
             }
         }
-        if missing.is_empty() {
-            return Ok(out);
+        if let (true, Some(average)) = (missing.is_empty(), average) {
+            return Ok((out, average));
         }
         let pool = self.reader.clone();
         let at = self.reader_at.clone();
         let asked = missing.clone();
-        let (total, counts): (i64, Vec<i64>) = block(async move {
+        let (total, average, counts): (i64, f32, Vec<i64>) = block(async move {
             let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            let total: i64 = client
+            let row = client
                 .query_one(
-                    "SELECT chunk_count FROM snapshots WHERE id = $1",
+                    "SELECT chunk_count, avg_terms FROM snapshots WHERE id = $1",
                     &[&snapshot],
                 )
                 .await
-                .map_err(|e| db_error(&at, e))?
-                .get(0);
+                .map_err(|e| db_error(&at, e))?;
             let rows = client
                 .query(
                     "SELECT (SELECT count(*) FROM snapshot_files sf JOIN chunks c ON c.blob_id = sf.blob_id
@@ -961,19 +990,26 @@ impl PgStore {
                 )
                 .await
                 .map_err(|e| db_error(&at, e))?;
-            Ok((total, rows.into_iter().map(|r| r.get(0)).collect()))
+            Ok((
+                row.get(0),
+                row.get(1),
+                rows.into_iter().map(|r| r.get(0)).collect(),
+            ))
         })?;
         let n = total.max(1) as f32;
         let mut cache = self.idf.lock().ok();
+        if let Some(cache) = cache.as_mut() {
+            cache.insert((snapshot, AVERAGE.to_string()), average);
+        }
         for (t, df) in missing.into_iter().zip(counts) {
             let df = df as f32;
-            let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
+            let idf = ((n - df + 0.5) / (df + 0.5)).ln().max(1e-6);
             if let Some(cache) = cache.as_mut() {
                 cache.insert((snapshot, t.clone()), idf);
             }
             out.insert(t, idf);
         }
-        Ok(out)
+        Ok((out, average))
     }
 
     /// The `limit` chunks of a snapshot nearest to `query` (cosine similarity, best

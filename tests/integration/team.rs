@@ -765,3 +765,145 @@ fn a_database_that_goes_away_mid_session_degrades_to_local_results_and_recovers(
     );
     c.shutdown_and_exit();
 }
+
+#[test]
+fn an_unsaved_buffer_is_searched_over_the_shared_index_in_the_editor() {
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    index_shared(&sb, &db.writer, "main", &[]);
+    let home = sb.tmp.path().join("lsp");
+    let opts = ServerOptions::new(common::BIN, &home)
+        .env("RAGLS_STORE_URL", &db.reader)
+        .env("RAGLS_STORE_REF", "main");
+    let c = LspClient::spawn(&opts);
+    let root = sb.ws.canonicalize().unwrap();
+    c.initialize(
+        &[&root],
+        json!({ "index": { "dir": sb.index.to_string_lossy() } }),
+        json!({}),
+    );
+    c.wait_ready(Duration::from_secs(120));
+    let status = c.status();
+    assert_eq!(status["files"], 0, "the overlay starts empty: {status}");
+
+    // An edit that is never saved: a function the shared index cannot have.
+    let path = "src/cache/lru.rs";
+    let disk = sb.read(path);
+    let buffer = format!(
+        "{disk}\n/// Drains the quokka backlog (unsaved).\npub fn drain_quokka_backlog() -> usize {{\n    0\n}}\n"
+    );
+    let uri = crate::lsp_client::file_uri(&root.join(path));
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "rust", "version": 1, "text": buffer } }),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let hit = loop {
+        let r = c.request_ok("rag/search", json!({ "query": "drain quokka backlog" }));
+        let found = r["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|h| {
+                h["symbol"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("drain_quokka_backlog"))
+            })
+            .cloned();
+        if let Some(hit) = found {
+            break hit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unsaved function never became searchable: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(hit["uri"], uri, "{hit}");
+    let fn_line = common::line_of(&buffer, "pub fn drain_quokka_backlog") - 1;
+    let start = hit["range"]["start"]["line"].as_u64().unwrap();
+    let end = hit["range"]["end"]["line"].as_u64().unwrap();
+    assert!(start <= fn_line && fn_line <= end, "{hit}");
+    // The shared index itself never saw it.
+    let shared = search_shared(
+        &bare_reader(),
+        &db.reader,
+        "main",
+        "drain quokka backlog",
+        &NO_OVERLAY,
+    );
+    assert!(!has_symbol(&shared, "drain_quokka_backlog"), "{shared:?}");
+    c.shutdown_and_exit();
+}
+
+#[test]
+fn the_mcp_server_searches_the_shared_index_with_a_read_only_role() {
+    use std::io::{BufRead, BufReader, Write};
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    index_shared(&sb, &db.writer, "main", &[]);
+    // The agent's checkout is the indexed one: its overlay stays empty.
+    let mut child = sb
+        .command()
+        .args(["mcp", "--workspace"])
+        .arg(&sb.ws)
+        .arg("--index-dir")
+        .arg(&sb.index)
+        .args(["--store", &db.reader, "--ref", "main"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut send = |line: Value| {
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    };
+    let mut answer = |id: i64| -> Value {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "the MCP server closed stdout"
+            );
+            let v: Value = serde_json::from_str(line.trim()).expect("JSON-RPC on stdout");
+            if v["id"] == id {
+                return v;
+            }
+        }
+    };
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}),
+    );
+    answer(1);
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let results = loop {
+        send(
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "search_code", "arguments": {"query": "evict the least recently used cache entry"}}}),
+        );
+        let r = answer(2)["result"].clone();
+        let results = r["structuredContent"]["results"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !results.is_empty() {
+            break results;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no results from the shared index: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let e = common::lru_evict();
+    assert!(
+        results.iter().any(|r| r["path"] == e.path),
+        "the MCP server reads the shared ref: {results:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
