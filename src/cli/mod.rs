@@ -500,6 +500,11 @@ fn parse_top_k(text: &str) -> std::result::Result<usize, String> {
 fn cmd_index(ws: &WorkspaceArgs, rebuild: bool, base: Option<&str>, json: bool) -> Result<()> {
     let r = resolve(ws)?;
     if r.config.store.is_shared() {
+        if rebuild {
+            return Err(Error::Usage(
+                "--rebuild is for the local index; a shared ref is rebuilt from nothing by indexing it under a new --ref".into(),
+            ));
+        }
         return cmd_index_shared(&r, base, json);
     }
     if base.is_some() {

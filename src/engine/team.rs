@@ -432,7 +432,8 @@ impl Engine {
         }
         let files = match shared_files(&shared) {
             Ok(files) => files,
-            Err(Error::SharedUnreachable(why)) => {
+            // Away, or no ragls index there yet: the local index is the whole workspace.
+            Err(Error::SharedUnreachable(why) | Error::Usage(why)) => {
                 self.store.set_meta(DELETED_META, "[]")?;
                 return Ok(Some(format!("{why}; indexing the whole workspace locally")));
             }
@@ -506,6 +507,11 @@ impl Engine {
                 return Ok(Ok(Vec::new()));
             }
             Err(Error::SharedUnreachable(why)) => return Ok(Err(why)),
+            // No ragls schema there yet, or one of another version: said, not fatal.
+            Err(Error::Usage(why)) => {
+                notes.push(format!("{why}; results from the local index only"));
+                return Ok(Ok(Vec::new()));
+            }
             Err(e) => return Err(e),
         };
         let identity = self.identity();

@@ -178,6 +178,8 @@ pub struct PgStore {
     /// Inverse document frequencies by (snapshot, term): a snapshot never changes, so
     /// they are computed once per process.
     idf: Arc<Mutex<HashMap<(i64, String), f32>>>,
+    /// Whether the reading side's schema was found readable (checked once, lazily).
+    schema_checked: std::sync::atomic::AtomicBool,
 }
 
 /// Where a URL points, for messages: `host:port/database` (never the password).
@@ -419,6 +421,7 @@ impl PgStore {
             primary_at,
             reader_at,
             idf: Arc::default(),
+            schema_checked: Default::default(),
         })
     }
 
@@ -499,8 +502,14 @@ impl PgStore {
         })
     }
 
-    /// The snapshot a ref points at now (read from the replica when there is one).
+    /// The snapshot a ref points at now (read from the replica when there is one). The
+    /// first call checks that the database holds a schema this ragls reads.
     pub fn ref_snapshot(&self, repo: &str, ref_name: &str) -> Result<Option<Snapshot>> {
+        use std::sync::atomic::Ordering;
+        if !self.schema_checked.load(Ordering::Relaxed) {
+            self.check_schema()?;
+            self.schema_checked.store(true, Ordering::Relaxed);
+        }
         self.snapshot_on(&self.reader, &self.reader_at, repo, ref_name)
     }
 
@@ -844,14 +853,25 @@ impl PgStore {
             .await
             .map_err(err)?;
             // Snapshots no ref points at any more, older than any search can still be
-            // reading (a reader resolves its snapshot once per question).
-            tx.execute(
-                "DELETE FROM snapshots s WHERE s.repo_id = $1 AND s.created_at < now() - interval '1 hour'
-                 AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.snapshot_id = s.id)",
-                &[&repo_id],
-            )
-            .await
-            .map_err(err)?;
+            // reading (a reader resolves its snapshot once per question), and then the
+            // file versions (with their chunks) that no snapshot has. The embedding cache
+            // stays: it is what makes the next branch cheap.
+            let dropped_snapshots = tx
+                .execute(
+                    "DELETE FROM snapshots s WHERE s.repo_id = $1 AND s.created_at < now() - interval '1 hour'
+                     AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.snapshot_id = s.id)",
+                    &[&repo_id],
+                )
+                .await
+                .map_err(err)?;
+            if dropped_snapshots > 0 {
+                tx.execute(
+                    "DELETE FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM snapshot_files sf WHERE sf.blob_id = b.id)",
+                    &[],
+                )
+                .await
+                .map_err(err)?;
+            }
             tx.commit().await.map_err(err)?;
             Ok(published)
         })

@@ -907,3 +907,30 @@ fn the_mcp_server_searches_the_shared_index_with_a_read_only_role() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_database_without_a_ragls_index_yet_is_a_note_and_local_results() {
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    let out = team(
+        &sb,
+        "search",
+        &db.reader,
+        "main",
+        &["--json", "evict least recently used"],
+    );
+    let err = stderr_of(&out);
+    let v = json_of(&ok(out, "search before any shared index"));
+    assert!(err.contains("has no ragls index yet"), "{err}");
+    assert!(err.contains("results from the local index only"), "{err}");
+    let results = v["results"].as_array().unwrap().clone();
+    common::assert_in_top(&results, 3, &common::lru_evict(), "evict (local)");
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        0,
+        "a reader creates nothing"
+    );
+}
