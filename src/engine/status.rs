@@ -27,6 +27,10 @@ pub struct Status {
     pub last_indexed: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The shared team index read (`repo@ref at host:port/db`); the counts above are
+    /// then the local overlay's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared: Option<String>,
 }
 
 impl Status {
@@ -48,6 +52,7 @@ impl Status {
             skipped: BTreeMap::new(),
             last_indexed: None,
             last_error: None,
+            shared: None,
         }
     }
 }
@@ -99,6 +104,7 @@ impl Engine {
                 )),
                 (false, None) => None,
             },
+            shared: self.shared_description(),
         })
     }
 

@@ -441,6 +441,9 @@ impl Engine {
         };
         let max_bytes = self.config.index.max_file_bytes;
         let known = self.store.file_states()?;
+        if self.content_hashes.is_empty() {
+            self.content_hashes = load_content_hashes(&self.index_dir);
+        }
         let remembered = &self.content_hashes;
         let hashes: Vec<Option<[u8; 32]>> = walked
             .files
@@ -468,11 +471,16 @@ impl Engine {
                 _ => true,
             })
             .collect();
+        let mut learned = false;
         for (f, hash) in walked.files.iter().zip(hashes) {
             if let Some(hash) = hash {
-                self.content_hashes
-                    .insert(f.rel_path.clone(), (f.size, f.mtime_ns, hash));
+                let entry = (f.size, f.mtime_ns, hash);
+                learned |= self.content_hashes.get(&f.rel_path) != Some(&entry);
+                self.content_hashes.insert(f.rel_path.clone(), entry);
             }
+        }
+        if learned && self.holds_lock() {
+            save_content_hashes(&self.index_dir, &self.content_hashes);
         }
         let seen: HashSet<&str> = walked.files.iter().map(|f| f.rel_path.as_str()).collect();
         let mut deleted: Vec<&String> = files
@@ -566,6 +574,54 @@ impl Engine {
     }
 }
 
+/// Where the workspace's content hashes are kept between runs, so a CLI run compares
+/// the working tree with the ref by stats, not by reading every file.
+const CONTENT_HASHES_FILE: &str = "content-hashes.tsv";
+
+/// `path \t size \t mtime \t hash` lines; an unreadable file is simply an empty cache.
+fn load_content_hashes(dir: &Path) -> HashMap<String, (u64, i64, [u8; 32])> {
+    let Ok(text) = std::fs::read_to_string(dir.join(CONTENT_HASHES_FILE)) else {
+        return HashMap::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.rsplitn(4, '\t');
+            let hash = f.next()?;
+            let mtime = f.next()?.parse().ok()?;
+            let size = f.next()?.parse().ok()?;
+            let path = f.next()?;
+            let mut h = [0u8; 32];
+            if hash.len() != 64 {
+                return None;
+            }
+            for (i, byte) in h.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(hash.get(i * 2..i * 2 + 2)?, 16).ok()?;
+            }
+            Some((path.to_string(), (size, mtime, h)))
+        })
+        .collect()
+}
+
+/// Best effort (a failed write costs a re-read next time); written aside, then renamed.
+fn save_content_hashes(dir: &Path, hashes: &HashMap<String, (u64, i64, [u8; 32])>) {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for (path, (size, mtime, hash)) in hashes {
+        if path.contains(['\t', '\n']) {
+            continue;
+        }
+        let _ = write!(text, "{path}\t{size}\t{mtime}\t");
+        for b in hash {
+            let _ = write!(text, "{b:02x}");
+        }
+        text.push('\n');
+    }
+    let tmp = dir.join(format!("{CONTENT_HASHES_FILE}.tmp"));
+    if std::fs::write(&tmp, text).is_ok() {
+        let _ = std::fs::rename(&tmp, dir.join(CONTENT_HASHES_FILE));
+    }
+}
+
 /// The ref's files by path -> content hash (skipped files included: their content is
 /// the same as the workspace's, so they are not part of the overlay either).
 fn shared_files(shared: &SharedRef) -> Result<HashMap<String, [u8; 32]>> {
@@ -585,6 +641,18 @@ fn shared_files(shared: &SharedRef) -> Result<HashMap<String, [u8; 32]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_hashes_survive_a_save_and_a_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut hashes = HashMap::new();
+        hashes.insert("src/a b.rs".to_string(), (12u64, -1i64, [7u8; 32]));
+        hashes.insert("bad\tname".to_string(), (1, 1, [1; 32]));
+        save_content_hashes(dir.path(), &hashes);
+        hashes.remove("bad\tname");
+        assert_eq!(load_content_hashes(dir.path()), hashes);
+        assert!(load_content_hashes(&dir.path().join("none")).is_empty());
+    }
 
     #[test]
     fn the_ref_is_the_setting_else_the_git_branch_else_main() {
