@@ -7,10 +7,11 @@
 //! snapshot (`snapshot_files`: path -> file version); a new state of a ref is written as
 //! a new snapshot and the ref switches to it in the same transaction, so a reader sees
 //! the old state or the new one, never a mix, and a writer killed mid-update leaves the
-//! ref as it was. Lexical search is PostgreSQL full-text search over the same terms the
-//! SQLite index uses (head terms weighted 'A', body 'D'; a GIN index finds candidates),
-//! scored with BM25 exactly as FTS5 scores them (the statistics from the snapshot), so
-//! both backends rank alike; vectors sit in a pgvector HNSW index (one partial index per
+//! ref as it was. Lexical search is BM25 over statistics kept in a table (`postings`:
+//! per term and chunk, its occurrences in the head and the body), scored exactly as the
+//! SQLite index's FTS5 scores it (the statistics from the snapshot), so both backends
+//! rank alike — measured against PostgreSQL's own full-text search (`ts_rank`), which
+//! ranked worse and, counting term frequencies out of tsvectors, ran slower; vectors sit in a pgvector HNSW index (one partial index per
 //! dimension), kept at the cache's half-float precision as the local graph keeps them.
 //!
 //! This module only stores and queries; what to index, and merging with the local
@@ -84,13 +85,24 @@ CREATE TABLE chunks (
     end_line integer NOT NULL,
     text text NOT NULL,
     text_hash bytea NOT NULL,
-    -- Head terms weighted 'A', body terms 'D'; `terms` counts both (BM25's length).
-    lexical tsvector NOT NULL,
+    -- The chunk's length in lexical terms, head and body (BM25's document length).
     terms integer NOT NULL
 );
 CREATE INDEX chunks_by_blob ON chunks(blob_id);
-CREATE INDEX chunks_by_text_hash ON chunks(text_hash);
-CREATE INDEX chunks_lexical ON chunks USING gin(lexical);
+-- Covering: the vector search's filter probes it once per neighbour.
+CREATE INDEX chunks_by_text_hash ON chunks(text_hash) INCLUDE (blob_id);
+-- The lexical index: BM25's statistics kept in a table, one row per (term, chunk), with
+-- the term's occurrences in the chunk's head (name, symbol path, file path) and body.
+CREATE TABLE postings (
+    term text NOT NULL,
+    blob_id bigint NOT NULL REFERENCES blobs(id) ON DELETE CASCADE,
+    chunk_id bigint NOT NULL,
+    head smallint NOT NULL,
+    body smallint NOT NULL,
+    terms integer NOT NULL
+);
+CREATE INDEX postings_by_term ON postings(term) INCLUDE (blob_id, chunk_id, head, body, terms);
+CREATE INDEX postings_by_blob ON postings(blob_id);
 -- The embedding cache, shared by every repository and ref. Vectors of any dimension;
 -- each dimension in use gets a partial HNSW index (see `ensure_vector_index`).
 CREATE TABLE embeddings (
@@ -378,6 +390,42 @@ fn db_detail(debug: &str) -> Option<String> {
     let start = debug.find("message: \"")? + "message: \"".len();
     let end = debug[start..].find('"')? + start;
     Some(debug[start..end].to_string())
+}
+
+/// One chunk's lexical postings: each term's occurrences in the head and in the body,
+/// and the chunk's length in terms, counted as FTS5's unicode61 tokenizer counts them
+/// (the SQLite index's), so that both backends score BM25 alike.
+struct ChunkPostings {
+    counts: Vec<(String, (u32, u32))>,
+    terms: i32,
+}
+
+impl ChunkPostings {
+    fn of(c: &NewChunk) -> ChunkPostings {
+        let mut counts: HashMap<String, (u32, u32)> = HashMap::new();
+        let mut terms = 0;
+        for (text, in_head) in [(&c.head_terms, true), (&c.body_terms, false)] {
+            for term in lexical_terms(text) {
+                terms += 1;
+                let entry = counts.entry(term).or_default();
+                if in_head {
+                    entry.0 += 1;
+                } else {
+                    entry.1 += 1;
+                }
+            }
+        }
+        let mut counts: Vec<_> = counts.into_iter().collect();
+        counts.sort();
+        ChunkPostings { counts, terms }
+    }
+}
+
+/// The lexical terms of a terms line: runs of letters and digits, lower-cased.
+fn lexical_terms(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
 }
 
 fn vector_of(v: &[f32]) -> pgvector::Vector {
@@ -758,12 +806,20 @@ impl PgStore {
             let insert_chunks = tx
                 .prepare(
                     "INSERT INTO chunks(blob_id, ord, language, kind, symbol, name, start_byte, end_byte,
-                        start_line, end_line, text, text_hash, lexical, terms)
-                     SELECT $1, o::integer, l, k, s, n, sb, eb, sl, el, t, h,
-                        setweight(to_tsvector('simple', ht), 'A') || setweight(to_tsvector('simple', bt), 'D'), tc
+                        start_line, end_line, text, text_hash, terms)
+                     SELECT $1, o::integer, l, k, s, n, sb, eb, sl, el, t, h, tc
                      FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
-                        $8::integer[], $9::integer[], $10::text[], $11::bytea[], $12::text[], $13::text[], $14::integer[])
-                        WITH ORDINALITY AS u(l, k, s, n, sb, eb, sl, el, t, h, ht, bt, tc, o)",
+                        $8::integer[], $9::integer[], $10::text[], $11::bytea[], $12::integer[])
+                        WITH ORDINALITY AS u(l, k, s, n, sb, eb, sl, el, t, h, tc, o)
+                     RETURNING id, ord",
+                )
+                .await
+                .map_err(err)?;
+            let insert_postings = tx
+                .prepare(
+                    "INSERT INTO postings(term, blob_id, chunk_id, head, body, terms)
+                     SELECT t, $1, c, h, b, n FROM unnest($2::text[], $3::bigint[], $4::smallint[], $5::smallint[], $6::integer[])
+                        AS u(t, c, h, b, n)",
                 )
                 .await
                 .map_err(err)?;
@@ -796,29 +852,47 @@ impl PgStore {
                             let symbol = col(&|c| pg_text(&c.symbol));
                             let name = col(&|c| pg_text(&c.name));
                             let text = col(&|c| pg_text(&c.text));
-                            let head = col(&|c| pg_text(&c.head_terms));
-                            let body = col(&|c| pg_text(&c.body_terms));
                             let sb: Vec<i64> = c.iter().map(|c| c.start_byte as i64).collect();
                             let eb: Vec<i64> = c.iter().map(|c| c.end_byte as i64).collect();
                             let sl: Vec<i32> = c.iter().map(|c| c.start_line as i32).collect();
                             let el: Vec<i32> = c.iter().map(|c| c.end_line as i32).collect();
                             let th: Vec<Vec<u8>> =
                                 c.iter().map(|c| c.text_hash.0.to_vec()).collect();
-                            // As FTS5 counts a row's length: the terms of both columns.
-                            let terms: Vec<i32> = c
-                                .iter()
-                                .map(|c| {
-                                    (c.head_terms.split_whitespace().count()
-                                        + c.body_terms.split_whitespace().count())
-                                        as i32
-                                })
-                                .collect();
+                            let postings: Vec<ChunkPostings> =
+                                c.iter().map(ChunkPostings::of).collect();
+                            let lengths: Vec<i32> = postings.iter().map(|p| p.terms).collect();
+                            let ids = tx
+                                .query(
+                                    &insert_chunks,
+                                    &[
+                                        &blob_id, &language, &kind, &symbol, &name, &sb, &eb, &sl,
+                                        &el, &text, &th, &lengths,
+                                    ],
+                                )
+                                .await
+                                .map_err(err)?;
+                            let mut terms = Vec::new();
+                            let mut chunk_ids = Vec::new();
+                            let mut heads: Vec<i16> = Vec::new();
+                            let mut bodies: Vec<i16> = Vec::new();
+                            let mut lens = Vec::new();
+                            for row in ids {
+                                let id: i64 = row.get(0);
+                                let ord: i32 = row.get(1);
+                                let Some(p) = postings.get(ord as usize - 1) else {
+                                    continue;
+                                };
+                                for (term, (head, body)) in &p.counts {
+                                    terms.push(term.clone());
+                                    chunk_ids.push(id);
+                                    heads.push((*head).min(i16::MAX as u32) as i16);
+                                    bodies.push((*body).min(i16::MAX as u32) as i16);
+                                    lens.push(p.terms);
+                                }
+                            }
                             tx.execute(
-                                &insert_chunks,
-                                &[
-                                    &blob_id, &language, &kind, &symbol, &name, &sb, &eb, &sl, &el,
-                                    &text, &th, &head, &body, &terms,
-                                ],
+                                &insert_postings,
+                                &[&blob_id, &terms, &chunk_ids, &heads, &bodies, &lens],
                             )
                             .await
                             .map_err(err)?;
@@ -899,10 +973,9 @@ impl PgStore {
         })
     }
 
-    /// Full-text candidates of a snapshot, best first, scored as the SQLite index scores
-    /// them (FTS5's `bm25()`, k1 1.2, b 0.75): the GIN index finds the chunks that have
-    /// a query term, and each term's head and body occurrences are counted from the
-    /// tsvector's weights (head 'A' counting `head_weight` times, body 'D').
+    /// Lexical candidates of a snapshot, best first, scored as the SQLite index scores
+    /// them (FTS5's `bm25()`, k1 1.2, b 0.75, head occurrences counting `head_weight`
+    /// times): the postings of the query's terms, restricted to the snapshot's files.
     /// Paths in `excluded` (the local overlay's) are left out.
     pub fn lexical_search(
         &self,
@@ -914,8 +987,9 @@ impl PgStore {
     ) -> Result<Vec<(ChunkId, f32)>> {
         let mut unique: Vec<String> = Vec::new();
         for t in terms {
-            if !t.is_empty() && t.chars().all(|c| c.is_alphanumeric()) && !unique.contains(t) {
-                unique.push(t.clone());
+            let t = t.to_lowercase();
+            if !t.is_empty() && t.chars().all(|c| c.is_alphanumeric()) && !unique.contains(&t) {
+                unique.push(t);
             }
         }
         if unique.is_empty() || limit == 0 {
@@ -935,18 +1009,14 @@ impl PgStore {
             // w = head_weight * (the term's head occurrences) + (its body occurrences).
             let rows = client
                 .query(
-                    "WITH m AS (SELECT c.id, c.lexical, c.terms FROM snapshot_files sf JOIN chunks c ON c.blob_id = sf.blob_id
-                                WHERE sf.snapshot_id = $1 AND c.lexical @@ to_tsquery('simple', array_to_string($2::text[], ' | '))
-                                  AND NOT (sf.path = ANY($5::text[])))
-                     SELECT m.id, (
-                         SELECT sum(q.idf * f.w * 2.2 / (f.w + 1.2 * (0.25 + 0.75 * m.terms / $7::real)))
-                         FROM (SELECT u.lexeme,
-                                      $6::real * cardinality(array_positions(u.weights, 'A'))
-                                        + cardinality(array_positions(u.weights, 'D')) AS w
-                               FROM unnest(m.lexical) u WHERE u.lexeme = ANY($2::text[])) f
-                         JOIN unnest($2::text[], $3::real[]) AS q(t, idf) ON q.t = f.lexeme
-                     )::real AS s
-                     FROM m ORDER BY s DESC, m.id LIMIT $4",
+                    "SELECT p.chunk_id,
+                            sum(q.idf * (($6::real * p.head + p.body) * 2.2)
+                                / (($6::real * p.head + p.body) + 1.2 * (0.25 + 0.75 * p.terms / $7::real)))::real AS s
+                     FROM unnest($2::text[], $3::real[]) AS q(t, idf)
+                     JOIN postings p ON p.term = q.t
+                     JOIN snapshot_files sf ON sf.blob_id = p.blob_id AND sf.snapshot_id = $1
+                     WHERE NOT (sf.path = ANY($5::text[]))
+                     GROUP BY p.chunk_id ORDER BY s DESC, p.chunk_id LIMIT $4",
                     &[
                         &snapshot,
                         &unique,
@@ -1003,8 +1073,8 @@ impl PgStore {
                 .map_err(|e| db_error(&at, e))?;
             let rows = client
                 .query(
-                    "SELECT (SELECT count(*) FROM snapshot_files sf JOIN chunks c ON c.blob_id = sf.blob_id
-                             WHERE sf.snapshot_id = $1 AND c.lexical @@ to_tsquery('simple', t))
+                    "SELECT (SELECT count(*) FROM postings p JOIN snapshot_files sf
+                               ON sf.blob_id = p.blob_id AND sf.snapshot_id = $1 WHERE p.term = u.t)
                      FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o) ORDER BY o",
                     &[&snapshot, &asked],
                 )
@@ -1203,6 +1273,38 @@ mod tests {
         );
         assert!(crate::config::url_has_password("postgres://a:b@h/d"));
         assert!(!crate::config::url_has_password("postgres://a@h/d"));
+    }
+
+    #[test]
+    fn postings_count_head_and_body_occurrences_as_fts5_tokenizes() {
+        let chunk = NewChunk {
+            chunk: Chunk {
+                language: Language::Rust,
+                kind: ChunkKind::Function,
+                symbol: "fn parse".into(),
+                name: "parse".into(),
+                start_byte: 0,
+                end_byte: 1,
+                start_line: 1,
+                end_line: 1,
+                text: "x".into(),
+            },
+            text_hash: TextHash([0; 16]),
+            head_terms: "pars src pars".into(),
+            body_terms: "pars Token_stream 2x".into(),
+        };
+        let p = ChunkPostings::of(&chunk);
+        assert_eq!(p.terms, 7);
+        assert_eq!(
+            p.counts,
+            vec![
+                ("2x".to_string(), (0, 1)),
+                ("pars".to_string(), (2, 1)),
+                ("src".to_string(), (1, 0)),
+                ("stream".to_string(), (0, 1)),
+                ("token".to_string(), (0, 1)),
+            ]
+        );
     }
 
     #[test]
