@@ -947,6 +947,21 @@ impl PgStore {
                 .map_err(err)?;
             }
             tx.commit().await.map_err(err)?;
+            // A first build (or a large change) leaves the planner's statistics far off
+            // until autovacuum comes by: refresh them now (best effort).
+            let total: i64 = client
+                .query_one(
+                    "SELECT chunk_count FROM snapshots WHERE id = $1",
+                    &[&snapshot],
+                )
+                .await
+                .map(|r| r.get(0))
+                .unwrap_or(0);
+            if published.chunks_added * 10 > total as u64 {
+                let _ = client
+                    .batch_execute("ANALYZE postings; ANALYZE chunks; ANALYZE snapshot_files; ANALYZE blobs; ANALYZE embeddings;")
+                    .await;
+            }
             Ok(published)
         })
     }
@@ -1010,8 +1025,8 @@ impl PgStore {
             let rows = client
                 .query(
                     "SELECT p.chunk_id,
-                            sum(q.idf * (($6::real * p.head + p.body) * 2.2)
-                                / (($6::real * p.head + p.body) + 1.2 * (0.25 + 0.75 * p.terms / $7::real)))::real AS s
+                            sum(q.idf * (($6::real * p.head + p.body) * 2.2::real)
+                                / (($6::real * p.head + p.body) + 1.2::real * (0.25::real + 0.75::real * p.terms / $7::real)))::real AS s
                      FROM unnest($2::text[], $3::real[]) AS q(t, idf)
                      JOIN postings p ON p.term = q.t
                      JOIN snapshot_files sf ON sf.blob_id = p.blob_id AND sf.snapshot_id = $1
@@ -1124,14 +1139,16 @@ impl PgStore {
         let excluded = excluded.to_vec();
         let ef = ef.max(limit).min(1000);
         block(async move {
-            let mut client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            let tx = client.transaction().await.map_err(|e| db_error(&at, e))?;
-            tx.batch_execute(&format!(
-                "SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = relaxed_order;"
-            ))
-            .await
-            .map_err(|e| db_error(&at, e))?;
-            let rows = tx
+            let client = pool.get().await.map_err(|e| db_error(&at, e))?;
+            // Session settings (every query of ragls on a pooled connection wants them):
+            // one round trip, not a transaction's four.
+            client
+                .batch_execute(&format!(
+                    "SET hnsw.ef_search = {ef}; SET hnsw.iterative_scan = relaxed_order;"
+                ))
+                .await
+                .map_err(|e| db_error(&at, e))?;
+            let rows = client
                 .query(
                     &format!(
                         "WITH nn AS (
@@ -1149,7 +1166,6 @@ impl PgStore {
                 )
                 .await
                 .map_err(|e| db_error(&at, e))?;
-            tx.commit().await.map_err(|e| db_error(&at, e))?;
             Ok(rows
                 .into_iter()
                 .map(|r| (ChunkId(r.get(0)), r.get::<_, f32>(1)))
