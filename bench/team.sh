@@ -22,10 +22,17 @@ done
 pg_was_running=yes
 scripts/pg.sh env >/dev/null 2>&1 || pg_was_running=no
 pg_env=$(scripts/pg.sh start)
-if [ "$pg_was_running" = no ]; then trap 'scripts/pg.sh stop' EXIT; fi
 # shellcheck disable=SC1090
 source "$pg_env"
-RAGLS_BENCH_PG_URL="$RAGLS_TEST_PG_WRITER_URL" cargo bench -q --bench team -- "$corpus" 400
+# A database of its own, so the full index is a cold one (file versions and vectors are
+# shared by everything in a database).
+db="ragls_bench_$$"
+psql=("$RAGLS_TEST_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1)
+"${psql[@]}" "$RAGLS_TEST_PG_URL" -c "CREATE DATABASE $db OWNER ragls_writer"
+"${psql[@]}" "${RAGLS_TEST_PG_URL%/*}/$db" -c "CREATE EXTENSION vector"
+cleanup_db() { "${psql[@]}" "$RAGLS_TEST_PG_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; }
+trap 'cleanup_db; if [ "$pg_was_running" = no ]; then scripts/pg.sh stop; fi' EXIT
+RAGLS_BENCH_PG_URL="${RAGLS_TEST_PG_WRITER_URL%/*}/$db" cargo bench -q --bench team -- "$corpus" 800
 if [ "$eval" = yes ]; then
   cargo build --release -q
   echo "dev-eval, PostgreSQL backend:"

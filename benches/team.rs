@@ -79,6 +79,10 @@ fn main() {
         update.embedded,
         update_s / rechunk_s.max(1e-9)
     );
+    println!(
+        "  of which         walk + hash every file {} ms, chunk {} ms, embed {} ms, publish (one transaction) {} ms",
+        update.hash_ms, update.chunk_ms, update.embed_ms, update.publish_ms
+    );
 
     let queries = queries(n_queries);
     {

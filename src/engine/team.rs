@@ -174,8 +174,14 @@ pub struct SharedIndexReport {
     pub updated: bool,
     pub snapshot: i64,
     pub elapsed_ms: u64,
-    /// Time spent reading, hashing and chunking the changed files.
+    /// Time spent reading and chunking the changed files.
     pub chunk_ms: u64,
+    /// Time spent walking the workspace and hashing every file.
+    pub hash_ms: u64,
+    /// Time spent in the embedding cache and the embedder.
+    pub embed_ms: u64,
+    /// Time spent writing the new state and switching the ref (one transaction).
+    pub publish_ms: u64,
 }
 
 /// Builds or updates `ref_name` of the workspace in the shared index: only files that
@@ -255,6 +261,7 @@ pub fn index_shared(
         index_secrets: config.index.index_secrets,
         ..WalkOptions::default()
     };
+    let hash_started = Instant::now();
     let walked = workspace::walk(root, &walk_options).map_err(|e| Error::Usage(e.to_string()))?;
     report.files_seen = walked.files.len() as u64;
     let budget = ChunkBudget {
@@ -270,6 +277,7 @@ pub fn index_shared(
         .par_iter()
         .map(|f| (f.rel_path.clone(), content_hash(&f.abs_path, max_bytes)))
         .collect();
+    report.hash_ms = hash_started.elapsed().as_millis() as u64;
     let mut changed_paths: Vec<(&WalkedFile, [u8; 32])> = Vec::new();
     for (f, (_, hash)) in walked.files.iter().zip(&hashed) {
         let Some(hash) = hash else { continue };
@@ -340,6 +348,7 @@ pub fn index_shared(
             }
         }
     }
+    let embed_started = Instant::now();
     let hashes: Vec<TextHash> = needed.iter().map(|(h, _)| *h).collect();
     let cached = store.cached_vectors(&identity, &hashes)?;
     report.cached = cached.len() as u64;
@@ -365,6 +374,7 @@ pub fn index_shared(
         store.put_vectors(&identity, &items)?;
         report.embedded += items.len() as u64;
     }
+    report.embed_ms = embed_started.elapsed().as_millis() as u64;
     for (path, state, chunks) in versions {
         changed.push(ChangedFile::New(NewFileVersion {
             path,
@@ -380,6 +390,7 @@ pub fn index_shared(
     if same_base && changed.is_empty() && dropped.is_empty() {
         report.snapshot = current.map(|c| c.id).unwrap_or_default();
     } else {
+        let publish_started = Instant::now();
         let published = store.publish(RefUpdate {
             repo: &shared.repo,
             ref_name: &shared.ref_name,
@@ -391,6 +402,7 @@ pub fn index_shared(
         report.updated = true;
         report.snapshot = published.snapshot;
         report.chunks_added = published.chunks_added;
+        report.publish_ms = publish_started.elapsed().as_millis() as u64;
     }
     report.requests = embedder.requests_sent() - requests_before;
     progress.advance(walked.files.len() as u64);
