@@ -1,6 +1,6 @@
 //! What hybrid retrieval reads from an index, behind one trait: the local index (the
 //! SQLite store's BM25 and the in-process HNSW graph) and a snapshot of the shared team
-//! index (PostgreSQL full-text search and pgvector). [`super::hybrid`] fuses either alike.
+//! index (BM25 from PostgreSQL tables, and pgvector). [`super::hybrid`] fuses either alike.
 
 use crate::ann::SharedVectors;
 use crate::error::Result;

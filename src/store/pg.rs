@@ -45,8 +45,8 @@ CREATE TABLE snapshots (
     embedder text NOT NULL,
     dimensions integer NOT NULL,
     chunk_count bigint NOT NULL DEFAULT 0,
-    -- BM25's average document length (terms per chunk) over the snapshot.
-    avg_terms real NOT NULL DEFAULT 0,
+    -- The terms of all its chunks: BM25's average document length is term_total / chunk_count.
+    term_total bigint NOT NULL DEFAULT 0,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE refs (
@@ -911,13 +911,35 @@ impl PgStore {
             )
             .await
             .map_err(err)?;
-            tx.execute(
-                "UPDATE snapshots SET (chunk_count, avg_terms) = (SELECT count(*), coalesce(avg(c.terms), 0)::real
-                    FROM snapshot_files sf JOIN chunks c ON c.blob_id = sf.blob_id WHERE sf.snapshot_id = $1) WHERE id = $1",
-                &[&snapshot],
-            )
-            .await
-            .map_err(err)?;
+            // BM25's statistics of the new snapshot: from the base's, less the dropped
+            // files' chunks, plus the changed files' (no pass over the whole snapshot).
+            let updated_stats = match base {
+                Some(base) => {
+                    tx.execute(
+                    "UPDATE snapshots SET (chunk_count, term_total) = (
+                        SELECT b.chunk_count - d.n + a.n, b.term_total - d.t + a.t
+                        FROM snapshots b,
+                             (SELECT count(c.id) AS n, coalesce(sum(c.terms), 0) AS t FROM snapshot_files sf
+                              JOIN chunks c ON c.blob_id = sf.blob_id
+                              WHERE sf.snapshot_id = $2 AND sf.path = ANY($3::text[])) d,
+                             (SELECT count(c.id) AS n, coalesce(sum(c.terms), 0) AS t
+                              FROM unnest($4::bigint[]) AS x(blob_id) JOIN chunks c ON c.blob_id = x.blob_id) a
+                        WHERE b.id = $2)
+                     WHERE id = $1",
+                    &[&snapshot, &base, &dropped, &blob_ids],
+                )
+                    .await
+                }
+                None => {
+                    tx.execute(
+                    "UPDATE snapshots SET (chunk_count, term_total) = (SELECT count(*), coalesce(sum(c.terms), 0)
+                        FROM snapshot_files sf JOIN chunks c ON c.blob_id = sf.blob_id WHERE sf.snapshot_id = $1) WHERE id = $1",
+                    &[&snapshot],
+                )
+                    .await
+                }
+            };
+            updated_stats.map_err(err)?;
             fault_pause_in_publish().await;
             tx.execute(
                 "INSERT INTO refs(repo_id, name, snapshot_id) VALUES ($1, $2, $3)
@@ -1081,7 +1103,7 @@ impl PgStore {
             let client = pool.get().await.map_err(|e| db_error(&at, e))?;
             let row = client
                 .query_one(
-                    "SELECT chunk_count, avg_terms FROM snapshots WHERE id = $1",
+                    "SELECT chunk_count, (term_total::real / greatest(chunk_count, 1))::real FROM snapshots WHERE id = $1",
                     &[&snapshot],
                 )
                 .await

@@ -76,7 +76,7 @@ fn count(url: &str, sql: &str) -> i64 {
             c.query_one(&sql, &[])
                 .await
                 .map(|r| r.get::<_, i64>(0))
-                .unwrap_or(-1)
+                .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
         })
     })
 }
@@ -383,6 +383,17 @@ fn a_second_ref_with_three_changed_files_re_embeds_only_their_changed_chunks() {
             "the changed function {name} is embedded"
         );
     }
+    // The branch's BM25 statistics, updated from main's, are what a recount gives.
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT count(*) FROM snapshots s JOIN LATERAL
+               (SELECT count(*) AS n, coalesce(sum(c.terms), 0) AS t FROM snapshot_files sf
+                JOIN chunks c ON c.blob_id = sf.blob_id WHERE sf.snapshot_id = s.id) r ON true
+             WHERE s.chunk_count <> r.n OR s.term_total <> r.t"
+        ),
+        0
+    );
     // Both refs stand side by side.
     let reader = bare_reader();
     let on_feature = search_shared(
