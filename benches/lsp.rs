@@ -267,6 +267,9 @@ fn warm_only(opts: &ServerOptions, bin: &Path, corpus: &Path, queries: &[String]
         .env("XDG_CACHE_HOME", home.join("cache"))
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env_remove("OPENROUTER_API_KEY")
+        // A developer's shared index must not leak into the tests.
+        .env_remove("RAGLS_STORE_URL")
+        .env_remove("RAGLS_STORE_REF")
         .output()
         .expect("run ragls index");
     assert!(out.status.success(), "ragls index failed: {out:?}");

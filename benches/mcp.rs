@@ -92,6 +92,9 @@ fn main() {
         .env("XDG_CACHE_HOME", home.path().join("cache"))
         .env("XDG_CONFIG_HOME", home.path().join("config"))
         .env_remove("OPENROUTER_API_KEY")
+        // A developer's shared index must not leak into the tests.
+        .env_remove("RAGLS_STORE_URL")
+        .env_remove("RAGLS_STORE_REF")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

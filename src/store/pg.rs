@@ -368,10 +368,23 @@ fn db_error(at: &str, e: impl std::fmt::Display + std::fmt::Debug) -> Error {
         || debug.contains("InsufficientPrivilege")
         || debug.contains("42501")
         || debug.contains("25006");
+    let login = [
+        "password authentication failed",
+        "no password",
+        "28P01",
+        "28000",
+    ]
+    .iter()
+    .any(|m| text.contains(m) || debug.contains(m));
     let detail = match db_detail(&debug) {
         Some(d) => d,
         None => text,
     };
+    if login {
+        return Error::Config(format!(
+            "the shared index at {at} refused the login ({detail}); check the role and its password (PGPASSWORD, ~/.pgpass, or the URL in RAGLS_STORE_URL)"
+        ));
+    }
     if permission {
         return Error::Config(format!(
             "the shared index at {at} refused a write ({detail}); this role may only read: index with a writer role"
@@ -1343,6 +1356,28 @@ mod tests {
                 ("token".to_string(), (0, 1)),
             ]
         );
+    }
+
+    #[test]
+    fn database_errors_say_what_to_check_and_keep_readers_going_when_it_is_away() {
+        let away = db_error(
+            "db:5432/ragls",
+            "error connecting to server: Connection refused",
+        );
+        assert!(matches!(&away, Error::SharedUnreachable(m) if m.contains("db:5432/ragls")));
+        let login = db_error(
+            "db:5432/ragls",
+            "db error: FATAL: password authentication failed for user \"reader\"",
+        );
+        assert!(login.to_string().contains("refused the login"), "{login}");
+        assert_eq!(login.exit_code(), 2);
+        let denied = db_error(
+            "db:5432/ragls",
+            "db error: ERROR: permission denied for table refs",
+        );
+        assert!(denied.to_string().contains("writer role"), "{denied}");
+        let other = db_error("db:5432/ragls", "db error: ERROR: syntax error");
+        assert!(matches!(other, Error::Store(_)));
     }
 
     #[test]

@@ -87,6 +87,9 @@ impl Sandbox {
             .env("XDG_CACHE_HOME", self.tmp.path().join("cache"))
             .env("XDG_CONFIG_HOME", self.tmp.path().join("config"))
             .env_remove("OPENROUTER_API_KEY")
+            // A developer's shared index must not leak into the tests.
+            .env_remove("RAGLS_STORE_URL")
+            .env_remove("RAGLS_STORE_REF")
             .env_remove("RAGLS_FAULT_ABORT_AFTER_BATCHES")
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LIB_BACKTRACE");

@@ -44,6 +44,9 @@ fn eval(tmp: &Path, args: &[&str]) -> Value {
         .env("XDG_CACHE_HOME", tmp.join("cache"))
         .env("XDG_CONFIG_HOME", tmp.join("config"))
         .env_remove("OPENROUTER_API_KEY")
+        // A developer's shared index must not leak into the tests.
+        .env_remove("RAGLS_STORE_URL")
+        .env_remove("RAGLS_STORE_REF")
         .output()
         .expect("ragls runs");
     assert!(

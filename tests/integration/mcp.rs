@@ -110,7 +110,10 @@ fn fixture() -> Fixture {
 fn sandboxed(cmd: &mut Command, f: &Fixture) {
     cmd.env("XDG_CACHE_HOME", f.tmp.path().join("cache"))
         .env("XDG_CONFIG_HOME", f.tmp.path().join("config"))
-        .env_remove("OPENROUTER_API_KEY");
+        .env_remove("OPENROUTER_API_KEY")
+        // A developer's shared index must not leak into the tests.
+        .env_remove("RAGLS_STORE_URL")
+        .env_remove("RAGLS_STORE_REF");
 }
 
 fn ci_cache() -> PathBuf {

@@ -945,3 +945,22 @@ fn a_database_without_a_ragls_index_yet_is_a_note_and_local_results() {
         "a reader creates nothing"
     );
 }
+
+#[test]
+fn a_wrong_password_is_a_clear_error_that_never_prints_it() {
+    let db = TeamDb::create();
+    let wrong = db.reader.replace("ragls-test-reader", "not-the-password");
+    assert_ne!(wrong, db.reader, "the reader URL carries the test password");
+    let sb = Sandbox::with_project();
+    let out = team(
+        &sb,
+        "index",
+        &wrong.replace("ragls_reader", "ragls_writer"),
+        "main",
+        &[],
+    );
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("refused the login"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+}

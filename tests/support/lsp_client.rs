@@ -161,6 +161,9 @@ impl LspClient {
             .env("XDG_CACHE_HOME", opts.home_root.join("cache"))
             .env("XDG_CONFIG_HOME", opts.home_root.join("config"))
             .env_remove("OPENROUTER_API_KEY")
+            // A developer's shared index must not leak into the tests.
+            .env_remove("RAGLS_STORE_URL")
+            .env_remove("RAGLS_STORE_REF")
             .env_remove("RAGLS_FAULT_ABORT_AFTER_BATCHES")
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LIB_BACKTRACE")
