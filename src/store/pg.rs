@@ -797,6 +797,20 @@ impl PgStore {
                 .map_err(err)?
                 .get(0);
             if let Some(base) = base {
+                // The base must outlive this transaction: another writer's clean-up of
+                // old snapshots waits for it (or already removed it: then start over).
+                let kept = tx
+                    .query_opt(
+                        "SELECT 1 FROM snapshots WHERE id = $1 FOR KEY SHARE",
+                        &[&base],
+                    )
+                    .await
+                    .map_err(err)?;
+                if kept.is_none() {
+                    return Err(Error::Usage(format!(
+                        "the state {ref_name} was updated from is gone (another writer moved it meanwhile); run `ragls index` again"
+                    )));
+                }
                 tx.execute(
                     "INSERT INTO snapshot_files(snapshot_id, path, blob_id)
                      SELECT $1, path, blob_id FROM snapshot_files WHERE snapshot_id = $2 AND NOT (path = ANY($3::text[]))",
@@ -836,6 +850,28 @@ impl PgStore {
                 )
                 .await
                 .map_err(err)?;
+            // File versions reused from other refs must outlive this transaction too.
+            let reused: Vec<i64> = changed
+                .iter()
+                .filter_map(|f| match f {
+                    ChangedFile::Known { blob_id, .. } => Some(*blob_id),
+                    ChangedFile::New(_) => None,
+                })
+                .collect();
+            if !reused.is_empty() {
+                let kept = tx
+                    .query(
+                        "SELECT id FROM blobs WHERE id = ANY($1::bigint[]) FOR KEY SHARE",
+                        &[&reused],
+                    )
+                    .await
+                    .map_err(err)?;
+                if kept.len() < reused.len() {
+                    return Err(Error::Usage(format!(
+                        "file versions this update of {ref_name} reuses were removed meanwhile (another writer's clean-up); run `ragls index` again"
+                    )));
+                }
+            }
             let mut paths = Vec::with_capacity(changed.len());
             let mut blob_ids = Vec::with_capacity(changed.len());
             for file in changed {
