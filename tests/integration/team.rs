@@ -964,3 +964,43 @@ fn a_wrong_password_is_a_clear_error_that_never_prints_it() {
     assert!(err.contains("refused the login"), "{err}");
     assert!(!err.contains("not-the-password"), "{err}");
 }
+
+#[test]
+fn two_writers_of_one_ref_at_once_leave_one_whole_state_not_a_mix() {
+    let db = TeamDb::create();
+    // Two checkouts of one repository (both folders are named `workspace`).
+    let a = Sandbox::with_project();
+    let b = Sandbox::with_project();
+    a.write(
+        "src/only_in_a.rs",
+        "pub fn marker_from_checkout_alpha() {}\n",
+    );
+    b.write(
+        "src/only_in_b.rs",
+        "pub fn marker_from_checkout_bravo() {}\n",
+    );
+    let writers: Vec<_> = [&a, &b]
+        .iter()
+        .map(|sb| {
+            team_cmd(sb, "index", &db.writer, "main", &["--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for w in writers {
+        ok(w.wait_with_output().unwrap(), "a concurrent writer");
+    }
+    let s = symbols(&search_shared(
+        &bare_reader(),
+        &db.reader,
+        "main",
+        "marker from checkout alpha bravo",
+        &NO_OVERLAY,
+    ));
+    let alpha = s.iter().any(|x| x.contains("marker_from_checkout_alpha"));
+    let bravo = s.iter().any(|x| x.contains("marker_from_checkout_bravo"));
+    assert!(alpha != bravo, "exactly one writer's state: {s:?}");
+    assert_eq!(count(&db.admin, "SELECT count(*) FROM refs"), 1);
+}
