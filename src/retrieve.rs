@@ -20,7 +20,7 @@ pub mod explain;
 pub use explain::{Explain, Ranked};
 pub mod priors;
 mod sources;
-pub use sources::{CandidateSource, LocalIndex, SharedSnapshot};
+pub use sources::{CandidateSource, LocalIndex, Ranking, RankingQuery, SharedSnapshot};
 
 /// How to order the fused candidates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,18 +91,23 @@ pub fn hybrid(
     notes: &mut Vec<String>,
 ) -> Result<Vec<SearchHit>> {
     let terms = tokenize::terms(query);
-    let lexical = c
-        .source
-        .lexical(&terms, rc.lexical_candidates, rc.head_weight)?;
-    let mut vector = Vec::new();
+    let mut embedded = None;
     if c.source.searches_vectors() {
         match c.embedder.embed_query(query) {
-            Ok(q) => vector = c.source.nearest(&q, rc.vector_candidates, rc.ef_search)?,
+            Ok(q) => embedded = Some(q),
             Err(e) => notes.push(format!(
                 "vector search unavailable ({e}); lexical results only"
             )),
         }
     }
+    let (lexical, vector) = c.source.rankings(&RankingQuery {
+        terms: &terms,
+        lexical_limit: rc.lexical_candidates,
+        head_weight: rc.head_weight,
+        vector: embedded.as_deref(),
+        vector_limit: rc.vector_candidates,
+        ef: rc.ef_search,
+    })?;
     let fused = fuse(&lexical, &vector, rc);
     // The priors may lift a candidate from below the pool, so all candidates are loaded
     // (at most lexical_candidates + vector_candidates).

@@ -24,6 +24,30 @@ pub trait CandidateSource {
     /// The chunks nearest to an embedded query, by cosine similarity.
     fn nearest(&self, query: &[f32], limit: usize, ef: usize) -> Result<Vec<(ChunkId, f32)>>;
     fn chunks(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, StoredChunk>>;
+    /// Both rankings: the lexical one and, given an embedded query, the nearest chunks.
+    /// A source that can fetch them side by side (a database) overrides this.
+    fn rankings(&self, ask: &RankingQuery<'_>) -> Result<(Ranking, Ranking)> {
+        let lexical = self.lexical(ask.terms, ask.lexical_limit, ask.head_weight)?;
+        let vector = match ask.vector {
+            Some(q) => self.nearest(q, ask.vector_limit, ask.ef)?,
+            None => Vec::new(),
+        };
+        Ok((lexical, vector))
+    }
+}
+
+/// One ranking: (chunk id, score), best first.
+pub type Ranking = Vec<(ChunkId, f32)>;
+
+/// What [`CandidateSource::rankings`] is asked.
+pub struct RankingQuery<'a> {
+    pub terms: &'a [String],
+    pub lexical_limit: usize,
+    pub head_weight: f32,
+    /// The embedded query; `None`: no vector ranking.
+    pub vector: Option<&'a [f32]>,
+    pub vector_limit: usize,
+    pub ef: usize,
 }
 
 /// One person's index: the SQLite store and the loaded vector graph (`None` when vector
@@ -92,5 +116,18 @@ impl CandidateSource for SharedSnapshot<'_> {
 
     fn chunks(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, StoredChunk>> {
         self.store.chunks_by_id(ids)
+    }
+
+    fn rankings(&self, ask: &RankingQuery<'_>) -> Result<(Ranking, Ranking)> {
+        self.store.lexical_and_nearest(
+            self.snapshot,
+            ask.terms,
+            ask.lexical_limit,
+            ask.head_weight,
+            ask.vector.filter(|_| self.vectors),
+            ask.vector_limit,
+            ask.ef,
+            self.excluded,
+        )
     }
 }

@@ -1071,6 +1071,21 @@ impl PgStore {
         head_weight: f32,
         excluded: &[String],
     ) -> Result<Vec<(ChunkId, f32)>> {
+        match self.lexical_query(snapshot, terms, limit, head_weight, excluded)? {
+            Some(query) => block(query),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// [`PgStore::lexical_search`]'s query, to run (`None`: nothing to ask).
+    fn lexical_query(
+        &self,
+        snapshot: i64,
+        terms: &[String],
+        limit: usize,
+        head_weight: f32,
+        excluded: &[String],
+    ) -> Result<Option<impl Future<Output = Result<Vec<(ChunkId, f32)>>> + Send + 'static>> {
         let mut unique: Vec<String> = Vec::new();
         for t in terms {
             let t = t.to_lowercase();
@@ -1079,7 +1094,7 @@ impl PgStore {
             }
         }
         if unique.is_empty() || limit == 0 {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let (idf, avg_terms) = self.idf(snapshot, &unique)?;
         let weights: Vec<f32> = unique
@@ -1089,7 +1104,7 @@ impl PgStore {
         let pool = self.reader.clone();
         let at = self.reader_at.clone();
         let excluded = excluded.to_vec();
-        block(async move {
+        Ok(Some(async move {
             let client = pool.get().await.map_err(|e| db_error(&at, e))?;
             // FTS5's bm25(): per query term, idf * w * (k1 + 1) / (w + k1 * (1 - b + b * len / avg)),
             // w = head_weight * (the term's head occurrences) + (its body occurrences).
@@ -1119,7 +1134,7 @@ impl PgStore {
                 .into_iter()
                 .map(|r| (ChunkId(r.get(0)), r.get::<_, Option<f32>>(1).unwrap_or(0.0)))
                 .collect())
-        })
+        }))
     }
 
     /// BM25's statistics of a snapshot: each term's inverse document frequency among its
@@ -1198,9 +1213,61 @@ impl PgStore {
         ef: usize,
         excluded: &[String],
     ) -> Result<Vec<(ChunkId, f32)>> {
+        match self.nearest_query(snapshot, query, limit, ef, excluded) {
+            Some(query) => block(query),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Both rankings of a snapshot at once, on two connections: the lexical one and,
+    /// with a query vector, the nearest neighbours (a question waits for the slower
+    /// of the two, not for both in turn).
+    #[allow(clippy::too_many_arguments)]
+    pub fn lexical_and_nearest(
+        &self,
+        snapshot: &Snapshot,
+        terms: &[String],
+        lexical_limit: usize,
+        head_weight: f32,
+        query: Option<&[f32]>,
+        vector_limit: usize,
+        ef: usize,
+        excluded: &[String],
+    ) -> Result<(Vec<(ChunkId, f32)>, Vec<(ChunkId, f32)>)> {
+        let lexical =
+            self.lexical_query(snapshot.id, terms, lexical_limit, head_weight, excluded)?;
+        let nearest =
+            query.and_then(|q| self.nearest_query(snapshot, q, vector_limit, ef, excluded));
+        block(async move {
+            let lexical = async move {
+                match lexical {
+                    Some(q) => q.await,
+                    None => Ok(Vec::new()),
+                }
+            };
+            let nearest = async move {
+                match nearest {
+                    Some(q) => q.await,
+                    None => Ok(Vec::new()),
+                }
+            };
+            let (lexical, nearest) = tokio::join!(lexical, nearest);
+            Ok((lexical?, nearest?))
+        })
+    }
+
+    /// [`PgStore::nearest`]'s query, to run (`None`: nothing to ask).
+    fn nearest_query(
+        &self,
+        snapshot: &Snapshot,
+        query: &[f32],
+        limit: usize,
+        ef: usize,
+        excluded: &[String],
+    ) -> Option<impl Future<Output = Result<Vec<(ChunkId, f32)>>> + Send + 'static> {
         let dims = snapshot.identity.dimensions;
         if dims == 0 || query.len() != dims || limit == 0 {
-            return Ok(Vec::new());
+            return None;
         }
         let pool = self.reader.clone();
         let at = self.reader_at.clone();
@@ -1209,7 +1276,7 @@ impl PgStore {
         let q = vector_of(query);
         let excluded = excluded.to_vec();
         let ef = ef.max(limit).min(1000);
-        block(async move {
+        Some(async move {
             let client = pool.get().await.map_err(|e| db_error(&at, e))?;
             // Session settings (every query of ragls on a pooled connection wants them):
             // one round trip, not a transaction's four.
