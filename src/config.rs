@@ -178,6 +178,9 @@ pub struct IndexConfig {
     pub chunk_max_lines: usize,
     /// Rebuild the vector index when this share of its entries is deleted.
     pub compact_deleted_ratio: f32,
+    /// Search the vectors exactly (a scan, nothing on disk) below this many chunks; an
+    /// HNSW graph from there on.
+    pub exact_search_below: usize,
 }
 
 impl Default for IndexConfig {
@@ -191,6 +194,7 @@ impl Default for IndexConfig {
             chunk_min_bytes: 250,
             chunk_max_lines: 80,
             compact_deleted_ratio: 0.25,
+            exact_search_below: 250_000,
         }
     }
 }

@@ -32,6 +32,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Every live chunk's vector in chunk-id order, handed to `f` one at a time (the
+    /// vector index is built from this without a list of them all in memory).
+    pub fn for_each_live_vector(
+        &self,
+        id: &Identity,
+        f: &mut dyn FnMut(ChunkId, &[f32]),
+    ) -> Result<()> {
+        let mut st = self.conn.prepare(
+            "SELECT c.id, e.vector FROM chunks c JOIN embeddings e
+             ON e.embedder=?1 AND e.dimensions=?2 AND e.text_hash=c.text_hash
+             ORDER BY c.id",
+        )?;
+        let mut rows = st.query(params![id.embedder, id.dimensions as i64])?;
+        while let Some(r) = rows.next()? {
+            let chunk: ChunkId = r.get(0)?;
+            let blob = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+            if let Some(v) = blob_to_vector(blob, id.dimensions) {
+                f(chunk, &v);
+            }
+        }
+        Ok(())
+    }
+
     /// Every live chunk's vector, for rebuilding the vector index.
     pub fn live_vectors(&self, id: &Identity) -> Result<Vec<(ChunkId, Vec<f32>)>> {
         let mut st = self.conn.prepare(
@@ -90,7 +113,7 @@ pub fn stored_precision(v: &mut [f32]) {
 }
 
 /// `f32` -> IEEE 754 binary16 bits, rounding to nearest, ties to even.
-pub(super) fn f32_to_f16(x: f32) -> u16 {
+pub fn f32_to_f16(x: f32) -> u16 {
     let b = x.to_bits();
     let sign = ((b >> 16) & 0x8000) as u16;
     let exp = ((b >> 23) & 0xff) as i32;
@@ -128,7 +151,7 @@ pub(super) fn f32_to_f16(x: f32) -> u16 {
 }
 
 /// IEEE 754 binary16 bits -> `f32` (exact).
-pub(super) fn f16_to_f32(h: u16) -> f32 {
+pub fn f16_to_f32(h: u16) -> f32 {
     let sign = u32::from(h & 0x8000) << 16;
     let exp = u32::from((h >> 10) & 0x1f);
     let man = u32::from(h & 0x3ff);
