@@ -179,7 +179,8 @@ pub struct IndexConfig {
     /// Rebuild the vector index when this share of its entries is deleted.
     pub compact_deleted_ratio: f32,
     /// Search the vectors exactly (a scan, nothing on disk) below this many chunks; an
-    /// HNSW graph from there on.
+    /// HNSW graph from there on. Counted at 256 dimensions: wider vectors switch at
+    /// proportionally fewer chunks (`ann::VectorIndex::exact_limit`); 0 = always the graph.
     pub exact_search_below: usize,
 }
 
@@ -194,7 +195,7 @@ impl Default for IndexConfig {
             chunk_min_bytes: 250,
             chunk_max_lines: 80,
             compact_deleted_ratio: 0.25,
-            exact_search_below: 250_000,
+            exact_search_below: 100_000,
         }
     }
 }

@@ -101,7 +101,19 @@ enum Kind {
     Graph(hnsw::Graph),
 }
 
+/// The dimension `index.exact_search_below` is counted in (the built-in embedder's).
+pub const EXACT_REFERENCE_DIMS: usize = 256;
+
 impl VectorIndex {
+    /// The number of chunks below which vectors of `dims` dimensions are searched exactly:
+    /// `exact_search_below` at up to 256 dimensions, proportionally fewer above (a scan
+    /// costs chunks x dimensions), so the scan stays within the same time.
+    pub fn exact_limit(exact_search_below: usize, dims: usize) -> usize {
+        let scaled = exact_search_below as u128 * EXACT_REFERENCE_DIMS as u128
+            / dims.max(EXACT_REFERENCE_DIMS) as u128;
+        scaled as usize
+    }
+
     /// An empty index of the kind for `expected_points` vectors: exact below
     /// `exact_below`, a graph from there on.
     pub fn new(dims: usize, expected_points: usize, exact_below: usize) -> Self {
@@ -834,6 +846,15 @@ mod tests {
             assert_eq!(got, fresh.search(&query, 10, 10, &live), "query {q}");
             assert!(got.iter().all(|(id, _)| *id != ChunkId(5)));
         }
+    }
+
+    #[test]
+    fn the_threshold_is_counted_in_256_dimension_vectors() {
+        assert_eq!(VectorIndex::exact_limit(100_000, 256), 100_000);
+        assert_eq!(VectorIndex::exact_limit(100_000, 64), 100_000);
+        assert_eq!(VectorIndex::exact_limit(100_000, 768), 33_333);
+        assert_eq!(VectorIndex::exact_limit(usize::MAX, 3072), usize::MAX / 12);
+        assert_eq!(VectorIndex::exact_limit(0, 384), 0);
     }
 
     #[test]

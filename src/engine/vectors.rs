@@ -36,7 +36,7 @@ impl Engine {
         let dims = self.identity().dimensions;
         let generation = self.store.generation()?;
         let live = LiveSet::from_ids(self.store.live_chunk_ids()?);
-        let exact_below = self.config.index.exact_search_below;
+        let exact_below = VectorIndex::exact_limit(self.config.index.exact_search_below, dims);
         // Below the threshold the index is exact, read from the store's vectors: there is
         // no graph to load.
         let dumped = (live.len() >= exact_below)
@@ -135,7 +135,8 @@ impl Engine {
         let tombstones = index.points().saturating_sub(self.vectors.live_len());
         let ratio = self.config.index.compact_deleted_ratio;
         // The kind follows the size: exact below the threshold, a graph from there on.
-        let exact_below = self.config.index.exact_search_below;
+        let exact_below =
+            VectorIndex::exact_limit(self.config.index.exact_search_below, index.dims());
         let wrong_kind = index.is_exact() != (self.vectors.live_len() < exact_below);
         let index = if wrong_kind
             || (index.points() > 0 && tombstones as f32 > ratio * index.points() as f32)
