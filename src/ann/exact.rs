@@ -1,11 +1,16 @@
-//! The exact index for all but huge workspaces: every live chunk's vector in one
-//! contiguous block of half floats (the embedding cache's own precision), searched by a
-//! full scan.
+//! The exact index for all but huge workspaces: every live chunk's vector as half floats
+//! (the embedding cache's own precision) in memory, searched by a full scan.
 //!
 //! At tens of thousands of chunks a scan is a few milliseconds, needs no graph to build,
 //! dump or load, holds half the memory of the graph's `f32` copies (and none of its
 //! links), finds the true nearest neighbours, and ranks by construction the same way
 //! whatever the order the vectors came in (ties go to the smaller chunk id).
+//!
+//! Layout: blocks of 64 rows, each block stored dimension by dimension (the 64 rows'
+//! first components, then their second...). A scan keeps a block's 64 sums in
+//! registers and reads only the dimensions where the query is not zero: a query of the
+//! built-in embedder (a few words hashed into 256 dimensions) sets about a tenth of them,
+//! so a scan reads about a tenth of the vectors; a dense query reads them all, once.
 //!
 //! Rows are kept dense: removing a chunk moves the last row into its place, so inserts
 //! and removals cost only what changed.
@@ -16,9 +21,11 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::RwLock;
 
-/// Below this much work (rows x dimensions) one thread scans; above it the rows are split
-/// across the cores (at 256 dimensions: from 32k rows up).
-pub(super) const PARALLEL_WORK: usize = 8 << 20;
+/// Rows per block.
+const BLOCK: usize = 64;
+/// Below this much work (rows x dimensions the query sets) one thread scans; above it
+/// the blocks are split across the cores.
+pub(super) const PARALLEL_WORK: usize = 4 << 20;
 /// At most this many threads scan one query.
 const MAX_THREADS: usize = 4;
 
@@ -26,7 +33,8 @@ const MAX_THREADS: usize = 4;
 struct Rows {
     /// Chunk id of each row.
     ids: Vec<i64>,
-    /// Row `i` is `data[i * dims..(i + 1) * dims]`, IEEE half floats.
+    /// Row `r`'s component `d` is `data[(r / BLOCK) * dims * BLOCK + d * BLOCK + r % BLOCK]`,
+    /// an IEEE half float; the unused rows of the last block are zero.
     data: Vec<u16>,
     /// Row of each chunk id.
     slot: HashMap<i64, usize>,
@@ -37,6 +45,11 @@ pub(super) struct Exact {
     /// Rows from which the user should turn this into a graph.
     pub(super) limit: usize,
     rows: RwLock<Rows>,
+}
+
+#[inline]
+fn at(dims: usize, row: usize, d: usize) -> usize {
+    (row / BLOCK) * dims * BLOCK + d * BLOCK + row % BLOCK
 }
 
 /// A scored row, ordered so that the greatest is the better hit: higher score, then the
@@ -105,17 +118,20 @@ impl TopK {
 impl Rows {
     /// Adds or replaces the row of `id`; `v` has the index's dimension.
     fn upsert(&mut self, dims: usize, id: i64, v: &[f32]) {
-        match self.slot.get(&id) {
-            Some(&row) => {
-                for (d, x) in self.data[row * dims..(row + 1) * dims].iter_mut().zip(v) {
-                    *d = f32_to_f16(*x);
-                }
-            }
+        let row = match self.slot.get(&id) {
+            Some(&row) => row,
             None => {
-                self.slot.insert(id, self.ids.len());
+                let row = self.ids.len();
+                if row % BLOCK == 0 {
+                    self.data.resize(self.data.len() + dims * BLOCK, 0);
+                }
+                self.slot.insert(id, row);
                 self.ids.push(id);
-                self.data.extend(v.iter().map(|x| f32_to_f16(*x)));
+                row
             }
+        };
+        for (d, x) in v.iter().enumerate() {
+            self.data[at(dims, row, d)] = f32_to_f16(*x);
         }
     }
 
@@ -128,12 +144,24 @@ impl Rows {
         if row != last {
             let moved = self.ids[last];
             self.ids[row] = moved;
-            self.data
-                .copy_within(last * dims..(last + 1) * dims, row * dims);
+            for d in 0..dims {
+                self.data[at(dims, row, d)] = self.data[at(dims, last, d)];
+            }
             self.slot.insert(moved, row);
         }
+        for d in 0..dims {
+            self.data[at(dims, last, d)] = 0;
+        }
         self.ids.pop();
-        self.data.truncate(last * dims);
+        if last % BLOCK == 0 {
+            self.data.truncate((last / BLOCK) * dims * BLOCK);
+        }
+    }
+
+    fn row(&self, dims: usize, row: usize, out: &mut [f32]) {
+        for (d, x) in out.iter_mut().enumerate().take(dims) {
+            *x = f16_to_f32(self.data[at(dims, row, d)]);
+        }
     }
 }
 
@@ -160,7 +188,7 @@ impl Exact {
     ) -> crate::error::Result<Exact> {
         let mut rows = Rows {
             ids: Vec::with_capacity(expected),
-            data: Vec::with_capacity(expected * dims),
+            data: Vec::with_capacity(expected.div_ceil(BLOCK) * BLOCK * dims),
             slot: HashMap::with_capacity(expected),
         };
         fill(&mut |id, v| {
@@ -219,12 +247,7 @@ impl Exact {
         order.sort_unstable();
         let mut v = vec![0.0f32; self.dims];
         for (id, row) in order {
-            for (x, h) in v
-                .iter_mut()
-                .zip(&rows.data[row * self.dims..(row + 1) * self.dims])
-            {
-                *x = f16_to_f32(*h);
-            }
+            rows.row(self.dims, row, &mut v);
             f(ChunkId(id), &v);
         }
     }
@@ -235,7 +258,16 @@ impl Exact {
         let rows = self.read();
         let dims = self.dims;
         let n = rows.ids.len();
-        let threads = if n * dims >= PARALLEL_WORK {
+        let blocks = n.div_ceil(BLOCK);
+        // The query's non-zero components, in dimension order (the order of the sums).
+        let set: Vec<(usize, f32)> = query
+            .iter()
+            .take(dims)
+            .enumerate()
+            .filter(|(_, q)| **q != 0.0)
+            .map(|(d, q)| (d, *q))
+            .collect();
+        let threads = if n * set.len() >= PARALLEL_WORK {
             std::thread::available_parallelism()
                 .map(|p| p.get())
                 .unwrap_or(1)
@@ -245,28 +277,21 @@ impl Exact {
         };
         let scan = |lo: usize, hi: usize| {
             let mut top = TopK::new(k);
-            scan_rows(
-                query,
-                &rows.data[lo * dims..hi * dims],
-                &rows.ids[lo..hi],
-                dims,
-                live,
-                &mut top,
-            );
+            scan_blocks(&set, &rows, dims, lo, hi, live, &mut top);
             top
         };
         let top = if threads <= 1 {
-            scan(0, n)
+            scan(0, blocks)
         } else {
-            let per = n.div_ceil(threads);
+            let per = blocks.div_ceil(threads);
             std::thread::scope(|s| {
                 let parts: Vec<_> = (1..threads)
                     .map(|t| {
-                        let (lo, hi) = ((t * per).min(n), ((t + 1) * per).min(n));
+                        let (lo, hi) = ((t * per).min(blocks), ((t + 1) * per).min(blocks));
                         s.spawn(move || scan(lo, hi))
                     })
                     .collect();
-                let mut top = scan(0, per.min(n));
+                let mut top = scan(0, per.min(blocks));
                 for p in parts {
                     match p.join() {
                         Ok(part) => top = top.merge(part),
@@ -283,13 +308,14 @@ impl Exact {
     }
 }
 
-/// Scores every live row of `data` (rows of `dims` half floats, chunk ids in `ids`) into
-/// `top`, with the fastest dot product this processor has.
-fn scan_rows(
-    query: &[f32],
-    data: &[u16],
-    ids: &[i64],
+/// Scores the live rows of blocks `lo..hi` into `top`: `set` is the query's non-zero
+/// components (dimension, value), with the fastest instructions this processor has.
+fn scan_blocks(
+    set: &[(usize, f32)],
+    rows: &Rows,
     dims: usize,
+    lo: usize,
+    hi: usize,
     live: &LiveSet,
     top: &mut TopK,
 ) {
@@ -300,128 +326,130 @@ fn scan_rows(
             && std::is_x86_feature_detected!("f16c")
         {
             // SAFETY: the processor has the features the function is compiled for.
-            unsafe { scan_rows_avx2(query, data, ids, dims, live, top) };
+            unsafe { scan_blocks_avx2(set, rows, dims, lo, hi, live, top) };
             return;
         }
     }
-    scan_rows_with(query, data, ids, dims, live, top, dot_f16_portable);
+    scan_blocks_with(set, rows, dims, lo, hi, live, top, block_sums_portable);
 }
 
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn scan_rows_with(
-    query: &[f32],
-    data: &[u16],
-    ids: &[i64],
+fn scan_blocks_with(
+    set: &[(usize, f32)],
+    rows: &Rows,
     dims: usize,
+    lo: usize,
+    hi: usize,
     live: &LiveSet,
     top: &mut TopK,
-    dot: impl Fn(&[f32], &[u16]) -> f32,
+    sums: impl Fn(&[(usize, f32)], &[u16], &mut [f32; BLOCK]),
 ) {
-    for (row, &id) in data.chunks_exact(dims).zip(ids) {
-        if !live.contains(id as usize) {
-            continue;
+    let mut scores = [0.0f32; BLOCK];
+    for b in lo..hi {
+        let block = &rows.data[b * dims * BLOCK..(b + 1) * dims * BLOCK];
+        let ids = &rows.ids[b * BLOCK..rows.ids.len().min((b + 1) * BLOCK)];
+        sums(set, block, &mut scores);
+        for (&id, &score) in ids.iter().zip(&scores) {
+            if live.contains(id as usize) {
+                top.offer(Scored { score, id });
+            }
         }
-        top.offer(Scored {
-            score: dot(query, row),
-            id,
-        });
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scan_rows_avx2(
-    query: &[f32],
-    data: &[u16],
-    ids: &[i64],
+unsafe fn scan_blocks_avx2(
+    set: &[(usize, f32)],
+    rows: &Rows,
     dims: usize,
+    lo: usize,
+    hi: usize,
     live: &LiveSet,
     top: &mut TopK,
 ) {
-    scan_rows_with(query, data, ids, dims, live, top, |q, r| {
+    scan_blocks_with(set, rows, dims, lo, hi, live, top, |s, b, out| {
         // SAFETY: only reached from a function compiled for these features, which the
         // caller checked.
-        unsafe { dot_f16_avx2(q, r) }
+        unsafe { block_sums_avx2(s, b, out) }
     });
 }
 
-/// `query . row` for a row of half floats: 32 components a step in four 8-lane
-/// accumulators, converted with F16C and summed with FMA.
+/// The 64 sums of one block: for each set dimension in order, 64 half floats converted
+/// with F16C and accumulated with FMA in eight 8-lane registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn dot_f16_avx2(query: &[f32], row: &[u16]) -> f32 {
+unsafe fn block_sums_avx2(set: &[(usize, f32)], block: &[u16], out: &mut [f32; BLOCK]) {
     use std::arch::x86_64::*;
-    let n = query.len().min(row.len());
-    let (q, r) = (query.as_ptr(), row.as_ptr());
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 32 <= n {
+    let mut acc = [_mm256_setzero_ps(); BLOCK / 8];
+    for &(d, q) in set {
+        let column = &block[d * BLOCK..(d + 1) * BLOCK];
+        let p = column.as_ptr();
+        let qv = _mm256_set1_ps(q);
         for (j, a) in acc.iter_mut().enumerate() {
-            let h = _mm256_cvtph_ps(_mm_loadu_si128(r.add(i + 8 * j) as *const __m128i));
-            *a = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(i + 8 * j)), h, *a);
+            let h = _mm256_cvtph_ps(_mm_loadu_si128(p.add(8 * j) as *const __m128i));
+            *a = _mm256_fmadd_ps(qv, h, *a);
         }
-        i += 32;
     }
-    while i + 8 <= n {
-        let h = _mm256_cvtph_ps(_mm_loadu_si128(r.add(i) as *const __m128i));
-        acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(i)), h, acc[0]);
-        i += 8;
+    for (j, a) in acc.iter().enumerate() {
+        _mm256_storeu_ps(out.as_mut_ptr().add(8 * j), *a);
     }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut lanes = [0.0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
-    let mut total = lanes.iter().sum::<f32>();
-    while i < n {
-        total += query[i] * f16_to_f32(row[i]);
-        i += 1;
-    }
-    total
 }
 
-/// `query . row` for a row of half floats, without special instructions.
-fn dot_f16_portable(query: &[f32], row: &[u16]) -> f32 {
-    const LANES: usize = 8;
-    let n = query.len().min(row.len());
-    let (q, r) = (&query[..n], &row[..n]);
-    let mut acc = [0.0f32; LANES];
-    let (cq, cr) = (q.chunks_exact(LANES), r.chunks_exact(LANES));
-    let tail: f32 = cq
-        .remainder()
-        .iter()
-        .zip(cr.remainder())
-        .map(|(x, h)| x * f16_to_f32(*h))
-        .sum();
-    for (x, h) in cq.zip(cr) {
-        for i in 0..LANES {
-            acc[i] += x[i] * f16_to_f32(h[i]);
+/// [`block_sums_avx2`] without special instructions.
+fn block_sums_portable(set: &[(usize, f32)], block: &[u16], out: &mut [f32; BLOCK]) {
+    *out = [0.0; BLOCK];
+    for &(d, q) in set {
+        for (o, h) in out.iter_mut().zip(&block[d * BLOCK..(d + 1) * BLOCK]) {
+            *o = q.mul_add(f16_to_f32(*h), *o);
         }
     }
-    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn block_of(dims: usize) -> (Vec<(usize, f32)>, Vec<u16>, Vec<[f32; 2]>) {
+        let set: Vec<(usize, f32)> = (0..dims)
+            .filter(|d| d % 3 != 1)
+            .map(|d| (d, ((d * 37 % 19) as f32 - 9.0) / 13.0))
+            .collect();
+        let block: Vec<u16> = (0..dims * BLOCK)
+            .map(|i| f32_to_f16(((i * 11 % 23) as f32 - 11.0) / 17.0))
+            .collect();
+        let plain = (0..BLOCK)
+            .map(|r| {
+                let s: f32 = set
+                    .iter()
+                    .map(|(d, q)| q * f16_to_f32(block[d * BLOCK + r]))
+                    .sum();
+                [s, 0.0]
+            })
+            .collect();
+        (set, block, plain)
+    }
+
     #[test]
     fn the_kernels_agree_with_the_plain_sum() {
-        for dims in [1, 7, 8, 31, 32, 33, 100, 256, 384] {
-            let q: Vec<f32> = (0..dims)
-                .map(|i| ((i * 37 % 19) as f32 - 9.0) / 13.0)
-                .collect();
-            let row: Vec<u16> = (0..dims)
-                .map(|i| f32_to_f16(((i * 11 % 23) as f32 - 11.0) / 17.0))
-                .collect();
-            let plain: f32 = q.iter().zip(&row).map(|(x, h)| x * f16_to_f32(*h)).sum();
-            assert!((dot_f16_portable(&q, &row) - plain).abs() < 1e-4, "{dims}");
+        for dims in [1, 7, 8, 33, 256, 384] {
+            let (set, block, plain) = block_of(dims);
+            let mut out = [0.0f32; BLOCK];
+            block_sums_portable(&set, &block, &mut out);
+            for r in 0..BLOCK {
+                assert!((out[r] - plain[r][0]).abs() < 1e-4, "{dims} {r}");
+            }
             #[cfg(target_arch = "x86_64")]
             if std::is_x86_feature_detected!("avx2")
                 && std::is_x86_feature_detected!("fma")
                 && std::is_x86_feature_detected!("f16c")
             {
-                let fast = unsafe { dot_f16_avx2(&q, &row) };
-                assert!((fast - plain).abs() < 1e-4, "{dims}: {fast} vs {plain}");
+                let mut fast = [0.0f32; BLOCK];
+                unsafe { block_sums_avx2(&set, &block, &mut fast) };
+                // The same operations in the same order: the same bits.
+                assert_eq!(fast, out, "{dims}");
             }
         }
     }
@@ -429,18 +457,31 @@ mod tests {
     #[test]
     fn rows_stay_dense_through_removals() {
         let index = Exact::new(2);
-        let items: Vec<(ChunkId, Vec<f32>)> = (1..=5)
-            .map(|i| (ChunkId(i), vec![i as f32 / 8.0, 0.5]))
+        let items: Vec<(ChunkId, Vec<f32>)> = (1..=(BLOCK as i64 + 5))
+            .map(|i| (ChunkId(i), vec![i as f32 / 128.0, 0.5]))
             .collect();
         index.insert(&items);
-        index.remove(&[ChunkId(2), ChunkId(5), ChunkId(42)]);
-        assert_eq!(index.points(), 3);
+        let gone: Vec<ChunkId> = [2, 5, 42, 66, 67, 68, 69, 1000].map(ChunkId).to_vec();
+        index.remove(&gone);
+        assert_eq!(index.points(), BLOCK + 5 - 7);
         let mut seen = Vec::new();
-        index.for_each_in_id_order(|id, v| seen.push((id.0, v[0])));
-        assert_eq!(seen, vec![(1, 0.125), (3, 0.375), (4, 0.5)]);
+        index.for_each_in_id_order(|id, v| seen.push((id.0, v[0], v[1])));
+        let want: Vec<(i64, f32, f32)> = (1..=(BLOCK as i64 + 5))
+            .filter(|i| !gone.contains(&ChunkId(*i)))
+            .map(|i| (i, i as f32 / 128.0, 0.5))
+            .collect();
+        assert_eq!(seen, want);
+        // The last block went with its last row, and the unused rows are zero.
+        {
+            let rows = index.read();
+            assert_eq!(rows.data.len(), 2 * BLOCK);
+            for r in rows.ids.len()..BLOCK {
+                assert_eq!((rows.data[at(2, r, 0)], rows.data[at(2, r, 1)]), (0, 0));
+            }
+        }
         // Replacing a row keeps one row per chunk.
         index.insert(&[(ChunkId(3), vec![0.75, 0.5])]);
-        assert_eq!(index.points(), 3);
+        assert_eq!(index.points(), BLOCK + 5 - 7);
     }
 
     #[test]

@@ -730,7 +730,15 @@ mod tests {
             index.insert(&items);
             let live = LiveSet::from_ids(items.iter().map(|(id, _)| *id));
             for q in 0..40u64 {
-                let query = unit(50_000 + q, dims);
+                let mut query = unit(50_000 + q, dims);
+                if q % 2 == 1 {
+                    // Sparse, like a query of the built-in embedder: most components zero.
+                    for (d, x) in query.iter_mut().enumerate() {
+                        if (d as u64 * 7 + q) % 10 != 0 {
+                            *x = 0.0;
+                        }
+                    }
+                }
                 let got = index.search(&query, 50, 0, &live);
                 assert_matches_reference(
                     &got,
