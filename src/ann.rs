@@ -7,6 +7,7 @@
 
 use crate::store::{stored_precision, ChunkId};
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -106,6 +107,9 @@ pub struct VectorIndex {
     dims: usize,
     /// Points in the graph, tombstones included.
     points: AtomicUsize,
+    /// The chunk ids in the graph: a chunk is inserted at most once, however many paths
+    /// (the indexer, the model's background embedding, query-time embedding) offer it.
+    ids: Mutex<HashSet<usize>>,
 }
 
 /// The vector index and the live set of one workspace, shared by the engine that writes
@@ -359,6 +363,7 @@ impl VectorIndex {
             hnsw,
             dims,
             points: AtomicUsize::new(0),
+            ids: Mutex::new(HashSet::new()),
         }
     }
 
@@ -381,20 +386,32 @@ impl VectorIndex {
     /// The vectors are rounded to the precision of the embedding cache first, so a vector
     /// read back from the store builds the same graph as a freshly computed one.
     pub fn insert(&self, items: &[(ChunkId, Vec<f32>)]) {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
         let mut data: Vec<(Vec<f32>, usize)> = items
             .iter()
-            .filter(|(id, v)| v.len() == self.dims && id.0 >= 0)
+            .filter(|(id, v)| v.len() == self.dims && id.0 >= 0 && ids.insert(id.0 as usize))
             .map(|(id, v)| {
                 let mut v = v.clone();
                 stored_precision(&mut v);
                 (v, id.0 as usize)
             })
             .collect();
+        drop(ids);
         data.sort_by_key(|(_, id)| *id);
         for (v, id) in &data {
             self.hnsw.insert_slice((v.as_slice(), *id));
         }
         self.points.fetch_add(data.len(), Ordering::Relaxed);
+    }
+
+    /// Whether the graph holds a point for this chunk (live or not).
+    pub fn contains(&self, id: ChunkId) -> bool {
+        id.0 >= 0
+            && self
+                .ids
+                .lock()
+                .map(|ids| ids.contains(&(id.0 as usize)))
+                .unwrap_or(false)
     }
 
     /// The `k` nearest live chunks to `query`, as (id, cosine similarity), best first.
@@ -501,10 +518,16 @@ impl VectorIndex {
             return None;
         }
         hnsw.set_searching_mode(false);
+        let ids: HashSet<usize> = hnsw
+            .get_point_indexation()
+            .into_iter()
+            .map(|p| p.get_origin_id())
+            .collect();
         Some(VectorIndex {
             hnsw,
             dims,
             points: AtomicUsize::new(sidecar.points),
+            ids: Mutex::new(ids),
         })
     }
 }

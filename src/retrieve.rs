@@ -12,9 +12,9 @@ use crate::ann::SharedVectors;
 use crate::config::{Fusion, RetrieveConfig};
 use crate::embed::Embedder;
 use crate::error::Result;
-use crate::store::{ChunkId, Store, StoredChunk};
+use crate::store::{ChunkId, Identity, Store, StoredChunk};
 use crate::tokenize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 pub mod explain;
@@ -78,6 +78,10 @@ pub struct Candidates<'a> {
     pub vectors: Option<&'a SharedVectors>,
     /// Embeds the query for the vector search.
     pub embedder: &'a dyn Embedder,
+    /// Also score every lexical candidate that has a vector by its exact cosine, not only
+    /// what the graph returns: for a model whose vectors cover the index only partly
+    /// (still embedding in the background), this is how they count at once.
+    pub rescore_lexical: bool,
 }
 
 /// Hybrid search: the lexical (BM25) and vector candidates for `query`, fused, adjusted
@@ -97,7 +101,12 @@ pub fn hybrid(
     let mut vector = Vec::new();
     if let Some(vectors) = c.vectors {
         match c.embedder.embed_query(query) {
-            Ok(q) => vector = vectors.search(&q, rc.vector_candidates, rc.ef_search),
+            Ok(q) => {
+                vector = vectors.search(&q, rc.vector_candidates, rc.ef_search);
+                if c.rescore_lexical {
+                    rescore_lexical(c, &q, &lexical, &mut vector)?;
+                }
+            }
             Err(e) => notes.push(format!(
                 "vector search unavailable ({e}); lexical results only"
             )),
@@ -132,6 +141,30 @@ pub fn hybrid(
     priors::apply(query, &mut hits, rc);
     hits.truncate(pool);
     Ok(hits)
+}
+
+/// Adds to `vector` the exact cosine of each lexical candidate that has a stored vector
+/// and that the graph did not return, keeping it best first.
+fn rescore_lexical(
+    c: &Candidates<'_>,
+    query: &[f32],
+    lexical: &[(ChunkId, f32)],
+    vector: &mut Vec<(ChunkId, f32)>,
+) -> Result<()> {
+    let identity = Identity {
+        embedder: c.embedder.id(),
+        dimensions: query.len(),
+    };
+    let returned: HashSet<ChunkId> = vector.iter().map(|(id, _)| *id).collect();
+    let others: Vec<ChunkId> = lexical
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !returned.contains(id))
+        .collect();
+    let (have, _) = c.store.vectors_of_chunks(&identity, &others)?;
+    vector.extend(have.iter().map(|(id, v)| (*id, crate::ann::dot(query, v))));
+    vector.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(())
 }
 
 /// Merges the retrievals of several indexes (workspace folders) into one: hits by score
