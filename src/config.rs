@@ -217,6 +217,9 @@ pub struct RetrieveConfig {
     /// the built-in embedder's, so the defaults trust them more (tuned on dev-eval).
     pub model_lexical_weight: f32,
     pub model_vector_weight: f32,
+    /// With a local transformer model: weight of the built-in hashed embedder's cosine
+    /// over the fused candidates, a third list (0 = off).
+    pub model_hashed_weight: f32,
     /// With a local transformer model: the best this many lexical candidates that lack a
     /// model vector are embedded at query time (and cached), so the first questions rank
     /// semantically before the background pass is done (0 = off).
@@ -247,8 +250,9 @@ impl Default for RetrieveConfig {
             fusion: Fusion::Weighted,
             lexical_weight: 1.0,
             vector_weight: 0.5,
-            model_lexical_weight: 0.2,
+            model_lexical_weight: 0.8,
             model_vector_weight: 1.0,
+            model_hashed_weight: 0.5,
             lazy_embed: 16,
             rrf_k: 60.0,
             head_weight: 4.0,
@@ -389,6 +393,10 @@ impl Config {
                 "retrieve.model_vector_weight",
                 self.retrieve.model_vector_weight,
             ),
+            (
+                "retrieve.model_hashed_weight",
+                self.retrieve.model_hashed_weight,
+            ),
             ("retrieve.rrf_k", self.retrieve.rrf_k),
             ("retrieve.head_weight", self.retrieve.head_weight),
         ];
@@ -407,6 +415,10 @@ impl Config {
             (
                 "retrieve.model_vector_weight",
                 self.retrieve.model_vector_weight,
+            ),
+            (
+                "retrieve.model_hashed_weight",
+                self.retrieve.model_hashed_weight,
             ),
             ("retrieve.head_weight", self.retrieve.head_weight),
         ] {

@@ -269,6 +269,7 @@ impl Engine {
             vectors: use_vectors.then_some(&*self.vectors),
             embedder: self.embedder.as_ref(),
             rescore_lexical: model,
+            hashed_weight: if model { rc.model_hashed_weight } else { 0.0 },
         };
         let mut hits = retrieve::hybrid(&sources, query, pool, &rc, &mut notes)?;
         let retrieve_ms = started.elapsed().as_millis() as u64;
