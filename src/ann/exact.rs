@@ -233,6 +233,11 @@ impl Exact {
         }
     }
 
+    /// Whether a row holds this chunk.
+    pub(super) fn contains(&self, id: ChunkId) -> bool {
+        self.read().slot.contains_key(&id.0)
+    }
+
     pub(super) fn remove(&self, ids: &[ChunkId]) {
         let mut rows = self.write();
         for id in ids {

@@ -8,8 +8,10 @@
 use super::{dot, LiveSet};
 use crate::store::{stored_precision, ChunkId};
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Graph width and build effort, measured on the 1M-line corpus (49k chunks, built-in
 /// embedder; README, "Performance"): 12 / 40 builds the graph in about 0.65 of the time of
@@ -35,6 +37,9 @@ pub(super) struct Graph {
     pub(super) dims: usize,
     /// Points in the graph, tombstones included.
     points: AtomicUsize,
+    /// The chunk ids in the graph: a chunk is inserted at most once, however many paths
+    /// (the indexer, the model's background embedding, query-time embedding) offer it.
+    ids: Mutex<HashSet<usize>>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -94,6 +99,7 @@ impl Graph {
             hnsw,
             dims,
             points: AtomicUsize::new(0),
+            ids: Mutex::new(HashSet::new()),
         }
     }
 
@@ -104,15 +110,17 @@ impl Graph {
     /// See [`super::VectorIndex::insert`]: one at a time, in chunk-id order, at the
     /// cache's precision.
     pub(super) fn insert(&self, items: &[(ChunkId, Vec<f32>)]) {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
         let mut data: Vec<(Vec<f32>, usize)> = items
             .iter()
-            .filter(|(id, v)| v.len() == self.dims && id.0 >= 0)
+            .filter(|(id, v)| v.len() == self.dims && id.0 >= 0 && ids.insert(id.0 as usize))
             .map(|(id, v)| {
                 let mut v = v.clone();
                 stored_precision(&mut v);
                 (v, id.0 as usize)
             })
             .collect();
+        drop(ids);
         data.sort_by_key(|(_, id)| *id);
         for (v, id) in &data {
             self.hnsw.insert_slice((v.as_slice(), *id));
@@ -122,10 +130,27 @@ impl Graph {
 
     /// Inserts one vector already at the cache's precision (the caller keeps id order).
     pub(super) fn insert_one(&self, id: ChunkId, v: &[f32]) {
-        if v.len() == self.dims && id.0 >= 0 {
+        let fresh = v.len() == self.dims
+            && id.0 >= 0
+            && self
+                .ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.0 as usize);
+        if fresh {
             self.hnsw.insert_slice((v, id.0 as usize));
             self.points.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Whether the graph holds a point for this chunk (live or not).
+    pub(super) fn contains(&self, id: ChunkId) -> bool {
+        id.0 >= 0
+            && self
+                .ids
+                .lock()
+                .map(|ids| ids.contains(&(id.0 as usize)))
+                .unwrap_or(false)
     }
 
     pub(super) fn search(
@@ -215,10 +240,16 @@ impl Graph {
             return None;
         }
         hnsw.set_searching_mode(false);
+        let ids: HashSet<usize> = hnsw
+            .get_point_indexation()
+            .into_iter()
+            .map(|p| p.get_origin_id())
+            .collect();
         Some(Graph {
             hnsw,
             dims,
             points: AtomicUsize::new(sidecar.points),
+            ids: Mutex::new(ids),
         })
     }
 }

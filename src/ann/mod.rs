@@ -244,6 +244,14 @@ impl VectorIndex {
         }
     }
 
+    /// Whether the index holds a vector for this chunk (for a graph, live or not).
+    pub fn contains(&self, id: ChunkId) -> bool {
+        match &self.kind {
+            Kind::Exact(e) => e.contains(id),
+            Kind::Graph(g) => g.contains(id),
+        }
+    }
+
     /// Drops the vectors of deleted chunks from an exact index (a graph keeps them as
     /// tombstones, hidden by the live set, until it is rebuilt).
     pub fn remove(&self, ids: &[ChunkId]) {

@@ -61,6 +61,11 @@ impl Engine {
             }
         };
         self.vectors.install(index, live);
+        // A dump of the same chunks may lack vectors committed since (a slow model's
+        // background or query-time embedding): the graph takes them now.
+        if self.embeds_in_background() {
+            model::catch_up_graph(&self.store, &self.identity(), &self.vectors)?;
+        }
         Ok(())
     }
 

@@ -1106,6 +1106,8 @@ fn a_locked_index_is_reported_as_in_use() {
 #[test]
 fn a_reader_rebuilds_a_missing_vector_dump_in_memory_and_leaves_the_file_to_the_writer() {
     let sb = Sandbox::with_project();
+    // A graph, not the exact scan a project this small gets: only a graph is dumped.
+    sb.write(".ragls.toml", "[index]\nexact_search_below = 0\n");
     sb.index();
     let sidecar = sb.index.join("vectors.json");
     assert!(sidecar.is_file(), "the writer dumps the vector graph");
