@@ -113,7 +113,9 @@ EOF
 
   # The replica: a base backup of the primary that streams its WAL (-R writes the
   # connection settings), read-only queries on a port of its own.
-  run_as_pg "$bin/pg_basebackup" -h "$state/sock" -p "$port" -U postgres -D "$state/replica" -R -X stream --checkpoint=fast
+  # A replication slot keeps the WAL the replica has not received yet, so it catches up
+  # after the primary was stopped and started again (the outage test does that).
+  run_as_pg "$bin/pg_basebackup" -h "$state/sock" -p "$port" -U postgres -D "$state/replica" -R -X stream --checkpoint=fast -C -S ragls_replica
   cat >>"$state/replica/postgresql.conf" <<EOF
 port = $replica_port
 hot_standby = on

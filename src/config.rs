@@ -19,6 +19,7 @@ pub struct Config {
     pub index: IndexConfig,
     pub retrieve: RetrieveConfig,
     pub mcp: McpConfig,
+    pub store: StoreConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -294,6 +295,55 @@ impl Default for McpConfig {
     }
 }
 
+/// The shared team index (PostgreSQL with pgvector). Empty `url`: the local index only.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://user@host:port/database` (also `RAGLS_STORE_URL`). The password comes
+    /// from the environment's URL, `PGPASSWORD` or `~/.pgpass`, never from a workspace file.
+    pub url: String,
+    /// A streaming replica that reads go to (writes always go to `url`).
+    pub read_url: String,
+    /// The ref (branch) to index or to read; empty = the workspace's current git branch,
+    /// else `main`.
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    /// The repository's name in the shared index; empty = the git remote `origin`'s
+    /// name, else the workspace folder's name.
+    pub repo: String,
+    /// Connections per pool at most.
+    pub pool_size: usize,
+    /// Layer the working tree's own changes over the shared ref (a small local index of
+    /// the files that differ). Off: the shared ref alone (a bot without a checkout).
+    pub overlay: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: String::new(),
+            read_url: String::new(),
+            ref_name: String::new(),
+            repo: String::new(),
+            pool_size: 4,
+            overlay: true,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Whether a shared index is configured.
+    pub fn is_shared(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
+}
+
+/// The variable that gives `store.url` from the environment (over the settings files,
+/// under `--store`).
+pub const STORE_URL_ENV: &str = "RAGLS_STORE_URL";
+/// The variable that gives `store.ref` from the environment (`ragls serve --ref`).
+pub const STORE_REF_ENV: &str = "RAGLS_STORE_REF";
+
 /// The user-wide settings file: `$XDG_CONFIG_HOME/ragls/config.toml` or `~/.config/...`.
 pub fn user_config_path() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
@@ -317,7 +367,10 @@ pub fn load(workspace: &Path, overrides: Option<toml::Table>) -> Result<Config> 
                 })?;
                 // Check each file as it is added, so the error names the file at fault.
                 let named = |e: String| Error::Config(format!("{}: {e}", file.display()));
-                from_table(table.clone()).map_err(named)?;
+                let parsed = from_table(table.clone()).map_err(named)?;
+                if file.starts_with(workspace) {
+                    refuse_password_in_repository(&file, &parsed.store)?;
+                }
                 deep_merge(&mut merged, table);
                 from_table(merged.clone())
                     .map_err(named)?
@@ -333,6 +386,18 @@ pub fn load(workspace: &Path, overrides: Option<toml::Table>) -> Result<Config> 
             }
         }
     }
+    let from_env = |var: &str| std::env::var(var).ok().filter(|v| !v.trim().is_empty());
+    let mut store = toml::Table::new();
+    for (var, key) in [(STORE_URL_ENV, "url"), (STORE_REF_ENV, "ref")] {
+        if let Some(value) = from_env(var) {
+            store.insert(key.into(), toml::Value::String(value));
+        }
+    }
+    if !store.is_empty() {
+        let mut over = toml::Table::new();
+        over.insert("store".into(), toml::Value::Table(store));
+        deep_merge(&mut merged, over);
+    }
     let overridden = overrides.is_some();
     if let Some(over) = overrides {
         deep_merge(&mut merged, over);
@@ -346,6 +411,56 @@ pub fn load(workspace: &Path, overrides: Option<toml::Table>) -> Result<Config> 
         })
     })?;
     Ok(config)
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`; also hides a
+/// `password=` parameter. For every message and log line that names a URL.
+pub fn scrub_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end = out[rest_start..]
+            .find(['/', '?'])
+            .map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                let start = rest_start + colon + 1;
+                out.replace_range(start..rest_start + at, "***");
+            }
+        }
+    }
+    let lower = out.to_ascii_lowercase();
+    if let Some(p) = lower.find("password=") {
+        let start = p + "password=".len();
+        let end = out[start..]
+            .find(['&', ' '])
+            .map_or(out.len(), |i| start + i);
+        out.replace_range(start..end, "***");
+    }
+    out
+}
+
+/// Whether a URL carries a password itself (refused in a workspace's settings file).
+pub fn url_has_password(url: &str) -> bool {
+    scrub_url(url) != url
+}
+
+/// A settings file inside the workspace is committed and shared: a database password in
+/// it would leak, so such a file is refused.
+fn refuse_password_in_repository(file: &Path, store: &StoreConfig) -> Result<()> {
+    for (key, url) in [
+        ("store.url", &store.url),
+        ("store.read_url", &store.read_url),
+    ] {
+        if url_has_password(url) {
+            return Err(Error::Config(format!(
+                "{}: {key} holds a password, and this file is in the repository; remove the password and give it by PGPASSWORD, ~/.pgpass or {STORE_URL_ENV}",
+                file.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Parses settings given as a table (e.g. an editor's `initializationOptions`).
@@ -580,6 +695,19 @@ impl Config {
                 "retrieve.lexical_candidates",
                 "lexical and vector candidates cannot both be 0",
             );
+        }
+        if !(1..=256).contains(&self.store.pool_size) {
+            return bad("store.pool_size", "must be between 1 and 256");
+        }
+        for (key, url) in [
+            ("store.url", &self.store.url),
+            ("store.read_url", &self.store.read_url),
+        ] {
+            if !url.is_empty()
+                && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+            {
+                return bad(key, "must be a postgres:// URL (or empty)");
+            }
         }
         if self.mcp.read_max_bytes < 1024 {
             return bad("mcp.read_max_bytes", "must be at least 1024");

@@ -27,6 +27,10 @@ pub enum Error {
     },
     #[error("index database: {0}")]
     Store(String),
+    /// The shared (PostgreSQL) index cannot be reached: readers fall back to their local
+    /// index; a writer stops.
+    #[error("{0}")]
+    SharedUnreachable(String),
     #[error("{0}")]
     Other(String),
 }
@@ -39,7 +43,7 @@ impl Error {
             | Error::Config(_)
             | Error::IndexLocked(_)
             | Error::IndexCorrupt { .. } => 2,
-            Error::Io { .. } | Error::Store(_) | Error::Other(_) => 1,
+            Error::Io { .. } | Error::Store(_) | Error::SharedUnreachable(_) | Error::Other(_) => 1,
         }
     }
 

@@ -8,11 +8,10 @@
 //! [`hybrid`] fetches the candidates (BM25 from the store, nearest neighbours from the
 //! vector index) and fuses them; everything else here is pure.
 
-use crate::ann::SharedVectors;
 use crate::config::{Fusion, RetrieveConfig};
 use crate::embed::Embedder;
 use crate::error::Result;
-use crate::store::{ChunkId, Identity, Store, StoredChunk};
+use crate::store::{ChunkId, Identity, StoredChunk};
 use crate::tokenize;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -20,6 +19,8 @@ use std::path::{Path, PathBuf};
 pub mod explain;
 pub use explain::{Explain, Ranked};
 pub mod priors;
+mod sources;
+pub use sources::{CandidateSource, LocalIndex, SharedSnapshot};
 
 /// How to order the fused candidates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,9 +74,8 @@ pub struct Fused {
 pub struct Candidates<'a> {
     /// The folder the index covers; every hit carries it.
     pub root: &'a Path,
-    pub store: &'a Store,
-    /// The loaded vector index; `None` when vector search is off.
-    pub vectors: Option<&'a SharedVectors>,
+    /// The index read: the local one (SQLite and the HNSW graph), or a shared snapshot.
+    pub source: &'a dyn CandidateSource,
     /// Embeds the query for the vector search.
     pub embedder: &'a dyn Embedder,
     /// Also score every lexical candidate that has a vector by its exact cosine, not only
@@ -100,13 +100,13 @@ pub fn hybrid(
 ) -> Result<Vec<SearchHit>> {
     let terms = tokenize::terms(query);
     let lexical = c
-        .store
-        .lexical_search(&terms, rc.lexical_candidates, rc.head_weight)?;
+        .source
+        .lexical(&terms, rc.lexical_candidates, rc.head_weight)?;
     let mut vector = Vec::new();
-    if let Some(vectors) = c.vectors {
+    if c.source.searches_vectors() {
         match c.embedder.embed_query(query) {
             Ok(q) => {
-                vector = vectors.search(&q, rc.vector_candidates, rc.ef_search);
+                vector = c.source.nearest(&q, rc.vector_candidates, rc.ef_search)?;
                 if c.rescore_lexical {
                     rescore_lexical(c, &q, &lexical, &mut vector)?;
                 }
@@ -120,7 +120,7 @@ pub fn hybrid(
     // The priors may lift a candidate from below the pool, so all candidates are loaded
     // (at most lexical_candidates + vector_candidates).
     let ids: Vec<ChunkId> = fused.iter().map(|f| f.id).collect();
-    let mut rows = c.store.chunks_by_id(&ids)?;
+    let mut rows = c.source.chunks(&ids)?;
     if c.hashed_weight > 0.0 {
         add_hashed(query, &mut fused, &rows, c.hashed_weight, rc)?;
     }
@@ -211,7 +211,7 @@ fn rescore_lexical(
         .map(|(id, _)| *id)
         .filter(|id| !returned.contains(id))
         .collect();
-    let (have, _) = c.store.vectors_of_chunks(&identity, &others)?;
+    let have = c.source.vectors_of(&identity, &others)?;
     vector.extend(have.iter().map(|(id, v)| (*id, crate::ann::dot(query, v))));
     vector.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     Ok(())

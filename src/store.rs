@@ -14,6 +14,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+pub mod pg;
 mod vectors;
 use vectors::*;
 pub use vectors::{f16_to_f32, f32_to_f16, stored_precision};

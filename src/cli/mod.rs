@@ -40,6 +40,10 @@ pub enum Command {
         /// Start from an empty index (cached embeddings are reused).
         #[arg(long)]
         rebuild: bool,
+        /// With a shared index: the ref to start from (default: the ref's own previous
+        /// state), e.g. `--ref feature-x --base main`.
+        #[arg(long, value_name = "REF")]
+        base: Option<String>,
         /// Print the report as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -87,6 +91,8 @@ pub enum Command {
         /// Speak LSP on stdin/stdout (the default, and the only transport).
         #[arg(long)]
         stdio: bool,
+        #[command(flatten)]
+        shared: SharedArgs,
     },
     /// Run the MCP server (Model Context Protocol over stdin/stdout) for coding agents.
     Mcp {
@@ -159,6 +165,45 @@ pub struct WorkspaceArgs {
     /// `--set embedding.provider=local`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    #[command(flatten)]
+    pub shared: SharedArgs,
+}
+
+/// The shared team index: `--store URL` (setting `store.url`, or `RAGLS_STORE_URL`) and
+/// `--ref NAME` (setting `store.ref`; default: the current git branch, else `main`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct SharedArgs {
+    /// A shared index: postgres://user@host:port/database (the password from PGPASSWORD,
+    /// ~/.pgpass, or RAGLS_STORE_URL; never from a file in the repository).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// The ref (branch) of the shared index to index or to read.
+    #[arg(long = "ref", value_name = "NAME")]
+    pub ref_name: Option<String>,
+}
+
+impl SharedArgs {
+    /// The flags as `--set` items (they are settings, given on the command line).
+    fn as_set(&self) -> Vec<String> {
+        let quoted = |v: &str| toml::Value::String(v.to_string()).to_string();
+        let mut out = Vec::new();
+        if let Some(url) = &self.store {
+            out.push(format!("store.url={}", quoted(url)));
+        }
+        if let Some(r) = &self.ref_name {
+            out.push(format!("store.ref={}", quoted(r)));
+        }
+        out
+    }
+}
+
+impl WorkspaceArgs {
+    /// `--set` items with `--store` and `--ref` among them.
+    pub fn all_set(&self) -> Vec<String> {
+        let mut set = self.set.clone();
+        set.extend(self.shared.as_set());
+        set
+    }
 }
 
 /// `--set` arguments as a settings table: `a.b=v`, the value read as TOML (a number, a
@@ -204,7 +249,7 @@ struct Resolved {
 
 fn resolve(ws: &WorkspaceArgs) -> Result<Resolved> {
     let root = engine::workspace_root(&ws.workspace)?;
-    let config = config::load(&root, set_overrides(&ws.set)?)?;
+    let config = config::load(&root, set_overrides(&ws.all_set())?)?;
     let index_dir = match &ws.index_dir {
         Some(d) => d.clone(),
         None => engine::index_dir_for(&root, &config)?,
@@ -218,7 +263,12 @@ fn resolve(ws: &WorkspaceArgs) -> Result<Resolved> {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Index { ws, rebuild, json } => cmd_index(&ws, rebuild, json),
+        Command::Index {
+            ws,
+            rebuild,
+            base,
+            json,
+        } => cmd_index(&ws, rebuild, base.as_deref(), json),
         Command::Search {
             ws,
             top_k,
@@ -247,8 +297,19 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 _ => {
                     let query = query.unwrap_or_default();
-                    let hits = engine.search(&query, top_k, !no_rerank)?;
-                    print_hits(&hits, json, explain)
+                    let how = if no_rerank {
+                        Rerank::None
+                    } else {
+                        Rerank::Best
+                    };
+                    let retrieval = engine.retrieve(&query, top_k, how)?;
+                    if engine.shared_ref().is_some() {
+                        // A shared index that went away: the results are local, say so.
+                        for note in &retrieval.notes {
+                            eprintln!("ragls: note: {note}");
+                        }
+                    }
+                    print_hits(&retrieval.hits, json, explain)
                 }
             }
         }
@@ -319,7 +380,17 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Serve { stdio: _ } => crate::lsp::serve_stdio(),
+        Command::Serve { stdio: _, shared } => {
+            // The editor's settings come per folder; the flags reach every folder's
+            // settings through the environment, under what the editor sets.
+            if let Some(url) = &shared.store {
+                std::env::set_var(config::STORE_URL_ENV, url);
+            }
+            if let Some(r) = &shared.ref_name {
+                std::env::set_var(config::STORE_REF_ENV, r);
+            }
+            crate::lsp::serve_stdio()
+        }
         Command::Model { action } => cmd_model(action),
         Command::Eval {
             ws,
@@ -357,9 +428,11 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Mcp { ws } => {
-            crate::mcp::serve_stdio(&ws.workspace, ws.index_dir, set_overrides(&ws.set)?)
-        }
+        Command::Mcp { ws } => crate::mcp::serve_stdio(
+            &ws.workspace,
+            ws.index_dir.clone(),
+            set_overrides(&ws.all_set())?,
+        ),
         Command::Status { ws, json } => {
             let r = resolve(&ws)?;
             let status = match Engine::open_for_reading(
@@ -424,8 +497,21 @@ fn parse_top_k(text: &str) -> std::result::Result<usize, String> {
     }
 }
 
-fn cmd_index(ws: &WorkspaceArgs, rebuild: bool, json: bool) -> Result<()> {
+fn cmd_index(ws: &WorkspaceArgs, rebuild: bool, base: Option<&str>, json: bool) -> Result<()> {
     let r = resolve(ws)?;
+    if r.config.store.is_shared() {
+        if rebuild {
+            return Err(Error::Usage(
+                "--rebuild is for the local index; a shared ref is rebuilt from nothing by indexing it under a new --ref".into(),
+            ));
+        }
+        return cmd_index_shared(&r, base, json);
+    }
+    if base.is_some() {
+        return Err(Error::Usage(
+            "--base needs a shared index (--store URL or store.url)".into(),
+        ));
+    }
     let open_and_index = || -> Result<(Engine, engine::IndexReport)> {
         let mut engine = Engine::open_for_writing(&r.root, r.config.clone(), r.index_dir.clone())
             .map_err(explain_lock)?;
@@ -464,10 +550,70 @@ fn cmd_index(ws: &WorkspaceArgs, rebuild: bool, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `ragls index --store URL`: builds or updates the workspace's ref in the shared index.
+fn cmd_index_shared(r: &Resolved, base: Option<&str>, json: bool) -> Result<()> {
+    let report = engine::index_shared(&r.root, &r.config, base, &BarProgress::new())?;
+    if json {
+        writeln!(std::io::stdout().lock(), "{}", to_json(&report)?).map_err(stdout_error)?;
+    }
+    let from = report
+        .base
+        .as_deref()
+        .map(|b| format!(" from {b}"))
+        .unwrap_or_else(|| " (first build)".into());
+    eprintln!(
+        "ragls: shared index {}@{}{from}: {} files, {} unchanged, {} chunked, {} reused, {} removed; {} chunks added, {} embedded, {} from the cache{}, in {} ms",
+        report.repo,
+        report.ref_name,
+        report.files_seen,
+        report.files_unchanged,
+        report.files_chunked,
+        report.files_reused,
+        report.files_removed,
+        report.chunks_added,
+        report.embedded,
+        report.cached,
+        if report.updated { "" } else { "; the ref was up to date" },
+        report.elapsed_ms
+    );
+    Ok(())
+}
+
 /// Opens the index for searching; indexes first when the workspace has none yet (or one
 /// built by another embedder), so `ragls ask` works on a fresh machine in one command.
+/// With a shared index the local overlay (the files that differ from the ref) is brought
+/// up to date first; when another process is doing that, this one reads it as it is.
 fn open_for_search(ws: &WorkspaceArgs) -> Result<Engine> {
     let r = resolve(ws)?;
+    if r.config.store.is_shared() {
+        // Another process bringing the overlay up to date holds its lock for a moment:
+        // read what it has, or wait for it to finish a first one.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            match Engine::open_for_writing(&r.root, r.config.clone(), r.index_dir.clone()) {
+                Ok(mut engine) => {
+                    // The overlay is small: no progress bar.
+                    engine.index(false, &engine::NoProgress)?;
+                    if let Some(note) = engine.shared_note() {
+                        eprintln!("ragls: note: {note}");
+                    }
+                    return Ok(engine);
+                }
+                Err(Error::IndexLocked(dir)) => {
+                    if let Some(engine) =
+                        Engine::open_for_reading(&r.root, r.config.clone(), r.index_dir.clone())?
+                    {
+                        return Ok(engine);
+                    }
+                    if std::time::Instant::now() > deadline {
+                        return Err(Error::IndexLocked(dir));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
     if let Some(engine) = Engine::open_for_reading(&r.root, r.config.clone(), r.index_dir.clone())?
     {
         if engine.interrupted()? {

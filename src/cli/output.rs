@@ -116,6 +116,12 @@ pub(super) fn print_status(out: &mut impl Write, s: &engine::Status) -> std::io:
         s.index_bytes as f64 / 1e6
     )?;
     writeln!(out, "state       {}", s.state)?;
+    if let Some(shared) = &s.shared {
+        writeln!(
+            out,
+            "shared      {shared} (the index above holds local changes only)"
+        )?;
+    }
     if let Some(e) = &s.last_error {
         writeln!(out, "last error  {e}")?;
         return Ok(());

@@ -73,9 +73,9 @@ pub struct IndexReport {
 
 /// A chunk ready to be stored, with its embedding text and the hash that keys its vector.
 pub(super) struct PreparedChunk {
-    stored: NewChunk,
-    text_hash: TextHash,
-    embedding_text: String,
+    pub(super) stored: NewChunk,
+    pub(super) text_hash: TextHash,
+    pub(super) embedding_text: String,
 }
 
 /// The outcome of reading one new or changed file (done in parallel, no store access).
@@ -244,8 +244,10 @@ impl Engine {
         // lock (an editor's server holds it all along).
         self.store.set_meta("indexing", "1")?;
 
-        let walked = workspace::walk(&self.root, &self.walk_options())
+        let mut walked = workspace::walk(&self.root, &self.walk_options())
             .map_err(|e| Error::Usage(e.to_string()))?;
+        // Reading a shared index: only the files that differ from the ref are indexed here.
+        self.shared_note = self.narrow_to_overlay(&mut walked)?;
         report.files_seen = walked.files.len() as u64;
         let known = self.store.file_states()?;
 

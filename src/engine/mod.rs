@@ -35,6 +35,7 @@ mod model;
 mod plan;
 mod readers;
 mod status;
+mod team;
 mod vectors;
 
 pub use indexing::{DocumentUpdate, IndexProgress, IndexReport, NoProgress};
@@ -47,6 +48,7 @@ pub use model::{
 pub use plan::AnswerPlan;
 pub use readers::ReaderPool;
 pub use status::{EmbeddingInfo, IndexState, Status};
+pub use team::{index_shared, SharedIndexReport, SharedRef};
 
 pub struct Engine {
     root: PathBuf,
@@ -65,6 +67,14 @@ pub struct Engine {
     feeder: Option<Feeder>,
     /// Texts embedded at query time by this engine (`model`).
     lazily_embedded: u64,
+    /// The shared team index this workspace reads (`store.url`); the store above is
+    /// then its local overlay (see `team`).
+    shared: Option<SharedRef>,
+    /// Why the last index run could not narrow to the overlay (the database was away).
+    shared_note: Option<String>,
+    /// Content hashes of the workspace's files by path, with the size and mtime they were
+    /// read at: a long-lived engine (the server's) compares with the shared ref by stats.
+    content_hashes: HashMap<String, (u64, i64, [u8; 32])>,
     _lock: Option<File>,
 }
 
@@ -83,6 +93,7 @@ impl Engine {
         index_dir: PathBuf,
         vectors: Arc<SharedVectors>,
     ) -> Result<Engine> {
+        let index_dir = team::overlay_dir(&config, index_dir);
         std::fs::create_dir_all(&index_dir).map_err(|e| {
             Error::io(
                 format!("cannot create the index folder {}", index_dir.display()),
@@ -111,6 +122,7 @@ impl Engine {
         index_dir: PathBuf,
         vectors: Arc<SharedVectors>,
     ) -> Result<Option<Engine>> {
+        let index_dir = team::overlay_dir(&config, index_dir);
         let Some(store) = Store::open_existing(&index_dir)? else {
             return Ok(None);
         };
@@ -149,6 +161,7 @@ impl Engine {
         let chat = provider
             .filter(|_| !config.chat.model.is_empty())
             .map(|p| ChatClient::new(p, &config.chat.model));
+        let shared = SharedRef::from_config(root, &config)?;
         Ok(Engine {
             root: root.to_path_buf(),
             index_dir,
@@ -162,6 +175,9 @@ impl Engine {
             chat,
             feeder: None,
             lazily_embedded: 0,
+            shared,
+            shared_note: None,
+            content_hashes: HashMap::new(),
             _lock: lock,
         })
     }
@@ -263,15 +279,30 @@ impl Engine {
         } else {
             top_k
         };
-        let sources = retrieve::Candidates {
-            root: &self.root,
+        let local = retrieve::LocalIndex {
             store: &self.store,
             vectors: use_vectors.then_some(&*self.vectors),
+        };
+        let sources = retrieve::Candidates {
+            root: &self.root,
+            source: &local,
             embedder: self.embedder.as_ref(),
             rescore_lexical: model,
             hashed_weight: if model { rc.model_hashed_weight } else { 0.0 },
         };
         let mut hits = retrieve::hybrid(&sources, query, pool, &rc, &mut notes)?;
+        if let Some(shared) = &self.shared {
+            // The shared ref's hits, less the paths the local overlay holds, with the
+            // overlay's own hits: one list by fused score.
+            match self.shared_hits(shared, query, pool, use_vectors, &mut notes)? {
+                Ok(shared_hits) => {
+                    hits.extend(shared_hits);
+                    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+                    hits.truncate(pool);
+                }
+                Err(why) => notes.push(format!("{why}; results from the local index only")),
+            }
+        }
         let retrieve_ms = started.elapsed().as_millis() as u64;
         let mut reranked_by = None;
         let mut rerank_ms = None;

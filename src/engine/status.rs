@@ -31,6 +31,10 @@ pub struct Status {
     pub last_indexed: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The shared team index read (`repo@ref at host:port/db`); the counts above are
+    /// then the local overlay's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared: Option<String>,
 }
 
 impl Status {
@@ -53,6 +57,7 @@ impl Status {
             model_vectors: None,
             last_indexed: None,
             last_error: None,
+            shared: None,
         }
     }
 }
@@ -66,7 +71,13 @@ impl Engine {
         let walked = workspace::walk(&self.root, &self.walk_options())
             .map_err(|e| Error::Usage(e.to_string()))?;
         let changes = changes(&walked.files, &known, &self.overlays);
-        let pending = (changes.to_read.len() + changes.removed.len()) as u64;
+        // With a shared index the local store is the overlay, narrowed when indexing: a
+        // walk's difference from it is not work pending.
+        let pending = if self.shared.is_some() {
+            0
+        } else {
+            (changes.to_read.len() + changes.removed.len()) as u64
+        };
         // Another process indexing holds the lock; this engine holding it means idle here.
         let indexing = self._lock.is_none()
             && lock_is_held(&self.index_dir)
@@ -99,6 +110,7 @@ impl Engine {
                 )),
                 (false, None) => None,
             },
+            shared: self.shared_description(),
         })
     }
 

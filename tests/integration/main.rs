@@ -13,6 +13,8 @@
 //!   damaged or unusual index and workspace, a stalled or odd provider).
 //! * `chunk_props`: property tests of the chunkers and the tokenizer (proptest).
 //! * `reproducible`: two fresh builds (and a cached rebuild) rank every query alike.
+//! * `team`: the shared team index on a real PostgreSQL with pgvector (`scripts/pg.sh`):
+//!   refs, incremental updates, atomic switches, the local overlay, roles, replica, outage.
 //! * `lazy_vectors`: an unchanged tree is re-indexed without the vector graph; a lazy
 //!   (server) engine answers at once and loads the graph in the background.
 //!
@@ -41,3 +43,4 @@ mod lsp;
 mod mcp;
 mod provider;
 mod reproducible;
+mod team;

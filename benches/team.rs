@@ -1,0 +1,195 @@
+//! Benchmark of the shared team index on PostgreSQL (not a test: it prints figures,
+//! asserts nothing).
+//!
+//! usage: RAGLS_BENCH_PG_URL=postgres://writer@host/db cargo bench --bench team -- [CORPUS_DIR] [QUERIES]
+//!   (`bench/team.sh` starts a PostgreSQL with `scripts/pg.sh` and passes its writer URL.)
+//!
+//! Prints: full index of the corpus into a fresh ref; an update of the ref with 1% of the
+//! files changed, beside the time to re-chunk those files alone; search latency (median,
+//! p95) with 1 and with 16 concurrent clients, each client a reading engine of its own;
+//! and the database's size. The corpus is copied to a temporary folder first, so the
+//! changes never touch it.
+
+use ragls::config::Config;
+use ragls::engine::{Engine, NoProgress};
+use std::path::Path;
+use std::time::Instant;
+
+mod support;
+
+fn main() {
+    let args = support::args();
+    let n_queries: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(400);
+    let corpus = support::corpus_root(&args, "team");
+    let Ok(url) = std::env::var("RAGLS_BENCH_PG_URL") else {
+        eprintln!(
+            "team: set RAGLS_BENCH_PG_URL to a writer's postgres:// URL (bench/team.sh does)"
+        );
+        std::process::exit(2);
+    };
+    let tmp = std::env::temp_dir().join(format!("ragls-team-bench-{}", std::process::id()));
+    let root = tmp.join("corpus");
+    copy_tree(&corpus, &root);
+    let root = ragls::engine::workspace_root(&root).expect("the copied corpus");
+    let index_dir = tmp.join("overlay");
+    let mut config = Config::default();
+    config.store.url = url;
+    config.store.ref_name = format!("bench-{}", std::process::id());
+    config.store.repo = "team-bench".into();
+    config.store.pool_size = 16;
+    config.store.overlay = false;
+
+    let t = Instant::now();
+    let full = ragls::engine::index_shared(&root, &config, None, &NoProgress).expect("index");
+    let full_s = t.elapsed().as_secs_f64();
+    println!(
+        "full index          {full_s:.2} s ({} files, {} chunks, {} embedded)",
+        full.files_seen, full.chunks_added, full.embedded
+    );
+
+    // 1% of the files changed: a function appended to each.
+    let mut files = Vec::new();
+    collect_files(&root, &mut files);
+    files.sort();
+    let changed: Vec<_> = files.iter().step_by(100).cloned().collect();
+    for f in &changed {
+        let mut text = std::fs::read_to_string(f).unwrap_or_default();
+        text.push_str("\n/// Added for the benchmark.\npub fn team_bench_added_function() -> u32 {\n    7\n}\n");
+        std::fs::write(f, text).expect("write a changed file");
+    }
+    let budget = ragls::chunk::ChunkBudget {
+        max_bytes: config.index.chunk_max_bytes,
+        min_bytes: config.index.chunk_min_bytes,
+        max_lines: config.index.chunk_max_lines,
+    };
+    let t = Instant::now();
+    for f in &changed {
+        let bytes = std::fs::read(f).unwrap_or_default();
+        let rel = f.strip_prefix(&root).unwrap_or(f).to_string_lossy();
+        std::hint::black_box(ragls::chunk::chunk_file(&rel, &bytes, &budget));
+    }
+    let rechunk_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let update = ragls::engine::index_shared(&root, &config, None, &NoProgress).expect("update");
+    let update_s = t.elapsed().as_secs_f64();
+    println!(
+        "1% update           {update_s:.3} s ({} files changed, {} chunked, {} embedded); re-chunking them alone {rechunk_s:.4} s; ratio {:.1}x",
+        changed.len(),
+        update.files_chunked,
+        update.embedded,
+        update_s / rechunk_s.max(1e-9)
+    );
+    println!(
+        "  of which         walk + hash every file {} ms, chunk {} ms, embed {} ms, publish (one transaction) {} ms",
+        update.hash_ms, update.chunk_ms, update.embed_ms, update.publish_ms
+    );
+
+    let queries = queries(n_queries);
+    {
+        let mut writer =
+            Engine::open_for_writing(&root, config.clone(), index_dir.clone()).expect("open");
+        writer.index(false, &NoProgress).expect("overlay");
+    }
+    for clients in [1usize, 16] {
+        let per_client = queries.len() / clients;
+        let started = Instant::now();
+        let mut latencies: Vec<f64> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..clients)
+                .map(|c| {
+                    let root = root.clone();
+                    let config = config.clone();
+                    let index_dir = index_dir.clone();
+                    let mine: Vec<String> = queries
+                        .iter()
+                        .skip(c * per_client)
+                        .take(per_client)
+                        .cloned()
+                        .collect();
+                    s.spawn(move || {
+                        let mut engine = Engine::open_for_reading(&root, config, index_dir)
+                            .expect("open")
+                            .expect("an overlay");
+                        let mut out = Vec::with_capacity(mine.len());
+                        for q in &mine {
+                            let t = Instant::now();
+                            let hits = engine.search(q, 10, true).expect("search");
+                            out.push(t.elapsed().as_secs_f64() * 1000.0);
+                            std::hint::black_box(hits);
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("a client"))
+                .collect()
+        });
+        let wall = started.elapsed().as_secs_f64();
+        latencies.sort_by(f64::total_cmp);
+        let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+        println!(
+            "search, {clients:>2} client(s) median {:.1} ms, p95 {:.1} ms, max {:.1} ms ({} queries, {:.0} queries/s)",
+            pct(0.5),
+            pct(0.95),
+            pct(1.0),
+            latencies.len(),
+            latencies.len() as f64 / wall
+        );
+    }
+    let engine = Engine::open_for_reading(&root, config.clone(), index_dir.clone())
+        .expect("open")
+        .expect("an overlay");
+    if let Some(shared) = engine.shared_ref() {
+        if let Ok((chunks, bytes)) = shared.store.sizes(update.snapshot) {
+            println!(
+                "database size       {:.1} MB ({chunks} chunks in the ref)",
+                bytes as f64 / 1e6
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Queries in the corpus's vocabulary, fixed so runs compare.
+fn queries(n: usize) -> Vec<String> {
+    let base = [
+        "parse a generic type parameter",
+        "verify the server certificate chain",
+        "open a database connection",
+        "build an insert statement",
+        "handshake state machine",
+        "token stream to string",
+        "error when the query fails",
+        "expression with a where clause",
+        "read a tls record",
+        "derive input attributes",
+    ];
+    base.iter().cycle().take(n).map(|s| s.to_string()).collect()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("read the corpus").flatten() {
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => copy_tree(&path, &target),
+            Ok(t) if t.is_file() => {
+                let _ = std::fs::copy(&path, &target);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}

@@ -1,0 +1,699 @@
+//! The shared team index from the engine's side: writing a ref (`ragls index --store`),
+//! and reading one with the workspace's own changes on top.
+//!
+//! Writing: the workspace is walked and every file hashed; a file whose content the
+//! base ref (the ref's previous state, or `--base`) has is kept as it is, one that the
+//! database has under another ref is reused, and only the rest is chunked; only chunk
+//! texts missing from the shared embedding cache are embedded. The new state is written
+//! as a new snapshot and the ref switched to it in one transaction.
+//!
+//! Reading: the engine's own SQLite index becomes the *local overlay*: it holds only the
+//! files whose content differs from the ref's (and editor buffers); hits of those paths
+//! (and of files deleted locally) are dropped from the shared results and the overlay's
+//! hits merged in, so citations point at the local lines. When the database cannot be
+//! reached, the overlay is the whole workspace (the local index) and each answer says so.
+
+use super::*;
+use crate::config::StoreConfig;
+use crate::store::pg::{ChangedFile, NewFileVersion, PgOptions, PgStore, RefUpdate, Snapshot};
+use std::sync::Mutex;
+
+/// Meta key of the local overlay: the paths the ref has and the workspace has not.
+const DELETED_META: &str = "shared_deleted";
+
+/// The shared ref a workspace reads: the database and which (repository, ref).
+#[derive(Clone)]
+pub struct SharedRef {
+    pub store: Arc<PgStore>,
+    pub repo: String,
+    pub ref_name: String,
+}
+
+/// One pool set per database for the whole process, however many engines (the
+/// servers' readers) read it: the connection count stays bounded by `store.pool_size`.
+fn pooled_store(config: &StoreConfig) -> Result<Arc<PgStore>> {
+    static STORES: Mutex<Vec<((String, String, usize), Arc<PgStore>)>> = Mutex::new(Vec::new());
+    let key = (
+        config.url.clone(),
+        config.read_url.clone(),
+        config.pool_size,
+    );
+    let mut stores = STORES
+        .lock()
+        .map_err(|_| Error::Other("the database pool registry is poisoned".into()))?;
+    if let Some((_, s)) = stores.iter().find(|(k, _)| *k == key) {
+        return Ok(s.clone());
+    }
+    let store = Arc::new(PgStore::connect(&PgOptions {
+        url: config.url.clone(),
+        read_url: Some(config.read_url.clone()).filter(|u| !u.is_empty()),
+        pool_size: config.pool_size,
+    })?);
+    stores.push((key, store.clone()));
+    Ok(store)
+}
+
+impl SharedRef {
+    /// The shared ref the settings name, `None` without `store.url`. Connects lazily.
+    pub fn from_config(root: &Path, config: &Config) -> Result<Option<SharedRef>> {
+        if !config.store.is_shared() {
+            return Ok(None);
+        }
+        Ok(Some(SharedRef {
+            store: pooled_store(&config.store)?,
+            repo: repo_name(root, &config.store),
+            ref_name: ref_name(root, &config.store),
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}@{} at {}",
+            self.repo,
+            self.ref_name,
+            self.store.read_location()
+        )
+    }
+}
+
+/// `store.ref`, else the workspace's current git branch (`.git/HEAD`), else `main`.
+pub fn ref_name(root: &Path, config: &StoreConfig) -> String {
+    if !config.ref_name.trim().is_empty() {
+        return config.ref_name.trim().to_string();
+    }
+    git_dir(root)
+        .and_then(|d| std::fs::read_to_string(d.join("HEAD")).ok())
+        .and_then(|head| {
+            head.trim()
+                .strip_prefix("ref: refs/heads/")
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "main".into())
+}
+
+/// `store.repo`, else the name of the git remote `origin` (`…/name.git`), else the
+/// workspace folder's name: CI's checkout and a developer's clone agree on it.
+pub fn repo_name(root: &Path, config: &StoreConfig) -> String {
+    if !config.repo.trim().is_empty() {
+        return config.repo.trim().to_string();
+    }
+    let from_origin = git_dir(root)
+        .and_then(|d| std::fs::read_to_string(d.join("config")).ok())
+        .and_then(|text| {
+            let mut in_origin = false;
+            for line in text.lines() {
+                let line = line.trim();
+                if line.starts_with('[') {
+                    in_origin = line == "[remote \"origin\"]";
+                } else if in_origin {
+                    if let Some(url) = line.strip_prefix("url").map(str::trim_start) {
+                        let url = url.trim_start_matches('=').trim();
+                        let name = url
+                            .trim_end_matches('/')
+                            .rsplit(['/', ':'])
+                            .next()?
+                            .trim_end_matches(".git");
+                        return Some(name.to_string()).filter(|n| !n.is_empty());
+                    }
+                }
+            }
+            None
+        });
+    from_origin.unwrap_or_else(|| {
+        root.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "workspace".into())
+    })
+}
+
+/// The `.git` folder of a workspace (a worktree's `.git` file points at its own).
+fn git_dir(root: &Path) -> Option<PathBuf> {
+    let dot_git = root.join(".git");
+    if dot_git.is_dir() {
+        return Some(dot_git);
+    }
+    let text = std::fs::read_to_string(&dot_git).ok()?;
+    let dir = text.trim().strip_prefix("gitdir:")?.trim();
+    Some(root.join(dir))
+}
+
+/// Where the local overlay of a workspace that reads a shared index lives: beside its
+/// local index, never in place of it.
+pub(super) fn overlay_dir(config: &Config, index_dir: PathBuf) -> PathBuf {
+    if config.store.is_shared() {
+        index_dir.join("team-overlay")
+    } else {
+        index_dir
+    }
+}
+
+/// What `ragls index --store` did.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedIndexReport {
+    pub repo: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    /// The ref the update started from (`None`: a first build).
+    pub base: Option<String>,
+    pub files_seen: u64,
+    pub files_unchanged: u64,
+    /// Changed files whose version another ref already had (nothing chunked).
+    pub files_reused: u64,
+    /// Files read and chunked in this run.
+    pub files_chunked: u64,
+    pub files_removed: u64,
+    pub chunks_added: u64,
+    /// Vectors computed by the embedder in this run.
+    pub embedded: u64,
+    /// Vectors found in the shared embedding cache.
+    pub cached: u64,
+    /// Requests made to a remote embedding service in this run.
+    pub requests: u64,
+    /// Whether the ref moved (false: it was up to date).
+    pub updated: bool,
+    pub snapshot: i64,
+    pub elapsed_ms: u64,
+    /// Time spent reading and chunking the changed files.
+    pub chunk_ms: u64,
+    /// Time spent walking the workspace and hashing every file.
+    pub hash_ms: u64,
+    /// Time spent in the embedding cache and the embedder.
+    pub embed_ms: u64,
+    /// Time spent writing the new state and switching the ref (one transaction).
+    pub publish_ms: u64,
+}
+
+/// Builds or updates `ref_name` of the workspace in the shared index: only files that
+/// differ from `base` (default: the ref itself) are chunked, only texts the cache lacks
+/// are embedded, and the ref switches to its new state in one transaction.
+pub fn index_shared(
+    root: &Path,
+    config: &Config,
+    base: Option<&str>,
+    progress: &dyn IndexProgress,
+) -> Result<SharedIndexReport> {
+    let started = Instant::now();
+    let shared = SharedRef::from_config(root, config)?
+        .ok_or_else(|| Error::Usage("no shared index: give --store URL or set store.url".into()))?;
+    let store = &shared.store;
+    store.migrate()?;
+    let embedder = crate::provider::embeddings::embedder_for(config)?;
+    let requests_before = embedder.requests_sent();
+    let current = store.ref_snapshot_on_primary(&shared.repo, &shared.ref_name)?;
+    // A remote model's dimension is what the ref recorded for it: no probe request.
+    let recorded = match (&current, base) {
+        (Some(c), _) => Some(c.identity.clone()),
+        (None, Some(b)) => store
+            .ref_snapshot_on_primary(&shared.repo, b)?
+            .map(|s| s.identity),
+        (None, None) => None,
+    };
+    if let Some(recorded) = recorded {
+        if recorded.embedder == embedder.id() && recorded.dimensions > 0 {
+            embedder.assume_dimensions(recorded.dimensions);
+        }
+    }
+    let dims = embedder.dimensions();
+    if dims == 0 {
+        return Err(Error::Other(format!(
+            "embedding failed ({}); the shared ref was not updated",
+            embedder
+                .last_error()
+                .unwrap_or_else(|| "the model's dimension is unknown".into())
+        )));
+    }
+    let identity = Identity {
+        embedder: embedder.id(),
+        dimensions: dims,
+    };
+    store.ensure_vector_index(dims)?;
+    let mut report = SharedIndexReport {
+        repo: shared.repo.clone(),
+        ref_name: shared.ref_name.clone(),
+        ..SharedIndexReport::default()
+    };
+    let base_name = base.unwrap_or(&shared.ref_name).to_string();
+    let base_snapshot = match base {
+        Some(b) => Some(
+            store
+                .ref_snapshot_on_primary(&shared.repo, b)?
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--base {b}: the shared index has no ref {b} of {}",
+                        shared.repo
+                    ))
+                })?,
+        ),
+        None => current.clone(),
+    }
+    // Vectors of another embedder are not reused: that base is rebuilt from nothing.
+    .filter(|s| s.identity == identity);
+    report.base = base_snapshot.as_ref().map(|_| base_name);
+    let base_files = match &base_snapshot {
+        Some(s) => store.snapshot_files_on_primary(s.id)?,
+        None => HashMap::new(),
+    };
+
+    let walk_options = WalkOptions {
+        max_file_bytes: config.index.max_file_bytes,
+        exclude: config.index.exclude.clone(),
+        index_secrets: config.index.index_secrets,
+        ..WalkOptions::default()
+    };
+    let hash_started = Instant::now();
+    let walked = workspace::walk(root, &walk_options).map_err(|e| Error::Usage(e.to_string()))?;
+    report.files_seen = walked.files.len() as u64;
+    let budget = ChunkBudget {
+        max_bytes: config.index.chunk_max_bytes,
+        min_bytes: config.index.chunk_min_bytes,
+        max_lines: config.index.chunk_max_lines,
+    };
+    let max_bytes = config.index.max_file_bytes;
+    progress.start(walked.files.len() as u64);
+    // Hash everything (a CI checkout's mtimes say nothing); only what differs is chunked.
+    let hashed: Vec<(String, Option<[u8; 32]>)> = walked
+        .files
+        .par_iter()
+        .map(|f| (f.rel_path.clone(), content_hash(&f.abs_path, max_bytes)))
+        .collect();
+    report.hash_ms = hash_started.elapsed().as_millis() as u64;
+    let mut changed_paths: Vec<(&WalkedFile, [u8; 32])> = Vec::new();
+    for (f, (_, hash)) in walked.files.iter().zip(&hashed) {
+        let Some(hash) = hash else { continue };
+        match base_files.get(&f.rel_path) {
+            Some(known) if known.content_hash == *hash => report.files_unchanged += 1,
+            _ => changed_paths.push((f, *hash)),
+        }
+    }
+    let seen: HashSet<&str> = walked.files.iter().map(|f| f.rel_path.as_str()).collect();
+    let mut dropped: Vec<String> = base_files
+        .keys()
+        .filter(|p| !seen.contains(p.as_str()))
+        .cloned()
+        .collect();
+    report.files_removed = dropped.len() as u64;
+    let keys: Vec<(String, [u8; 32])> = changed_paths
+        .iter()
+        .map(|(f, h)| (f.rel_path.clone(), *h))
+        .collect();
+    let known = store.known_versions(&keys)?;
+    let chunk_started = Instant::now();
+    let mut changed = Vec::with_capacity(changed_paths.len());
+    let mut to_chunk = Vec::new();
+    for (f, hash) in &changed_paths {
+        if base_files.contains_key(&f.rel_path) {
+            dropped.push(f.rel_path.clone());
+        }
+        match known.get(&(f.rel_path.clone(), *hash)) {
+            Some(blob_id) => {
+                report.files_reused += 1;
+                changed.push(ChangedFile::Known {
+                    path: f.rel_path.clone(),
+                    blob_id: *blob_id,
+                });
+            }
+            None => to_chunk.push(*f),
+        }
+    }
+    let prepared: Vec<indexing::Prepared> = to_chunk
+        .par_iter()
+        .map(|f| indexing::prepare(f, None, &budget, max_bytes))
+        .collect();
+    report.chunk_ms = chunk_started.elapsed().as_millis() as u64;
+    report.files_chunked = prepared.len() as u64;
+    let mut versions = Vec::new();
+    for p in prepared {
+        match p {
+            indexing::Prepared::Chunked {
+                path,
+                state,
+                chunks,
+            } => versions.push((path, state, chunks)),
+            indexing::Prepared::Skipped { path, state }
+            | indexing::Prepared::Touched { path, state } => {
+                versions.push((path, state, Vec::new()))
+            }
+            // Unreadable now (removed since the walk): left out of the new state.
+            indexing::Prepared::Failed { .. } => {}
+        }
+    }
+    // Embed what the shared cache lacks, a batch at a time, each batch cached at once.
+    let mut needed: Vec<(TextHash, &str)> = Vec::new();
+    let mut asked = HashSet::new();
+    for (_, _, chunks) in &versions {
+        for c in chunks {
+            if asked.insert(c.text_hash) {
+                needed.push((c.text_hash, c.embedding_text.as_str()));
+            }
+        }
+    }
+    let embed_started = Instant::now();
+    let hashes: Vec<TextHash> = needed.iter().map(|(h, _)| *h).collect();
+    let cached = store.cached_vectors(&identity, &hashes)?;
+    report.cached = cached.len() as u64;
+    let missing: Vec<(TextHash, &str)> = needed
+        .into_iter()
+        .filter(|(h, _)| !cached.contains_key(h))
+        .collect();
+    for group in missing.chunks(embedder.batch_size().max(1) * 4) {
+        let texts: Vec<&str> = group.iter().map(|(_, t)| *t).collect();
+        let vectors = embedder.embed(&texts).map_err(|e| {
+            Error::Other(format!(
+                "embedding failed ({e}); the shared ref was not updated (vectors computed so far are cached)"
+            ))
+        })?;
+        if vectors.len() != texts.len() {
+            return Err(Error::Other(format!(
+                "the embedder returned {} vectors for {} texts; the shared ref was not updated",
+                vectors.len(),
+                texts.len()
+            )));
+        }
+        let items: Vec<(TextHash, Vec<f32>)> = group.iter().map(|(h, _)| *h).zip(vectors).collect();
+        store.put_vectors(&identity, &items)?;
+        report.embedded += items.len() as u64;
+    }
+    report.embed_ms = embed_started.elapsed().as_millis() as u64;
+    for (path, state, chunks) in versions {
+        changed.push(ChangedFile::New(NewFileVersion {
+            path,
+            content_hash: state.content_hash,
+            skip_reason: state.skip_reason.map(|r| r.as_str().to_string()),
+            chunks: chunks.into_iter().map(|c| c.stored).collect(),
+        }));
+    }
+    let same_base = match (&current, &base_snapshot) {
+        (Some(c), Some(b)) => c.id == b.id,
+        _ => false,
+    };
+    if same_base && changed.is_empty() && dropped.is_empty() {
+        report.snapshot = current.map(|c| c.id).unwrap_or_default();
+    } else {
+        let publish_started = Instant::now();
+        let published = store.publish(RefUpdate {
+            repo: &shared.repo,
+            ref_name: &shared.ref_name,
+            identity: &identity,
+            base: base_snapshot.as_ref().map(|s| s.id),
+            dropped,
+            changed,
+        })?;
+        report.updated = true;
+        report.snapshot = published.snapshot;
+        report.chunks_added = published.chunks_added;
+        report.publish_ms = publish_started.elapsed().as_millis() as u64;
+    }
+    report.requests = embedder.requests_sent() - requests_before;
+    progress.advance(walked.files.len() as u64);
+    progress.finish();
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// blake3 of a file's content, as the store records it; `None` when it cannot be read
+/// (then it is left out, as an unreadable file is locally).
+fn content_hash(path: &Path, max_bytes: u64) -> Option<[u8; 32]> {
+    match workspace::read_file(path, max_bytes) {
+        Ok(workspace::FileRead::Bytes(bytes)) => Some(*blake3::hash(&bytes).as_bytes()),
+        _ => None,
+    }
+}
+
+impl Engine {
+    /// The shared ref this engine reads, when the settings name one.
+    pub fn shared_ref(&self) -> Option<&SharedRef> {
+        self.shared.as_ref()
+    }
+
+    /// In a workspace that reads a shared index, narrows a walk to the local overlay: the
+    /// files whose content differs from the ref's. Remembers the ref's files the
+    /// workspace lacks. When the database cannot be reached the walk is left whole (the
+    /// overlay becomes the local index) and `Some(note)` says why.
+    pub(super) fn narrow_to_overlay(
+        &mut self,
+        walked: &mut workspace::WalkOutcome,
+    ) -> Result<Option<String>> {
+        let Some(shared) = self.shared.clone() else {
+            return Ok(None);
+        };
+        if !self.config.store.overlay {
+            walked.files.clear();
+            self.store.set_meta(DELETED_META, "[]")?;
+            return Ok(None);
+        }
+        let files = match shared_files(&shared) {
+            Ok(files) => files,
+            // Away, or no ragls index there yet: the local index is the whole workspace.
+            Err(Error::SharedUnreachable(why) | Error::Usage(why)) => {
+                self.store.set_meta(DELETED_META, "[]")?;
+                return Ok(Some(format!("{why}; indexing the whole workspace locally")));
+            }
+            Err(e) => return Err(e),
+        };
+        let max_bytes = self.config.index.max_file_bytes;
+        let known = self.store.file_states()?;
+        if self.content_hashes.is_empty() {
+            self.content_hashes = load_content_hashes(&self.index_dir);
+        }
+        let remembered = &self.content_hashes;
+        let hashes: Vec<Option<[u8; 32]>> = walked
+            .files
+            .par_iter()
+            .map(|f| {
+                if !files.contains_key(&f.rel_path) {
+                    return None;
+                }
+                // Unchanged on disk since it was last hashed (by the overlay, or by an
+                // earlier run of this engine): that hash. Else the file is read.
+                let same = |size: u64, mtime: i64| size == f.size && mtime == f.mtime_ns;
+                match (known.get(&f.rel_path), remembered.get(&f.rel_path)) {
+                    (Some(k), _) if same(k.size, k.mtime_ns) => Some(k.content_hash),
+                    (_, Some((size, mtime, hash))) if same(*size, *mtime) => Some(*hash),
+                    _ => content_hash(&f.abs_path, max_bytes),
+                }
+            })
+            .collect();
+        let differs: Vec<bool> = walked
+            .files
+            .iter()
+            .zip(&hashes)
+            .map(|(f, ours)| match (files.get(&f.rel_path), ours) {
+                (Some(theirs), Some(ours)) => theirs != ours,
+                _ => true,
+            })
+            .collect();
+        let mut learned = false;
+        for (f, hash) in walked.files.iter().zip(hashes) {
+            if let Some(hash) = hash {
+                let entry = (f.size, f.mtime_ns, hash);
+                learned |= self.content_hashes.get(&f.rel_path) != Some(&entry);
+                self.content_hashes.insert(f.rel_path.clone(), entry);
+            }
+        }
+        if learned && self.holds_lock() {
+            save_content_hashes(&self.index_dir, &self.content_hashes);
+        }
+        let seen: HashSet<&str> = walked.files.iter().map(|f| f.rel_path.as_str()).collect();
+        let mut deleted: Vec<&String> = files
+            .keys()
+            .filter(|p| !seen.contains(p.as_str()))
+            .collect();
+        deleted.sort();
+        let deleted = serde_json::to_string(&deleted).unwrap_or_else(|_| "[]".into());
+        let mut keep = differs.into_iter();
+        walked.files.retain(|_| keep.next().unwrap_or(true));
+        self.store.set_meta(DELETED_META, &deleted)?;
+        Ok(None)
+    }
+
+    /// Retrieval over the shared ref, the local overlay's paths left out; `Err(note)`
+    /// when the database cannot be reached (the caller answers from the overlay).
+    pub(super) fn shared_hits(
+        &self,
+        shared: &SharedRef,
+        query: &str,
+        pool: usize,
+        use_vectors: bool,
+        notes: &mut Vec<String>,
+    ) -> Result<std::result::Result<Vec<SearchHit>, String>> {
+        let snapshot = match shared.store.ref_snapshot(&shared.repo, &shared.ref_name) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                notes.push(format!(
+                    "the shared index has no ref {} of {} yet; results from the local index only",
+                    shared.ref_name, shared.repo
+                ));
+                return Ok(Ok(Vec::new()));
+            }
+            Err(Error::SharedUnreachable(why)) => return Ok(Err(why)),
+            // No ragls schema there yet, or one of another version: said, not fatal.
+            Err(Error::Usage(why)) => {
+                notes.push(format!("{why}; results from the local index only"));
+                return Ok(Ok(Vec::new()));
+            }
+            Err(e) => return Err(e),
+        };
+        let identity = self.identity();
+        let vectors = use_vectors && snapshot.identity == identity;
+        if use_vectors && !vectors {
+            notes.push(format!(
+                "the shared ref {} was embedded by {} ({} dimensions), this workspace embeds with {}; shared results are lexical only",
+                shared.ref_name, snapshot.identity.embedder, snapshot.identity.dimensions, identity.embedder
+            ));
+        }
+        let excluded = self.overlay_paths()?;
+        let source = retrieve::SharedSnapshot {
+            store: &shared.store,
+            snapshot: &snapshot,
+            excluded: &excluded,
+            vectors,
+        };
+        let sources = retrieve::Candidates {
+            root: &self.root,
+            source: &source,
+            embedder: self.embedder.as_ref(),
+            // The shared index holds whole embeddings of one embedder; no partial model
+            // to rescore with, no third list.
+            rescore_lexical: false,
+            hashed_weight: 0.0,
+        };
+        match retrieve::hybrid(&sources, query, pool, &self.config.retrieve, notes) {
+            Ok(hits) => Ok(Ok(hits)),
+            Err(Error::SharedUnreachable(why)) => Ok(Err(why)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The paths whose shared hits are dropped: every file the overlay holds (changed
+    /// locally, or an editor buffer) and the ref's files the workspace lacks.
+    fn overlay_paths(&self) -> Result<Vec<String>> {
+        let mut paths: Vec<String> = self.store.file_states()?.into_keys().collect();
+        if let Some(deleted) = self.store.meta(DELETED_META)? {
+            paths.extend(serde_json::from_str::<Vec<String>>(&deleted).unwrap_or_default());
+        }
+        paths.extend(self.overlays.iter().cloned());
+        paths.sort();
+        paths.dedup();
+        Ok(paths)
+    }
+
+    /// Why the last index run held the whole workspace locally (the shared index could
+    /// not be reached then); `None` when it narrowed to the overlay.
+    pub fn shared_note(&self) -> Option<&str> {
+        self.shared_note.as_deref()
+    }
+
+    /// `(repo@ref at host)` of the shared index, for status lines.
+    pub fn shared_description(&self) -> Option<String> {
+        self.shared.as_ref().map(SharedRef::describe)
+    }
+}
+
+/// Where the workspace's content hashes are kept between runs, so a CLI run compares
+/// the working tree with the ref by stats, not by reading every file.
+const CONTENT_HASHES_FILE: &str = "content-hashes.tsv";
+
+/// `path \t size \t mtime \t hash` lines; an unreadable file is simply an empty cache.
+fn load_content_hashes(dir: &Path) -> HashMap<String, (u64, i64, [u8; 32])> {
+    let Ok(text) = std::fs::read_to_string(dir.join(CONTENT_HASHES_FILE)) else {
+        return HashMap::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.rsplitn(4, '\t');
+            let hash = f.next()?;
+            let mtime = f.next()?.parse().ok()?;
+            let size = f.next()?.parse().ok()?;
+            let path = f.next()?;
+            let mut h = [0u8; 32];
+            if hash.len() != 64 {
+                return None;
+            }
+            for (i, byte) in h.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(hash.get(i * 2..i * 2 + 2)?, 16).ok()?;
+            }
+            Some((path.to_string(), (size, mtime, h)))
+        })
+        .collect()
+}
+
+/// Best effort (a failed write costs a re-read next time); written aside, then renamed.
+fn save_content_hashes(dir: &Path, hashes: &HashMap<String, (u64, i64, [u8; 32])>) {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for (path, (size, mtime, hash)) in hashes {
+        if path.contains(['\t', '\n']) {
+            continue;
+        }
+        let _ = write!(text, "{path}\t{size}\t{mtime}\t");
+        for b in hash {
+            let _ = write!(text, "{b:02x}");
+        }
+        text.push('\n');
+    }
+    let tmp = dir.join(format!("{CONTENT_HASHES_FILE}.tmp"));
+    if std::fs::write(&tmp, text).is_ok() {
+        let _ = std::fs::rename(&tmp, dir.join(CONTENT_HASHES_FILE));
+    }
+}
+
+/// The ref's files by path -> content hash (skipped files included: their content is
+/// the same as the workspace's, so they are not part of the overlay either).
+fn shared_files(shared: &SharedRef) -> Result<HashMap<String, [u8; 32]>> {
+    let Some(snapshot): Option<Snapshot> =
+        shared.store.ref_snapshot(&shared.repo, &shared.ref_name)?
+    else {
+        return Ok(HashMap::new());
+    };
+    Ok(shared
+        .store
+        .snapshot_files(snapshot.id)?
+        .into_iter()
+        .map(|(p, f)| (p, f.content_hash))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_hashes_survive_a_save_and_a_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut hashes = HashMap::new();
+        hashes.insert("src/a b.rs".to_string(), (12u64, -1i64, [7u8; 32]));
+        hashes.insert("bad\tname".to_string(), (1, 1, [1; 32]));
+        save_content_hashes(dir.path(), &hashes);
+        hashes.remove("bad\tname");
+        assert_eq!(load_content_hashes(dir.path()), hashes);
+        assert!(load_content_hashes(&dir.path().join("none")).is_empty());
+    }
+
+    #[test]
+    fn the_ref_is_the_setting_else_the_git_branch_else_main() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::default();
+        assert_eq!(ref_name(dir.path(), &config), "main");
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join(".git/HEAD"), "ref: refs/heads/feature/x\n").unwrap();
+        assert_eq!(ref_name(dir.path(), &config), "feature/x");
+        config.ref_name = "release".into();
+        assert_eq!(ref_name(dir.path(), &config), "release");
+    }
+
+    #[test]
+    fn the_repository_is_named_by_its_origin_else_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("checkout");
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        let config = StoreConfig::default();
+        assert_eq!(repo_name(&root, &config), "checkout");
+        std::fs::write(
+            root.join(".git/config"),
+            "[core]\n\tbare = false\n[remote \"origin\"]\n\turl = git@github.com:acme/payments.git\n",
+        )
+        .unwrap();
+        assert_eq!(repo_name(&root, &config), "payments");
+    }
+}

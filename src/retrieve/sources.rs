@@ -1,0 +1,110 @@
+//! What hybrid retrieval reads from an index, behind one trait: the local index (the
+//! SQLite store's BM25 and the in-process HNSW graph) and a snapshot of the shared team
+//! index (PostgreSQL full-text search and pgvector). [`super::hybrid`] fuses either alike.
+
+use crate::ann::SharedVectors;
+use crate::error::Result;
+use crate::store::pg::{PgStore, Snapshot};
+use crate::store::{ChunkId, Identity, Store, StoredChunk};
+use std::collections::HashMap;
+
+/// The candidates of one index: lexical and nearest-neighbour rankings (best first,
+/// higher is better) and the chunks they name.
+pub trait CandidateSource {
+    /// Lexical candidates for already tokenized `terms`; head terms (name, symbol, path)
+    /// count `head_weight` times the body's.
+    fn lexical(
+        &self,
+        terms: &[String],
+        limit: usize,
+        head_weight: f32,
+    ) -> Result<Vec<(ChunkId, f32)>>;
+    /// Whether [`CandidateSource::nearest`] can answer (vector search on and possible).
+    fn searches_vectors(&self) -> bool;
+    /// The chunks nearest to an embedded query, by cosine similarity.
+    fn nearest(&self, query: &[f32], limit: usize, ef: usize) -> Result<Vec<(ChunkId, f32)>>;
+    fn chunks(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, StoredChunk>>;
+    /// The vectors `embedder` has for these chunks (those it lacks are left out): how
+    /// lexical candidates are rescored by a model that covers the index only partly. An
+    /// index without such a partial model has none to give.
+    fn vectors_of(
+        &self,
+        _embedder: &Identity,
+        _ids: &[ChunkId],
+    ) -> Result<Vec<(ChunkId, Vec<f32>)>> {
+        Ok(Vec::new())
+    }
+}
+
+/// One person's index: the SQLite store and the loaded vector graph (`None` when vector
+/// search is off).
+pub struct LocalIndex<'a> {
+    pub store: &'a Store,
+    pub vectors: Option<&'a SharedVectors>,
+}
+
+impl CandidateSource for LocalIndex<'_> {
+    fn lexical(
+        &self,
+        terms: &[String],
+        limit: usize,
+        head_weight: f32,
+    ) -> Result<Vec<(ChunkId, f32)>> {
+        self.store.lexical_search(terms, limit, head_weight)
+    }
+
+    fn searches_vectors(&self) -> bool {
+        self.vectors.is_some()
+    }
+
+    fn nearest(&self, query: &[f32], limit: usize, ef: usize) -> Result<Vec<(ChunkId, f32)>> {
+        Ok(self
+            .vectors
+            .map(|v| v.search(query, limit, ef))
+            .unwrap_or_default())
+    }
+
+    fn chunks(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, StoredChunk>> {
+        self.store.chunks_by_id(ids)
+    }
+
+    fn vectors_of(&self, embedder: &Identity, ids: &[ChunkId]) -> Result<Vec<(ChunkId, Vec<f32>)>> {
+        Ok(self.store.vectors_of_chunks(embedder, ids)?.0)
+    }
+}
+
+/// One snapshot of a ref in the shared index, resolved once per question so that both
+/// rankings read the same state even while a writer switches the ref. Paths in
+/// `excluded` (those the local overlay holds) are left out.
+pub struct SharedSnapshot<'a> {
+    pub store: &'a PgStore,
+    pub snapshot: &'a Snapshot,
+    pub excluded: &'a [String],
+    /// Vector search is on and the snapshot's vectors come from the querying embedder.
+    pub vectors: bool,
+}
+
+impl CandidateSource for SharedSnapshot<'_> {
+    fn lexical(
+        &self,
+        terms: &[String],
+        limit: usize,
+        head_weight: f32,
+    ) -> Result<Vec<(ChunkId, f32)>> {
+        self.store
+            .lexical_search(self.snapshot.id, terms, limit, head_weight, self.excluded)
+    }
+
+    fn searches_vectors(&self) -> bool {
+        self.vectors
+    }
+
+    fn nearest(&self, query: &[f32], limit: usize, ef: usize) -> Result<Vec<(ChunkId, f32)>> {
+        self.store
+            .nearest(self.snapshot, query, limit, ef, self.excluded)
+    }
+
+    fn chunks(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, StoredChunk>> {
+        self.store.chunks_by_id(ids)
+    }
+}

@@ -1,0 +1,936 @@
+//! The shared team index against a real PostgreSQL with pgvector (`scripts/pg.sh`, which
+//! `scripts/test.sh` starts): each test creates a database of its own, so they run side
+//! by side; the one that stops the server takes the others' lock exclusively.
+//!
+//! Without the server's variables these tests fail (never skip): run `scripts/test.sh`.
+
+use crate::common::{self, json_of, ok, stderr_of, ProviderSandbox, Sandbox, Settings};
+use crate::fake_provider::{Endpoint, FakeProvider};
+use crate::lsp_client::{LspClient, ServerOptions};
+use serde_json::{json, Value};
+use std::process::{Command, Output, Stdio};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+/// Held shared by every test that uses the server, exclusively by the one that stops it.
+static SERVER: RwLock<()> = RwLock::new(());
+
+fn env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: the team-index tests need PostgreSQL with pgvector; run the tests with scripts/test.sh (it starts one with scripts/pg.sh), or `source $(scripts/pg.sh start)` first"
+        )
+    })
+}
+
+/// `url` with its database replaced by `db`.
+fn with_db(url: &str, db: &str) -> String {
+    let cut = url.rfind('/').expect("a database in the URL");
+    let rest = &url[cut + 1..];
+    let query = rest.find('?').map(|q| &rest[q..]).unwrap_or("");
+    format!("{}/{db}{query}", &url[..cut])
+}
+
+fn run_sql<T: Send + 'static>(
+    url: &str,
+    f: impl for<'c> FnOnce(
+            &'c tokio_postgres::Client,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'c>>
+        + Send
+        + 'static,
+) -> T {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL: {e}"));
+            tokio::spawn(conn);
+            f(&client).await
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+fn execute(url: &str, sql: &str) {
+    let sql = sql.to_string();
+    run_sql(url, move |c| {
+        Box::pin(async move {
+            c.batch_execute(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        })
+    })
+}
+
+fn count(url: &str, sql: &str) -> i64 {
+    let sql = sql.to_string();
+    run_sql(url, move |c| {
+        Box::pin(async move {
+            c.query_one(&sql, &[])
+                .await
+                .map(|r| r.get::<_, i64>(0))
+                .unwrap_or(-1)
+        })
+    })
+}
+
+/// A database of one test's own (dropped at the end), with the roles of `scripts/pg.sh`.
+struct TeamDb {
+    name: String,
+    admin: String,
+    writer: String,
+    reader: String,
+    replica: String,
+    _server: Box<dyn std::any::Any>,
+}
+
+impl TeamDb {
+    fn create() -> TeamDb {
+        let guard = SERVER.read().unwrap_or_else(|e| e.into_inner());
+        TeamDb::create_with(Box::new(guard))
+    }
+
+    fn create_with(server: Box<dyn std::any::Any>) -> TeamDb {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!(
+            "ragls_t{}_{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let admin = env("RAGLS_TEST_PG_URL");
+        execute(
+            &admin,
+            &format!("CREATE DATABASE {name} OWNER ragls_writer"),
+        );
+        execute(
+            &with_db(&admin, &name),
+            &format!(
+                "CREATE EXTENSION vector;
+                 GRANT CONNECT ON DATABASE {name} TO ragls_reader;
+                 GRANT USAGE ON SCHEMA public TO ragls_reader;
+                 ALTER DEFAULT PRIVILEGES FOR ROLE ragls_writer GRANT SELECT ON TABLES TO ragls_reader;
+                 ALTER DEFAULT PRIVILEGES FOR ROLE ragls_writer GRANT USAGE, SELECT ON SEQUENCES TO ragls_reader;"
+            ),
+        );
+        TeamDb {
+            writer: with_db(&env("RAGLS_TEST_PG_WRITER_URL"), &name),
+            reader: with_db(&env("RAGLS_TEST_PG_READER_URL"), &name),
+            replica: with_db(&env("RAGLS_TEST_PG_REPLICA_URL"), &name),
+            admin: with_db(&admin, &name),
+            name,
+            _server: server,
+        }
+    }
+}
+
+impl Drop for TeamDb {
+    fn drop(&mut self) {
+        let admin = env("RAGLS_TEST_PG_URL");
+        let name = self.name.clone();
+        let _ = std::panic::catch_unwind(|| {
+            execute(
+                &admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+        });
+    }
+}
+
+/// `ragls <sub> --workspace <ws> --index-dir <index> --store URL --ref REF <args...>`.
+fn team_cmd(sb: &Sandbox, sub: &str, url: &str, ref_name: &str, args: &[&str]) -> Command {
+    let mut c = sb.ragls_cmd(sub, &["--store", url, "--ref", ref_name]);
+    c.args(args);
+    c
+}
+
+fn team(sb: &Sandbox, sub: &str, url: &str, ref_name: &str, args: &[&str]) -> Output {
+    team_cmd(sb, sub, url, ref_name, args)
+        .output()
+        .expect("run ragls")
+}
+
+fn index_shared(sb: &Sandbox, url: &str, ref_name: &str, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    json_of(&ok(
+        team(sb, "index", url, ref_name, &all),
+        &format!("ragls index --store … --ref {ref_name}"),
+    ))
+}
+
+fn search_shared(
+    sb: &Sandbox,
+    url: &str,
+    ref_name: &str,
+    query: &str,
+    args: &[&str],
+) -> Vec<Value> {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    all.push(query);
+    let v = json_of(&ok(
+        team(sb, "search", url, ref_name, &all),
+        &format!("ragls search --store … {query:?}"),
+    ));
+    v["results"].as_array().expect("results").clone()
+}
+
+/// A reader with no checkout of its own: it sees the shared ref alone.
+fn bare_reader() -> Sandbox {
+    Sandbox::empty()
+}
+
+const NO_OVERLAY: [&str; 2] = ["--set", "store.overlay=false"];
+
+fn has_symbol(results: &[Value], name: &str) -> bool {
+    results
+        .iter()
+        .any(|r| r["symbol"].as_str().is_some_and(|s| s.contains(name)))
+}
+
+#[test]
+fn a_fixture_repository_indexed_into_postgres_is_searched_and_asked_from_two_processes_at_once() {
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    let report = index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(report["ref"], "main", "{report}");
+    assert!(report["chunksAdded"].as_u64() > Some(10), "{report}");
+    assert_eq!(report["updated"], true, "{report}");
+    assert!(
+        count(&db.admin, "SELECT count(*) FROM embeddings") > 10,
+        "the vectors live in PostgreSQL"
+    );
+
+    // Two searches and two questions at once, from processes reading with the reader role.
+    let reader = bare_reader();
+    let e = common::lru_evict();
+    let mut children = Vec::new();
+    for _ in 0..2 {
+        children.push(
+            team_cmd(
+                &reader,
+                "search",
+                &db.reader,
+                "main",
+                &[
+                    "--json",
+                    "--set",
+                    "store.overlay=false",
+                    "evict the least recently used cache entry",
+                ],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        );
+        children.push(
+            team_cmd(
+                &reader,
+                "ask",
+                &db.reader,
+                "main",
+                &[
+                    "--json",
+                    "--set",
+                    "store.overlay=false",
+                    "how does the cache evict the least recently used entry?",
+                ],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        );
+    }
+    for (n, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let v = json_of(&ok(out, "a concurrent reader"));
+        let found = if n % 2 == 0 {
+            v["results"].as_array().unwrap().clone()
+        } else {
+            v["sources"].as_array().unwrap().clone()
+        };
+        assert!(
+            found
+                .iter()
+                .any(|r| r["path"] == e.path && r["start_line"].as_u64() == Some(e.start_line)),
+            "reader {n} finds {e:?} in the shared index: {v}"
+        );
+    }
+
+    // The same workspace reads the shared ref with nothing of its own on top: its local
+    // overlay is empty, so the hit came from PostgreSQL.
+    let results = search_shared(
+        &sb,
+        &db.reader,
+        "main",
+        "evict the least recently used cache entry",
+        &[],
+    );
+    common::assert_in_top(&results, 3, &e, "evict");
+    let status = json_of(&ok(
+        team(&sb, "status", &db.reader, "main", &["--json"]),
+        "status",
+    ));
+    assert_eq!(status["files"], 0, "the overlay holds nothing: {status}");
+}
+
+#[test]
+fn a_second_ref_with_three_changed_files_re_embeds_only_their_changed_chunks() {
+    let db = TeamDb::create();
+    let fake = FakeProvider::start();
+    let sb = ProviderSandbox::empty_at(&fake.base_url(), &Settings::default());
+    for (path, text) in common::FIXTURE {
+        sb.write(path, text);
+    }
+    let first = sb
+        .ragls("index", &["--store", &db.writer, "--ref", "main", "--json"])
+        .ok()
+        .json();
+    let embedded_first = first["embedded"].as_u64().unwrap();
+    assert!(embedded_first > 10, "{first}");
+    let inputs = |reqs: &[crate::fake_provider::RecordedRequest]| -> Vec<String> {
+        reqs.iter()
+            .flat_map(|r| match &r.body["input"] {
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect(),
+                Value::String(s) => vec![s.clone()],
+                _ => Vec::new(),
+            })
+            .collect()
+    };
+    // The first build also asks the model's dimension once (one more input).
+    assert!(inputs(&fake.requests_to(Endpoint::Embeddings)).len() as u64 >= embedded_first);
+    fake.reset();
+
+    // A branch: one function changed in each of three files.
+    let files = [
+        (
+            "src/cache/lru.rs",
+            "pub fn get(&mut self",
+            "pub fn get_branch_one(&mut self",
+        ),
+        (
+            "client/retry.py",
+            "def retry_with_backoff(",
+            "def retry_with_backoff_branch_two(",
+        ),
+        (
+            "server/ratelimit/limiter.go",
+            "func (b *TokenBucket) Allow(",
+            "func (b *TokenBucket) AllowBranchThree(",
+        ),
+    ];
+    for (path, from, to) in files {
+        let text = sb.read(path);
+        assert!(text.contains(from), "{path} has {from}");
+        sb.write(path, text.replacen(from, to, 1));
+    }
+    let second = sb
+        .ragls(
+            "index",
+            &[
+                "--store", &db.writer, "--ref", "feature", "--base", "main", "--json",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(second["base"], "main", "{second}");
+    assert_eq!(
+        second["filesChunked"], 3,
+        "only the changed files are chunked: {second}"
+    );
+    assert!(
+        second["cached"].as_u64() > Some(0),
+        "the unchanged chunks of those files come from the cache: {second}"
+    );
+    let sent = inputs(&fake.requests_to(Endpoint::Embeddings));
+    assert_eq!(
+        sent.len() as u64,
+        second["embedded"].as_u64().unwrap(),
+        "{second}"
+    );
+    assert!(!sent.is_empty() && sent.len() <= 6, "{sent:?}");
+    for text in &sent {
+        assert!(
+            text.contains("branch_one")
+                || text.contains("branch_two")
+                || text.contains("BranchThree"),
+            "only changed chunks are embedded, not:\n{text}"
+        );
+    }
+    for (_, _, to) in files {
+        let name = to
+            .split('(')
+            .next()
+            .unwrap()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(
+            sent.iter().any(|t| t.contains(&name)),
+            "the changed function {name} is embedded"
+        );
+    }
+    // Both refs stand side by side.
+    let reader = bare_reader();
+    let on_feature = search_shared(
+        &reader,
+        &db.reader,
+        "feature",
+        "retry_with_backoff_branch_two",
+        &NO_OVERLAY,
+    );
+    assert!(
+        has_symbol(&on_feature, "retry_with_backoff_branch_two"),
+        "{on_feature:?}"
+    );
+    let on_main = search_shared(
+        &reader,
+        &db.reader,
+        "main",
+        "retry_with_backoff_branch_two",
+        &NO_OVERLAY,
+    );
+    assert!(!has_symbol(&on_main, "branch_two"), "{on_main:?}");
+}
+
+/// Indexes `main` with `alpha_old` in src/alpha.rs, then starts an update to `alpha_new`
+/// that stops inside its transaction; returns the writer and the release file.
+fn start_paused_update(db: &TeamDb, sb: &Sandbox) -> (std::process::Child, std::path::PathBuf) {
+    sb.write(
+        "src/alpha.rs",
+        "/// The old way.\npub fn alpha_old_marker() -> u32 {\n    1\n}\n",
+    );
+    index_shared(sb, &db.writer, "main", &[]);
+    sb.write(
+        "src/alpha.rs",
+        "/// The new way.\npub fn alpha_new_marker() -> u32 {\n    2\n}\n",
+    );
+    sb.write(
+        "src/beta.rs",
+        "pub fn beta_new_marker() -> u32 {\n    3\n}\n",
+    );
+    let release = sb.tmp.path().join("release");
+    let child = team_cmd(sb, "index", &db.writer, "main", &["--json"])
+        .env("RAGLS_FAULT_PUBLISH_WAIT_FOR", &release)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = sb.tmp.path().join("release.reached");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !reached.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the writer never reached its transaction"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, release)
+}
+
+fn symbols(results: &[Value]) -> Vec<String> {
+    results
+        .iter()
+        .map(|r| r["symbol"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn a_reader_during_an_update_sees_the_old_ref_until_it_switches_never_a_mix() {
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    let (child, release) = start_paused_update(&db, &sb);
+    let reader = bare_reader();
+    let during = search_shared(
+        &reader,
+        &db.reader,
+        "main",
+        "alpha old new beta marker",
+        &NO_OVERLAY,
+    );
+    let s = symbols(&during);
+    assert!(s.iter().any(|x| x.contains("alpha_old_marker")), "{s:?}");
+    assert!(
+        !s.iter()
+            .any(|x| x.contains("alpha_new_marker") || x.contains("beta_new_marker")),
+        "nothing of the update is visible before it commits: {s:?}"
+    );
+    std::fs::write(&release, b"").unwrap();
+    ok(child.wait_with_output().unwrap(), "the update");
+    let after = search_shared(
+        &reader,
+        &db.reader,
+        "main",
+        "alpha old new beta marker",
+        &NO_OVERLAY,
+    );
+    let s = symbols(&after);
+    assert!(s.iter().any(|x| x.contains("alpha_new_marker")), "{s:?}");
+    assert!(s.iter().any(|x| x.contains("beta_new_marker")), "{s:?}");
+    assert!(!s.iter().any(|x| x.contains("alpha_old_marker")), "{s:?}");
+}
+
+#[test]
+fn a_writer_killed_mid_update_leaves_the_previous_ref_and_the_next_run_completes() {
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    let (mut child, _release) = start_paused_update(&db, &sb);
+    child.kill().unwrap(); // SIGKILL: the transaction never commits
+    child.wait().unwrap();
+    let reader = bare_reader();
+    let s = symbols(&search_shared(
+        &reader,
+        &db.reader,
+        "main",
+        "alpha old new beta marker",
+        &NO_OVERLAY,
+    ));
+    assert!(s.iter().any(|x| x.contains("alpha_old_marker")), "{s:?}");
+    assert!(!s.iter().any(|x| x.contains("new_marker")), "{s:?}");
+
+    let report = index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(report["updated"], true, "{report}");
+    assert_eq!(
+        report["embedded"], 0,
+        "the killed run's vectors were cached before it died: {report}"
+    );
+    let s = symbols(&search_shared(
+        &reader,
+        &db.reader,
+        "main",
+        "alpha old new beta marker",
+        &NO_OVERLAY,
+    ));
+    assert!(s.iter().any(|x| x.contains("alpha_new_marker")), "{s:?}");
+    assert!(s.iter().any(|x| x.contains("beta_new_marker")), "{s:?}");
+}
+
+#[test]
+fn the_local_overlay_finds_an_uncommitted_function_and_cites_local_lines() {
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    index_shared(&sb, &db.writer, "main", &[]);
+    // Uncommitted work: ten lines pushed in above an existing function, and a new one.
+    let path = "client/retry.py";
+    let text = sb.read(path);
+    let pushed = format!(
+        "{}{}\ndef compute_jitter_window_locally(attempt):\n    \"\"\"A jitter window only this working tree has.\"\"\"\n    return attempt * 7\n",
+        "# local note\n".repeat(10),
+        text
+    );
+    sb.write(path, &pushed);
+    sb.write(
+        "client/old_helpers.py",
+        "def soon_deleted_helper():\n    return 1\n",
+    );
+
+    let results = search_shared(
+        &sb,
+        &db.reader,
+        "main",
+        "compute jitter window locally",
+        &[],
+    );
+    let hit = results
+        .iter()
+        .find(|r| {
+            r["symbol"]
+                .as_str()
+                .is_some_and(|s| s.contains("compute_jitter_window_locally"))
+        })
+        .unwrap_or_else(|| panic!("the uncommitted function is found: {results:?}"));
+    assert_eq!(hit["path"], path);
+    assert_eq!(
+        hit["start_line"].as_u64(),
+        Some(common::line_of(
+            &pushed,
+            "def compute_jitter_window_locally"
+        )),
+        "the citation points at the local file's lines"
+    );
+    // The shared copy of the changed file is dropped: every hit of it has local lines.
+    let e = common::retry_with_backoff();
+    let retry = search_shared(
+        &sb,
+        &db.reader,
+        "main",
+        "retry with exponential backoff",
+        &[],
+    );
+    let hits: Vec<&Value> = retry.iter().filter(|r| r["path"] == path).collect();
+    assert!(!hits.is_empty(), "{retry:?}");
+    assert!(
+        hits.iter()
+            .any(|r| r["start_line"].as_u64() == Some(e.start_line + 10)),
+        "the retry helper is cited 10 lines down, where it is locally: {hits:?}"
+    );
+    assert!(
+        !hits
+            .iter()
+            .any(|r| r["start_line"].as_u64() == Some(e.start_line)),
+        "no stale shared copy: {hits:?}"
+    );
+
+    // A file deleted locally is not found any more.
+    std::fs::remove_file(sb.path("server/handlers.go")).unwrap();
+    let after = search_shared(&sb, &db.reader, "main", "handlers", &[]);
+    assert!(
+        !after.iter().any(|r| r["path"] == "server/handlers.go"),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn a_read_only_role_searches_but_cannot_write() {
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    index_shared(&sb, &db.writer, "main", &[]);
+    let results = search_shared(
+        &bare_reader(),
+        &db.reader,
+        "main",
+        "evict least recently used",
+        &NO_OVERLAY,
+    );
+    common::assert_in_top(&results, 3, &common::lru_evict(), "evict");
+
+    sb.write("src/new_module.rs", "pub fn written_by_a_reader() {}\n");
+    let out = team(&sb, "index", &db.reader, "main", &[]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("refused a write") && err.contains("writer role"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("ragls-test-reader"),
+        "the password is never printed: {err}"
+    );
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT count(*) FROM blobs WHERE path = 'src/new_module.rs'"
+        ),
+        0
+    );
+}
+
+#[test]
+fn settings_in_the_repository_may_not_hold_the_database_password() {
+    let sb = Sandbox::with_project();
+    sb.write(
+        ".ragls.toml",
+        "[store]\nurl = \"postgres://ragls_writer:hunter2@db.example:5432/ragls\"\n",
+    );
+    let out = sb.ragls("search", &["anything"]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("store.url holds a password"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn an_unreachable_database_is_named_without_its_password() {
+    let sb = Sandbox::with_project();
+    let out = team(
+        &sb,
+        "index",
+        "postgres://w:s3cret@127.0.0.1:1/ragls",
+        "main",
+        &[],
+    );
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot reach the shared index at 127.0.0.1:1/ragls"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[test]
+fn the_replica_serves_reads() {
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    index_shared(&sb, &db.writer, "main", &[]);
+    // The replica replays the primary's WAL: wait until it has the ref.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let on_replica =
+            std::panic::catch_unwind(|| count(&db.replica, "SELECT count(*) FROM refs"));
+        if matches!(on_replica, Ok(1)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replica never caught up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Reads go to store.read_url: the primary named in store.url is not even reachable.
+    let results = search_shared(
+        &bare_reader(),
+        "postgres://ragls_reader@127.0.0.1:1/unused",
+        "main",
+        "evict least recently used",
+        &[
+            "--set",
+            "store.overlay=false",
+            "--set",
+            &format!("store.read_url=\"{}\"", db.replica),
+        ],
+    );
+    common::assert_in_top(
+        &results,
+        3,
+        &common::lru_evict(),
+        "evict (from the replica)",
+    );
+}
+
+#[test]
+fn a_database_that_goes_away_mid_session_degrades_to_local_results_and_recovers() {
+    // Stops the shared server: no other test may use it meanwhile.
+    let guard = SERVER.write().unwrap_or_else(|e| e.into_inner());
+    let db = TeamDb::create_with(Box::new(guard));
+    let sb = Sandbox::with_project();
+    index_shared(&sb, &db.writer, "main", &[]);
+    // Local work the shared ref lacks.
+    sb.write(
+        "src/local_only.rs",
+        "/// Only in this working tree.\npub fn reconcile_local_ledger() -> u32 {\n    42\n}\n",
+    );
+    let home = sb.tmp.path().join("lsp");
+    let opts = ServerOptions::new(common::BIN, &home)
+        .env("RAGLS_STORE_URL", &db.reader)
+        .env("RAGLS_STORE_REF", "main");
+    let c = LspClient::spawn(&opts);
+    let root = sb.ws.canonicalize().unwrap();
+    c.initialize(
+        &[&root],
+        json!({ "index": { "dir": sb.index.to_string_lossy() } }),
+        json!({}),
+    );
+    c.wait_ready(Duration::from_secs(120));
+    let ask = |q: &str| c.request_ok("rag/ask", json!({ "query": q }));
+    let shared = ask("evict the least recently used cache entry");
+    assert!(shared.get("notes").is_none(), "{shared}");
+    assert!(shared["sources"].to_string().contains("lru.rs"), "{shared}");
+
+    let ctl = env("RAGLS_TEST_PG_CTL");
+    let stop = Command::new(&ctl).arg("stop").output().unwrap();
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    let degraded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ask("reconcile local ledger")
+    }));
+    let start = Command::new(&ctl).arg("start").output().unwrap();
+    assert!(
+        start.status.success(),
+        "{}",
+        String::from_utf8_lossy(&start.stderr)
+    );
+    let degraded =
+        degraded.unwrap_or_else(|_| panic!("rag/ask failed while the database was away"));
+    let notes = degraded["notes"].to_string();
+    assert!(
+        notes.contains("cannot reach the shared index"),
+        "{degraded}"
+    );
+    assert!(notes.contains("local index only"), "{degraded}");
+    assert!(!notes.contains("ragls-test-reader"), "{degraded}");
+    assert!(
+        degraded["sources"].to_string().contains("local_only.rs"),
+        "local results: {degraded}"
+    );
+
+    let recovered = ask("evict the least recently used cache entry");
+    assert!(recovered.get("notes").is_none(), "{recovered}");
+    assert!(
+        recovered["sources"].to_string().contains("lru.rs"),
+        "{recovered}"
+    );
+    c.shutdown_and_exit();
+}
+
+#[test]
+fn an_unsaved_buffer_is_searched_over_the_shared_index_in_the_editor() {
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    index_shared(&sb, &db.writer, "main", &[]);
+    let home = sb.tmp.path().join("lsp");
+    let opts = ServerOptions::new(common::BIN, &home)
+        .env("RAGLS_STORE_URL", &db.reader)
+        .env("RAGLS_STORE_REF", "main");
+    let c = LspClient::spawn(&opts);
+    let root = sb.ws.canonicalize().unwrap();
+    c.initialize(
+        &[&root],
+        json!({ "index": { "dir": sb.index.to_string_lossy() } }),
+        json!({}),
+    );
+    c.wait_ready(Duration::from_secs(120));
+    let status = c.status();
+    assert_eq!(status["files"], 0, "the overlay starts empty: {status}");
+
+    // An edit that is never saved: a function the shared index cannot have.
+    let path = "src/cache/lru.rs";
+    let disk = sb.read(path);
+    let buffer = format!(
+        "{disk}\n/// Drains the quokka backlog (unsaved).\npub fn drain_quokka_backlog() -> usize {{\n    0\n}}\n"
+    );
+    let uri = crate::lsp_client::file_uri(&root.join(path));
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "rust", "version": 1, "text": buffer } }),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let hit = loop {
+        let r = c.request_ok("rag/search", json!({ "query": "drain quokka backlog" }));
+        let found = r["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|h| {
+                h["symbol"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("drain_quokka_backlog"))
+            })
+            .cloned();
+        if let Some(hit) = found {
+            break hit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unsaved function never became searchable: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(hit["uri"], uri, "{hit}");
+    let fn_line = common::line_of(&buffer, "pub fn drain_quokka_backlog") - 1;
+    let start = hit["range"]["start"]["line"].as_u64().unwrap();
+    let end = hit["range"]["end"]["line"].as_u64().unwrap();
+    assert!(start <= fn_line && fn_line <= end, "{hit}");
+    // The shared index itself never saw it.
+    let shared = search_shared(
+        &bare_reader(),
+        &db.reader,
+        "main",
+        "drain quokka backlog",
+        &NO_OVERLAY,
+    );
+    assert!(!has_symbol(&shared, "drain_quokka_backlog"), "{shared:?}");
+    c.shutdown_and_exit();
+}
+
+#[test]
+fn the_mcp_server_searches_the_shared_index_with_a_read_only_role() {
+    use std::io::{BufRead, BufReader, Write};
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    index_shared(&sb, &db.writer, "main", &[]);
+    // The agent's checkout is the indexed one: its overlay stays empty.
+    let mut child = sb
+        .command()
+        .args(["mcp", "--workspace"])
+        .arg(&sb.ws)
+        .arg("--index-dir")
+        .arg(&sb.index)
+        .args(["--store", &db.reader, "--ref", "main"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut send = |line: Value| {
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    };
+    let mut answer = |id: i64| -> Value {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "the MCP server closed stdout"
+            );
+            let v: Value = serde_json::from_str(line.trim()).expect("JSON-RPC on stdout");
+            if v["id"] == id {
+                return v;
+            }
+        }
+    };
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}),
+    );
+    answer(1);
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let results = loop {
+        send(
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "search_code", "arguments": {"query": "evict the least recently used cache entry"}}}),
+        );
+        let r = answer(2)["result"].clone();
+        let results = r["structuredContent"]["results"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !results.is_empty() {
+            break results;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no results from the shared index: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let e = common::lru_evict();
+    assert!(
+        results.iter().any(|r| r["path"] == e.path),
+        "the MCP server reads the shared ref: {results:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_database_without_a_ragls_index_yet_is_a_note_and_local_results() {
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    let out = team(
+        &sb,
+        "search",
+        &db.reader,
+        "main",
+        &["--json", "evict least recently used"],
+    );
+    let err = stderr_of(&out);
+    let v = json_of(&ok(out, "search before any shared index"));
+    assert!(err.contains("has no ragls index yet"), "{err}");
+    assert!(err.contains("results from the local index only"), "{err}");
+    let results = v["results"].as_array().unwrap().clone();
+    common::assert_in_top(&results, 3, &common::lru_evict(), "evict (local)");
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        0,
+        "a reader creates nothing"
+    );
+}
