@@ -2,11 +2,15 @@
 //! what query-time embedding adds to a query, and how long the background pass takes to
 //! give every chunk a model vector while searches go on.
 //!
-//! usage: cargo bench --bench model_background -- MODEL_DIR [CORPUS_DIR] [QUERIES]
+//! usage: cargo bench --bench model_background -- MODEL_DIR [CORPUS_DIR] [QUERIES] [LAZY] [no-pass]
 //!   MODEL_DIR: a sentence-transformers folder (e.g. $RAGLS_TEST_MINILM);
 //!   CORPUS_DIR defaults to the folder printed by `../shared/eval/perf-corpus.sh` (a
 //!   subfolder, e.g. .../corpus/syn-2.0.119, for a shorter run);
-//!   QUERIES (default 40): the first sentences of the corpus's doc comments, asked in order.
+//!   QUERIES (default 40): the first sentences of the corpus's doc comments, asked in order;
+//!   LAZY: `retrieve.lazy_embed` (default: the setting's default); `no-pass` skips step 3.
+//!
+//! Times are wall clock and, for query-time embedding, also the process's CPU time (on a
+//! shared machine the wall clock alone misleads).
 //!
 //! 1. Indexes the corpus into a temporary folder (lexical; the model's backlog is left).
 //! 2. Each query three times, each on a reading engine as the server's are: without
@@ -24,6 +28,14 @@ use ragls::engine::{Engine, ModelProgress, ModelVectors, NoProgress, Rerank};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+fn cpu_ms() -> f64 {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 * 1000.0 + tv.tv_usec as f64 / 1000.0;
+    t(u.ru_utime) + t(u.ru_stime)
+}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -93,6 +105,7 @@ fn main() {
     let rest: Vec<String> = args[1..].to_vec();
     let root = support::corpus_root(&rest, "model_background");
     let n_queries: usize = rest.get(1).and_then(|n| n.parse().ok()).unwrap_or(40);
+    let lazy_embed: Option<usize> = rest.get(2).and_then(|n| n.parse().ok());
     let tmp = tempfile::tempdir().expect("tempdir");
     let index_dir = tmp.path().join("index");
     let mut config = Config::default();
@@ -101,6 +114,9 @@ fn main() {
         model_dir,
         ..EmbeddingConfig::default()
     };
+    if let Some(n) = lazy_embed {
+        config.retrieve.lazy_embed = n;
+    }
 
     // 1. The lexical index: usable at once.
     let t = Instant::now();
@@ -128,18 +144,23 @@ fn main() {
     };
     let (mut base, mut lazy) = (open(0), open(config.retrieve.lazy_embed));
     let (mut added, mut again, mut embedded) = (Vec::new(), Vec::new(), Vec::new());
+    let mut added_cpu = Vec::new();
     let time = |e: &mut Engine, q: &str| {
         let t = Instant::now();
         e.retrieve(q, 10, Rerank::Best).expect("retrieve");
         t.elapsed().as_secs_f64() * 1000.0
     };
     for q in &queries {
+        let c0 = cpu_ms();
         let b = time(&mut base, q);
+        let c1 = cpu_ms();
         let before = lazy.lazily_embedded();
         let first = time(&mut lazy, q);
+        let c2 = cpu_ms();
         embedded.push((lazy.lazily_embedded() - before) as f64);
         let second = time(&mut lazy, q);
         added.push((first - b).max(0.0));
+        added_cpu.push(((c2 - c1) - (c1 - c0)).max(0.0));
         again.push((second - b).max(0.0));
     }
     println!(
@@ -152,9 +173,20 @@ fn main() {
         summary(embedded).replace(" ms", "")
     );
     println!("  added, first ask  {}", summary(added));
+    println!("  its CPU time      {}", summary(added_cpu));
     println!("  added, asked again {}", summary(again));
 
-    // 3. The background pass while searches go on.
+    if rest.get(3).map(String::as_str) == Some("no-pass") {
+        return;
+    }
+    // 3. The background pass while searches go on; first the same searches without it, for
+    // comparison on a machine that may be busy with other work.
+    let mut alone = Vec::new();
+    for i in 0..150 {
+        alone.push(time(&mut base, &queries[i % queries.len().max(1)]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("searches, no pass   {}", summary(alone));
     let pass = writer.background_model().expect("a background model");
     let progress = Arc::new(Counting {
         coverage: Default::default(),

@@ -259,7 +259,7 @@ impl Default for RetrieveConfig {
             model_lexical_weight: 0.8,
             model_vector_weight: 1.0,
             model_hashed_weight: 0.5,
-            lazy_embed: 16,
+            lazy_embed: 8,
             rrf_k: 60.0,
             head_weight: 4.0,
             ef_search: 64,
