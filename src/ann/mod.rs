@@ -310,7 +310,9 @@ impl VectorIndex {
 /// The vector index and the live set of one workspace, shared by the engine that writes
 /// the index and the engines that answer queries meanwhile (the language server), so a
 /// batch is searchable the moment it is committed. hnsw_rs allows inserts and searches
-/// at the same time; the locks here only guard swapping the graph (compaction).
+/// at the same time; an exact index takes a write lock for the moment a batch's rows
+/// are copied in; the locks here only guard swapping the index (a load, compaction, a
+/// change of kind).
 ///
 /// Shared vectors made with [`SharedVectors::lazy`] (the server's) are loaded in the
 /// background: a search that finds them unloaded starts the load and answers lexically
@@ -443,8 +445,9 @@ enum FeedOp {
 
 /// Applies inserts and removals to shared vectors on a thread of its own, in the order
 /// given: while the indexer parses and writes the next batch on the other cores, the
-/// graph takes in the last one (graph inserts are sequential, see
-/// [`VectorIndex::insert`]). Without a thread, it applies them at once.
+/// index takes in the last one (graph inserts are sequential, see
+/// [`VectorIndex::insert`]; an exact index that outgrows its limit becomes a graph
+/// there). Without a thread, it applies them at once.
 pub struct Feeder {
     vectors: Arc<SharedVectors>,
     tx: Option<std::sync::mpsc::SyncSender<FeedOp>>,
@@ -507,7 +510,7 @@ impl Feeder {
         }
     }
 
-    /// Waits until everything sent is applied. If the thread died, the graph is
+    /// Waits until everything sent is applied. If the thread died, the index is
     /// incomplete: it is dropped, to be rebuilt from the store by its next user.
     pub fn finish(mut self) {
         self.join();
