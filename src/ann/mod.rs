@@ -323,7 +323,7 @@ pub struct SharedVectors {
     live: RwLock<LiveSet>,
     loading: Mutex<()>,
     lazy: bool,
-    /// Set once a background load was started (it runs once per graph).
+    /// Set once a background load was started (it runs once per index).
     background: AtomicBool,
 }
 
@@ -361,7 +361,7 @@ impl SharedVectors {
         self.index.read().map(|i| i.is_some()).unwrap_or(false)
     }
 
-    /// Installs a (loaded or rebuilt) graph and the ids that are live in the store.
+    /// Installs a (loaded or rebuilt) index and the ids that are live in the store.
     pub fn install(&self, index: VectorIndex, live: LiveSet) {
         if let Ok(mut l) = self.live.write() {
             *l = live;
@@ -371,7 +371,7 @@ impl SharedVectors {
         }
     }
 
-    /// Forgets the graph (for a change of embedder); the next user loads or rebuilds it.
+    /// Forgets the index (for a change of embedder); the next user loads or rebuilds it.
     pub fn clear(&self) {
         let _loading = self.loading();
         if let Ok(mut i) = self.index.write() {
