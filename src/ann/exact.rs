@@ -130,8 +130,9 @@ impl Rows {
                 row
             }
         };
-        for (d, x) in v.iter().enumerate() {
-            self.data[at(dims, row, d)] = f32_to_f16(*x);
+        let base = at(dims, row, 0);
+        for (h, x) in self.data[base..].iter_mut().step_by(BLOCK).zip(v) {
+            *h = f32_to_f16(*x);
         }
     }
 

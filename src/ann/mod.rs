@@ -318,7 +318,9 @@ impl VectorIndex {
 /// The vector index and the live set of one workspace, shared by the engine that writes
 /// the index and the engines that answer queries meanwhile (the language server), so a
 /// batch is searchable the moment it is committed. hnsw_rs allows inserts and searches
-/// at the same time; the locks here only guard swapping the graph (compaction).
+/// at the same time; an exact index takes a write lock for the moment a batch's rows
+/// are copied in; the locks here only guard swapping the index (a load, compaction, a
+/// change of kind).
 ///
 /// Shared vectors made with [`SharedVectors::lazy`] (the server's) are loaded in the
 /// background: a search that finds them unloaded starts the load and answers lexically
@@ -329,7 +331,7 @@ pub struct SharedVectors {
     live: RwLock<LiveSet>,
     loading: Mutex<()>,
     lazy: bool,
-    /// Set once a background load was started (it runs once per graph).
+    /// Set once a background load was started (it runs once per index).
     background: AtomicBool,
 }
 
@@ -367,7 +369,7 @@ impl SharedVectors {
         self.index.read().map(|i| i.is_some()).unwrap_or(false)
     }
 
-    /// Installs a (loaded or rebuilt) graph and the ids that are live in the store.
+    /// Installs a (loaded or rebuilt) index and the ids that are live in the store.
     pub fn install(&self, index: VectorIndex, live: LiveSet) {
         if let Ok(mut l) = self.live.write() {
             *l = live;
@@ -377,7 +379,7 @@ impl SharedVectors {
         }
     }
 
-    /// Forgets the graph (for a change of embedder); the next user loads or rebuilds it.
+    /// Forgets the index (for a change of embedder); the next user loads or rebuilds it.
     pub fn clear(&self) {
         let _loading = self.loading();
         if let Ok(mut i) = self.index.write() {
@@ -451,8 +453,9 @@ enum FeedOp {
 
 /// Applies inserts and removals to shared vectors on a thread of its own, in the order
 /// given: while the indexer parses and writes the next batch on the other cores, the
-/// graph takes in the last one (graph inserts are sequential, see
-/// [`VectorIndex::insert`]). Without a thread, it applies them at once.
+/// index takes in the last one (graph inserts are sequential, see
+/// [`VectorIndex::insert`]; an exact index that outgrows its limit becomes a graph
+/// there). Without a thread, it applies them at once.
 pub struct Feeder {
     vectors: Arc<SharedVectors>,
     tx: Option<std::sync::mpsc::SyncSender<FeedOp>>,
@@ -515,7 +518,7 @@ impl Feeder {
         }
     }
 
-    /// Waits until everything sent is applied. If the thread died, the graph is
+    /// Waits until everything sent is applied. If the thread died, the index is
     /// incomplete: it is dropped, to be rebuilt from the store by its next user.
     pub fn finish(mut self) {
         self.join();
