@@ -179,6 +179,10 @@ pub struct IndexConfig {
     pub chunk_max_lines: usize,
     /// Rebuild the vector index when this share of its entries is deleted.
     pub compact_deleted_ratio: f32,
+    /// Search the vectors exactly (a scan, nothing on disk) below this many chunks; an
+    /// HNSW graph from there on. Counted at 256 dimensions: wider vectors switch at
+    /// proportionally fewer chunks (`ann::VectorIndex::exact_limit`); 0 = always the graph.
+    pub exact_search_below: usize,
 }
 
 impl Default for IndexConfig {
@@ -192,6 +196,7 @@ impl Default for IndexConfig {
             chunk_min_bytes: 250,
             chunk_max_lines: 80,
             compact_deleted_ratio: 0.25,
+            exact_search_below: 100_000,
         }
     }
 }
@@ -213,6 +218,18 @@ pub struct RetrieveConfig {
     pub fusion: Fusion,
     pub lexical_weight: f32,
     pub vector_weight: f32,
+    /// `lexical_weight` and `vector_weight` for an index whose vectors come from a local
+    /// transformer model (`embedding.provider = "local"`): its vectors say far more than
+    /// the built-in embedder's, so the defaults trust them more (tuned on dev-eval).
+    pub model_lexical_weight: f32,
+    pub model_vector_weight: f32,
+    /// With a local transformer model: weight of the built-in hashed embedder's cosine
+    /// over the fused candidates, a third list (0 = off).
+    pub model_hashed_weight: f32,
+    /// With a local transformer model: the best this many lexical candidates that lack a
+    /// model vector are embedded at query time (and cached), so the first questions rank
+    /// semantically before the background pass is done (0 = off).
+    pub lazy_embed: usize,
     pub rrf_k: f32,
     /// BM25 weight of the chunk's head (symbol name, symbol path, file path) against its body.
     pub head_weight: f32,
@@ -239,6 +256,10 @@ impl Default for RetrieveConfig {
             fusion: Fusion::Weighted,
             lexical_weight: 1.0,
             vector_weight: 0.5,
+            model_lexical_weight: 0.8,
+            model_vector_weight: 1.0,
+            model_hashed_weight: 0.5,
+            lazy_embed: 8,
             rrf_k: 60.0,
             head_weight: 4.0,
             ef_search: 64,
@@ -484,6 +505,18 @@ impl Config {
             ),
             ("retrieve.lexical_weight", self.retrieve.lexical_weight),
             ("retrieve.vector_weight", self.retrieve.vector_weight),
+            (
+                "retrieve.model_lexical_weight",
+                self.retrieve.model_lexical_weight,
+            ),
+            (
+                "retrieve.model_vector_weight",
+                self.retrieve.model_vector_weight,
+            ),
+            (
+                "retrieve.model_hashed_weight",
+                self.retrieve.model_hashed_weight,
+            ),
             ("retrieve.rrf_k", self.retrieve.rrf_k),
             ("retrieve.head_weight", self.retrieve.head_weight),
         ];
@@ -495,6 +528,18 @@ impl Config {
         for (key, value) in [
             ("retrieve.lexical_weight", self.retrieve.lexical_weight),
             ("retrieve.vector_weight", self.retrieve.vector_weight),
+            (
+                "retrieve.model_lexical_weight",
+                self.retrieve.model_lexical_weight,
+            ),
+            (
+                "retrieve.model_vector_weight",
+                self.retrieve.model_vector_weight,
+            ),
+            (
+                "retrieve.model_hashed_weight",
+                self.retrieve.model_hashed_weight,
+            ),
             ("retrieve.head_weight", self.retrieve.head_weight),
         ] {
             if !(0.0..=1000.0).contains(&value) {
@@ -508,7 +553,13 @@ impl Config {
             );
         }
         // Upper bounds keep a typo (1e8) from exhausting memory or time.
-        let ranges: [(&str, u64, u64, u64); 16] = [
+        let ranges: [(&str, u64, u64, u64); 17] = [
+            (
+                "retrieve.lazy_embed",
+                self.retrieve.lazy_embed as u64,
+                0,
+                100,
+            ),
             ("provider.timeout_s", self.provider.timeout_s, 1, 3600),
             (
                 "provider.max_retries",

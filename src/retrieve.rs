@@ -11,9 +11,9 @@
 use crate::config::{Fusion, RetrieveConfig};
 use crate::embed::Embedder;
 use crate::error::Result;
-use crate::store::{ChunkId, StoredChunk};
+use crate::store::{ChunkId, Identity, StoredChunk};
 use crate::tokenize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 pub mod explain;
@@ -78,6 +78,14 @@ pub struct Candidates<'a> {
     pub source: &'a dyn CandidateSource,
     /// Embeds the query for the vector search.
     pub embedder: &'a dyn Embedder,
+    /// Also score every lexical candidate that has a vector by its exact cosine, not only
+    /// what the graph returns: for a model whose vectors cover the index only partly
+    /// (still embedding in the background), this is how they count at once.
+    pub rescore_lexical: bool,
+    /// Weight of a third list, the built-in hashed embedder's cosine over the fused
+    /// candidates (computed at query time from their text; 0 = off): with a local model it
+    /// adds the character-level signal the model lacks (`retrieve.model_hashed_weight`).
+    pub hashed_weight: f32,
 }
 
 /// Hybrid search: the lexical (BM25) and vector candidates for `query`, fused, adjusted
@@ -100,7 +108,7 @@ pub fn hybrid(
             )),
         }
     }
-    let (lexical, vector) = c.source.rankings(&RankingQuery {
+    let (lexical, mut vector) = c.source.rankings(&RankingQuery {
         terms: &terms,
         lexical_limit: rc.lexical_candidates,
         head_weight: rc.head_weight,
@@ -108,11 +116,17 @@ pub fn hybrid(
         vector_limit: rc.vector_candidates,
         ef: rc.ef_search,
     })?;
-    let fused = fuse(&lexical, &vector, rc);
+    if let (Some(q), true) = (&embedded, c.rescore_lexical) {
+        rescore_lexical(c, q, &lexical, &mut vector)?;
+    }
+    let mut fused = fuse(&lexical, &vector, rc);
     // The priors may lift a candidate from below the pool, so all candidates are loaded
     // (at most lexical_candidates + vector_candidates).
     let ids: Vec<ChunkId> = fused.iter().map(|f| f.id).collect();
     let mut rows = c.source.chunks(&ids)?;
+    if c.hashed_weight > 0.0 {
+        add_hashed(query, &mut fused, &rows, c.hashed_weight, rc)?;
+    }
     let mut hits: Vec<SearchHit> = fused
         .iter()
         .enumerate()
@@ -137,6 +151,73 @@ pub fn hybrid(
     priors::apply(query, &mut hits, rc);
     hits.truncate(pool);
     Ok(hits)
+}
+
+/// Adds the built-in hashed embedder's z-scored cosine between the query and each fused
+/// candidate's embedding text, weighted, to its fused score, and re-sorts.
+fn add_hashed(
+    query: &str,
+    fused: &mut [Fused],
+    rows: &HashMap<ChunkId, StoredChunk>,
+    weight: f32,
+    rc: &RetrieveConfig,
+) -> Result<()> {
+    use crate::embed::{BuiltinEmbedder, BUILTIN_DIMENSIONS};
+    let hashed = BuiltinEmbedder::new(BUILTIN_DIMENSIONS);
+    let q = hashed.embed_query(query)?;
+    let present: Vec<(ChunkId, String)> = fused
+        .iter()
+        .filter_map(|f| {
+            rows.get(&f.id).map(|r| {
+                (
+                    f.id,
+                    crate::chunk::embedding_text(&r.path, &r.chunk.symbol, &r.chunk.text),
+                )
+            })
+        })
+        .collect();
+    let texts: Vec<&str> = present.iter().map(|(_, t)| t.as_str()).collect();
+    let vectors = hashed.embed(&texts)?;
+    let mut list: Vec<(ChunkId, f32)> = present
+        .iter()
+        .zip(&vectors)
+        .map(|((id, _), v)| (*id, crate::ann::dot(&q, v)))
+        .collect();
+    list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let by_id: HashMap<ChunkId, f32> = list
+        .iter()
+        .map(|(id, _)| *id)
+        .zip(contributions(&list, rc, weight))
+        .collect();
+    for f in fused.iter_mut() {
+        f.score += by_id.get(&f.id).copied().unwrap_or(0.0);
+    }
+    fused.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+    Ok(())
+}
+
+/// Adds to `vector` the exact cosine of each lexical candidate that has a stored vector
+/// and that the graph did not return, keeping it best first.
+fn rescore_lexical(
+    c: &Candidates<'_>,
+    query: &[f32],
+    lexical: &[(ChunkId, f32)],
+    vector: &mut Vec<(ChunkId, f32)>,
+) -> Result<()> {
+    let identity = Identity {
+        embedder: c.embedder.id(),
+        dimensions: query.len(),
+    };
+    let returned: HashSet<ChunkId> = vector.iter().map(|(id, _)| *id).collect();
+    let others: Vec<ChunkId> = lexical
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !returned.contains(id))
+        .collect();
+    let have = c.source.vectors_of(&identity, &others)?;
+    vector.extend(have.iter().map(|(id, v)| (*id, crate::ann::dot(query, v))));
+    vector.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(())
 }
 
 /// Merges the retrievals of several indexes (workspace folders) into one: hits by score
@@ -342,6 +423,42 @@ mod tests {
             ChunkId(2),
             "RRF lets the flat list drag the clear winner down: {rrf:?}"
         );
+    }
+
+    #[test]
+    fn the_hashed_list_lifts_the_candidate_whose_text_resembles_the_query() {
+        let row = |id: i64, path: &str, text: &str| {
+            let mut h = hit("/a", path, 0.0).chunk;
+            h.id = ChunkId(id);
+            h.chunk.text = text.into();
+            (ChunkId(id), h)
+        };
+        let rows: HashMap<ChunkId, StoredChunk> = [
+            row(
+                1,
+                "src/colors.rs",
+                "fn blend(a: Rgb, b: Rgb) -> Rgb { a.mix(b) }",
+            ),
+            row(
+                2,
+                "src/http.rs",
+                "fn parse_request_line(line: &str) -> Request",
+            ),
+            row(3, "src/area.rs", "fn disc(radius: f64) -> f64"),
+        ]
+        .into_iter()
+        .collect();
+        let tie = |id: i64| Fused {
+            id: ChunkId(id),
+            score: 1.0,
+            lexical: None,
+            vector: None,
+        };
+        let mut fused = vec![tie(1), tie(2), tie(3)];
+        let rc = config(Fusion::Weighted);
+        add_hashed("parse the request line", &mut fused, &rows, 0.5, &rc).unwrap();
+        assert_eq!(fused[0].id, ChunkId(2), "{fused:?}");
+        assert!(fused[0].score > 1.0 && fused[2].score >= 1.0, "{fused:?}");
     }
 
     #[test]

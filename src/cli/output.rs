@@ -137,6 +137,20 @@ pub(super) fn print_status(out: &mut impl Write, s: &engine::Status) -> std::io:
         "embedding   {} {} ({} dimensions)",
         s.embedding.provider, s.embedding.model, s.embedding.dimensions
     )?;
+    if let Some(m) = &s.model_vectors {
+        writeln!(
+            out,
+            "model       {}/{} chunks embedded by {}{}",
+            m.done,
+            m.total,
+            m.model,
+            if m.done < m.total {
+                " (the rest in the background or with `ragls index`)"
+            } else {
+                ""
+            }
+        )?;
+    }
     writeln!(out, "skipped     {}", skipped_text(&s.skipped))?;
     if let Some(t) = &s.last_indexed {
         writeln!(out, "last index  {t}")?;
@@ -171,6 +185,12 @@ pub(super) fn summary(root: &Path, r: &IndexReport, engine: &Engine) -> String {
         skipped_text(&r.skipped),
         r.elapsed_ms as f64 / 1000.0
     );
+    if let Some(m) = &r.model_vectors {
+        s.push_str(&format!(
+            "; {} of {} chunks have vectors of {}",
+            m.done, m.total, m.model
+        ));
+    }
     if r.truncated > 0 {
         s.push_str(&format!(
             "; {} chunks too long for the embedding model were embedded truncated",
@@ -277,5 +297,38 @@ impl IndexProgress for BarProgress {
     }
     fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+/// The bar of a local model's backlog (`ragls index`): chunks with the model's vectors.
+pub(super) struct ModelBar {
+    bar: ProgressBar,
+}
+
+impl ModelBar {
+    pub(super) fn new() -> Self {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} embedding with {msg} [{bar:30}] {pos}/{len} chunks {per_sec} eta {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        ModelBar { bar }
+    }
+}
+
+impl engine::ModelProgress for ModelBar {
+    fn update(&self, m: &engine::ModelVectors) {
+        if self.bar.length() != Some(m.total) {
+            self.bar.set_length(m.total);
+            self.bar.set_message(m.model.clone());
+            // The rate and eta count from where this run started, not from zero.
+            self.bar.set_position(m.done);
+            self.bar.reset_eta();
+        }
+        self.bar.set_position(m.done);
+        if m.done >= m.total {
+            self.bar.finish_and_clear();
+        }
     }
 }

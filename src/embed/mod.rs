@@ -53,6 +53,12 @@ pub trait Embedder: Send + Sync {
     fn requests_sent(&self) -> u64 {
         0
     }
+    /// Too slow to make anyone wait for (a transformer on the CPU): the index does not
+    /// wait for its vectors; they are computed in the background and, for the best
+    /// lexical candidates of a query, at query time (`engine::model`).
+    fn embeds_in_background(&self) -> bool {
+        false
+    }
     /// "builtin", "remote" or "local", for status reports.
     fn provider_name(&self) -> &'static str;
     /// The model name, for status reports.

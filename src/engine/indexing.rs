@@ -65,6 +65,9 @@ pub struct IndexReport {
     pub embed_ms: u64,
     /// Chunk texts too long for the embedding model, embedded truncated.
     pub truncated: u64,
+    /// With a local model that embeds in the background: its coverage after this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_vectors: Option<super::ModelVectors>,
     pub elapsed_ms: u64,
 }
 
@@ -394,7 +397,13 @@ impl Engine {
             }
         }
         let embed_started = Instant::now();
-        let fresh = self.embed_missing(&missing);
+        // A model too slow to wait for leaves the chunks without vectors: the index is
+        // searchable at once, and `model` fills them in (background, query time).
+        let fresh = if self.embedder.embeds_in_background() {
+            Vec::new()
+        } else {
+            self.embed_missing(&missing)
+        };
         report.embed_ms += embed_started.elapsed().as_millis() as u64;
         report.embedded += fresh.len() as u64;
 
@@ -538,7 +547,7 @@ impl Engine {
         identity: &Identity,
         report: &mut IndexReport,
     ) -> Result<()> {
-        if self.degraded.is_some() {
+        if self.degraded.is_some() || self.embedder.embeds_in_background() {
             return Ok(());
         }
         let pending = self.store.chunks_without_vectors(identity)?;

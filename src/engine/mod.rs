@@ -31,6 +31,7 @@ use std::time::Instant;
 
 mod indexing;
 mod location;
+mod model;
 mod plan;
 mod readers;
 mod status;
@@ -40,6 +41,10 @@ mod vectors;
 pub use indexing::{DocumentUpdate, IndexProgress, IndexReport, NoProgress};
 pub use location::{index_dir_for, workspace_root};
 use location::{lock_is_held, take_lock};
+pub use model::{
+    lower_this_thread, BackgroundModel, ModelProgress, ModelVectors, NoModelProgress,
+    BACKGROUND_BATCH,
+};
 pub use plan::AnswerPlan;
 pub use readers::ReaderPool;
 pub use status::{EmbeddingInfo, IndexState, Status};
@@ -60,6 +65,8 @@ pub struct Engine {
     chat: Option<ChatClient>,
     /// While indexing: takes the graph's inserts and removals on a thread of its own.
     feeder: Option<Feeder>,
+    /// Texts embedded at query time by this engine (`model`).
+    lazily_embedded: u64,
     /// The shared team index this workspace reads (`store.url`); the store above is
     /// then its local overlay (see `team`).
     shared: Option<SharedRef>,
@@ -167,6 +174,7 @@ impl Engine {
             reranker,
             chat,
             feeder: None,
+            lazily_embedded: 0,
             shared,
             shared_note: None,
             content_hashes: HashMap::new(),
@@ -242,7 +250,12 @@ impl Engine {
         let rerank = how != Rerank::None;
         let started = Instant::now();
         let mut notes = Vec::new();
-        let rc = &self.config.retrieve;
+        let model = self.embedder.embeds_in_background();
+        let mut rc = self.config.retrieve.clone();
+        if model {
+            rc.lexical_weight = rc.model_lexical_weight;
+            rc.vector_weight = rc.model_vector_weight;
+        }
         let use_vectors = rc.vector_candidates > 0 && rc.vector_weight > 0.0;
         if use_vectors {
             if self.vectors.is_lazy() {
@@ -251,6 +264,14 @@ impl Engine {
                 self.start_loading_vectors();
             } else {
                 self.load_vectors()?;
+            }
+        }
+        if use_vectors && model && rc.lazy_embed > 0 {
+            // The model's backlog may not have reached this query's candidates yet.
+            if let Err(e) = self.embed_candidates(query, rc.lazy_embed) {
+                notes.push(format!(
+                    "query-time embedding with the local model failed ({e})"
+                ));
             }
         }
         let pool = if rerank {
@@ -266,8 +287,10 @@ impl Engine {
             root: &self.root,
             source: &local,
             embedder: self.embedder.as_ref(),
+            rescore_lexical: model,
+            hashed_weight: if model { rc.model_hashed_weight } else { 0.0 },
         };
-        let mut hits = retrieve::hybrid(&sources, query, pool, &self.config.retrieve, &mut notes)?;
+        let mut hits = retrieve::hybrid(&sources, query, pool, &rc, &mut notes)?;
         if let Some(shared) = &self.shared {
             // The shared ref's hits, less the paths the local overlay holds, with the
             // overlay's own hits: one list by fused score.

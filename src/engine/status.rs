@@ -23,6 +23,10 @@ pub struct Status {
     pub index_bytes: u64,
     pub embedding: EmbeddingInfo,
     pub skipped: BTreeMap<String, u64>,
+    /// With a local model that embeds in the background: how many chunks have its
+    /// vectors so far (`modelVectors`; absent for other embedders).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_vectors: Option<ModelVectors>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_indexed: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,6 +54,7 @@ impl Status {
                 dimensions: 0,
             },
             skipped: BTreeMap::new(),
+            model_vectors: None,
             last_indexed: None,
             last_error: None,
             shared: None,
@@ -94,6 +99,7 @@ impl Engine {
             index_bytes: self.store.index_bytes(),
             embedding: self.embedding_info(),
             skipped: self.store.skip_counts()?.into_iter().collect(),
+            model_vectors: self.model_vectors()?,
             last_indexed: self.store.meta("last_indexed")?,
             last_error: match (interrupted, degraded) {
                 (true, _) => Some(format!(

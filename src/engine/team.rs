@@ -553,6 +553,10 @@ impl Engine {
             root: &self.root,
             source: &source,
             embedder: self.embedder.as_ref(),
+            // The shared index holds whole embeddings of one embedder; no partial model
+            // to rescore with, no third list.
+            rescore_lexical: false,
+            hashed_weight: 0.0,
         };
         match retrieve::hybrid(&sources, query, pool, &self.config.retrieve, notes) {
             Ok(hits) => Ok(Ok(hits)),

@@ -36,15 +36,24 @@ impl Engine {
         let dims = self.identity().dimensions;
         let generation = self.store.generation()?;
         let live = LiveSet::from_ids(self.store.live_chunk_ids()?);
-        let index = match VectorIndex::load(&self.index_dir, generation, dims) {
+        let exact_below = VectorIndex::exact_limit(self.config.index.exact_search_below, dims);
+        // Below the threshold the index is exact, read from the store's vectors: there is
+        // no graph to load.
+        let dumped = (live.len() >= exact_below)
+            .then(|| VectorIndex::load(&self.index_dir, generation, dims))
+            .flatten();
+        let index = match dumped {
             Some(index) => index,
             None => {
-                let all = self.store.live_vectors(&self.identity())?;
-                let index = VectorIndex::new(dims, all.len());
-                index.insert(&all);
+                let index = VectorIndex::from_store(
+                    &self.store,
+                    &self.identity(),
+                    live.len(),
+                    exact_below,
+                )?;
                 // Only the writer (it holds the index's lock) rewrites the dump: a reader
                 // rebuilds in memory and leaves the file to the process responsible for it.
-                if !all.is_empty() && self.holds_lock() {
+                if !index.is_exact() && index.points() > 0 && self.holds_lock() {
                     // Best effort: a failed dump only costs a rebuild next time.
                     let _ = index.save(&self.index_dir, generation);
                 }
@@ -52,6 +61,11 @@ impl Engine {
             }
         };
         self.vectors.install(index, live);
+        // A dump of the same chunks may lack vectors committed since (a slow model's
+        // background or query-time embedding): the graph takes them now.
+        if self.embeds_in_background() {
+            model::catch_up_graph(&self.store, &self.identity(), &self.vectors)?;
+        }
         Ok(())
     }
 
@@ -125,16 +139,27 @@ impl Engine {
         };
         let tombstones = index.points().saturating_sub(self.vectors.live_len());
         let ratio = self.config.index.compact_deleted_ratio;
-        let index = if index.points() > 0 && tombstones as f32 > ratio * index.points() as f32 {
-            let all = self.store.live_vectors(&identity)?;
-            let fresh = VectorIndex::new(index.dims(), all.len());
-            fresh.insert(&all);
-            let live = LiveSet::from_ids(all.iter().map(|(id, _)| *id));
+        // The kind follows the size: exact below the threshold, a graph from there on.
+        let exact_below =
+            VectorIndex::exact_limit(self.config.index.exact_search_below, index.dims());
+        let wrong_kind = index.is_exact() != (self.vectors.live_len() < exact_below);
+        let index = if wrong_kind
+            || (index.points() > 0 && tombstones as f32 > ratio * index.points() as f32)
+        {
+            let live = LiveSet::from_ids(self.store.live_chunk_ids()?);
+            let fresh = VectorIndex::from_store(&self.store, &identity, live.len(), exact_below)?;
             self.vectors.install(fresh, live);
             self.vectors.current().unwrap_or(index)
         } else {
             index
         };
+        if index.is_exact() {
+            // Nothing to write; a graph dump of earlier runs is garbage now.
+            if self.holds_lock() {
+                VectorIndex::remove_dump(&self.index_dir);
+            }
+            return Ok(());
+        }
         if VectorIndex::dump_is_current(&self.index_dir, generation, index.points()) {
             // Unchanged: rewriting the same dump in place would only risk tearing it.
             return Ok(());

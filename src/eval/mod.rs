@@ -215,6 +215,9 @@ fn open_indexed(root: &Path, config: config::Config, index_dir: PathBuf) -> Resu
     match Engine::open_for_writing(root, config.clone(), index_dir.clone()) {
         Ok(mut engine) => {
             engine.index(false, &NoProgress)?;
+            // Measured with every vector a local model would eventually give, not with
+            // whatever its background pass has reached.
+            engine.embed_backlog(&crate::engine::NoModelProgress)?;
             Ok(engine)
         }
         Err(Error::IndexLocked(_)) => Engine::open_for_reading(root, config, index_dir.clone())?

@@ -7,14 +7,21 @@
 //! buffers, settings — goes to the indexer thread as a command, so it is applied once
 //! and in order; buffer edits are also applied between indexing batches, so a long
 //! index never holds an edit back for long.
+//!
+//! With a local model too slow to wait for, a third thread embeds the index's backlog
+//! after each indexing run at the lowest CPU priority ([`ModelPass`]), reporting
+//! `$/progress` and the `modelVectors` of `rag/status`.
 
 use crate::ann::SharedVectors;
 use crate::config::Config;
-use crate::engine::{self, DocumentUpdate, Engine, IndexProgress, ReaderPool, Status};
+use crate::engine::{
+    self, BackgroundModel, DocumentUpdate, Engine, IndexProgress, ModelProgress, ModelVectors,
+    ReaderPool, Status,
+};
 use crate::error::{Error, Result};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 use tower_lsp::lsp_types::Url;
 
@@ -34,11 +41,31 @@ pub enum Command {
 /// What the indexer thread tells the server, for the editor.
 #[derive(Debug)]
 pub enum FolderEvent {
-    ProgressBegin { folder: Url, total: u64 },
-    ProgressReport { folder: Url, done: u64, total: u64 },
-    ProgressEnd { folder: Url, message: String },
-    Status { status: Box<Status> },
-    Log { error: bool, message: String },
+    ProgressBegin {
+        folder: Url,
+        total: u64,
+    },
+    ProgressReport {
+        folder: Url,
+        done: u64,
+        total: u64,
+    },
+    ProgressEnd {
+        folder: Url,
+        message: String,
+    },
+    /// The local model's background pass: chunks with its vectors so far.
+    ModelProgress {
+        folder: Url,
+        coverage: ModelVectors,
+    },
+    Status {
+        status: Box<Status>,
+    },
+    Log {
+        error: bool,
+        message: String,
+    },
 }
 
 type Events = tokio::sync::mpsc::UnboundedSender<FolderEvent>;
@@ -55,6 +82,68 @@ pub struct Folder {
     status: Arc<RwLock<Status>>,
     /// Files left in the running index (0 when idle).
     pending: Arc<AtomicU64>,
+    model: Arc<ModelPass>,
+}
+
+/// The local model's background pass of one folder: one thread at most, which takes the
+/// latest request when it is done (or stops early for it: a newer request means newer
+/// chunks or settings), and the coverage it reached, for `rag/status`.
+#[derive(Default)]
+pub struct ModelPass {
+    next: Mutex<Option<BackgroundModel>>,
+    running: AtomicBool,
+    /// Bumped to stop the pass in progress (settings changed, shutting down).
+    epoch: AtomicU64,
+    shutdown: AtomicBool,
+    coverage: RwLock<Option<ModelVectors>>,
+}
+
+impl ModelPass {
+    fn take_next(&self) -> Option<BackgroundModel> {
+        self.next.lock().ok().and_then(|mut n| n.take())
+    }
+
+    fn has_next(&self) -> bool {
+        self.next.lock().map(|n| n.is_some()).unwrap_or(false)
+    }
+
+    /// Stops the pass in progress at its next batch, and forgets any request.
+    fn stop(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        drop(self.take_next());
+        if let Ok(mut c) = self.coverage.write() {
+            *c = None;
+        }
+    }
+}
+
+/// The pass's progress: `$/progress` and the folder's coverage; it stops for a newer
+/// request, new settings or shutdown.
+struct PassProgress<'a> {
+    pass: &'a ModelPass,
+    epoch: u64,
+    events: &'a Events,
+    uri: &'a Url,
+}
+
+impl ModelProgress for PassProgress<'_> {
+    fn update(&self, coverage: &ModelVectors) {
+        if self.stop_requested() {
+            return;
+        }
+        if let Ok(mut c) = self.pass.coverage.write() {
+            *c = Some(coverage.clone());
+        }
+        let _ = self.events.send(FolderEvent::ModelProgress {
+            folder: self.uri.clone(),
+            coverage: coverage.clone(),
+        });
+    }
+    fn stop_requested(&self) -> bool {
+        self.pass.shutdown.load(Ordering::Acquire)
+            || self.pass.epoch.load(Ordering::Acquire) != self.epoch
+            || self.pass.has_next()
+    }
 }
 
 impl Folder {
@@ -75,6 +164,7 @@ impl Folder {
             documents: Arc::new(Mutex::new(VecDeque::new())),
             status: status.clone(),
             pending: Arc::new(AtomicU64::new(0)),
+            model: Arc::new(ModelPass::default()),
         });
         let worker = Indexer {
             root,
@@ -85,6 +175,7 @@ impl Folder {
             documents: folder.documents.clone(),
             status,
             pending: folder.pending.clone(),
+            model: folder.model.clone(),
         };
         std::thread::Builder::new()
             .name("ragls-indexer".into())
@@ -150,6 +241,10 @@ impl Folder {
         if running > 0 {
             s.pending_files = running;
         }
+        if let Some(c) = self.model.coverage.read().ok().and_then(|c| c.clone()) {
+            // Fresher than the snapshot taken when indexing ended.
+            s.model_vectors = Some(c);
+        }
         s
     }
 
@@ -185,6 +280,7 @@ struct Indexer {
     documents: Arc<Mutex<VecDeque<DocumentUpdate>>>,
     status: Arc<RwLock<Status>>,
     pending: Arc<AtomicU64>,
+    model: Arc<ModelPass>,
 }
 
 impl Indexer {
@@ -221,6 +317,7 @@ impl Indexer {
                 Command::Reconfigure(config) => {
                     // Drop the old engine first: it holds the index lock.
                     drop(engine.take());
+                    self.model.stop();
                     self.vectors.clear();
                     engine = self.open(*config);
                     if let Some(e) = engine.as_mut() {
@@ -228,6 +325,7 @@ impl Indexer {
                     }
                 }
                 Command::Shutdown(ack) => {
+                    self.model.shutdown.store(true, Ordering::Release);
                     if let Some(e) = engine.as_mut() {
                         self.apply_documents(e);
                         if let Err(err) = e.flush() {
@@ -337,6 +435,53 @@ impl Indexer {
         }
         // A warm start did not need the graph; load it now (once ready), off this thread.
         engine.start_loading_vectors();
+        self.start_model_pass(engine);
+    }
+
+    /// Starts the local model's background pass (unless the index's embedder keeps up
+    /// with indexing), or hands the request to the pass already running.
+    fn start_model_pass(&self, engine: &Engine) {
+        let Some(model) = engine.background_model() else {
+            return;
+        };
+        if let Ok(mut next) = self.model.next.lock() {
+            *next = Some(model);
+        }
+        if self.model.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (pass, events, uri) = (self.model.clone(), self.events.clone(), self.uri.clone());
+        let spawned = std::thread::Builder::new()
+            .name("ragls-model".into())
+            .spawn(move || {
+                engine::lower_this_thread();
+                loop {
+                    while let Some(model) = pass.take_next() {
+                        let progress = PassProgress {
+                            pass: &pass,
+                            epoch: pass.epoch.load(Ordering::Acquire),
+                            events: &events,
+                            uri: &uri,
+                        };
+                        if let Err(e) = model.run(&progress) {
+                            let _ = events.send(FolderEvent::Log {
+                                error: true,
+                                message: format!(
+                                    "embedding with the local model stopped: {e}; searches use what is embedded, and query-time embedding"
+                                ),
+                            });
+                        }
+                    }
+                    pass.running.store(false, Ordering::Release);
+                    // A request that came in after the last take saw this thread running.
+                    if !pass.has_next() || pass.running.swap(true, Ordering::AcqRel) {
+                        break;
+                    }
+                }
+            });
+        if spawned.is_err() {
+            self.model.running.store(false, Ordering::Release);
+        }
     }
 
     fn apply_documents(&self, engine: &mut Engine) {

@@ -32,6 +32,8 @@ impl Backend {
         let progress = self.flags().work_done_progress;
         tokio::spawn(async move {
             let mut tokens: HashMap<Url, NumberOrString> = HashMap::new();
+            // The local model's background pass has a progress of its own per folder.
+            let mut model_tokens: HashMap<Url, NumberOrString> = HashMap::new();
             let mut counter = 0u32;
             while let Some(event) = rx.recv().await {
                 match event {
@@ -87,6 +89,62 @@ impl Backend {
                             .await;
                         }
                     }
+                    FolderEvent::ModelProgress { folder, coverage } if progress => {
+                        let (done, total) = (coverage.done, coverage.total);
+                        let percentage = if total == 0 {
+                            100
+                        } else {
+                            (done * 100 / total) as u32
+                        };
+                        let message = format!("{done}/{total} chunks");
+                        match model_tokens.get(&folder) {
+                            Some(token) if done >= total => {
+                                let end = WorkDoneProgressEnd {
+                                    message: Some(format!(
+                                        "{total} chunks embedded by {}",
+                                        coverage.model
+                                    )),
+                                };
+                                send_progress(&client, token, WorkDoneProgress::End(end)).await;
+                                model_tokens.remove(&folder);
+                            }
+                            Some(token) => {
+                                let report = WorkDoneProgressReport {
+                                    cancellable: Some(false),
+                                    message: Some(message),
+                                    percentage: Some(percentage),
+                                };
+                                send_progress(&client, token, WorkDoneProgress::Report(report))
+                                    .await;
+                            }
+                            None if done < total => {
+                                counter += 1;
+                                let token =
+                                    NumberOrString::String(format!("ragls/model/{counter}"));
+                                if client
+                                    .send_request::<request::WorkDoneProgressCreate>(
+                                        WorkDoneProgressCreateParams {
+                                            token: token.clone(),
+                                        },
+                                    )
+                                    .await
+                                    .is_ok()
+                                {
+                                    let begin = WorkDoneProgressBegin {
+                                        title: format!("Embedding with {}", coverage.model),
+                                        cancellable: Some(false),
+                                        message: Some(message),
+                                        percentage: Some(percentage),
+                                    };
+                                    send_progress(&client, &token, WorkDoneProgress::Begin(begin))
+                                        .await;
+                                    model_tokens.insert(folder, token);
+                                }
+                            }
+                            None => {}
+                        }
+                    }
+                    FolderEvent::ModelProgress { .. } => {}
                     FolderEvent::Status { status, .. } => {
                         let value = protocol::status_json(std::slice::from_ref(&status));
                         client.send_notification::<StatusChanged>(value).await;

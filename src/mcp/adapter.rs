@@ -91,6 +91,7 @@ impl Workspace {
             progress,
             writer_note: ws.writer_note.clone(),
             last_outcome: ws.last_outcome.clone(),
+            model_running: Default::default(),
         };
         std::thread::Builder::new()
             .name("ragls-mcp-indexer".into())
@@ -197,6 +198,9 @@ struct Indexer {
     progress: tokio::sync::watch::Sender<IndexProgressState>,
     writer_note: Arc<Mutex<Option<String>>>,
     last_outcome: Arc<Mutex<Option<RunOutcome>>>,
+    /// A local model's background pass is running (one at a time; each picks up every
+    /// chunk committed before it ends).
+    model_running: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Indexer {
@@ -263,7 +267,30 @@ impl Indexer {
             p.running = false;
             p.runs += 1;
         });
+        if let Some(model) = engine.background_model() {
+            self.start_model_pass(model);
+        }
         result.map_err(|e| e.to_string())
+    }
+
+    /// Embeds a local model's backlog on a thread of its own, at the lowest priority.
+    fn start_model_pass(&self, model: crate::engine::BackgroundModel) {
+        if self.model_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let running = self.model_running.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ragls-model".into())
+            .spawn(move || {
+                crate::engine::lower_this_thread();
+                if let Err(e) = model.run(&crate::engine::NoModelProgress) {
+                    eprintln!("ragls: embedding with the local model stopped: {e}");
+                }
+                running.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.model_running.store(false, Ordering::Release);
+        }
     }
 
     fn set_note(&self, note: Option<String>) {

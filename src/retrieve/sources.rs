@@ -5,7 +5,7 @@
 use crate::ann::SharedVectors;
 use crate::error::Result;
 use crate::store::pg::{PgStore, Snapshot};
-use crate::store::{ChunkId, Store, StoredChunk};
+use crate::store::{ChunkId, Identity, Store, StoredChunk};
 use std::collections::HashMap;
 
 /// The candidates of one index: lexical and nearest-neighbour rankings (best first,
@@ -24,6 +24,16 @@ pub trait CandidateSource {
     /// The chunks nearest to an embedded query, by cosine similarity.
     fn nearest(&self, query: &[f32], limit: usize, ef: usize) -> Result<Vec<(ChunkId, f32)>>;
     fn chunks(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, StoredChunk>>;
+    /// The vectors `embedder` has for these chunks (those it lacks are left out): how
+    /// lexical candidates are rescored by a model that covers the index only partly. An
+    /// index without such a partial model has none to give.
+    fn vectors_of(
+        &self,
+        _embedder: &Identity,
+        _ids: &[ChunkId],
+    ) -> Result<Vec<(ChunkId, Vec<f32>)>> {
+        Ok(Vec::new())
+    }
     /// Both rankings: the lexical one and, given an embedded query, the nearest chunks.
     /// A source that can fetch them side by side (a database) overrides this.
     fn rankings(&self, ask: &RankingQuery<'_>) -> Result<(Ranking, Ranking)> {
@@ -80,6 +90,10 @@ impl CandidateSource for LocalIndex<'_> {
 
     fn chunks(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, StoredChunk>> {
         self.store.chunks_by_id(ids)
+    }
+
+    fn vectors_of(&self, embedder: &Identity, ids: &[ChunkId]) -> Result<Vec<(ChunkId, Vec<f32>)>> {
+        Ok(self.store.vectors_of_chunks(embedder, ids)?.0)
     }
 }
 

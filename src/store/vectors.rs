@@ -32,6 +32,109 @@ impl Store {
         Ok(out)
     }
 
+    /// Every live chunk's vector in chunk-id order, handed to `f` one at a time (the
+    /// vector index is built from this without a list of them all in memory).
+    pub fn for_each_live_vector(
+        &self,
+        id: &Identity,
+        f: &mut dyn FnMut(ChunkId, &[f32]),
+    ) -> Result<()> {
+        let mut st = self.conn.prepare(
+            "SELECT c.id, e.vector FROM chunks c JOIN embeddings e
+             ON e.embedder=?1 AND e.dimensions=?2 AND e.text_hash=c.text_hash
+             ORDER BY c.id",
+        )?;
+        let mut rows = st.query(params![id.embedder, id.dimensions as i64])?;
+        while let Some(r) = rows.next()? {
+            let chunk: ChunkId = r.get(0)?;
+            let blob = r.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+            if let Some(v) = blob_to_vector(blob, id.dimensions) {
+                f(chunk, &v);
+            }
+        }
+        Ok(())
+    }
+
+    /// How many live chunks have a vector of this embedder, and how many chunks there are.
+    pub fn vector_coverage(&self, id: &Identity) -> Result<(u64, u64)> {
+        let done: i64 = self.conn.query_row(
+            "SELECT count(*) FROM chunks c JOIN embeddings e
+             ON e.embedder=?1 AND e.dimensions=?2 AND e.text_hash=c.text_hash",
+            params![id.embedder, id.dimensions as i64],
+            |r| r.get(0),
+        )?;
+        let total: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))?;
+        Ok((done as u64, total as u64))
+    }
+
+    /// Up to `limit` chunks past `after`, in id order, that lack a vector of this
+    /// embedder: (id, hash, embedding text). The background embedding walks them with a
+    /// cursor, so each batch costs one indexed range scan, not a scan of the backlog.
+    pub fn chunks_without_vectors_after(
+        &self,
+        id: &Identity,
+        after: ChunkId,
+        limit: usize,
+    ) -> Result<Vec<(ChunkId, TextHash, String)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT c.id, c.text_hash, c.path, c.symbol, c.text FROM chunks c
+             WHERE c.id > ?3 AND NOT EXISTS (SELECT 1 FROM embeddings e
+               WHERE e.embedder=?1 AND e.dimensions=?2 AND e.text_hash=c.text_hash)
+             ORDER BY c.id LIMIT ?4",
+        )?;
+        let rows = st.query_map(
+            params![id.embedder, id.dimensions as i64, after, limit as i64],
+            read_pending,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// For these chunks: the vectors this embedder has for them, and those it lacks
+    /// (id, hash, embedding text). Unknown ids are in neither.
+    #[allow(clippy::type_complexity)]
+    pub fn vectors_of_chunks(
+        &self,
+        id: &Identity,
+        chunks: &[ChunkId],
+    ) -> Result<(Vec<(ChunkId, Vec<f32>)>, Vec<(ChunkId, TextHash, String)>)> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT c.id, c.text_hash, c.path, c.symbol, c.text, e.vector FROM chunks c
+             LEFT JOIN embeddings e ON e.embedder=?1 AND e.dimensions=?2 AND e.text_hash=c.text_hash
+             WHERE c.id=?3",
+        )?;
+        let (mut have, mut lack) = (Vec::new(), Vec::new());
+        for chunk in chunks {
+            let row = st
+                .query_row(params![id.embedder, id.dimensions as i64, chunk], |r| {
+                    let vector: Option<Vec<u8>> = r.get(5)?;
+                    Ok((read_pending(r)?, vector))
+                })
+                .optional()?;
+            match row {
+                Some(((c, _, _), Some(bytes))) => {
+                    if let Some(v) = blob_to_vector(&bytes, id.dimensions) {
+                        have.push((c, v));
+                    }
+                }
+                Some((pending, None)) => lack.push(pending),
+                None => {}
+            }
+        }
+        Ok((have, lack))
+    }
+
+    /// The ids of the live chunks that have a vector of this embedder.
+    pub fn live_vector_ids(&self, id: &Identity) -> Result<Vec<ChunkId>> {
+        let mut st = self.conn.prepare(
+            "SELECT c.id FROM chunks c JOIN embeddings e
+             ON e.embedder=?1 AND e.dimensions=?2 AND e.text_hash=c.text_hash ORDER BY c.id",
+        )?;
+        let rows = st.query_map(params![id.embedder, id.dimensions as i64], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Every live chunk's vector, for rebuilding the vector index.
     pub fn live_vectors(&self, id: &Identity) -> Result<Vec<(ChunkId, Vec<f32>)>> {
         let mut st = self.conn.prepare(
@@ -50,6 +153,18 @@ impl Store {
             .filter_map(|(chunk, v)| Some((chunk, v?)))
             .collect())
     }
+}
+
+/// (id, text hash, embedding text) from columns 0-4: id, text_hash, path, symbol, text.
+fn read_pending(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ChunkId, TextHash, String)> {
+    let path: String = r.get(2)?;
+    let symbol: String = r.get(3)?;
+    let text: String = r.get(4)?;
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        crate::chunk::embedding_text(&path, &symbol, &text),
+    ))
 }
 
 /// Vectors are cached as IEEE half floats (2 bytes a component, little-endian): half the
@@ -90,7 +205,7 @@ pub fn stored_precision(v: &mut [f32]) {
 }
 
 /// `f32` -> IEEE 754 binary16 bits, rounding to nearest, ties to even.
-pub(super) fn f32_to_f16(x: f32) -> u16 {
+pub fn f32_to_f16(x: f32) -> u16 {
     let b = x.to_bits();
     let sign = ((b >> 16) & 0x8000) as u16;
     let exp = ((b >> 23) & 0xff) as i32;
@@ -128,7 +243,7 @@ pub(super) fn f32_to_f16(x: f32) -> u16 {
 }
 
 /// IEEE 754 binary16 bits -> `f32` (exact).
-pub(super) fn f16_to_f32(h: u16) -> f32 {
+pub fn f16_to_f32(h: u16) -> f32 {
     let sign = u32::from(h & 0x8000) << 16;
     let exp = u32::from((h >> 10) & 0x1f);
     let man = u32::from(h & 0x3ff);

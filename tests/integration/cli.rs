@@ -1104,8 +1104,25 @@ fn a_locked_index_is_reported_as_in_use() {
 }
 
 #[test]
+fn below_the_exact_threshold_no_vector_file_is_written() {
+    let sb = Sandbox::with_project();
+    sb.index();
+    let vector_files: Vec<String> = std::fs::read_dir(&sb.index)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vectors"))
+        .collect();
+    assert!(vector_files.is_empty(), "{vector_files:?}");
+    let results = sb.search("exponential backoff retry");
+    assert!(!results.is_empty(), "the exact index answers");
+}
+
+#[test]
 fn a_reader_rebuilds_a_missing_vector_dump_in_memory_and_leaves_the_file_to_the_writer() {
     let sb = Sandbox::with_project();
+    // The HNSW graph, not the exact index a project this small gets by default.
+    sb.write(".ragls.toml", "[index]\nexact_search_below = 0\n");
     sb.index();
     let sidecar = sb.index.join("vectors.json");
     assert!(sidecar.is_file(), "the writer dumps the vector graph");

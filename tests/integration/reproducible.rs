@@ -1,7 +1,8 @@
 //! Reproducible rankings: two fresh builds of the index of the same files give the same
 //! results for every query, and so does a rebuild that takes its vectors from the
-//! embedding cache. (The vector graph is built in chunk-id order from a fixed seed, and
-//! cached vectors have the precision the graph keeps.)
+//! embedding cache. (Below `index.exact_search_below` the vector search is an exact scan,
+//! ties to the smaller chunk id; above it the graph is built in chunk-id order from a
+//! fixed seed; either keeps the cached vectors' precision.)
 
 use ragls::config::{Config, EmbeddingProvider};
 use ragls::engine::{Engine, NoProgress};
@@ -91,4 +92,81 @@ fn two_fresh_builds_and_a_cached_rebuild_rank_alike() {
         "the rebuild's vectors come from the cache"
     );
     assert_eq!(a, c, "a rebuild from cached vectors ranks differently");
+}
+
+/// The same with the vectors in an HNSW graph (the kind above `index.exact_search_below`).
+#[test]
+fn two_fresh_graph_builds_rank_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("ws");
+    write_tree(&root);
+    let mut graph = config();
+    graph.index.exact_search_below = 0;
+    let build = |dir: &str| {
+        let index = tmp.path().join(dir);
+        let mut engine = Engine::open_for_writing(&root, graph.clone(), index).expect("open");
+        engine.index(false, &NoProgress).expect("index");
+        assert!(!engine.shared_vectors().current().unwrap().is_exact());
+        rankings(&mut engine)
+    };
+    assert_eq!(build("index-a"), build("index-b"));
+}
+
+fn graph_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vectors"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Below the threshold nothing of the vectors is written (the store's cache is all);
+/// a workspace that crosses it gets a graph and its dump, and one back below it drops
+/// them and ranks as before.
+#[test]
+fn the_vector_index_switches_kind_across_the_threshold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, dir) = (tmp.path().join("ws"), tmp.path().join("index"));
+    write_tree(&root);
+    let open = |config: Config| Engine::open_for_writing(&root, config, dir.clone()).unwrap();
+
+    let mut engine = open(config());
+    let first = engine.index(false, &NoProgress).unwrap();
+    assert!(engine.shared_vectors().current().unwrap().is_exact());
+    let exact = rankings(&mut engine);
+    assert!(graph_files(&dir).is_empty(), "{:?}", graph_files(&dir));
+    drop(engine);
+
+    // A threshold below the index's size: the first search builds the graph and dumps it.
+    let mut small = config();
+    small.index.exact_search_below = (first.chunks_added / 2) as usize;
+    let mut engine = open(small.clone());
+    assert_eq!(engine.index(false, &NoProgress).unwrap().files_changed, 0);
+    let graph = rankings(&mut engine);
+    assert!(!engine.shared_vectors().current().unwrap().is_exact());
+    assert!(graph_files(&dir).contains(&"vectors.json".to_string()));
+    assert!(graph.iter().all(|r| r.len() == 10));
+    drop(engine);
+    // The next start loads that dump.
+    let mut engine = open(small);
+    assert_eq!(rankings(&mut engine), graph);
+    drop(engine);
+
+    // Back under the threshold: a run that changes something drops the graph and its
+    // files; the rankings are the exact ones again.
+    let touched = root.join("mod_0/file_0.rs");
+    std::fs::File::options()
+        .write(true)
+        .open(&touched)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    let mut engine = open(config());
+    engine.index(false, &NoProgress).unwrap();
+    assert!(engine.shared_vectors().current().unwrap().is_exact());
+    assert!(graph_files(&dir).is_empty(), "{:?}", graph_files(&dir));
+    assert_eq!(rankings(&mut engine), exact);
 }

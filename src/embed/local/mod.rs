@@ -229,6 +229,9 @@ impl Embedder for Shared {
     fn truncated_inputs(&self) -> usize {
         self.0.truncated_inputs()
     }
+    fn embeds_in_background(&self) -> bool {
+        self.0.embeds_in_background()
+    }
     fn provider_name(&self) -> &'static str {
         self.0.provider_name()
     }

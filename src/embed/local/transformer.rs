@@ -233,6 +233,9 @@ impl Embedder for TransformerEmbedder {
     fn truncated_inputs(&self) -> usize {
         self.truncated.load(Ordering::Relaxed)
     }
+    fn embeds_in_background(&self) -> bool {
+        true
+    }
     fn provider_name(&self) -> &'static str {
         "local"
     }

@@ -1,0 +1,327 @@
+//! A slow local model's vectors (a transformer on the CPU), which nobody waits for:
+//! indexing commits chunks without them, so the index answers at once; a background pass
+//! at the lowest CPU priority fills them in, batch by committed batch; and at query time
+//! the best lexical candidates that still lack one are embedded on the spot.
+//!
+//! How this coexists with the rest: one embedder per index still holds — the index's
+//! vectors are the model's, cached by (model id, dimensions, text hash) like any
+//! embedder's. Until the model covers every chunk, the vector list of a query is the graph
+//! over the chunks embedded so far plus the exact cosine of every lexical candidate that
+//! has a vector (`retrieve::hybrid`, `rescore_lexical`), and the best few candidates are
+//! embedded first. The built-in embedder does not stand in meanwhile: re-scoring the
+//! lexical candidates with the model ranks better than the hashed vectors do, and a
+//! second vector index would double the upkeep for the minutes the backlog lasts.
+//!
+//! Resuming is free: the pass asks the store which chunks lack a vector, so whatever a
+//! killed process committed is never embedded again.
+
+use super::*;
+use std::sync::OnceLock;
+
+/// Chunks per committed batch of background embedding: small, so a kill loses little and
+/// a shutdown never waits long for the model.
+pub const BACKGROUND_BATCH: usize = 16;
+
+/// How far the model's vectors cover the index (`modelVectors` in `rag/status`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ModelVectors {
+    /// Chunks that have a vector of the model.
+    pub done: u64,
+    /// Chunks in the index.
+    pub total: u64,
+    pub model: String,
+}
+
+/// Where background embedding reports how far it got, and learns that it should stop.
+pub trait ModelProgress: Sync {
+    fn update(&self, coverage: &ModelVectors);
+    /// Checked between batches (settings changed, the server is shutting down).
+    fn stop_requested(&self) -> bool {
+        false
+    }
+}
+
+/// Progress that goes nowhere.
+pub struct NoModelProgress;
+
+impl ModelProgress for NoModelProgress {
+    fn update(&self, _: &ModelVectors) {}
+}
+
+/// `RAGLS_FAULT_ABORT_AFTER_MODEL_BATCHES=N` aborts the process right after the N-th
+/// committed batch of model vectors: the resume test kills ragls at a known point.
+fn fault_abort_after_model_batches() -> Option<usize> {
+    std::env::var("RAGLS_FAULT_ABORT_AFTER_MODEL_BATCHES")
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Embeds every chunk that lacks a vector of `embedder`, one small committed batch at a
+/// time, adding each batch to the vector graph; `low_priority` runs the model on threads
+/// that only get the CPU when nothing else wants it. Returns the texts embedded.
+fn backfill(
+    store: &mut Store,
+    embedder: &dyn Embedder,
+    identity: &Identity,
+    vectors: &SharedVectors,
+    low_priority: bool,
+    progress: &dyn ModelProgress,
+) -> Result<u64> {
+    let (mut done, total) = store.vector_coverage(identity)?;
+    let model = embedder.model_name();
+    let report = |done: u64, total: u64| {
+        progress.update(&ModelVectors {
+            done,
+            total,
+            model: model.clone(),
+        })
+    };
+    report(done, total);
+    let abort_after = fault_abort_after_model_batches();
+    let mut after = ChunkId(i64::MIN);
+    let (mut batches, mut embedded) = (0usize, 0u64);
+    while !progress.stop_requested() {
+        let pending = store.chunks_without_vectors_after(identity, after, BACKGROUND_BATCH)?;
+        let Some(last) = pending.last() else {
+            break;
+        };
+        after = last.0;
+        let mut seen = HashSet::new();
+        let unique: Vec<&(ChunkId, TextHash, String)> =
+            pending.iter().filter(|(_, h, _)| seen.insert(*h)).collect();
+        let texts: Vec<&str> = unique.iter().map(|(_, _, t)| t.as_str()).collect();
+        let out = if low_priority {
+            match low_priority_pool() {
+                Some(pool) => pool.install(|| embedder.embed(&texts)),
+                None => embedder.embed(&texts),
+            }
+        } else {
+            embedder.embed(&texts)
+        }?;
+        if out.len() != texts.len() {
+            return Err(Error::Other(format!(
+                "the model returned {} vectors for {} texts",
+                out.len(),
+                texts.len()
+            )));
+        }
+        let by_hash: HashMap<TextHash, Vec<f32>> =
+            unique.iter().map(|(_, h, _)| *h).zip(out).collect();
+        let mut w = store.writer()?;
+        for (h, v) in &by_hash {
+            w.put_vector(identity, h, v)?;
+        }
+        w.commit()?;
+        let items: Vec<(ChunkId, Vec<f32>)> = pending
+            .iter()
+            .filter_map(|(id, h, _)| by_hash.get(h).map(|v| (*id, v.clone())))
+            .collect();
+        vectors.insert(&items);
+        done += pending.len() as u64;
+        embedded += texts.len() as u64;
+        report(done.min(total), total);
+        batches += 1;
+        if abort_after == Some(batches) {
+            // Fault injection for the resume test: die like `kill -9` would.
+            std::process::abort();
+        }
+    }
+    catch_up_graph(store, identity, vectors)?;
+    let (done, total) = store.vector_coverage(identity)?;
+    report(done, total);
+    Ok(embedded)
+}
+
+/// Adds to a loaded graph every live chunk whose vector the store has and the graph lacks:
+/// vectors committed after the dump (a killed pass, query-time embedding in another
+/// process), or chunks that share a text with one embedded meanwhile.
+pub(super) fn catch_up_graph(
+    store: &Store,
+    identity: &Identity,
+    vectors: &SharedVectors,
+) -> Result<()> {
+    let Some(index) = vectors.current() else {
+        return Ok(());
+    };
+    let missing: Vec<ChunkId> = store
+        .live_vector_ids(identity)?
+        .into_iter()
+        .filter(|id| !index.contains(*id))
+        .collect();
+    if !missing.is_empty() {
+        let (have, _) = store.vectors_of_chunks(identity, &missing)?;
+        vectors.insert(&have);
+    }
+    Ok(())
+}
+
+/// Threads for background embedding, at the lowest CPU priority: the model's matrix
+/// products run on them (candle computes on the current rayon pool), so indexing,
+/// searches and the editor always come first.
+fn low_priority_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("ragls-model-{i}"))
+            .start_handler(|_| lower_this_thread())
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Puts the calling thread in the idle scheduling class (it runs only on otherwise idle
+/// CPUs), or at least at the weakest nice level. Best effort: elsewhere than on Linux the
+/// small batches are what keep it out of the way.
+pub fn lower_this_thread() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread (tid 0), with a zeroed parameter
+    // block, which SCHED_IDLE requires (priority 0).
+    unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+        }
+    }
+}
+
+/// The background pass of one index, runnable on a thread of its own (the server's): it
+/// opens its own connection to the store and shares the vector graph and the model with
+/// the engines of the process.
+pub struct BackgroundModel {
+    config: Config,
+    index_dir: PathBuf,
+    vectors: Arc<SharedVectors>,
+}
+
+impl BackgroundModel {
+    /// Embeds the backlog at the lowest priority; stops between batches when asked.
+    pub fn run(&self, progress: &dyn ModelProgress) -> Result<u64> {
+        let mut store = Store::open(&self.index_dir)?;
+        let embedder = crate::provider::embeddings::embedder_for(&self.config)?;
+        let identity = Identity {
+            embedder: embedder.id(),
+            dimensions: embedder.dimensions(),
+        };
+        if !embedder.embeds_in_background() || store.identity()? != Some(identity.clone()) {
+            // Another embedder's index (settings changed meanwhile): nothing of ours to do.
+            return Ok(0);
+        }
+        backfill(
+            &mut store,
+            embedder.as_ref(),
+            &identity,
+            &self.vectors,
+            true,
+            progress,
+        )
+    }
+}
+
+impl Engine {
+    /// Whether this index's vectors come from a model too slow to wait for, which embeds
+    /// in the background and at query time instead of while indexing.
+    pub fn embeds_in_background(&self) -> bool {
+        self.embedder.embeds_in_background()
+    }
+
+    /// How far the model's vectors cover the index; `None` for embedders that keep up
+    /// with indexing.
+    pub fn model_vectors(&self) -> Result<Option<ModelVectors>> {
+        if !self.embeds_in_background() {
+            return Ok(None);
+        }
+        let (done, total) = self.store.vector_coverage(&self.identity())?;
+        Ok(Some(ModelVectors {
+            done,
+            total,
+            model: self.embedder.model_name(),
+        }))
+    }
+
+    /// Embeds the model's backlog now, at normal priority (`ragls index`: the user asked
+    /// for an index and waits for it), committing batch by batch: an interrupted run
+    /// loses one batch at most. Returns the texts embedded.
+    pub fn embed_backlog(&mut self, progress: &dyn ModelProgress) -> Result<u64> {
+        if !self.embeds_in_background() || self.degraded.is_some() {
+            return Ok(0);
+        }
+        self.load_vectors()?;
+        self.drain_feeder();
+        let identity = self.identity();
+        let embedded = backfill(
+            &mut self.store,
+            self.embedder.as_ref(),
+            &identity,
+            &self.vectors,
+            false,
+            progress,
+        )?;
+        self.finish_vectors()?;
+        Ok(embedded)
+    }
+
+    /// The background pass for this index, to run on a thread of the caller's (`None`
+    /// unless the model embeds in the background).
+    pub fn background_model(&self) -> Option<BackgroundModel> {
+        self.embeds_in_background().then(|| BackgroundModel {
+            config: self.config.clone(),
+            index_dir: self.index_dir.clone(),
+            vectors: self.vectors.clone(),
+        })
+    }
+
+    /// Query-time embedding: the best `limit` lexical candidates of `query` that lack a
+    /// model vector are embedded now (one forward pass) and cached in the store, so the
+    /// first questions already rank semantically. A query whose candidates all have
+    /// vectors costs one lexical search and no model call. Returns the texts embedded.
+    pub(super) fn embed_candidates(&mut self, query: &str, limit: usize) -> Result<u64> {
+        let rc = &self.config.retrieve;
+        let terms = tokenize::terms(query);
+        let ids: Vec<ChunkId> = self
+            .store
+            .lexical_search(&terms, limit, rc.head_weight)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let identity = self.identity();
+        let (_, lack) = self.store.vectors_of_chunks(&identity, &ids)?;
+        if lack.is_empty() {
+            return Ok(0);
+        }
+        let mut seen = HashSet::new();
+        let unique: Vec<&(ChunkId, TextHash, String)> =
+            lack.iter().filter(|(_, h, _)| seen.insert(*h)).collect();
+        let texts: Vec<&str> = unique.iter().map(|(_, _, t)| t.as_str()).collect();
+        let out = self.embedder.embed(&texts)?;
+        if out.len() != texts.len() {
+            return Err(Error::Other(format!(
+                "the model returned {} vectors for {} texts",
+                out.len(),
+                texts.len()
+            )));
+        }
+        let by_hash: HashMap<TextHash, Vec<f32>> =
+            unique.iter().map(|(_, h, _)| *h).zip(out).collect();
+        let mut w = self.store.writer()?;
+        for (h, v) in &by_hash {
+            w.put_vector(&identity, h, v)?;
+        }
+        w.commit()?;
+        let items: Vec<(ChunkId, Vec<f32>)> = lack
+            .iter()
+            .filter_map(|(id, h, _)| by_hash.get(h).map(|v| (*id, v.clone())))
+            .collect();
+        // A loaded graph (the server's, shared) takes them now; a later load catches up.
+        self.vectors.insert(&items);
+        self.lazily_embedded += texts.len() as u64;
+        Ok(texts.len() as u64)
+    }
+
+    /// Texts this engine embedded at query time so far.
+    pub fn lazily_embedded(&self) -> u64 {
+        self.lazily_embedded
+    }
+}
