@@ -2,6 +2,7 @@
 //! cache lacks, commit each batch in one transaction; editor buffers as overlays.
 
 use super::*;
+use std::time::Duration;
 
 /// Files read, chunked and committed together: the unit of crash recovery.
 pub(super) const FILES_PER_BATCH: usize = 128;
@@ -98,6 +99,74 @@ pub(super) enum Prepared {
         state: FileState,
         chunks: Vec<PreparedChunk>,
     },
+}
+
+/// A batch's plans, the vectors the cache had and the texts left to embed.
+pub(super) struct PlannedBatch {
+    plans: Vec<Plan>,
+    vectors: HashMap<TextHash, Vec<f32>>,
+    missing: Vec<(TextHash, String)>,
+    /// Left to the batch before, which embeds them: in the cache once it has committed.
+    deferred: Vec<TextHash>,
+}
+
+/// What one embedding call brings back: vectors, and why it stopped if it failed.
+type Embedded = (Vec<(TextHash, Vec<f32>)>, Option<String>);
+
+/// A planned batch whose texts are being embedded on another thread.
+struct EmbedJob<'scope> {
+    n: usize,
+    files: u64,
+    planned: PlannedBatch,
+    /// The texts it asked for (a later batch does not ask for them again).
+    asked: HashSet<TextHash>,
+    embed: Option<std::thread::ScopedJoinHandle<'scope, (Instant, Instant, Embedded)>>,
+}
+
+/// Time during which embedding calls were in progress, overlapping calls counted once.
+#[derive(Default)]
+struct EmbedSpan {
+    total: Duration,
+    last_end: Option<Instant>,
+}
+
+impl EmbedSpan {
+    /// Calls are added in the order they started.
+    fn add(&mut self, started: Instant, ended: Instant) {
+        let from = match self.last_end {
+            Some(end) if end > started => end,
+            _ => started,
+        };
+        self.total += ended.saturating_duration_since(from);
+        self.last_end = Some(self.last_end.map_or(ended, |end| end.max(ended)));
+    }
+
+    fn total_ms(&self) -> u64 {
+        self.total.as_millis() as u64
+    }
+}
+
+/// Embeds texts in the embedder's own batch size; stops at the first failure.
+fn embed_texts(embedder: &dyn Embedder, missing: &[(TextHash, &str)]) -> Embedded {
+    let mut fresh = Vec::with_capacity(missing.len());
+    for group in missing.chunks(embedder.batch_size().max(1)) {
+        let texts: Vec<&str> = group.iter().map(|(_, t)| *t).collect();
+        match embedder.embed(&texts) {
+            Ok(out) if out.len() == texts.len() => {
+                fresh.extend(group.iter().map(|(h, _)| *h).zip(out))
+            }
+            Ok(out) => {
+                let why = format!(
+                    "the embedder returned {} vectors for {} texts",
+                    out.len(),
+                    texts.len()
+                );
+                return (fresh, Some(why));
+            }
+            Err(e) => return (fresh, Some(format!("embedding failed: {e}"))),
+        }
+    }
+    (fresh, None)
 }
 
 pub(super) enum Plan {
@@ -268,24 +337,91 @@ impl Engine {
         }
         let budget = self.budget();
         let max_bytes = self.config.index.max_file_bytes;
-        let abort_after = fault_abort_after_batches();
-        for (n, batch) in to_read.chunks(FILES_PER_BATCH).enumerate() {
-            let prepared: Vec<Prepared> = batch
-                .par_iter()
-                .map(|f| prepare(f, known.get(&f.rel_path), &budget, max_bytes))
-                .collect();
-            // Searchable as soon as committed: the batch's vectors go into the graph now.
-            let new_vectors = self.commit_batch(prepared, &identity, &mut report)?;
-            self.insert_vectors(new_vectors);
-            progress.advance(batch.len() as u64);
-            for doc in progress.take_documents() {
-                self.apply_document(doc)?;
+        // Pipelined: while one batch's texts are being embedded, the next batch is read,
+        // chunked and planned, and its requests queue behind the first batch's, so the
+        // embedder's request slots stay full across batch boundaries. Batches still
+        // commit one at a time, in order, each file's state with its chunks.
+        let embedder = self.embedder.clone();
+        let background = embedder.embeds_in_background();
+        let mut embed_span = EmbedSpan::default();
+        std::thread::scope(|scope| -> Result<()> {
+            let mut in_flight: Option<EmbedJob<'_>> = None;
+            for (n, batch) in to_read.chunks(FILES_PER_BATCH).enumerate() {
+                let prepared: Vec<Prepared> = batch
+                    .par_iter()
+                    .map(|f| prepare(f, known.get(&f.rel_path), &budget, max_bytes))
+                    .collect();
+                let mut planned = self.plan_batch(prepared, &identity, &mut report)?;
+                // Texts the batch in flight is embedding already: found in the cache once
+                // that batch commits, never asked twice.
+                if let Some(job) = &in_flight {
+                    let mut deferred = Vec::new();
+                    planned.missing.retain(|(h, _)| {
+                        let asked = job.asked.contains(h);
+                        if asked {
+                            deferred.push(*h);
+                        }
+                        !asked
+                    });
+                    planned.deferred = deferred;
+                }
+                let asked: HashSet<TextHash> = planned.missing.iter().map(|(h, _)| *h).collect();
+                let embed = if background || self.degraded.is_some() || planned.missing.is_empty() {
+                    None
+                } else {
+                    let embedder = embedder.as_ref();
+                    let missing: Vec<(TextHash, String)> = std::mem::take(&mut planned.missing);
+                    Some(scope.spawn(move || {
+                        let started = Instant::now();
+                        let texts: Vec<(TextHash, &str)> =
+                            missing.iter().map(|(h, t)| (*h, t.as_str())).collect();
+                        let outcome = embed_texts(embedder, &texts);
+                        (started, Instant::now(), outcome)
+                    }))
+                };
+                let job = EmbedJob {
+                    n,
+                    files: batch.len() as u64,
+                    planned,
+                    asked,
+                    embed,
+                };
+                if let Some(previous) = in_flight.replace(job) {
+                    self.complete_batch(
+                        previous,
+                        &identity,
+                        &mut report,
+                        &mut embed_span,
+                        progress,
+                    )?;
+                    let docs = progress.take_documents();
+                    if !docs.is_empty() {
+                        // An edit waits for the batch in flight to commit: it may need
+                        // the same texts, and must land after it.
+                        if let Some(current) = in_flight.take() {
+                            self.complete_batch(
+                                current,
+                                &identity,
+                                &mut report,
+                                &mut embed_span,
+                                progress,
+                            )?;
+                        }
+                        for doc in docs {
+                            self.apply_document(doc)?;
+                        }
+                    }
+                }
             }
-            if abort_after == Some(n + 1) {
-                // Fault injection for the crash tests: die like `kill -9` would.
-                std::process::abort();
+            if let Some(last) = in_flight.take() {
+                self.complete_batch(last, &identity, &mut report, &mut embed_span, progress)?;
+                for doc in progress.take_documents() {
+                    self.apply_document(doc)?;
+                }
             }
-        }
+            Ok(())
+        })?;
+        report.embed_ms += embed_span.total_ms();
         if !removed.is_empty() {
             let mut removed_ids = Vec::new();
             let mut w = self.store.writer()?;
@@ -333,8 +469,65 @@ impl Engine {
         identity: &Identity,
         report: &mut IndexReport,
     ) -> Result<Vec<(ChunkId, Vec<f32>)>> {
-        let mut new_vectors = Vec::new();
-        // Which chunks each changed file keeps (same text, same hash), and which are new.
+        let mut planned = self.plan_batch(prepared, identity, report)?;
+        let embed_started = Instant::now();
+        // A model too slow to wait for leaves the chunks without vectors: the index is
+        // searchable at once, and `model` fills them in (background, query time).
+        let missing = std::mem::take(&mut planned.missing);
+        let fresh = if self.embedder.embeds_in_background() {
+            Vec::new()
+        } else {
+            let texts: Vec<(TextHash, &str)> =
+                missing.iter().map(|(h, t)| (*h, t.as_str())).collect();
+            self.embed_missing(&texts)
+        };
+        report.embed_ms += embed_started.elapsed().as_millis() as u64;
+        self.write_batch(planned, fresh, identity, report)
+    }
+
+    /// Waits for a pipelined batch's vectors, commits it, reports progress.
+    fn complete_batch(
+        &mut self,
+        job: EmbedJob<'_>,
+        identity: &Identity,
+        report: &mut IndexReport,
+        span: &mut EmbedSpan,
+        progress: &dyn IndexProgress,
+    ) -> Result<()> {
+        let fresh = match job.embed {
+            None => Vec::new(),
+            Some(handle) => {
+                let (started, ended, (fresh, failure)) = handle
+                    .join()
+                    .map_err(|_| Error::Usage("the embedding thread panicked".into()))?;
+                span.add(started, ended);
+                if let Some(why) = failure {
+                    if self.degraded.is_none() {
+                        self.degraded = Some(why);
+                    }
+                }
+                fresh
+            }
+        };
+        // Searchable as soon as committed: the batch's vectors go into the graph now.
+        let new_vectors = self.write_batch(job.planned, fresh, identity, report)?;
+        self.insert_vectors(new_vectors);
+        progress.advance(job.files);
+        if fault_abort_after_batches() == Some(job.n + 1) {
+            // Fault injection for the crash tests: die like `kill -9` would.
+            std::process::abort();
+        }
+        Ok(())
+    }
+
+    /// Which chunks each changed file keeps (same text, same hash), which are new, the
+    /// vectors the cache has for them and the texts left to embed. Reads only.
+    pub(super) fn plan_batch(
+        &mut self,
+        prepared: Vec<Prepared>,
+        identity: &Identity,
+        report: &mut IndexReport,
+    ) -> Result<PlannedBatch> {
         let mut plans = Vec::new();
         let mut needed: Vec<TextHash> = Vec::new();
         for p in prepared {
@@ -383,30 +576,49 @@ impl Engine {
             }
         }
         // Vectors: from the cache where possible, from the embedder for the rest.
-        let mut vectors = self.store.cached_vectors(identity, &needed)?;
+        let vectors = self.store.cached_vectors(identity, &needed)?;
         report.cached += needed.iter().filter(|h| vectors.contains_key(*h)).count() as u64;
-        let mut missing: Vec<(TextHash, &str)> = Vec::new();
+        let mut missing: Vec<(TextHash, String)> = Vec::new();
         let mut asked: HashSet<TextHash> = HashSet::new();
         for plan in &plans {
             if let Plan::Replace { add, .. } = plan {
                 for c in add {
                     if !vectors.contains_key(&c.text_hash) && asked.insert(c.text_hash) {
-                        missing.push((c.text_hash, c.embedding_text.as_str()));
+                        missing.push((c.text_hash, c.embedding_text.clone()));
                     }
                 }
             }
         }
-        let embed_started = Instant::now();
-        // A model too slow to wait for leaves the chunks without vectors: the index is
-        // searchable at once, and `model` fills them in (background, query time).
-        let fresh = if self.embedder.embeds_in_background() {
-            Vec::new()
-        } else {
-            self.embed_missing(&missing)
-        };
-        report.embed_ms += embed_started.elapsed().as_millis() as u64;
-        report.embedded += fresh.len() as u64;
+        Ok(PlannedBatch {
+            plans,
+            vectors,
+            missing,
+            deferred: Vec::new(),
+        })
+    }
 
+    /// Commits a planned batch in one transaction: the fresh vectors into the cache, each
+    /// file's chunks with its new state. Returns the vectors for the graph.
+    fn write_batch(
+        &mut self,
+        planned: PlannedBatch,
+        fresh: Vec<(TextHash, Vec<f32>)>,
+        identity: &Identity,
+        report: &mut IndexReport,
+    ) -> Result<Vec<(ChunkId, Vec<f32>)>> {
+        let PlannedBatch {
+            plans,
+            mut vectors,
+            deferred,
+            ..
+        } = planned;
+        report.embedded += fresh.len() as u64;
+        let mut new_vectors = Vec::new();
+        if !deferred.is_empty() {
+            let found = self.store.cached_vectors(identity, &deferred)?;
+            report.cached += found.len() as u64;
+            vectors.extend(found);
+        }
         let mut w = self.store.writer()?;
         for (h, v) in &fresh {
             w.put_vector(identity, h, v)?;
@@ -514,29 +726,12 @@ impl Engine {
         &mut self,
         missing: &[(TextHash, &str)],
     ) -> Vec<(TextHash, Vec<f32>)> {
-        let mut fresh = Vec::with_capacity(missing.len());
         if self.degraded.is_some() {
-            return fresh;
+            return Vec::new();
         }
-        for group in missing.chunks(self.embedder.batch_size().max(1)) {
-            let texts: Vec<&str> = group.iter().map(|(_, t)| *t).collect();
-            match self.embedder.embed(&texts) {
-                Ok(out) if out.len() == texts.len() => {
-                    fresh.extend(group.iter().map(|(h, _)| *h).zip(out))
-                }
-                Ok(out) => {
-                    self.degraded = Some(format!(
-                        "the embedder returned {} vectors for {} texts",
-                        out.len(),
-                        texts.len()
-                    ));
-                    break;
-                }
-                Err(e) => {
-                    self.degraded = Some(format!("embedding failed: {e}"));
-                    break;
-                }
-            }
+        let (fresh, failure) = embed_texts(self.embedder.as_ref(), missing);
+        if failure.is_some() {
+            self.degraded = failure;
         }
         fresh
     }

@@ -54,7 +54,7 @@ pub struct Engine {
     root: PathBuf,
     index_dir: PathBuf,
     config: Config,
-    embedder: Box<dyn Embedder>,
+    embedder: Arc<dyn Embedder>,
     store: Store,
     vectors: Arc<SharedVectors>,
     /// Why embedding failed in this process (the index serves lexical retrieval).
@@ -166,7 +166,7 @@ impl Engine {
             root: root.to_path_buf(),
             index_dir,
             config,
-            embedder,
+            embedder: embedder.into(),
             store,
             vectors,
             degraded: None,

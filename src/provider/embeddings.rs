@@ -1,6 +1,9 @@
 //! `POST /embeddings`: the remote embedder. Many inputs per request (up to
 //! `embedding.batch_size` texts and a cap on characters), several requests in flight
 //! (`embedding.concurrency`), vectors put back in input order by their `index`.
+//! Calls made at the same time (the indexer embeds the next batch while the previous one
+//! finishes) share those `concurrency` slots, the earlier call's requests first, so the
+//! slots stay full across calls without ever exceeding the limit.
 //!
 //! A text longer than the model takes is truncated (and counted), never dropped; a
 //! request the server calls too long is split in two and retried. Caching is not done
@@ -27,6 +30,11 @@ pub struct RemoteEmbedder {
     max_request_chars: usize,
     requests: AtomicU64,
     truncated: AtomicUsize,
+    /// The `concurrency` request slots, shared by every call on this embedder.
+    slots: tokio::sync::Semaphore,
+    /// Held by the call that is starting its requests: a later call takes slots only once
+    /// every request of the earlier one has started.
+    turn: tokio::sync::Mutex<()>,
     /// Why learning the dimension failed: asked once per process, then remembered.
     probe_failure: std::sync::Mutex<Option<String>>,
 }
@@ -48,6 +56,8 @@ impl RemoteEmbedder {
             max_request_chars: config.max_request_chars.max(config.max_input_chars),
             requests: AtomicU64::new(0),
             truncated: AtomicUsize::new(0),
+            slots: tokio::sync::Semaphore::new(config.concurrency.max(1)),
+            turn: tokio::sync::Mutex::new(()),
             probe_failure: std::sync::Mutex::new(None),
         }
     }
@@ -71,15 +81,37 @@ impl RemoteEmbedder {
         if start < inputs.len() {
             groups.push(start..inputs.len());
         }
-        let results: Vec<(usize, Result<Vec<Vec<f32>>, ProviderError>)> =
-            stream::iter(groups.into_iter())
-                .map(|range| {
+        // Each request holds a slot while it runs. This call takes slots for its requests
+        // in order while it has the turn, collecting finished requests meanwhile.
+        let mut results: Vec<(usize, Result<Vec<Vec<f32>>, ProviderError>)> = Vec::new();
+        let mut running = stream::FuturesUnordered::new();
+        let mut groups = groups.into_iter();
+        let mut next = groups.next();
+        let mut turn = Some(self.turn.lock().await);
+        while next.is_some() || !running.is_empty() {
+            let Some(range) = next.clone() else {
+                turn = None;
+                if let Some(r) = running.next().await {
+                    results.push(r);
+                }
+                continue;
+            };
+            tokio::select! {
+                biased;
+                Some(r) = running.next(), if !running.is_empty() => results.push(r),
+                permit = self.slots.acquire() => {
+                    // Never closed: the semaphore lives as long as the embedder.
+                    let permit = permit.map_err(|e| ProviderError::BadResponse(e.to_string()))?;
                     let slice = &inputs[range.clone()];
-                    async move { (range.start, self.embed_group(slice).await) }
-                })
-                .buffer_unordered(self.concurrency)
-                .collect()
-                .await;
+                    running.push(async move {
+                        let _slot = permit;
+                        (range.start, self.embed_group(slice).await)
+                    });
+                    next = groups.next();
+                }
+            }
+        }
+        drop(turn);
         let mut out: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
         for (start, result) in results {
             for (offset, v) in result?.into_iter().enumerate() {

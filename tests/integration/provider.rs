@@ -205,6 +205,55 @@ async fn embedding_requests_run_concurrently_up_to_the_concurrency_setting_and_n
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_at_the_same_time_share_the_concurrency_slots_the_earlier_call_first() {
+    // The indexer embeds the next batch while the previous one finishes: the two calls
+    // together keep `concurrency` requests in flight, never more (each alone could have
+    // four), and the earlier call's requests take the slots first.
+    let fake = FakeProvider::start();
+    fake.set_latency(Duration::from_millis(300));
+    let e = embedder(&fake, 4, 4);
+    let first: Vec<String> = (0..20).map(|i| format!("first {i}")).collect();
+    let second: Vec<String> = (0..8).map(|i| format!("second {i}")).collect();
+    let first_refs: Vec<&str> = first.iter().map(String::as_str).collect();
+    let second_refs: Vec<&str> = second.iter().map(String::as_str).collect();
+
+    let (a, b) = tokio::join!(e.embed_async(&first_refs), e.embed_async(&second_refs));
+
+    let (a, b) = (a.expect("first call"), b.expect("second call"));
+    for (t, v) in first.iter().zip(&a).chain(second.iter().zip(&b)) {
+        assert_close(v, &fake_embedding(t, 64), t);
+    }
+    let reqs = fake.requests_to(Endpoint::Embeddings);
+    assert_eq!(
+        reqs.len(),
+        7,
+        "5 requests for the first call, 2 for the second"
+    );
+    assert_eq!(
+        fake.max_in_flight(Endpoint::Embeddings),
+        4,
+        "both calls together: four in flight, never more"
+    );
+    // The earlier call takes every slot first; the later one starts only as they free up
+    // (after the fake's 300 ms), so the first four requests to arrive are the first call's.
+    let from_first: Vec<bool> = reqs
+        .iter()
+        .map(|r| {
+            r.body["input"][0]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("first")
+        })
+        .collect();
+    assert_eq!(
+        from_first[..4],
+        [true; 4],
+        "the earlier call's requests take the slots first: {from_first:?}"
+    );
+    assert_eq!(from_first.iter().filter(|f| **f).count(), 5);
+}
+
 // ---------------------------------------------------------------------------------------
 // 2. The embedding cache across runs
 // ---------------------------------------------------------------------------------------
