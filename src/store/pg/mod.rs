@@ -1,0 +1,513 @@
+//! The shared team index: PostgreSQL with pgvector, many repositories and refs in one
+//! database, built by CI (`ragls index --store URL --ref main`) and read by every editor.
+//!
+//! Content-addressed: a file version (`blobs`: path + content hash) owns its chunks, so
+//! branches and repositories that share a file share its chunks; the embedding cache is
+//! keyed by (embedder, dimensions, text hash) and shared by everything. A ref names a
+//! snapshot (`snapshot_files`: path -> file version); a new state of a ref is written as
+//! a new snapshot and the ref switches to it in the same transaction, so a reader sees
+//! the old state or the new one, never a mix, and a writer killed mid-update leaves the
+//! ref as it was. Lexical search is BM25 over statistics kept in a table (`postings`:
+//! per term and chunk, its occurrences in the head and the body), scored exactly as the
+//! SQLite index's FTS5 scores it (the statistics from the snapshot), so both backends
+//! rank alike — measured against PostgreSQL's own full-text search (`ts_rank`), which
+//! ranked worse and, counting term frequencies out of tsvectors, ran slower; vectors sit in a pgvector HNSW index (one partial index per
+//! dimension), kept at the cache's half-float precision as the local graph keeps them.
+//!
+//! This module only stores and queries; what to index, and merging with the local
+//! overlay, belong to the engine. Every call blocks (on a runtime of its own), so it can
+//! be used from the engine's synchronous code, the servers' blocking tasks included.
+//! No URL with its password ever reaches a message: see [`scrub_url`].
+//!
+//! Here: the types, connecting (pools, passwords, `.pgpass`, error messages) and the
+//! shared helpers; `schema` (migrations, the schema check, HNSW indexes), `refs` (refs,
+//! snapshots, the caches of file versions and vectors, publishing), `search` (BM25,
+//! nearest vectors, chunks by id).
+
+use super::{ChunkId, Identity, NewChunk, StoredChunk, TextHash};
+use crate::chunk::{Chunk, ChunkKind, Language};
+use crate::config::scrub_url;
+use crate::error::{Error, Result};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::collections::HashMap;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+mod refs;
+mod schema;
+mod search;
+
+/// The schema this ragls writes and reads. Each entry of `schema::MIGRATIONS` moves the
+/// database one version up; a database newer than this is refused, never downgraded.
+pub const PG_SCHEMA_VERSION: i32 = 1;
+
+/// A snapshot of a ref: its id and the embedder its vectors came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub id: i64,
+    pub identity: Identity,
+}
+
+/// A file of a snapshot: its version's content hash and blob id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotFile {
+    pub content_hash: [u8; 32],
+    pub blob_id: i64,
+    pub skipped: bool,
+}
+
+/// A file version the database does not have yet, with its chunks.
+pub struct NewFileVersion {
+    pub path: String,
+    pub content_hash: [u8; 32],
+    pub skip_reason: Option<String>,
+    pub chunks: Vec<NewChunk>,
+}
+
+/// A file of the new snapshot that differs from the base.
+pub enum ChangedFile {
+    /// A version the database has already (another branch or repository has it).
+    Known {
+        path: String,
+        blob_id: i64,
+    },
+    New(NewFileVersion),
+}
+
+/// The new state of a ref: the base snapshot's files minus `dropped`, plus `changed`.
+pub struct RefUpdate<'a> {
+    pub repo: &'a str,
+    pub ref_name: &'a str,
+    pub identity: &'a Identity,
+    pub base: Option<i64>,
+    pub dropped: Vec<String>,
+    pub changed: Vec<ChangedFile>,
+}
+
+/// What publishing a ref wrote.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Published {
+    pub snapshot: i64,
+    pub chunks_added: u64,
+    pub file_versions_added: u64,
+}
+
+/// How to reach the shared index.
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    /// The primary: writes, and reads unless `read_url` is set.
+    pub url: String,
+    /// A streaming replica for reads.
+    pub read_url: Option<String>,
+    /// Connections per pool at most.
+    pub pool_size: usize,
+}
+
+/// A connection to the shared index: a bounded pool on the primary and, when a replica
+/// is configured, one on the replica for reads.
+pub struct PgStore {
+    primary: Pool,
+    reader: Pool,
+    primary_at: String,
+    reader_at: String,
+    /// Inverse document frequencies by (snapshot, term): a snapshot never changes, so
+    /// they are computed once per process.
+    idf: Arc<Mutex<HashMap<(i64, String), f32>>>,
+    /// Whether the reading side's schema was found readable (checked once, lazily).
+    schema_checked: std::sync::atomic::AtomicBool,
+}
+
+/// Where a URL points, for messages: `host:port/database` (never the password).
+fn describe(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("{host}:{port}/{db}")
+}
+
+/// The runtime every database call runs on: the callers are synchronous (the engine),
+/// some of them on a server's blocking threads.
+fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("ragls-pg")
+        .build()
+        .map_err(|e| Error::io("cannot start the database runtime", e))?;
+    Ok(RUNTIME.get_or_init(|| rt))
+}
+
+/// Runs `fut` on the database runtime and waits for it. Works from any thread, inside
+/// another runtime too (it never nests `block_on`).
+fn block<T: Send + 'static>(fut: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    runtime()?.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv()
+        .map_err(|_| Error::Other("the database task stopped unexpectedly".into()))?
+}
+
+/// The password for a URL that has none: `PGPASSWORD`, else the `.pgpass` file
+/// (`PGPASSFILE`, default `~/.pgpass`), as libpq does. Never a file in the workspace.
+fn password_from_environment(config: &tokio_postgres::Config) -> Option<Vec<u8>> {
+    if let Ok(p) = std::env::var("PGPASSWORD") {
+        return Some(p.into_bytes());
+    }
+    let file = std::env::var_os("PGPASSFILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".pgpass")))?;
+    let text = std::fs::read_to_string(file).ok()?;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "localhost".into(),
+    };
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
+    let user = config.get_user().unwrap_or_default().to_string();
+    let db = config.get_dbname().unwrap_or(&user).to_string();
+    pgpass_lookup(&text, [&host, &port, &db, &user])
+}
+
+/// The password of the first `.pgpass` line whose host, port, database and user match
+/// (`*` matches anything; `\:` and `\\` are escapes).
+fn pgpass_lookup(text: &str, want: [&str; 4]) -> Option<Vec<u8>> {
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = Vec::new();
+        let mut field = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => field.extend(chars.next()),
+                ':' if fields.len() < 4 => fields.push(std::mem::take(&mut field)),
+                c => field.push(c),
+            }
+        }
+        fields.push(field);
+        if fields.len() == 5
+            && fields[..4]
+                .iter()
+                .zip(want)
+                .all(|(f, w)| f == "*" || f == w)
+        {
+            return Some(fields[4].clone().into_bytes());
+        }
+    }
+    None
+}
+
+fn make_pool(url: &str, size: usize) -> Result<(Pool, String)> {
+    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+        Error::Config(format!(
+            "store.url {} is not a PostgreSQL URL ({e}); expected postgres://user@host:port/database",
+            scrub_url(url)
+        ))
+    })?;
+    if config.get_password().is_none() {
+        if let Some(p) = password_from_environment(&config) {
+            config.password(p);
+        }
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("ragls");
+    }
+    let at = describe(&config);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let tls_config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Other(format!("cannot set up TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config);
+    let manager = Manager::from_config(
+        config,
+        tls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(size.max(1))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .create_timeout(Some(Duration::from_secs(10)))
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .build()
+        .map_err(|e| Error::Other(format!("cannot set up the connection pool: {e}")))?;
+    Ok((pool, at))
+}
+
+/// A database error in one line, naming where; connection failures become
+/// [`Error::SharedUnreachable`] so that readers can fall back to their local index.
+fn db_error(at: &str, e: impl std::fmt::Display + std::fmt::Debug) -> Error {
+    let text = e.to_string();
+    let debug = format!("{e:?}");
+    let (lower_text, lower_debug) = (text.to_lowercase(), debug.to_lowercase());
+    // Refused, timed out, closed, reset or shutting down: the database is away (for now).
+    let unreachable = [
+        "connection refused",
+        "error connecting",
+        "timed out",
+        "timeout",
+        "connection closed",
+        "closed",
+        "no such file",
+        "broken pipe",
+        "reset by peer",
+        "shutting down",
+        "the database system is",
+        "terminating connection",
+        "kind: io",
+        "backend(",
+    ]
+    .iter()
+    .any(|m| lower_text.contains(m) || lower_debug.contains(m));
+    let permission = text.contains("permission denied")
+        || debug.contains("InsufficientPrivilege")
+        || debug.contains("42501")
+        || debug.contains("25006");
+    let login = [
+        "password authentication failed",
+        "no password",
+        "28P01",
+        "28000",
+    ]
+    .iter()
+    .any(|m| text.contains(m) || debug.contains(m));
+    let detail = match db_detail(&debug) {
+        Some(d) => d,
+        None => text,
+    };
+    if login {
+        return Error::Config(format!(
+            "the shared index at {at} refused the login ({detail}); check the role and its password (PGPASSWORD, ~/.pgpass, or the URL in RAGLS_STORE_URL)"
+        ));
+    }
+    if permission {
+        return Error::Config(format!(
+            "the shared index at {at} refused a write ({detail}); this role may only read: index with a writer role"
+        ));
+    }
+    if unreachable {
+        return Error::SharedUnreachable(format!(
+            "cannot reach the shared index at {at} ({detail}); check that PostgreSQL is running there and that store.url is right"
+        ));
+    }
+    Error::Store(format!("shared index at {at}: {detail}"))
+}
+
+/// The server's own message out of a tokio-postgres error's debug form, when it has one.
+fn db_detail(debug: &str) -> Option<String> {
+    let start = debug.find("message: \"")? + "message: \"".len();
+    let end = debug[start..].find('"')? + start;
+    Some(debug[start..end].to_string())
+}
+
+/// One chunk's lexical postings: each term's occurrences in the head and in the body,
+/// and the chunk's length in terms, counted as FTS5's unicode61 tokenizer counts them
+/// (the SQLite index's), so that both backends score BM25 alike.
+struct ChunkPostings {
+    counts: Vec<(String, (u32, u32))>,
+    terms: i32,
+}
+
+impl ChunkPostings {
+    fn of(c: &NewChunk) -> ChunkPostings {
+        let mut counts: HashMap<String, (u32, u32)> = HashMap::new();
+        let mut terms = 0;
+        for (text, in_head) in [(&c.head_terms, true), (&c.body_terms, false)] {
+            for term in lexical_terms(text) {
+                terms += 1;
+                let entry = counts.entry(term).or_default();
+                if in_head {
+                    entry.0 += 1;
+                } else {
+                    entry.1 += 1;
+                }
+            }
+        }
+        let mut counts: Vec<_> = counts.into_iter().collect();
+        counts.sort();
+        ChunkPostings { counts, terms }
+    }
+}
+
+/// The lexical terms of a terms line: runs of letters and digits, lower-cased.
+fn lexical_terms(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
+}
+
+fn vector_of(v: &[f32]) -> pgvector::Vector {
+    pgvector::Vector::from(v.to_vec())
+}
+
+/// PostgreSQL text cannot hold NUL; a chunk's text never should, but input decides.
+fn pg_text(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{fffd}")
+    } else {
+        s.to_string()
+    }
+}
+
+fn hash32(b: &[u8]) -> [u8; 32] {
+    let mut h = [0u8; 32];
+    let n = b.len().min(32);
+    h[..n].copy_from_slice(&b[..n]);
+    h
+}
+
+fn hash16(b: &[u8]) -> TextHash {
+    let mut h = [0u8; 16];
+    let n = b.len().min(16);
+    h[..n].copy_from_slice(&b[..n]);
+    TextHash(h)
+}
+
+impl PgStore {
+    /// Sets up the pools (no connection is made until the first query).
+    pub fn connect(options: &PgOptions) -> Result<PgStore> {
+        let (primary, primary_at) = make_pool(&options.url, options.pool_size)?;
+        let (reader, reader_at) = match options.read_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => make_pool(url, options.pool_size)?,
+            None => (primary.clone(), primary_at.clone()),
+        };
+        Ok(PgStore {
+            primary,
+            reader,
+            primary_at,
+            reader_at,
+            idf: Arc::default(),
+            schema_checked: Default::default(),
+        })
+    }
+
+    /// `host:port/database` of the primary, for messages.
+    pub fn location(&self) -> &str {
+        &self.primary_at
+    }
+
+    /// `host:port/database` that reads go to (the replica when one is configured).
+    pub fn read_location(&self) -> &str {
+        &self.reader_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_survive_scrubbing() {
+        assert_eq!(
+            scrub_url("postgres://writer:s3cret@db.example:5432/ragls"),
+            "postgres://writer:***@db.example:5432/ragls"
+        );
+        assert_eq!(
+            scrub_url("postgresql://reader@db/ragls?sslmode=require&password=hunter2"),
+            "postgresql://reader@db/ragls?sslmode=require&password=***"
+        );
+        assert_eq!(
+            scrub_url("postgres://reader@db/ragls"),
+            "postgres://reader@db/ragls"
+        );
+        assert!(crate::config::url_has_password("postgres://a:b@h/d"));
+        assert!(!crate::config::url_has_password("postgres://a@h/d"));
+    }
+
+    #[test]
+    fn postings_count_head_and_body_occurrences_as_fts5_tokenizes() {
+        let chunk = NewChunk {
+            chunk: Chunk {
+                language: Language::Rust,
+                kind: ChunkKind::Function,
+                symbol: "fn parse".into(),
+                name: "parse".into(),
+                start_byte: 0,
+                end_byte: 1,
+                start_line: 1,
+                end_line: 1,
+                text: "x".into(),
+            },
+            text_hash: TextHash([0; 16]),
+            head_terms: "pars src pars".into(),
+            body_terms: "pars Token_stream 2x".into(),
+        };
+        let p = ChunkPostings::of(&chunk);
+        assert_eq!(p.terms, 7);
+        assert_eq!(
+            p.counts,
+            vec![
+                ("2x".to_string(), (0, 1)),
+                ("pars".to_string(), (2, 1)),
+                ("src".to_string(), (1, 0)),
+                ("stream".to_string(), (0, 1)),
+                ("token".to_string(), (0, 1)),
+            ]
+        );
+    }
+
+    #[test]
+    fn database_errors_say_what_to_check_and_keep_readers_going_when_it_is_away() {
+        let away = db_error(
+            "db:5432/ragls",
+            "error connecting to server: Connection refused",
+        );
+        assert!(matches!(&away, Error::SharedUnreachable(m) if m.contains("db:5432/ragls")));
+        let login = db_error(
+            "db:5432/ragls",
+            "db error: FATAL: password authentication failed for user \"reader\"",
+        );
+        assert!(login.to_string().contains("refused the login"), "{login}");
+        assert_eq!(login.exit_code(), 2);
+        let denied = db_error(
+            "db:5432/ragls",
+            "db error: ERROR: permission denied for table refs",
+        );
+        assert!(denied.to_string().contains("writer role"), "{denied}");
+        let other = db_error("db:5432/ragls", "db error: ERROR: syntax error");
+        assert!(matches!(other, Error::Store(_)));
+    }
+
+    #[test]
+    fn pgpass_lines_match_by_field_with_wildcards_and_escapes() {
+        let file = "# comment\nother:5432:*:*:nope\n*:5433:ragls:reader:p\\:w\\\\d\n";
+        assert_eq!(
+            pgpass_lookup(file, ["localhost", "5433", "ragls", "reader"]),
+            Some(b"p:w\\d".to_vec())
+        );
+        assert_eq!(
+            pgpass_lookup(file, ["localhost", "5432", "ragls", "reader"]),
+            None
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! The shared index's schema: the migrations ragls applies (versioned in
+//! `ragls_schema`), the check a reader makes, and the HNSW index per vector dimension.
+
+use super::*;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE repos (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE);
+CREATE TABLE snapshots (
+    id bigserial PRIMARY KEY,
+    repo_id bigint NOT NULL REFERENCES repos(id),
+    embedder text NOT NULL,
+    dimensions integer NOT NULL,
+    chunk_count bigint NOT NULL DEFAULT 0,
+    -- The terms of all its chunks: BM25's average document length is term_total / chunk_count.
+    term_total bigint NOT NULL DEFAULT 0,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE refs (
+    repo_id bigint NOT NULL REFERENCES repos(id),
+    name text NOT NULL,
+    snapshot_id bigint NOT NULL REFERENCES snapshots(id),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (repo_id, name)
+);
+-- A file version: its chunks are shared by every snapshot that has it.
+CREATE TABLE blobs (
+    id bigserial PRIMARY KEY,
+    path text NOT NULL,
+    content_hash bytea NOT NULL,
+    skip_reason text,
+    UNIQUE (path, content_hash)
+);
+CREATE TABLE snapshot_files (
+    snapshot_id bigint NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    path text NOT NULL,
+    blob_id bigint NOT NULL REFERENCES blobs(id),
+    PRIMARY KEY (snapshot_id, path)
+);
+CREATE INDEX snapshot_files_by_blob ON snapshot_files(blob_id, snapshot_id);
+CREATE TABLE chunks (
+    id bigserial PRIMARY KEY,
+    blob_id bigint NOT NULL REFERENCES blobs(id) ON DELETE CASCADE,
+    ord integer NOT NULL,
+    language text NOT NULL,
+    kind text NOT NULL,
+    symbol text NOT NULL,
+    name text NOT NULL,
+    start_byte bigint NOT NULL,
+    end_byte bigint NOT NULL,
+    start_line integer NOT NULL,
+    end_line integer NOT NULL,
+    text text NOT NULL,
+    text_hash bytea NOT NULL,
+    -- The chunk's length in lexical terms, head and body (BM25's document length).
+    terms integer NOT NULL
+);
+CREATE INDEX chunks_by_blob ON chunks(blob_id);
+-- Covering: the vector search's filter probes it once per neighbour.
+CREATE INDEX chunks_by_text_hash ON chunks(text_hash) INCLUDE (blob_id);
+-- The lexical index: BM25's statistics kept in a table, one row per (term, chunk), with
+-- the term's occurrences in the chunk's head (name, symbol path, file path) and body.
+CREATE TABLE postings (
+    term text NOT NULL,
+    blob_id bigint NOT NULL REFERENCES blobs(id) ON DELETE CASCADE,
+    chunk_id bigint NOT NULL,
+    head smallint NOT NULL,
+    body smallint NOT NULL,
+    terms integer NOT NULL
+);
+CREATE INDEX postings_by_term ON postings(term) INCLUDE (blob_id, chunk_id, head, body, terms);
+CREATE INDEX postings_by_blob ON postings(blob_id);
+-- The embedding cache, shared by every repository and ref. Vectors of any dimension;
+-- each dimension in use gets a partial HNSW index (see `ensure_vector_index`).
+CREATE TABLE embeddings (
+    embedder text NOT NULL,
+    dimensions integer NOT NULL,
+    text_hash bytea NOT NULL,
+    vector vector NOT NULL,
+    PRIMARY KEY (embedder, dimensions, text_hash)
+);
+"#,
+];
+
+/// pgvector's HNSW index takes vectors of at most this many dimensions.
+const HNSW_MAX_DIMENSIONS: usize = 2000;
+
+impl PgStore {
+    /// Creates or upgrades the schema (writers only). Concurrent writers serialise on an
+    /// advisory lock, so each migration runs once.
+    pub fn migrate(&self) -> Result<()> {
+        let pool = self.primary.clone();
+        let at = self.primary_at.clone();
+        block(async move {
+            let mut client = pool.get().await.map_err(|e| db_error(&at, e))?;
+            let tx = client.transaction().await.map_err(|e| db_error(&at, e))?;
+            tx.batch_execute(
+                "SELECT pg_advisory_xact_lock(7261536); CREATE TABLE IF NOT EXISTS ragls_schema (version integer NOT NULL)",
+            )
+            .await
+            .map_err(|e| db_error(&at, e))?;
+            let version: Option<i32> = tx
+                .query_opt("SELECT max(version) FROM ragls_schema", &[])
+                .await
+                .map_err(|e| db_error(&at, e))?
+                .and_then(|r| r.get(0));
+            let version = version.unwrap_or(0);
+            if version > PG_SCHEMA_VERSION {
+                return Err(newer_schema(&at, version));
+            }
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                tx.batch_execute(sql).await.map_err(|e| db_error(&at, e))?;
+                tx.execute(
+                    "INSERT INTO ragls_schema(version) VALUES ($1)",
+                    &[&(i as i32 + 1)],
+                )
+                .await
+                .map_err(|e| db_error(&at, e))?;
+            }
+            tx.commit().await.map_err(|e| db_error(&at, e))?;
+            Ok(())
+        })
+    }
+
+    /// Checks that the database holds a schema this ragls reads, without writing.
+    pub fn check_schema(&self) -> Result<()> {
+        let pool = self.reader.clone();
+        let at = self.reader_at.clone();
+        block(async move {
+            let client = pool.get().await.map_err(|e| db_error(&at, e))?;
+            let row = client
+                .query_one("SELECT to_regclass('ragls_schema') IS NOT NULL", &[])
+                .await
+                .map_err(|e| db_error(&at, e))?;
+            let exists: bool = row.get(0);
+            if !exists {
+                return Err(Error::Usage(format!(
+                    "the shared index at {at} has no ragls index yet; build one with `ragls index --store URL` (a writer role)"
+                )));
+            }
+            let v: Option<i32> = client
+                .query_one("SELECT max(version) FROM ragls_schema", &[])
+                .await
+                .map_err(|e| db_error(&at, e))?
+                .get(0);
+            match v.unwrap_or(0) {
+                PG_SCHEMA_VERSION => Ok(()),
+                v if v > PG_SCHEMA_VERSION => Err(newer_schema(&at, v)),
+                v => Err(Error::Usage(format!(
+                    "the shared index at {at} has schema version {v}, older than this ragls ({PG_SCHEMA_VERSION}); run `ragls index --store URL` with a writer role to migrate it"
+                ))),
+            }
+        })
+    }
+
+    /// Makes sure vectors of `dimensions` have their HNSW index (writers only).
+    pub fn ensure_vector_index(&self, dimensions: usize) -> Result<()> {
+        if dimensions == 0 || dimensions > HNSW_MAX_DIMENSIONS {
+            return Ok(());
+        }
+        let pool = self.primary.clone();
+        let at = self.primary_at.clone();
+        block(async move {
+            let client = pool.get().await.map_err(|e| db_error(&at, e))?;
+            client
+                .batch_execute(&format!(
+                    "SELECT pg_advisory_lock(7261537);
+                     CREATE INDEX IF NOT EXISTS embeddings_hnsw_{dimensions} ON embeddings
+                     USING hnsw ((vector::vector({dimensions})) vector_cosine_ops) WHERE dimensions = {dimensions};
+                     SELECT pg_advisory_unlock(7261537);"
+                ))
+                .await
+                .map_err(|e| db_error(&at, e))?;
+            Ok(())
+        })
+    }
+}
+
+fn newer_schema(at: &str, version: i32) -> Error {
+    Error::Usage(format!(
+        "the shared index at {at} has schema version {version}, newer than this ragls reads ({PG_SCHEMA_VERSION}); upgrade ragls"
+    ))
+}
