@@ -87,39 +87,17 @@ fn backfill(
             break;
         };
         after = last.0;
-        let mut seen = HashSet::new();
-        let unique: Vec<&(ChunkId, TextHash, String)> =
-            pending.iter().filter(|(_, h, _)| seen.insert(*h)).collect();
-        let texts: Vec<&str> = unique.iter().map(|(_, _, t)| t.as_str()).collect();
-        let out = if low_priority {
-            match low_priority_pool() {
-                Some(pool) => pool.install(|| embedder.embed(&texts)),
-                None => embedder.embed(&texts),
+        let texts = embed_and_store(store, identity, vectors, &pending, |texts| {
+            if !low_priority {
+                return embedder.embed(texts);
             }
-        } else {
-            embedder.embed(&texts)
-        }?;
-        if out.len() != texts.len() {
-            return Err(Error::Other(format!(
-                "the model returned {} vectors for {} texts",
-                out.len(),
-                texts.len()
-            )));
-        }
-        let by_hash: HashMap<TextHash, Vec<f32>> =
-            unique.iter().map(|(_, h, _)| *h).zip(out).collect();
-        let mut w = store.writer()?;
-        for (h, v) in &by_hash {
-            w.put_vector(identity, h, v)?;
-        }
-        w.commit()?;
-        let items: Vec<(ChunkId, Vec<f32>)> = pending
-            .iter()
-            .filter_map(|(id, h, _)| by_hash.get(h).map(|v| (*id, v.clone())))
-            .collect();
-        vectors.insert(&items);
+            match low_priority_pool() {
+                Some(pool) => pool.install(|| embedder.embed(texts)),
+                None => embedder.embed(texts),
+            }
+        })?;
         done += pending.len() as u64;
-        embedded += texts.len() as u64;
+        embedded += texts;
         report(done.min(total), total);
         batches += 1;
         if abort_after == Some(batches) {
@@ -131,6 +109,44 @@ fn backfill(
     let (done, total) = store.vector_coverage(identity)?;
     report(done, total);
     Ok(embedded)
+}
+
+/// Embeds the distinct texts of `pending` (chunk, text hash, embedding text) with `embed`,
+/// caches their vectors in one transaction and adds every chunk's vector to the vector
+/// index (a loaded graph, the server's shared one, takes them now; a later load catches
+/// up). The one path of the background pass and of query-time embedding. Returns the
+/// texts embedded.
+fn embed_and_store(
+    store: &mut Store,
+    identity: &Identity,
+    vectors: &SharedVectors,
+    pending: &[(ChunkId, TextHash, String)],
+    embed: impl FnOnce(&[&str]) -> Result<Vec<Vec<f32>>>,
+) -> Result<u64> {
+    let mut seen = HashSet::new();
+    let unique: Vec<&(ChunkId, TextHash, String)> =
+        pending.iter().filter(|(_, h, _)| seen.insert(*h)).collect();
+    let texts: Vec<&str> = unique.iter().map(|(_, _, t)| t.as_str()).collect();
+    let out = embed(&texts)?;
+    if out.len() != texts.len() {
+        return Err(Error::Other(format!(
+            "the model returned {} vectors for {} texts",
+            out.len(),
+            texts.len()
+        )));
+    }
+    let by_hash: HashMap<TextHash, Vec<f32>> = unique.iter().map(|(_, h, _)| *h).zip(out).collect();
+    let mut w = store.writer()?;
+    for (h, v) in &by_hash {
+        w.put_vector(identity, h, v)?;
+    }
+    w.commit()?;
+    let items: Vec<(ChunkId, Vec<f32>)> = pending
+        .iter()
+        .filter_map(|(id, h, _)| by_hash.get(h).map(|v| (*id, v.clone())))
+        .collect();
+    vectors.insert(&items);
+    Ok(texts.len() as u64)
 }
 
 /// Adds to a loaded graph every live chunk whose vector the store has and the graph lacks:
@@ -291,33 +307,11 @@ impl Engine {
         if lack.is_empty() {
             return Ok(0);
         }
-        let mut seen = HashSet::new();
-        let unique: Vec<&(ChunkId, TextHash, String)> =
-            lack.iter().filter(|(_, h, _)| seen.insert(*h)).collect();
-        let texts: Vec<&str> = unique.iter().map(|(_, _, t)| t.as_str()).collect();
-        let out = self.embedder.embed(&texts)?;
-        if out.len() != texts.len() {
-            return Err(Error::Other(format!(
-                "the model returned {} vectors for {} texts",
-                out.len(),
-                texts.len()
-            )));
-        }
-        let by_hash: HashMap<TextHash, Vec<f32>> =
-            unique.iter().map(|(_, h, _)| *h).zip(out).collect();
-        let mut w = self.store.writer()?;
-        for (h, v) in &by_hash {
-            w.put_vector(&identity, h, v)?;
-        }
-        w.commit()?;
-        let items: Vec<(ChunkId, Vec<f32>)> = lack
-            .iter()
-            .filter_map(|(id, h, _)| by_hash.get(h).map(|v| (*id, v.clone())))
-            .collect();
-        // A loaded graph (the server's, shared) takes them now; a later load catches up.
-        self.vectors.insert(&items);
-        self.lazily_embedded += texts.len() as u64;
-        Ok(texts.len() as u64)
+        let texts = embed_and_store(&mut self.store, &identity, &self.vectors, &lack, |t| {
+            self.embedder.embed(t)
+        })?;
+        self.lazily_embedded += texts;
+        Ok(texts)
     }
 
     /// Texts this engine embedded at query time so far.
