@@ -9,6 +9,25 @@ impl Notification for StatusChanged {
     type Params = Value;
     const METHOD: &'static str = "rag/statusChanged";
 }
+/// Asks the client to create a progress `token` and, if it agrees, begins it. Returns
+/// whether the progress was begun (reports and the end go to begun tokens only).
+async fn begin_progress(
+    client: &Client,
+    token: &NumberOrString,
+    begin: WorkDoneProgressBegin,
+) -> bool {
+    let created = client
+        .send_request::<request::WorkDoneProgressCreate>(WorkDoneProgressCreateParams {
+            token: token.clone(),
+        })
+        .await
+        .is_ok();
+    if created {
+        send_progress(client, token, WorkDoneProgress::Begin(begin)).await;
+    }
+    created
+}
+
 pub(super) async fn send_progress(
     client: &Client,
     token: &NumberOrString,
@@ -40,22 +59,13 @@ impl Backend {
                     FolderEvent::ProgressBegin { folder, total } if progress => {
                         counter += 1;
                         let token = NumberOrString::String(format!("ragls/index/{counter}"));
-                        if client
-                            .send_request::<request::WorkDoneProgressCreate>(
-                                WorkDoneProgressCreateParams {
-                                    token: token.clone(),
-                                },
-                            )
-                            .await
-                            .is_ok()
-                        {
-                            let begin = WorkDoneProgressBegin {
-                                title: "Indexing".into(),
-                                cancellable: Some(false),
-                                message: Some(format!("0/{total} files")),
-                                percentage: Some(0),
-                            };
-                            send_progress(&client, &token, WorkDoneProgress::Begin(begin)).await;
+                        let begin = WorkDoneProgressBegin {
+                            title: "Indexing".into(),
+                            cancellable: Some(false),
+                            message: Some(format!("0/{total} files")),
+                            percentage: Some(0),
+                        };
+                        if begin_progress(&client, &token, begin).await {
                             tokens.insert(folder, token);
                         }
                     }
@@ -121,23 +131,13 @@ impl Backend {
                                 counter += 1;
                                 let token =
                                     NumberOrString::String(format!("ragls/model/{counter}"));
-                                if client
-                                    .send_request::<request::WorkDoneProgressCreate>(
-                                        WorkDoneProgressCreateParams {
-                                            token: token.clone(),
-                                        },
-                                    )
-                                    .await
-                                    .is_ok()
-                                {
-                                    let begin = WorkDoneProgressBegin {
-                                        title: format!("Embedding with {}", coverage.model),
-                                        cancellable: Some(false),
-                                        message: Some(message),
-                                        percentage: Some(percentage),
-                                    };
-                                    send_progress(&client, &token, WorkDoneProgress::Begin(begin))
-                                        .await;
+                                let begin = WorkDoneProgressBegin {
+                                    title: format!("Embedding with {}", coverage.model),
+                                    cancellable: Some(false),
+                                    message: Some(message),
+                                    percentage: Some(percentage),
+                                };
+                                if begin_progress(&client, &token, begin).await {
                                     model_tokens.insert(folder, token);
                                 }
                             }
