@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub mod pg;
+mod text;
 mod vectors;
 use vectors::*;
 pub use vectors::{f16_to_f32, f32_to_f16, stored_precision};
@@ -437,16 +438,10 @@ impl Store {
              LEFT JOIN embeddings e ON e.embedder=?1 AND e.dimensions=?2 AND e.text_hash=c.text_hash
              WHERE e.id IS NULL ORDER BY c.id",
         )?;
-        let rows = st.query_map(params![id.embedder, id.dimensions as i64], |r| {
-            let path: String = r.get(2)?;
-            let symbol: String = r.get(3)?;
-            let text: String = r.get(4)?;
-            Ok((
-                r.get::<_, ChunkId>(0)?,
-                to_hash(&r.get::<_, Vec<u8>>(1)?),
-                crate::chunk::embedding_text(&path, &symbol, &text),
-            ))
-        })?;
+        let rows = st.query_map(
+            params![id.embedder, id.dimensions as i64],
+            vectors::read_pending,
+        )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -649,7 +644,7 @@ impl Writer<'_> {
                 c.end_byte as i64,
                 c.start_line,
                 c.end_line,
-                c.text,
+                text::Compressed(&c.text),
                 c.text_hash
             ])?;
         let id = self.tx.last_insert_rowid();
@@ -737,7 +732,7 @@ fn read_chunk(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChunk> {
             end_byte: r.get::<_, i64>(7)? as usize,
             start_line: r.get(8)?,
             end_line: r.get(9)?,
-            text: r.get(10)?,
+            text: r.get::<_, text::Stored>(10)?.0,
         },
     })
 }

@@ -156,14 +156,14 @@ impl Store {
 }
 
 /// (id, text hash, embedding text) from columns 0-4: id, text_hash, path, symbol, text.
-fn read_pending(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ChunkId, TextHash, String)> {
+pub(super) fn read_pending(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ChunkId, TextHash, String)> {
     let path: String = r.get(2)?;
     let symbol: String = r.get(3)?;
-    let text: String = r.get(4)?;
+    let text: super::text::Stored = r.get(4)?;
     Ok((
         r.get(0)?,
         r.get(1)?,
-        crate::chunk::embedding_text(&path, &symbol, &text),
+        crate::chunk::embedding_text(&path, &symbol, &text.0),
     ))
 }
 
