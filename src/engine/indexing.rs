@@ -344,13 +344,30 @@ impl Engine {
         let embedder = self.embedder.clone();
         let background = embedder.embeds_in_background();
         let mut embed_span = EmbedSpan::default();
+        let batches: Vec<_> = to_read.chunks(FILES_PER_BATCH).collect();
+        let prepare_batch = |n: usize| -> Vec<Prepared> {
+            batches[n]
+                .par_iter()
+                .map(|f| prepare(f, known.get(&f.rel_path), &budget, max_bytes))
+                .collect()
+        };
+        let prepare_batch = &prepare_batch;
         std::thread::scope(|scope| -> Result<()> {
             let mut in_flight: Option<EmbedJob<'_>> = None;
-            for (n, batch) in to_read.chunks(FILES_PER_BATCH).enumerate() {
-                let prepared: Vec<Prepared> = batch
-                    .par_iter()
-                    .map(|f| prepare(f, known.get(&f.rel_path), &budget, max_bytes))
-                    .collect();
+            // Reading and chunking run a batch ahead, on the pool's threads, while this
+            // thread plans and commits (SQLite writes are serial): both cores stay busy.
+            let mut ahead = batches
+                .first()
+                .map(|_| scope.spawn(move || prepare_batch(0)));
+            for (n, batch) in batches.iter().enumerate() {
+                let prepared: Vec<Prepared> = ahead
+                    .take()
+                    .expect("a batch prepared ahead")
+                    .join()
+                    .map_err(|_| Error::Usage("reading files panicked".into()))?;
+                if n + 1 < batches.len() {
+                    ahead = Some(scope.spawn(move || prepare_batch(n + 1)));
+                }
                 let mut planned = self.plan_batch(prepared, &identity, &mut report)?;
                 // Texts the batch in flight is embedding already: found in the cache once
                 // that batch commits, never asked twice.
