@@ -117,6 +117,11 @@ impl Embedder for BuiltinEmbedder {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         Ok(texts.par_iter().map(|t| self.vector(t)).collect())
     }
+    /// On the calling thread: a parallel iterator would queue the query behind whatever
+    /// the thread pool is doing (a server's indexing) for a few microseconds of work.
+    fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
+        Ok(self.vector(query))
+    }
     fn provider_name(&self) -> &'static str {
         "builtin"
     }

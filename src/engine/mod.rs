@@ -33,6 +33,7 @@ mod indexing;
 mod location;
 mod model;
 mod plan;
+mod priority;
 mod readers;
 mod status;
 mod team;
@@ -41,11 +42,9 @@ mod vectors;
 pub use indexing::{DocumentUpdate, IndexProgress, IndexReport, NoProgress};
 pub use location::{index_dir_for, workspace_root};
 use location::{lock_is_held, take_lock};
-pub use model::{
-    lower_this_thread, BackgroundModel, ModelProgress, ModelVectors, NoModelProgress,
-    BACKGROUND_BATCH,
-};
+pub use model::{BackgroundModel, ModelProgress, ModelVectors, NoModelProgress, BACKGROUND_BATCH};
 pub use plan::AnswerPlan;
+pub use priority::{in_background, lower_this_thread};
 pub use readers::ReaderPool;
 pub use status::{EmbeddingInfo, IndexState, Status};
 pub use team::{index_shared, SharedIndexReport, SharedRef};

@@ -16,7 +16,6 @@
 //! killed process committed is never embedded again.
 
 use super::*;
-use std::sync::OnceLock;
 
 /// Chunks per committed batch of background embedding: small, so a kill loses little and
 /// a shutdown never waits long for the model.
@@ -91,7 +90,7 @@ fn backfill(
             if !low_priority {
                 return embedder.embed(texts);
             }
-            match low_priority_pool() {
+            match super::priority::idle_pool() {
                 Some(pool) => pool.install(|| embedder.embed(texts)),
                 None => embedder.embed(texts),
             }
@@ -170,37 +169,6 @@ pub(super) fn catch_up_graph(
         vectors.insert(&have);
     }
     Ok(())
-}
-
-/// Threads for background embedding, at the lowest CPU priority: the model's matrix
-/// products run on them (candle computes on the current rayon pool), so indexing,
-/// searches and the editor always come first.
-fn low_priority_pool() -> Option<&'static rayon::ThreadPool> {
-    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(rayon::current_num_threads())
-            .thread_name(|i| format!("ragls-model-{i}"))
-            .start_handler(|_| lower_this_thread())
-            .build()
-            .ok()
-    })
-    .as_ref()
-}
-
-/// Puts the calling thread in the idle scheduling class (it runs only on otherwise idle
-/// CPUs), or at least at the weakest nice level. Best effort: elsewhere than on Linux the
-/// small batches are what keep it out of the way.
-pub fn lower_this_thread() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on the calling thread (tid 0), with a zeroed parameter
-    // block, which SCHED_IDLE requires (priority 0).
-    unsafe {
-        let param: libc::sched_param = std::mem::zeroed();
-        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
-            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-        }
-    }
 }
 
 /// The background pass of one index, runnable on a thread of its own (the server's): it

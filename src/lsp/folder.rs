@@ -379,7 +379,8 @@ impl Indexer {
             done: AtomicU64::new(0),
             total: AtomicU64::new(0),
         };
-        match engine.index(full, &progress) {
+        // Below the searches' priority: the editor's requests come first (engine::priority).
+        match engine::in_background(|| engine.index(full, &progress)) {
             Ok(report) => {
                 let message = format!(
                     "{} files changed, {} removed, {} chunks embedded{}",

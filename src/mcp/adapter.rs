@@ -262,7 +262,8 @@ impl Indexer {
             replies,
             done: AtomicU64::new(0),
         };
-        let result = engine.index(full, &progress);
+        // Below the tool calls' priority: searches come first (engine::priority).
+        let result = crate::engine::in_background(|| engine.index(full, &progress));
         self.progress.send_modify(|p| {
             p.running = false;
             p.runs += 1;

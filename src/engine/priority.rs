@@ -1,0 +1,126 @@
+//! CPU priority of the work nobody waits for, so searches and the editor come first.
+//!
+//! On 2 cores an indexer that fills both makes a 4 ms search take 15-20 ms: the search
+//! thread gets a third of a core. Two levels below normal:
+//! - a server's indexing (the first index of a workspace, a re-index after a branch
+//!   switch) runs on [`background_pool`], at nice 10: it still takes all the CPU nobody
+//!   else wants, but a search thread at nice 0 outweighs it about ten to one;
+//! - a local model's background pass runs at the idle class ([`lower_this_thread`],
+//!   [`idle_pool`]): only on otherwise idle CPUs.
+//!
+//! `ragls index` on the command line is the user's main job and keeps normal priority.
+//! Threads inherit their creator's nice value on Linux, so the threads an index run
+//! spawns (embedding requests, graph inserts) run at its level too. Elsewhere than on
+//! Linux these are no-ops.
+
+use std::sync::OnceLock;
+
+/// The nice level of a server's indexing: well below searches, well above the idle class.
+const BACKGROUND_NICE: i32 = 10;
+
+/// Runs `work` on threads at nice 10, and every parallel iterator inside it too (a
+/// rayon pool of its own: the global pool stays at normal priority for the CLI). Falls
+/// back to the calling thread when the pool cannot be built.
+pub fn in_background<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    match background_pool() {
+        Some(pool) => pool.install(work),
+        None => work(),
+    }
+}
+
+fn background_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("ragls-index-{i}"))
+            .start_handler(|_| set_this_thread_nice(BACKGROUND_NICE))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Threads for background embedding, at the lowest CPU priority: the model's matrix
+/// products run on them (candle computes on the current rayon pool), so indexing,
+/// searches and the editor always come first.
+pub(super) fn idle_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("ragls-model-{i}"))
+            .start_handler(|_| lower_this_thread())
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Puts the calling thread in the idle scheduling class (it runs only on otherwise idle
+/// CPUs), or at least at the weakest nice level. Best effort: elsewhere than on Linux the
+/// small batches are what keep it out of the way.
+pub fn lower_this_thread() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread (tid 0), with a zeroed parameter
+    // block, which SCHED_IDLE requires (priority 0).
+    unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            set_this_thread_nice(19);
+        }
+    }
+}
+
+/// Raises the calling thread's nice value to `nice`, never lowers it (a user who started
+/// ragls at nice 15 keeps 15). Linux keeps one per thread; lowering it back would need
+/// privileges, which is why background work gets threads of its own.
+fn set_this_thread_nice(nice: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread (who = 0).
+    unsafe {
+        if libc::getpriority(libc::PRIO_PROCESS, 0) < nice {
+            libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn this_thread_nice() -> i32 {
+        // SAFETY: a plain system call; errno is not consulted (-1 is a valid answer
+        // only for negative nice values, which these tests never set).
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+    }
+
+    #[test]
+    fn background_work_and_its_parallel_iterators_run_at_nice_10() {
+        use rayon::prelude::*;
+        let caller = std::thread::spawn(this_thread_nice).join().unwrap();
+        let (outer, inner) = in_background(|| {
+            let inner: Vec<i32> = (0..64)
+                .into_par_iter()
+                .map(|_| this_thread_nice())
+                .collect();
+            (this_thread_nice(), inner)
+        });
+        assert_eq!(outer, BACKGROUND_NICE.max(caller));
+        assert!(
+            inner.iter().all(|n| *n == BACKGROUND_NICE.max(caller)),
+            "{inner:?}"
+        );
+        // The caller's own thread is untouched.
+        assert_eq!(std::thread::spawn(this_thread_nice).join().unwrap(), caller);
+    }
+
+    #[test]
+    fn threads_spawned_by_background_work_inherit_its_level() {
+        let caller = std::thread::spawn(this_thread_nice).join().unwrap();
+        let spawned = in_background(|| std::thread::spawn(this_thread_nice).join().unwrap());
+        assert_eq!(spawned, BACKGROUND_NICE.max(caller));
+    }
+}
