@@ -24,10 +24,9 @@
 
 use super::{ChunkId, Store};
 use crate::error::Result;
+use rusqlite::types::ValueRef;
 use rusqlite::{ffi, params, Connection, OptionalExtension};
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::os::raw::{c_int, c_void};
 
 /// FTS5's `bm25()` constants (fts5_aux.c).
@@ -48,8 +47,9 @@ struct CacheState {
     /// `None` until the first search tried to register the function; `Some(false)`: it
     /// could not be, so every search takes FTS5's own `bm25()`.
     registered: Option<bool>,
-    /// Tokens of each chunk (head + body: `xColumnSize(-1)`), by row id.
-    lengths: HashMap<i64, u32, IdHash>,
+    /// Tokens of each chunk (head + body: `xColumnSize(-1)`): (row id, tokens), by id.
+    /// Sorted, because postings come in id order too: scoring merges them, no hashing.
+    lengths: Vec<(i64, u32)>,
     /// The largest row id in `lengths`; rows above it are new.
     max_id: i64,
     /// How many rows the last full load found: stale entries (deleted chunks) are
@@ -57,27 +57,6 @@ struct CacheState {
     /// full reload, to bound memory in a long-lived server that re-indexes edits.
     loaded: usize,
 }
-
-/// A hasher for row ids: they are small distinct integers, so a multiply spreads them
-/// well enough, at a fraction of SipHash's cost (this runs once per posting).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_i64(&mut self, i: i64) {
-        self.0 = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type IdHash = BuildHasherDefault<IdHasher>;
 
 /// The query terms FTS5 is asked for: non-empty, alphanumeric (anything else would be
 /// FTS5 query syntax), each once, in their first order (the phrase order that the scores
@@ -211,15 +190,20 @@ impl CacheState {
         if max == self.max_id {
             return Ok(true);
         }
-        let mut st = conn.prepare_cached("SELECT id, sz FROM chunks_fts_docsize WHERE id > ?1")?;
+        // In id order (the table's own), so that appending keeps `lengths` sorted.
+        let mut st =
+            conn.prepare_cached("SELECT id, sz FROM chunks_fts_docsize WHERE id > ?1 ORDER BY id")?;
         let mut rows = st.query([self.max_id])?;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
-            let Some(len) = r.get::<_, Option<Vec<u8>>>(1)?.and_then(|b| row_tokens(&b)) else {
+            let ValueRef::Blob(sz) = r.get_ref(1)? else {
                 return Ok(false);
             };
-            self.lengths.insert(id, len);
-            self.max_id = self.max_id.max(id);
+            let Some(len) = row_tokens(sz) else {
+                return Ok(false);
+            };
+            self.lengths.push((id, len));
+            self.max_id = id;
         }
         if full || self.loaded == 0 {
             self.loaded = self.lengths.len();
@@ -227,11 +211,24 @@ impl CacheState {
         Ok(true)
     }
 
-    /// A row's token count, from memory or (a row this snapshot has that the cache missed)
-    /// from its size record.
-    fn tokens(&self, conn: &Connection, id: i64) -> Result<Option<u32>> {
-        if let Some(n) = self.lengths.get(&id) {
-            return Ok(Some(*n));
+    /// A row's token count, from memory (looked for from `*at` on: rows are asked for in
+    /// id order, so `*at` only moves forward) or, for a row this snapshot has that the
+    /// cache missed, from its size record.
+    fn tokens(&self, conn: &Connection, at: &mut usize, id: i64) -> Result<Option<u32>> {
+        // Galloping: doubling steps past the rows before `id`, then a binary search.
+        let l = &self.lengths;
+        let (mut lo, mut hi, mut step) = (*at, *at, 1);
+        while hi < l.len() && l[hi].0 < id {
+            lo = hi + 1;
+            hi += step;
+            step *= 2;
+        }
+        let hi = hi.min(l.len()).max(lo);
+        *at = lo + l[lo..hi].partition_point(|x| x.0 < id);
+        if let Some(&(found, n)) = l.get(*at) {
+            if found == id {
+                return Ok(Some(n));
+            }
         }
         let sz: Option<Option<Vec<u8>>> = conn
             .prepare_cached("SELECT sz FROM chunks_fts_docsize WHERE id=?1")?
@@ -250,18 +247,49 @@ impl CacheState {
         head_weight: f64,
     ) -> Result<Option<Vec<(ChunkId, f32)>>> {
         let avgdl = postings.tokens as f64 / postings.rows as f64;
-        let mut scores: HashMap<i64, f64, IdHash> = HashMap::default();
-        scores.reserve(postings.phrases.iter().map(|p| p.len()).max().unwrap_or(0));
-        // Phrase by phrase, in query order: each row's sum is added up in the order
-        // bm25() adds it (phrases it lacks add an exact 0.0 there).
-        for phrase in &postings.phrases {
-            let hits = phrase.len() as i64;
-            let mut idf = ((postings.rows - hits) as f64 + 0.5) / (hits as f64 + 0.5);
-            idf = idf.ln();
-            if idf <= 0.0 {
-                idf = 1e-6;
-            }
-            for &(id, in_head, in_body) in phrase {
+        let idfs: Vec<f64> = postings
+            .phrases
+            .iter()
+            .map(|phrase| {
+                let hits = phrase.len() as i64;
+                let idf = (((postings.rows - hits) as f64 + 0.5) / (hits as f64 + 0.5)).ln();
+                if idf <= 0.0 {
+                    1e-6
+                } else {
+                    idf
+                }
+            })
+            .collect();
+        // Each phrase's postings are in id order: merged, every row is met once with all
+        // its phrases at hand, and its sum is added up in phrase order, as bm25() does
+        // (the phrases a row lacks add an exact 0.0 there).
+        let mut next = vec![0usize; postings.phrases.len()];
+        let mut at = 0;
+        let mut ranked: Vec<(i64, f64)> =
+            Vec::with_capacity(postings.phrases.iter().map(|p| p.len()).max().unwrap_or(0));
+        loop {
+            let Some(id) = postings
+                .phrases
+                .iter()
+                .zip(&next)
+                .filter_map(|(p, &i)| p.get(i).map(|e| e.0))
+                .min()
+            else {
+                break;
+            };
+            let Some(tokens) = self.tokens(conn, &mut at, id)? else {
+                return Ok(None);
+            };
+            let d = tokens as f64;
+            let mut score = 0.0f64;
+            for ((phrase, i), idf) in postings.phrases.iter().zip(next.iter_mut()).zip(&idfs) {
+                let Some(&(pid, in_head, in_body)) = phrase.get(*i) else {
+                    continue;
+                };
+                if pid != id {
+                    continue;
+                }
+                *i += 1;
                 // bm25() adds a column's weight per occurrence, head (column 0) first.
                 let mut freq = 0.0f64;
                 for _ in 0..in_head {
@@ -270,15 +298,10 @@ impl CacheState {
                 for _ in 0..in_body {
                     freq += 1.0;
                 }
-                let Some(tokens) = self.tokens(conn, id)? else {
-                    return Ok(None);
-                };
-                let d = tokens as f64;
-                let part = idf * ((freq * (K1 + 1.0)) / (freq + K1 * (1.0 - B + B * d / avgdl)));
-                *scores.entry(id).or_insert(0.0) += part;
+                score += idf * ((freq * (K1 + 1.0)) / (freq + K1 * (1.0 - B + B * d / avgdl)));
             }
+            ranked.push((id, score));
         }
-        let mut ranked: Vec<(i64, f64)> = scores.into_iter().collect();
         let order = |a: &(i64, f64), b: &(i64, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if ranked.len() > limit {
             ranked.select_nth_unstable_by(limit - 1, order);
@@ -348,17 +371,22 @@ impl Postings {
         for _ in 0..n {
             let count = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
             let raw = take(count.checked_mul(16)?)?;
-            phrases.push(
-                raw.chunks_exact(16)
-                    .map(|e| {
-                        (
-                            i64::from_le_bytes(e[0..8].try_into().unwrap()),
-                            u32::from_le_bytes(e[8..12].try_into().unwrap()),
-                            u32::from_le_bytes(e[12..16].try_into().unwrap()),
-                        )
-                    })
-                    .collect(),
-            );
+            let phrase: Vec<(i64, u32, u32)> = raw
+                .chunks_exact(16)
+                .map(|e| {
+                    (
+                        i64::from_le_bytes(e[0..8].try_into().unwrap()),
+                        u32::from_le_bytes(e[8..12].try_into().unwrap()),
+                        u32::from_le_bytes(e[12..16].try_into().unwrap()),
+                    )
+                })
+                .collect();
+            // Scoring merges the phrases, so each must be in id order, as xQueryPhrase
+            // walks it; were it not, FTS5's bm25() answers instead.
+            if phrase.windows(2).any(|w| w[0].0 >= w[1].0) {
+                return None;
+            }
+            phrases.push(phrase);
         }
         (rows > 0).then_some(Postings {
             rows,
