@@ -52,10 +52,11 @@ struct CacheState {
     lengths: Vec<(i64, u32)>,
     /// The largest row id in `lengths`; rows above it are new.
     max_id: i64,
-    /// How many rows the last full load found: stale entries (deleted chunks) are
-    /// harmless, since postings never name them, but past twice this they are dropped by a
-    /// full reload, to bound memory in a long-lived server that re-indexes edits.
-    loaded: usize,
+    /// How many rows the table had at the last search (FTS5's row count). Entries of
+    /// deleted chunks are harmless, since postings never name them, but once `lengths`
+    /// holds more than twice this they are dropped by a full reload, to bound memory in a
+    /// long-lived server that re-indexes edits.
+    live: usize,
 }
 
 /// The query terms FTS5 is asked for: non-empty, alphanumeric (anything else would be
@@ -182,7 +183,7 @@ impl CacheState {
         let max: Option<i64> =
             conn.query_row("SELECT max(id) FROM chunks_fts_docsize", [], |r| r.get(0))?;
         let max = max.unwrap_or(0);
-        let full = max < self.max_id || self.lengths.len() > 2 * self.loaded + 10_000;
+        let full = max < self.max_id || self.lengths.len() > 2 * self.live + 10_000;
         if full {
             self.lengths.clear();
             self.max_id = 0;
@@ -204,9 +205,6 @@ impl CacheState {
             };
             self.lengths.push((id, len));
             self.max_id = id;
-        }
-        if full || self.loaded == 0 {
-            self.loaded = self.lengths.len();
         }
         Ok(true)
     }
@@ -240,12 +238,13 @@ impl CacheState {
     /// FTS5's bm25 (fts5_aux.c, `fts5Bm25Function`) for every row in `postings`, the best
     /// `limit` kept. `None` when a row's size is unknown.
     fn score(
-        &self,
+        &mut self,
         conn: &Connection,
         postings: &Postings,
         limit: usize,
         head_weight: f64,
     ) -> Result<Option<Vec<(ChunkId, f32)>>> {
+        self.live = usize::try_from(postings.rows).unwrap_or(0);
         let avgdl = postings.tokens as f64 / postings.rows as f64;
         let idfs: Vec<f64> = postings
             .phrases
