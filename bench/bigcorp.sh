@@ -11,7 +11,10 @@
 #    sys, peak RSS), index size on disk vs the source, no-change re-index.
 # 3. Rebuild reproducibility: a second fresh index of the same files; how many of the
 #    QUERIES (300, from the corpus's own function names) change their top 10.
-# 4. The language server (`cargo bench --bench lsp -- CORPUS 300`): cold and warm
+# 4. The lexical stage alone on that index (`cargo bench --bench lexical`; this tree's code
+#    whatever RAGLS_BIN says): BM25 scored by store::lexical against FTS5's own bm25(), per
+#    query, and whether the rankings agree.
+# 5. The language server (`cargo bench --bench lsp -- CORPUS 300`): cold and warm
 #    initialize -> ready, `rag/search` p50/p95 while indexing, after, and in a warm server,
 #    peak RSS.
 # env: RAGLS_BIN=PATH measures that binary instead of building this tree's (the lsp bench
@@ -113,6 +116,8 @@ changed = sum(1 for k in a if a[k] != b.get(k))
 print(f"rebuild reproducibility: {changed} of {len(a)} queries change their top 10 between two fresh builds")
 EOF
 rm -rf "$idx2"
+echo "lexical stage (cargo bench --bench lexical -- INDEX QUERIES):"
+cargo bench -q --bench lexical -- "$idx" "$qfile" 2>&1 | sed 's/^/  /'
 
 if [ -z "${BIGCORP_SKIP_LSP:-}" ]; then
   echo "language server (cargo bench --bench lsp -- CORPUS $queries):"

@@ -14,6 +14,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+mod lexical;
 pub mod pg;
 mod text;
 mod vectors;
@@ -126,6 +127,8 @@ pub struct Identity {
 pub struct Store {
     conn: Connection,
     dir: PathBuf,
+    /// What the lexical stage keeps between searches (chunk sizes; see `lexical`).
+    lexical: lexical::LexicalCache,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -191,6 +194,7 @@ impl Store {
         let mut store = Store {
             conn,
             dir: dir.to_path_buf(),
+            lexical: Default::default(),
         };
         store.configure().map_err(|e| corrupt(&path, e))?;
         let version: Option<i64> = store.schema_version().map_err(|e| corrupt(&path, e))?;
@@ -221,6 +225,7 @@ impl Store {
             let store = Store {
                 conn,
                 dir: dir.to_path_buf(),
+                lexical: Default::default(),
             };
             store.configure()?;
             Ok(store)
@@ -253,6 +258,7 @@ impl Store {
         let store = Store {
             conn,
             dir: dir.to_path_buf(),
+            lexical: Default::default(),
         };
         match store.schema_version().map_err(|e| corrupt(&path, e))? {
             Some(SCHEMA_VERSION) => Ok(Some(store)),
@@ -448,40 +454,6 @@ impl Store {
     pub fn live_chunk_ids(&self) -> Result<Vec<ChunkId>> {
         let mut st = self.conn.prepare("SELECT id FROM chunks ORDER BY id")?;
         let rows = st.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// BM25 over the lexical index: `terms` are already tokenized (see `tokenize`).
-    /// Returns (chunk id, score), best first; higher is better.
-    pub fn lexical_search(
-        &self,
-        terms: &[String],
-        limit: usize,
-        head_weight: f32,
-    ) -> Result<Vec<(ChunkId, f32)>> {
-        let mut unique: Vec<&str> = Vec::new();
-        for t in terms {
-            if !t.is_empty()
-                && t.chars().all(|c| c.is_alphanumeric())
-                && !unique.contains(&t.as_str())
-            {
-                unique.push(t);
-            }
-        }
-        if unique.is_empty() || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let expr = unique
-            .iter()
-            .map(|t| format!("\"{t}\""))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        let mut st = self.conn.prepare_cached(
-            "SELECT rowid, bm25(chunks_fts, ?1, 1.0) AS s FROM chunks_fts WHERE chunks_fts MATCH ?2 ORDER BY s LIMIT ?3",
-        )?;
-        let rows = st.query_map(params![head_weight as f64, expr, limit as i64], |r| {
-            Ok((r.get::<_, ChunkId>(0)?, -(r.get::<_, f64>(1)? as f32)))
-        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
