@@ -207,6 +207,12 @@ impl Engine {
         &self.config
     }
 
+    /// Loads what searches keep in memory (the lexical stage's chunk sizes) ahead of the
+    /// first search.
+    pub fn prime(&mut self) -> Result<()> {
+        self.store.prime_lexical()
+    }
+
     pub fn embedder(&self) -> &dyn Embedder {
         self.embedder.as_ref()
     }

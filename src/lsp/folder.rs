@@ -76,7 +76,7 @@ pub struct Folder {
     index_dir: PathBuf,
     config: RwLock<Config>,
     vectors: Arc<SharedVectors>,
-    readers: ReaderPool,
+    readers: Arc<ReaderPool>,
     commands: Mutex<mpsc::Sender<Command>>,
     documents: Arc<Mutex<VecDeque<DocumentUpdate>>>,
     status: Arc<RwLock<Status>>,
@@ -159,7 +159,7 @@ impl Folder {
             index_dir: index_dir.clone(),
             config: RwLock::new(config.clone()),
             vectors: vectors.clone(),
-            readers: ReaderPool::new(),
+            readers: Arc::new(ReaderPool::new()),
             commands: Mutex::new(tx.clone()),
             documents: Arc::new(Mutex::new(VecDeque::new())),
             status: status.clone(),
@@ -176,6 +176,7 @@ impl Folder {
             status,
             pending: folder.pending.clone(),
             model: folder.model.clone(),
+            readers: folder.readers.clone(),
         };
         std::thread::Builder::new()
             .name("ragls-indexer".into())
@@ -281,6 +282,7 @@ struct Indexer {
     status: Arc<RwLock<Status>>,
     pending: Arc<AtomicU64>,
     model: Arc<ModelPass>,
+    readers: Arc<ReaderPool>,
 }
 
 impl Indexer {
@@ -437,6 +439,23 @@ impl Indexer {
         // A warm start did not need the graph; load it now (once ready), off this thread.
         engine.start_loading_vectors();
         self.start_model_pass(engine);
+        self.prime_a_reader(engine.config());
+    }
+
+    /// Opens a reading engine and loads what a reader keeps between searches (the lexical
+    /// stage's chunk sizes), so that the first search after ready does not pay for it.
+    fn prime_a_reader(&self, config: &Config) {
+        let open = || {
+            Engine::open_for_reading_with(
+                &self.root,
+                config.clone(),
+                self.index_dir.clone(),
+                self.vectors.clone(),
+            )
+        };
+        if let Err(err) = self.readers.with_reader(open, |e| e.prime()) {
+            self.log(true, format!("cannot open the index for reading: {err}"));
+        }
     }
 
     /// Starts the local model's background pass (unless the index's embedder keeps up

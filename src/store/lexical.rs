@@ -104,6 +104,24 @@ impl Store {
         }
     }
 
+    /// Registers the scoring function and loads the chunk sizes now (a server does this
+    /// once ready), so that the first search does not pay for them.
+    pub fn prime_lexical(&self) -> Result<()> {
+        let mut state = self.lexical.state.borrow_mut();
+        if state.registered.is_none() {
+            state.registered = Some(register(&self.conn).is_ok());
+        }
+        if state.registered == Some(true) {
+            let _snapshot = if self.conn.is_autocommit() {
+                Some(self.conn.unchecked_transaction()?)
+            } else {
+                None
+            };
+            state.refresh(&self.conn)?;
+        }
+        Ok(())
+    }
+
     /// The same ranking from FTS5's own `bm25()`, one call per matching row: the reference
     /// [`Store::lexical_search`] is compared against, and its fallback.
     pub fn lexical_search_fts5(
@@ -765,6 +783,21 @@ mod tests {
             assert_same(&s, q, 50, 4.0);
         }
         assert_eq!(s.lexical.state.borrow().registered, Some(true));
+    }
+
+    #[test]
+    fn a_primed_store_has_every_chunk_size_before_its_first_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let mut rng = Rng(11);
+        add_chunks(&mut s, &mut rng, 0, 120);
+        assert!(s.lexical.state.borrow().lengths.is_empty());
+        s.prime_lexical().unwrap();
+        assert_eq!(s.lexical.state.borrow().lengths.len(), 120);
+        assert_eq!(s.lexical.state.borrow().registered, Some(true));
+        for q in &queries(&mut rng) {
+            assert_same(&s, q, 50, 4.0);
+        }
     }
 
     #[test]
