@@ -576,7 +576,13 @@ impl Engine {
                 rescore_lexical: false,
                 hashed_weight: 0.0,
             };
-            let found = retrieve::hybrid(&sources, query, pool, &self.config.retrieve, &mut asked_notes);
+            let found = retrieve::hybrid(
+                &sources,
+                query,
+                pool,
+                &self.config.retrieve,
+                &mut asked_notes,
+            );
             // The ref moved since it was remembered: once more, of its new snapshot (a
             // second move meanwhile is answered from the snapshot read: whole, if late).
             if source.moved.get() && !fresh && found.is_ok() {

@@ -605,6 +605,68 @@ mod tests {
     }
 
     #[test]
+    fn a_read_while_the_database_is_away_fails_at_once_without_trying_to_connect() {
+        // A server that accepts connections and never answers: a connection attempt
+        // waits until a timeout gives up (the pool's, 10 s: `connect_timeout` bounds
+        // only the TCP connect).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in listener.incoming() {
+                held.push(s);
+            }
+        });
+        let store = PgStore::connect(&PgOptions {
+            url: format!("postgres://reader@127.0.0.1:{port}/ragls?connect_timeout=1"),
+            read_url: None,
+            pool_size: 2,
+        })
+        .unwrap();
+        assert!(!store.is_away());
+        let first = store.ref_snapshot("payments", "main");
+        assert!(
+            matches!(&first, Err(Error::SharedUnreachable(_))),
+            "{first:?}"
+        );
+        assert!(store.is_away());
+        assert_eq!(store.read_attempts(), 1);
+        // The next questions are answered at once: no read goes to the database (and
+        // none waits for the connect timeout) while a reconnect runs in the background.
+        for _ in 0..3 {
+            match store.cached_ref_snapshot("payments", "main") {
+                Err(Error::SharedUnreachable(why)) => {
+                    assert!(why.contains("cannot reach the shared index"), "{why}");
+                    assert!(why.contains("retrying"), "{why}");
+                }
+                other => panic!("expected the shared index to be away: {other:?}"),
+            }
+        }
+        let terms = ["ledger".to_string()];
+        let snapshot = Snapshot {
+            id: 1,
+            identity: Identity {
+                embedder: "builtin:hash-v1".into(),
+                dimensions: 4,
+            },
+        };
+        let search = store.search_snapshot(&SnapshotQuery {
+            repo: "payments",
+            ref_name: "main",
+            snapshot: &snapshot,
+            terms: &terms,
+            lexical_limit: 10,
+            head_weight: 2.0,
+            vector: Some(&[0.5; 4]),
+            vector_limit: 10,
+            ef: 64,
+            excluded: &[],
+        });
+        assert!(matches!(search, Err(Error::SharedUnreachable(_))));
+        assert_eq!(store.read_attempts(), 1, "no read went to the database");
+    }
+
+    #[test]
     fn pgpass_lines_match_by_field_with_wildcards_and_escapes() {
         let file = "# comment\nother:5432:*:*:nope\n*:5433:ragls:reader:p\\:w\\\\d\n";
         assert_eq!(

@@ -447,7 +447,10 @@ impl PgStore {
             // (a bitmap heap scan) instead of from their covering index alone, measured
             // 9.4 ms against 2.1 ms (EXPLAIN ANALYZE) for a query whose terms match 3,000
             // postings on the performance corpus. VACUUM cannot share a statement batch
-            // (an implicit transaction): one each.
+            // (an implicit transaction): one each. It marks no page all-visible while
+            // another transaction's snapshot predates the publish (autovacuum analyzing
+            // the new rows, measured to happen right after a first build): then it is
+            // run again, a few times at most, until most pages are.
             let total: i64 = client
                 .query_one(
                     "SELECT chunk_count FROM snapshots WHERE id = $1",
@@ -457,15 +460,32 @@ impl PgStore {
                 .map(|r| r.get(0))
                 .unwrap_or(0);
             if published.chunks_added * 10 > total as u64 {
-                for sql in [
-                    "VACUUM (ANALYZE) postings",
-                    "VACUUM (ANALYZE) chunks",
-                    "VACUUM (ANALYZE) snapshot_files",
-                    "ANALYZE blobs",
-                    "ANALYZE embeddings",
-                ] {
-                    let _ = client.batch_execute(sql).await;
+                for table in ["postings", "chunks", "snapshot_files"] {
+                    for _ in 0..5 {
+                        if client
+                            .batch_execute(&format!("VACUUM (ANALYZE) {table}"))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                        let visible: f64 = client
+                            .query_one(
+                                "SELECT relallvisible::float8 / greatest(relpages, 1) FROM pg_class WHERE oid = $1::text::regclass",
+                                &[&table],
+                            )
+                            .await
+                            .map(|r| r.get(0))
+                            .unwrap_or(1.0);
+                        if visible >= 0.9 {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
                 }
+                let _ = client
+                    .batch_execute("ANALYZE blobs; ANALYZE embeddings;")
+                    .await;
             }
             Ok(published)
         })
@@ -504,8 +524,8 @@ async fn snapshot_files_on(
     snapshot: i64,
 ) -> Result<HashMap<String, SnapshotFile>> {
     {
-            let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            let rows = client
+        let client = pool.get().await.map_err(|e| db_error(&at, e))?;
+        let rows = client
                 .query(
                     "SELECT sf.path, b.content_hash, b.id, b.skip_reason IS NOT NULL FROM snapshot_files sf
                      JOIN blobs b ON b.id = sf.blob_id WHERE sf.snapshot_id = $1",
@@ -513,22 +533,21 @@ async fn snapshot_files_on(
                 )
                 .await
                 .map_err(|e| db_error(&at, e))?;
-            Ok(rows
-                .into_iter()
-                .map(|r| {
-                    (
-                        r.get::<_, String>(0),
-                        SnapshotFile {
-                            content_hash: hash32(r.get::<_, &[u8]>(1)),
-                            blob_id: r.get(2),
-                            skipped: r.get(3),
-                        },
-                    )
-                })
-                .collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    SnapshotFile {
+                        content_hash: hash32(r.get::<_, &[u8]>(1)),
+                        blob_id: r.get(2),
+                        skipped: r.get(3),
+                    },
+                )
+            })
+            .collect())
     }
 }
-
 
 /// Fault injection for the tests: `RAGLS_FAULT_PUBLISH_WAIT_FOR=FILE` makes a ref update
 /// stop inside its transaction, after writing everything but before switching the ref:

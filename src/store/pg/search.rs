@@ -15,7 +15,8 @@ use tokio_postgres::Row;
 const REF_NOW: &str = "SELECT r.snapshot_id FROM refs r JOIN repos p ON p.id = r.repo_id WHERE p.name = $1 AND r.name = $2";
 
 /// The chunk columns every reading query returns after its first two (id, score).
-const CHUNK_COLUMNS: &str = "b.path, c.language, c.kind, c.symbol, c.name, c.start_byte, c.end_byte,
+const CHUNK_COLUMNS: &str =
+    "b.path, c.language, c.kind, c.symbol, c.name, c.start_byte, c.end_byte,
     c.start_line, c.end_line, c.text";
 
 /// BM25 (FTS5's bm25(): per query term, idf * w * (k1 + 1) / (w + k1 * (1 - b + b * len / avg)),
@@ -178,7 +179,15 @@ impl PgStore {
                         client
                             .query(
                                 stmt,
-                                &[&id, terms, weights, &lexical_limit, &excluded, &head_weight, avg],
+                                &[
+                                    &id,
+                                    terms,
+                                    weights,
+                                    &lexical_limit,
+                                    &excluded,
+                                    &head_weight,
+                                    avg,
+                                ],
                             )
                             .await
                     }
