@@ -20,7 +20,7 @@ pub mod explain;
 pub use explain::{Explain, Ranked};
 pub mod priors;
 mod sources;
-pub use sources::{CandidateSource, LocalIndex, Ranking, RankingQuery, SharedSnapshot};
+pub use sources::{CandidateSource, LocalIndex, Ranking, RankingQuery, Rankings, SharedSnapshot};
 
 /// How to order the fused candidates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,7 +108,11 @@ pub fn hybrid(
             )),
         }
     }
-    let (lexical, mut vector) = c.source.rankings(&RankingQuery {
+    let Rankings {
+        lexical,
+        mut vector,
+        chunks: mut rows,
+    } = c.source.rankings(&RankingQuery {
         terms: &terms,
         lexical_limit: rc.lexical_candidates,
         head_weight: rc.head_weight,
@@ -122,8 +126,14 @@ pub fn hybrid(
     let mut fused = fuse(&lexical, &vector, rc);
     // The priors may lift a candidate from below the pool, so all candidates are loaded
     // (at most lexical_candidates + vector_candidates).
-    let ids: Vec<ChunkId> = fused.iter().map(|f| f.id).collect();
-    let mut rows = c.source.chunks(&ids)?;
+    let ids: Vec<ChunkId> = fused
+        .iter()
+        .map(|f| f.id)
+        .filter(|id| !rows.contains_key(id))
+        .collect();
+    if !ids.is_empty() {
+        rows.extend(c.source.chunks(&ids)?);
+    }
     if c.hashed_weight > 0.0 {
         add_hashed(query, &mut fused, &rows, c.hashed_weight, rc)?;
     }

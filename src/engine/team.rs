@@ -509,6 +509,11 @@ impl Engine {
 
     /// Retrieval over the shared ref, the local overlay's paths left out; `Err(note)`
     /// when the database cannot be reached (the caller answers from the overlay).
+    ///
+    /// The ref's snapshot is the one remembered from the last question (no round trip to
+    /// resolve it); the question's query checks that the ref still points there, and
+    /// when it has moved the question is asked again of the new snapshot, so a reader
+    /// sees a new state as soon as it is published, and one state per answer.
     pub(super) fn shared_hits(
         &self,
         shared: &SharedRef,
@@ -517,51 +522,79 @@ impl Engine {
         use_vectors: bool,
         notes: &mut Vec<String>,
     ) -> Result<std::result::Result<Vec<SearchHit>, String>> {
-        let snapshot = match shared.store.ref_snapshot(&shared.repo, &shared.ref_name) {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                notes.push(format!(
-                    "the shared index has no ref {} of {} yet; results from the local index only",
-                    shared.ref_name, shared.repo
-                ));
-                return Ok(Ok(Vec::new()));
-            }
-            Err(Error::SharedUnreachable(why)) => return Ok(Err(why)),
-            // No ragls schema there yet, or one of another version: said, not fatal.
-            Err(Error::Usage(why)) => {
-                notes.push(format!("{why}; results from the local index only"));
-                return Ok(Ok(Vec::new()));
-            }
-            Err(e) => return Err(e),
-        };
-        let identity = self.identity();
-        let vectors = use_vectors && snapshot.identity == identity;
-        if use_vectors && !vectors {
-            notes.push(format!(
-                "the shared ref {} was embedded by {} ({} dimensions), this workspace embeds with {}; shared results are lexical only",
-                shared.ref_name, snapshot.identity.embedder, snapshot.identity.dimensions, identity.embedder
-            ));
-        }
         let excluded = self.overlay_paths()?;
-        let source = retrieve::SharedSnapshot {
-            store: &shared.store,
-            snapshot: &snapshot,
-            excluded: &excluded,
-            vectors,
-        };
-        let sources = retrieve::Candidates {
-            root: &self.root,
-            source: &source,
-            embedder: self.embedder.as_ref(),
-            // The shared index holds whole embeddings of one embedder; no partial model
-            // to rescore with, no third list.
-            rescore_lexical: false,
-            hashed_weight: 0.0,
-        };
-        match retrieve::hybrid(&sources, query, pool, &self.config.retrieve, notes) {
-            Ok(hits) => Ok(Ok(hits)),
-            Err(Error::SharedUnreachable(why)) => Ok(Err(why)),
-            Err(e) => Err(e),
+        let mut fresh = false;
+        loop {
+            let resolved = if fresh {
+                shared.store.ref_snapshot(&shared.repo, &shared.ref_name)
+            } else {
+                shared
+                    .store
+                    .cached_ref_snapshot(&shared.repo, &shared.ref_name)
+            };
+            let snapshot = match resolved {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    notes.push(format!(
+                        "the shared index has no ref {} of {} yet; results from the local index only",
+                        shared.ref_name, shared.repo
+                    ));
+                    return Ok(Ok(Vec::new()));
+                }
+                Err(Error::SharedUnreachable(why)) => return Ok(Err(why)),
+                // No ragls schema there yet, or one of another version: said, not fatal.
+                Err(Error::Usage(why)) => {
+                    notes.push(format!("{why}; results from the local index only"));
+                    return Ok(Ok(Vec::new()));
+                }
+                Err(e) => return Err(e),
+            };
+            let identity = self.identity();
+            let vectors = use_vectors && snapshot.identity == identity;
+            let mut asked_notes = Vec::new();
+            if use_vectors && !vectors {
+                asked_notes.push(format!(
+                    "the shared ref {} was embedded by {} ({} dimensions), this workspace embeds with {}; shared results are lexical only",
+                    shared.ref_name, snapshot.identity.embedder, snapshot.identity.dimensions, identity.embedder
+                ));
+            }
+            let source = retrieve::SharedSnapshot {
+                store: &shared.store,
+                repo: &shared.repo,
+                ref_name: &shared.ref_name,
+                snapshot: &snapshot,
+                excluded: &excluded,
+                vectors,
+                moved: Default::default(),
+            };
+            let sources = retrieve::Candidates {
+                root: &self.root,
+                source: &source,
+                embedder: self.embedder.as_ref(),
+                // The shared index holds whole embeddings of one embedder; no partial model
+                // to rescore with, no third list.
+                rescore_lexical: false,
+                hashed_weight: 0.0,
+            };
+            let found = retrieve::hybrid(
+                &sources,
+                query,
+                pool,
+                &self.config.retrieve,
+                &mut asked_notes,
+            );
+            // The ref moved since it was remembered: once more, of its new snapshot (a
+            // second move meanwhile is answered from the snapshot read: whole, if late).
+            if source.moved.get() && !fresh && found.is_ok() {
+                fresh = true;
+                continue;
+            }
+            notes.extend(asked_notes);
+            return match found {
+                Ok(hits) => Ok(Ok(hits)),
+                Err(Error::SharedUnreachable(why)) => Ok(Err(why)),
+                Err(e) => Err(e),
+            };
         }
     }
 

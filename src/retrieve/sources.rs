@@ -4,8 +4,9 @@
 
 use crate::ann::SharedVectors;
 use crate::error::Result;
-use crate::store::pg::{PgStore, Snapshot};
+use crate::store::pg::{PgStore, Snapshot, SnapshotQuery};
 use crate::store::{ChunkId, Identity, Store, StoredChunk};
+use std::cell::Cell;
 use std::collections::HashMap;
 
 /// The candidates of one index: lexical and nearest-neighbour rankings (best first,
@@ -35,19 +36,33 @@ pub trait CandidateSource {
         Ok(Vec::new())
     }
     /// Both rankings: the lexical one and, given an embedded query, the nearest chunks.
-    /// A source that can fetch them side by side (a database) overrides this.
-    fn rankings(&self, ask: &RankingQuery<'_>) -> Result<(Ranking, Ranking)> {
+    /// A source that can fetch them at once, with their chunks (a database: one round
+    /// trip instead of three), overrides this.
+    fn rankings(&self, ask: &RankingQuery<'_>) -> Result<Rankings> {
         let lexical = self.lexical(ask.terms, ask.lexical_limit, ask.head_weight)?;
         let vector = match ask.vector {
             Some(q) => self.nearest(q, ask.vector_limit, ask.ef)?,
             None => Vec::new(),
         };
-        Ok((lexical, vector))
+        Ok(Rankings {
+            lexical,
+            vector,
+            chunks: HashMap::new(),
+        })
     }
 }
 
 /// One ranking: (chunk id, score), best first.
 pub type Ranking = Vec<(ChunkId, f32)>;
+
+/// What [`CandidateSource::rankings`] found.
+pub struct Rankings {
+    pub lexical: Ranking,
+    pub vector: Ranking,
+    /// Chunks already read with the rankings (by id); the others are read with
+    /// [`CandidateSource::chunks`].
+    pub chunks: HashMap<ChunkId, StoredChunk>,
+}
 
 /// What [`CandidateSource::rankings`] is asked.
 pub struct RankingQuery<'a> {
@@ -102,7 +117,12 @@ impl CandidateSource for LocalIndex<'_> {
 /// `excluded` (those the local overlay holds) are left out.
 pub struct SharedSnapshot<'a> {
     pub store: &'a PgStore,
+    pub repo: &'a str,
+    pub ref_name: &'a str,
     pub snapshot: &'a Snapshot,
+    /// Set when the question found the ref pointing elsewhere: what it read is the
+    /// snapshot's (whole, never a mix), but no longer the ref's.
+    pub moved: Cell<bool>,
     pub excluded: &'a [String],
     /// Vector search is on and the snapshot's vectors come from the querying embedder.
     pub vectors: bool,
@@ -132,16 +152,24 @@ impl CandidateSource for SharedSnapshot<'_> {
         self.store.chunks_by_id(ids)
     }
 
-    fn rankings(&self, ask: &RankingQuery<'_>) -> Result<(Ranking, Ranking)> {
-        self.store.lexical_and_nearest(
-            self.snapshot,
-            ask.terms,
-            ask.lexical_limit,
-            ask.head_weight,
-            ask.vector.filter(|_| self.vectors),
-            ask.vector_limit,
-            ask.ef,
-            self.excluded,
-        )
+    fn rankings(&self, ask: &RankingQuery<'_>) -> Result<Rankings> {
+        let found = self.store.search_snapshot(&SnapshotQuery {
+            repo: self.repo,
+            ref_name: self.ref_name,
+            snapshot: self.snapshot,
+            terms: ask.terms,
+            lexical_limit: ask.lexical_limit,
+            head_weight: ask.head_weight,
+            vector: ask.vector.filter(|_| self.vectors),
+            vector_limit: ask.vector_limit,
+            ef: ask.ef,
+            excluded: self.excluded,
+        })?;
+        self.moved.set(found.moved);
+        Ok(Rankings {
+            lexical: found.lexical,
+            vector: found.vector,
+            chunks: found.chunks,
+        })
     }
 }

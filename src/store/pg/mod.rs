@@ -19,8 +19,13 @@
 //! be used from the engine's synchronous code, the servers' blocking tasks included.
 //! No URL with its password ever reaches a message: see [`scrub_url`].
 //!
-//! Here: the types, connecting (pools, passwords, `.pgpass`, error messages) and the
-//! shared helpers; `schema` (migrations, the schema check, HNSW indexes), `refs` (refs,
+//! A database that goes away trips a circuit breaker ([`Breaker`]): after a connection
+//! failure every read fails at once (the engine answers from the local index with a
+//! note) instead of waiting for the connect timeout again, and a background task
+//! retries the connection every [`RECONNECT_EVERY`] until the server is back.
+//!
+//! Here: the types, connecting (pools, passwords, `.pgpass`, error messages, the
+//! breaker) and the shared helpers; `schema` (migrations, the schema check, HNSW indexes), `refs` (refs,
 //! snapshots, the caches of file versions and vectors, publishing), `search` (BM25,
 //! nearest vectors, chunks by id).
 
@@ -32,12 +37,14 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 mod refs;
 mod schema;
 mod search;
+pub use search::{SnapshotQuery, SnapshotSearch};
 
 /// The schema this ragls writes and reads. Each entry of `schema::MIGRATIONS` moves the
 /// database one version up; a database newer than this is refused, never downgraded.
@@ -116,7 +123,74 @@ pub struct PgStore {
     /// they are computed once per process.
     idf: Arc<Mutex<HashMap<(i64, String), f32>>>,
     /// Whether the reading side's schema was found readable (checked once, lazily).
-    schema_checked: std::sync::atomic::AtomicBool,
+    schema_checked: AtomicBool,
+    /// The snapshot each (repository, ref) pointed at when last read: a question reuses
+    /// it, and the query that reads it checks in the same round trip that the ref still
+    /// points there (see `search`).
+    refs: Mutex<HashMap<(String, String), Snapshot>>,
+    /// Whether the reading side is away (reads then fail at once).
+    breaker: Arc<Breaker>,
+}
+
+/// How often a reconnect is tried while the shared index is away.
+pub const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+
+/// The reading side's circuit breaker. Closed: reads go to the database. Open (after a
+/// read failed to reach it): reads fail at once with the reason, since another try
+/// would only wait for the connect timeout again; one background task tries to connect
+/// every [`RECONNECT_EVERY`] and closes the breaker when it succeeds.
+#[derive(Default)]
+struct Breaker {
+    /// Why the database is away; `None`: closed.
+    away: Mutex<Option<String>>,
+    /// A reconnect task is running.
+    probing: AtomicBool,
+    /// Reads that went to the database (not answered by the open breaker): what the
+    /// tests observe.
+    attempts: AtomicU64,
+}
+
+impl Breaker {
+    fn away(&self) -> Option<String> {
+        self.away.lock().ok().and_then(|a| a.clone())
+    }
+
+    fn close(&self) {
+        if let Ok(mut a) = self.away.lock() {
+            *a = None;
+        }
+    }
+
+    /// Opens the breaker and starts the reconnect task (unless one runs).
+    fn trip(self: &Arc<Self>, why: &str, pool: &Pool) {
+        if let Ok(mut a) = self.away.lock() {
+            *a = Some(why.to_string());
+        }
+        if self.probing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(rt) = runtime() else {
+            self.probing.store(false, Ordering::SeqCst);
+            return;
+        };
+        let me: Weak<Breaker> = Arc::downgrade(self);
+        let pool = pool.clone();
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(RECONNECT_EVERY).await;
+                let Some(breaker) = me.upgrade() else { return };
+                let up = match pool.get().await {
+                    Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+                    Err(_) => false,
+                };
+                if up {
+                    breaker.close();
+                    breaker.probing.store(false, Ordering::SeqCst);
+                    return;
+                }
+            }
+        });
+    }
 }
 
 /// Where a URL points, for messages: `host:port/database` (never the password).
@@ -408,7 +482,39 @@ impl PgStore {
             reader_at,
             idf: Arc::default(),
             schema_checked: Default::default(),
+            refs: Mutex::default(),
+            breaker: Arc::default(),
         })
+    }
+
+    /// Runs a read through the breaker: at once `SharedUnreachable` while the reading
+    /// side is away; a read that cannot reach it opens the breaker.
+    fn read<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        if let Some(why) = self.breaker.away() {
+            return Err(Error::SharedUnreachable(format!(
+                "{why}; retrying every {} s",
+                RECONNECT_EVERY.as_secs().max(1)
+            )));
+        }
+        self.breaker.attempts.fetch_add(1, Ordering::Relaxed);
+        let out = block(fut);
+        if let Err(Error::SharedUnreachable(why)) = &out {
+            self.breaker.trip(why, &self.reader);
+        }
+        out
+    }
+
+    /// Whether the reading side is considered away now (reads fail at once).
+    pub fn is_away(&self) -> bool {
+        self.breaker.away().is_some()
+    }
+
+    /// How many reads went to the database (not answered by the open breaker).
+    pub fn read_attempts(&self) -> u64 {
+        self.breaker.attempts.load(Ordering::Relaxed)
     }
 
     /// `host:port/database` of the primary, for messages.
@@ -496,6 +602,68 @@ mod tests {
         assert!(denied.to_string().contains("writer role"), "{denied}");
         let other = db_error("db:5432/ragls", "db error: ERROR: syntax error");
         assert!(matches!(other, Error::Store(_)));
+    }
+
+    #[test]
+    fn a_read_while_the_database_is_away_fails_at_once_without_trying_to_connect() {
+        // A server that accepts connections and never answers: a connection attempt
+        // waits until a timeout gives up (the pool's, 10 s: `connect_timeout` bounds
+        // only the TCP connect).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in listener.incoming() {
+                held.push(s);
+            }
+        });
+        let store = PgStore::connect(&PgOptions {
+            url: format!("postgres://reader@127.0.0.1:{port}/ragls?connect_timeout=1"),
+            read_url: None,
+            pool_size: 2,
+        })
+        .unwrap();
+        assert!(!store.is_away());
+        let first = store.ref_snapshot("payments", "main");
+        assert!(
+            matches!(&first, Err(Error::SharedUnreachable(_))),
+            "{first:?}"
+        );
+        assert!(store.is_away());
+        assert_eq!(store.read_attempts(), 1);
+        // The next questions are answered at once: no read goes to the database (and
+        // none waits for the connect timeout) while a reconnect runs in the background.
+        for _ in 0..3 {
+            match store.cached_ref_snapshot("payments", "main") {
+                Err(Error::SharedUnreachable(why)) => {
+                    assert!(why.contains("cannot reach the shared index"), "{why}");
+                    assert!(why.contains("retrying"), "{why}");
+                }
+                other => panic!("expected the shared index to be away: {other:?}"),
+            }
+        }
+        let terms = ["ledger".to_string()];
+        let snapshot = Snapshot {
+            id: 1,
+            identity: Identity {
+                embedder: "builtin:hash-v1".into(),
+                dimensions: 4,
+            },
+        };
+        let search = store.search_snapshot(&SnapshotQuery {
+            repo: "payments",
+            ref_name: "main",
+            snapshot: &snapshot,
+            terms: &terms,
+            lexical_limit: 10,
+            head_weight: 2.0,
+            vector: Some(&[0.5; 4]),
+            vector_limit: 10,
+            ef: 64,
+            excluded: &[],
+        });
+        assert!(matches!(search, Err(Error::SharedUnreachable(_))));
+        assert_eq!(store.read_attempts(), 1, "no read went to the database");
     }
 
     #[test]

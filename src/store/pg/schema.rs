@@ -128,7 +128,7 @@ impl PgStore {
     pub fn check_schema(&self) -> Result<()> {
         let pool = self.reader.clone();
         let at = self.reader_at.clone();
-        block(async move {
+        self.read(async move {
             let client = pool.get().await.map_err(|e| db_error(&at, e))?;
             let row = client
                 .query_one("SELECT to_regclass('ragls_schema') IS NOT NULL", &[])
