@@ -41,7 +41,7 @@ mod search;
 
 /// The schema this ragls writes and reads. Each entry of `schema::MIGRATIONS` moves the
 /// database one version up; a database newer than this is refused, never downgraded.
-pub const PG_SCHEMA_VERSION: i32 = 1;
+pub const PG_SCHEMA_VERSION: i32 = 2;
 
 /// A snapshot of a ref: its id and the embedder its vectors came from.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,6 +84,8 @@ pub struct RefUpdate<'a> {
     pub base: Option<i64>,
     pub dropped: Vec<String>,
     pub changed: Vec<ChangedFile>,
+    /// Vectors for the embedding cache, stored alongside (see [`PgStore::publish`]).
+    pub vectors: Vec<(TextHash, Vec<f32>)>,
 }
 
 /// What publishing a ref wrote.
