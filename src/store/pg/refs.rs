@@ -2,6 +2,7 @@
 //! vectors the database already has, and publishing a ref's new state in one transaction.
 
 use super::*;
+use std::collections::HashSet;
 
 impl PgStore {
     /// The snapshot a ref points at now (read from the replica when there is one). The
@@ -192,32 +193,42 @@ impl PgStore {
         let identity = update.identity.clone();
         let base = update.base;
         let dropped = update.dropped;
-        // The lexical postings of every new chunk, counted on all cores before the
-        // transaction begins (counting them in it, on one thread, was a fifth of it).
-        let changed: Vec<(ChangedFile, Vec<ChunkPostings>)> = {
-            use rayon::prelude::*;
-            update
-                .changed
-                .into_par_iter()
-                .map(|f| {
-                    let postings = match &f {
-                        ChangedFile::New(v) => v.chunks.iter().map(ChunkPostings::of).collect(),
-                        ChangedFile::Known { .. } => Vec::new(),
-                    };
-                    (f, postings)
-                })
-                .collect()
+        // Spawned at once, to run beside the rest; should the transaction fail, the
+        // vectors are cached all the same.
+        let vectors_stored = match vectors.is_empty() {
+            true => None,
+            false => Some(runtime()?.spawn(store_vectors(
+                pool.clone(),
+                at.clone(),
+                identity.clone(),
+                vectors,
+            ))),
         };
-        block(async move {
-            // Spawned: should this transaction fail, the vectors are cached all the same.
-            let vectors_stored = (!vectors.is_empty()).then(|| {
-                tokio::spawn(store_vectors(
+        // Every statement's arrays are built before the transaction begins, on all cores
+        // (built in it, on one thread, they were a third of it): the new rows' ids are
+        // taken from their sequences first, so that nothing waits on a RETURNING.
+        let mut known = Vec::new();
+        let mut new = Vec::new();
+        for f in update.changed {
+            match f {
+                ChangedFile::Known { path, blob_id } => known.push((path, blob_id)),
+                ChangedFile::New(v) => new.push(v),
+            }
+        }
+        let batches = match new.is_empty() {
+            true => Vec::new(),
+            false => {
+                let chunk_count: usize = new.iter().map(|v| v.chunks.len()).sum();
+                let (blob_ids, chunk_ids) = block(allocate_ids(
                     pool.clone(),
                     at.clone(),
-                    identity.clone(),
-                    vectors,
-                ))
-            });
+                    new.len(),
+                    chunk_count,
+                ))?;
+                version_batches(new, &blob_ids, &chunk_ids)
+            }
+        };
+        block(async move {
             let mut client = pool.get().await.map_err(|e| db_error(&at, e))?;
             let err = |e: tokio_postgres::Error| db_error(&at, e);
             let tx = client.transaction().await.map_err(err)?;
@@ -266,13 +277,7 @@ impl PgStore {
             };
             // File versions reused from other refs outlive this transaction too, if a
             // clean-up did not remove them before it began.
-            let reused: Vec<i64> = changed
-                .iter()
-                .filter_map(|(f, _)| match f {
-                    ChangedFile::Known { blob_id, .. } => Some(*blob_id),
-                    ChangedFile::New(_) => None,
-                })
-                .collect();
+            let reused: Vec<i64> = known.iter().map(|(_, b)| *b).collect();
             if !reused.is_empty() {
                 let kept = tx
                     .query(
@@ -287,41 +292,12 @@ impl PgStore {
                     )));
                 }
             }
-            let mut paths = Vec::with_capacity(changed.len());
-            let mut blob_ids = Vec::with_capacity(changed.len());
-            let mut batch = Vec::new();
-            let mut batch_chunks = 0;
-            for (file, postings) in changed {
-                match file {
-                    ChangedFile::Known { path, blob_id } => {
-                        paths.push(path);
-                        blob_ids.push(blob_id);
-                    }
-                    ChangedFile::New(v) => {
-                        batch_chunks += v.chunks.len();
-                        batch.push((v, postings));
-                        // Statements of bounded size (a first build is one transaction
-                        // too), yet few of them: a round trip per file was most of an
-                        // update's time.
-                        if batch_chunks >= VERSIONS_BATCH_CHUNKS {
-                            let written =
-                                insert_versions(&tx, std::mem::take(&mut batch), &mut published)
-                                    .await
-                                    .map_err(err)?;
-                            batch_chunks = 0;
-                            for (path, blob_id) in written {
-                                paths.push(path);
-                                blob_ids.push(blob_id);
-                            }
-                        }
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let written = insert_versions(&tx, batch, &mut published)
+            let (mut paths, mut blob_ids): (Vec<String>, Vec<i64>) = known.into_iter().unzip();
+            for batch in batches {
+                for (path, blob_id) in insert_versions(&tx, batch, &mut published)
                     .await
-                    .map_err(err)?;
-                for (path, blob_id) in written {
+                    .map_err(err)?
+                {
                     paths.push(path);
                     blob_ids.push(blob_id);
                 }
@@ -369,12 +345,12 @@ impl PgStore {
                 }
             };
             updated_stats.map_err(err)?;
-            fault_pause_in_publish().await;
             if let Some(stored) = vectors_stored {
                 stored.await.map_err(|e| {
                     Error::Other(format!("storing the vectors stopped unexpectedly: {e}"))
                 })??;
             }
+            fault_pause_in_publish().await;
             tx.execute(
                 "INSERT INTO refs(repo_id, name, snapshot_id) VALUES ($1, $2, $3)
                  ON CONFLICT (repo_id, name) DO UPDATE SET snapshot_id = excluded.snapshot_id, updated_at = now()",
@@ -511,130 +487,278 @@ async fn collect_garbage(
 /// fifty rows a chunk): few statements, each of a size the server takes in its stride.
 const VERSIONS_BATCH_CHUNKS: usize = 2000;
 
-/// Writes file versions with their chunks and postings in three statements, and returns
-/// each version's (path, blob id). A version another writer added meanwhile keeps the
-/// chunks it has. Postings go in sorted by term, so the term index takes each leaf page
-/// once per batch rather than once per chunk.
+/// Takes ids for `blobs` new file versions and `chunks` chunks from their sequences.
+async fn allocate_ids(
+    pool: Pool,
+    at: String,
+    blobs: usize,
+    chunks: usize,
+) -> Result<(Vec<i64>, Vec<i64>)> {
+    let client = pool.get().await.map_err(|e| db_error(&at, e))?;
+    let row = client
+        .query_one(
+            "SELECT (SELECT coalesce(array_agg(nextval(pg_get_serial_sequence('blobs', 'id'))), '{}')
+                     FROM generate_series(1, $1::bigint)),
+                    (SELECT coalesce(array_agg(nextval(pg_get_serial_sequence('chunks', 'id'))), '{}')
+                     FROM generate_series(1, $2::bigint))",
+            &[&(blobs as i64), &(chunks as i64)],
+        )
+        .await
+        .map_err(|e| db_error(&at, e))?;
+    let (b, c): (Vec<i64>, Vec<i64>) = (row.get(0), row.get(1));
+    if b.len() != blobs || c.len() != chunks {
+        return Err(Error::Store(format!(
+            "shared index at {at}: asked for {blobs} + {chunks} ids, got {} + {}",
+            b.len(),
+            c.len()
+        )));
+    }
+    Ok((b, c))
+}
+
+/// New file versions' rows, column by column as their statements take them.
+#[derive(Default)]
+struct VersionBatch {
+    blob_id: Vec<i64>,
+    path: Vec<String>,
+    content_hash: Vec<Vec<u8>>,
+    skip_reason: Vec<Option<String>>,
+    chunk_counts: Vec<usize>,
+    chunks: ChunkColumns,
+    postings: PostingColumns,
+}
+
+#[derive(Default)]
+struct ChunkColumns {
+    id: Vec<i64>,
+    blob_id: Vec<i64>,
+    ord: Vec<i32>,
+    language: Vec<String>,
+    kind: Vec<String>,
+    symbol: Vec<String>,
+    name: Vec<String>,
+    start_byte: Vec<i64>,
+    end_byte: Vec<i64>,
+    start_line: Vec<i32>,
+    end_line: Vec<i32>,
+    text: Vec<String>,
+    text_hash: Vec<Vec<u8>>,
+    terms: Vec<i32>,
+}
+
+#[derive(Default)]
+struct PostingColumns {
+    term: Vec<String>,
+    blob_id: Vec<i64>,
+    chunk_id: Vec<i64>,
+    head: Vec<i16>,
+    body: Vec<i16>,
+    terms: Vec<i32>,
+}
+
+/// Splits new file versions into batches of about [`VERSIONS_BATCH_CHUNKS`] chunks and
+/// builds their columns with the ids given (the postings counted on all cores).
+fn version_batches(
+    versions: Vec<NewFileVersion>,
+    blob_ids: &[i64],
+    chunk_ids: &[i64],
+) -> Vec<VersionBatch> {
+    use rayon::prelude::*;
+    let mut next_chunk = 0;
+    let mut with_ids = Vec::with_capacity(versions.len());
+    for (v, blob_id) in versions.into_iter().zip(blob_ids) {
+        let ids = &chunk_ids[next_chunk..next_chunk + v.chunks.len()];
+        next_chunk += v.chunks.len();
+        with_ids.push((v, *blob_id, ids));
+    }
+    let counted: Vec<(NewFileVersion, i64, &[i64], Vec<ChunkPostings>)> = with_ids
+        .into_par_iter()
+        .map(|(v, blob_id, ids)| {
+            let postings = v.chunks.iter().map(ChunkPostings::of).collect();
+            (v, blob_id, ids, postings)
+        })
+        .collect();
+    let mut batches = Vec::new();
+    let mut batch = VersionBatch::default();
+    for (v, blob_id, ids, postings) in counted {
+        for (ord, ((chunk, id), p)) in v.chunks.iter().zip(ids).zip(&postings).enumerate() {
+            let c = &mut batch.chunks;
+            c.id.push(*id);
+            c.blob_id.push(blob_id);
+            c.ord.push(ord as i32 + 1);
+            c.language.push(chunk.language.as_str().to_string());
+            c.kind.push(chunk.kind.as_str().to_string());
+            c.symbol.push(pg_text(&chunk.symbol));
+            c.name.push(pg_text(&chunk.name));
+            c.start_byte.push(chunk.start_byte as i64);
+            c.end_byte.push(chunk.end_byte as i64);
+            c.start_line.push(chunk.start_line as i32);
+            c.end_line.push(chunk.end_line as i32);
+            c.text.push(pg_text(&chunk.text));
+            c.text_hash.push(chunk.text_hash.0.to_vec());
+            c.terms.push(p.terms);
+            let q = &mut batch.postings;
+            for (term, (head, body)) in &p.counts {
+                q.term.push(term.clone());
+                q.blob_id.push(blob_id);
+                q.chunk_id.push(*id);
+                q.head.push((*head).min(i16::MAX as u32) as i16);
+                q.body.push((*body).min(i16::MAX as u32) as i16);
+                q.terms.push(p.terms);
+            }
+        }
+        batch.blob_id.push(blob_id);
+        batch.chunk_counts.push(v.chunks.len());
+        batch.path.push(v.path);
+        batch.content_hash.push(v.content_hash.to_vec());
+        batch.skip_reason.push(v.skip_reason);
+        if batch.chunks.id.len() >= VERSIONS_BATCH_CHUNKS {
+            batches.push(std::mem::take(&mut batch));
+        }
+    }
+    if !batch.blob_id.is_empty() {
+        batches.push(batch);
+    }
+    batches
+        .par_iter_mut()
+        .for_each(|b| b.postings.sort_by_term());
+    batches
+}
+
+impl PostingColumns {
+    /// In term order, so the term index takes each leaf page once per batch rather than
+    /// once per chunk.
+    fn sort_by_term(&mut self) {
+        let mut order: Vec<usize> = (0..self.term.len()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            (&self.term[a], self.chunk_id[a]).cmp(&(&self.term[b], self.chunk_id[b]))
+        });
+        let mut term = std::mem::take(&mut self.term);
+        self.term = order
+            .iter()
+            .map(|&i| std::mem::take(&mut term[i]))
+            .collect();
+        self.blob_id = order.iter().map(|&i| self.blob_id[i]).collect();
+        self.chunk_id = order.iter().map(|&i| self.chunk_id[i]).collect();
+        self.head = order.iter().map(|&i| self.head[i]).collect();
+        self.body = order.iter().map(|&i| self.body[i]).collect();
+        self.terms = order.iter().map(|&i| self.terms[i]).collect();
+    }
+
+    /// Only the rows of these file versions.
+    fn retain(&mut self, blobs: &HashSet<i64>) {
+        let keep: Vec<bool> = self.blob_id.iter().map(|b| blobs.contains(b)).collect();
+        retain_by(&mut self.term, &keep);
+        retain_by(&mut self.blob_id, &keep);
+        retain_by(&mut self.chunk_id, &keep);
+        retain_by(&mut self.head, &keep);
+        retain_by(&mut self.body, &keep);
+        retain_by(&mut self.terms, &keep);
+    }
+}
+
+impl ChunkColumns {
+    /// Only the rows of these file versions.
+    fn retain(&mut self, blobs: &HashSet<i64>) {
+        let keep: Vec<bool> = self.blob_id.iter().map(|b| blobs.contains(b)).collect();
+        retain_by(&mut self.id, &keep);
+        retain_by(&mut self.blob_id, &keep);
+        retain_by(&mut self.ord, &keep);
+        retain_by(&mut self.language, &keep);
+        retain_by(&mut self.kind, &keep);
+        retain_by(&mut self.symbol, &keep);
+        retain_by(&mut self.name, &keep);
+        retain_by(&mut self.start_byte, &keep);
+        retain_by(&mut self.end_byte, &keep);
+        retain_by(&mut self.start_line, &keep);
+        retain_by(&mut self.end_line, &keep);
+        retain_by(&mut self.text, &keep);
+        retain_by(&mut self.text_hash, &keep);
+        retain_by(&mut self.terms, &keep);
+    }
+}
+
+fn retain_by<T>(column: &mut Vec<T>, keep: &[bool]) {
+    let mut k = keep.iter();
+    column.retain(|_| *k.next().unwrap_or(&false));
+}
+
+/// Writes a batch of file versions with their chunks and postings, three statements,
+/// and returns each version's (path, blob id). A version another writer added
+/// meanwhile keeps the chunks it has (the ids taken for this one go unused).
 async fn insert_versions(
     tx: &tokio_postgres::Transaction<'_>,
-    versions: Vec<(NewFileVersion, Vec<ChunkPostings>)>,
+    mut batch: VersionBatch,
     published: &mut Published,
 ) -> std::result::Result<Vec<(String, i64)>, tokio_postgres::Error> {
-    let (versions, version_postings): (Vec<NewFileVersion>, Vec<Vec<ChunkPostings>>) =
-        versions.into_iter().unzip();
-    let paths: Vec<&str> = versions.iter().map(|v| v.path.as_str()).collect();
-    let hashes: Vec<Vec<u8>> = versions.iter().map(|v| v.content_hash.to_vec()).collect();
-    let reasons: Vec<Option<&str>> = versions.iter().map(|v| v.skip_reason.as_deref()).collect();
     // Paths are unique within an update, so no row is touched twice (ON CONFLICT refuses that).
     let rows = tx
         .query(
-            "INSERT INTO blobs(path, content_hash, skip_reason)
-             SELECT p, h, r FROM unnest($1::text[], $2::bytea[], $3::text[]) AS u(p, h, r)
+            "INSERT INTO blobs(id, path, content_hash, skip_reason)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[])
              ON CONFLICT (path, content_hash) DO UPDATE SET path = excluded.path
              RETURNING path, id, (xmax = 0)",
-            &[&paths, &hashes, &reasons],
-        )
-        .await?;
-    let mut ids: HashMap<String, (i64, bool)> = rows
-        .into_iter()
-        .map(|r| (r.get::<_, String>(0), (r.get(1), r.get(2))))
-        .collect();
-    let mut written = Vec::with_capacity(versions.len());
-    let mut chunk_blob: Vec<i64> = Vec::new();
-    let mut chunks: Vec<&NewChunk> = Vec::new();
-    let mut postings: Vec<ChunkPostings> = Vec::new();
-    for (v, p) in versions.iter().zip(version_postings) {
-        let Some(&(blob_id, inserted)) = ids.get(&v.path) else {
-            continue;
-        };
-        written.push((v.path.clone(), blob_id));
-        // A version another writer added meanwhile has its chunks already.
-        if inserted && !v.chunks.is_empty() {
-            chunk_blob.extend(std::iter::repeat_n(blob_id, v.chunks.len()));
-            chunks.extend(v.chunks.iter());
-            postings.extend(p);
-            published.chunks_added += v.chunks.len() as u64;
-            published.file_versions_added += 1;
-        }
-    }
-    ids.clear();
-    if chunks.is_empty() {
-        return Ok(written);
-    }
-    let col =
-        |f: &dyn Fn(&NewChunk) -> String| -> Vec<String> { chunks.iter().map(|c| f(c)).collect() };
-    let language = col(&|c| c.language.as_str().to_string());
-    let kind = col(&|c| c.kind.as_str().to_string());
-    let symbol = col(&|c| pg_text(&c.symbol));
-    let name = col(&|c| pg_text(&c.name));
-    let text = col(&|c| pg_text(&c.text));
-    let sb: Vec<i64> = chunks.iter().map(|c| c.start_byte as i64).collect();
-    let eb: Vec<i64> = chunks.iter().map(|c| c.end_byte as i64).collect();
-    let sl: Vec<i32> = chunks.iter().map(|c| c.start_line as i32).collect();
-    let el: Vec<i32> = chunks.iter().map(|c| c.end_line as i32).collect();
-    let th: Vec<Vec<u8>> = chunks.iter().map(|c| c.text_hash.0.to_vec()).collect();
-    let lengths: Vec<i32> = postings.iter().map(|p| p.terms).collect();
-    // ord counts from 1 within each file version.
-    let mut ords: Vec<i32> = Vec::with_capacity(chunks.len());
-    for (i, b) in chunk_blob.iter().enumerate() {
-        let ord = match i {
-            0 => 1,
-            _ if chunk_blob[i - 1] == *b => ords[i - 1] + 1,
-            _ => 1,
-        };
-        ords.push(ord);
-    }
-    let rows = tx
-        .query(
-            "INSERT INTO chunks(blob_id, ord, language, kind, symbol, name, start_byte, end_byte,
-                start_line, end_line, text, text_hash, terms)
-             SELECT b, o, l, k, s, n, sb, eb, sl, el, t, h, tc
-             FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::bigint[], $8::bigint[], $9::integer[], $10::integer[], $11::text[], $12::bytea[],
-                $13::integer[]) AS u(b, o, l, k, s, n, sb, eb, sl, el, t, h, tc)
-             RETURNING id, blob_id, ord",
             &[
-                &chunk_blob, &ords, &language, &kind, &symbol, &name, &sb, &eb, &sl, &el, &text,
-                &th, &lengths,
+                &batch.blob_id,
+                &batch.path,
+                &batch.content_hash,
+                &batch.skip_reason,
             ],
         )
         .await?;
-    let index: HashMap<(i64, i32), usize> = chunk_blob
-        .iter()
-        .zip(&ords)
-        .enumerate()
-        .map(|(i, (b, o))| ((*b, *o), i))
-        .collect();
-    let mut rows_out: Vec<(&str, i64, i64, i16, i16, i32)> = Vec::new();
-    for row in rows {
-        let (id, blob_id, ord): (i64, i64, i32) = (row.get(0), row.get(1), row.get(2));
-        let Some(&i) = index.get(&(blob_id, ord)) else {
-            continue;
-        };
-        let p = &postings[i];
-        for (term, (head, body)) in &p.counts {
-            rows_out.push((
-                term.as_str(),
-                blob_id,
-                id,
-                (*head).min(i16::MAX as u32) as i16,
-                (*body).min(i16::MAX as u32) as i16,
-                p.terms,
-            ));
+    let mut written = Vec::with_capacity(rows.len());
+    let mut inserted = HashSet::new();
+    for r in rows {
+        let id: i64 = r.get(1);
+        if r.get::<_, bool>(2) {
+            inserted.insert(id);
+        }
+        written.push((r.get::<_, String>(0), id));
+    }
+    for (id, n) in batch.blob_id.iter().zip(&batch.chunk_counts) {
+        if inserted.contains(id) && *n > 0 {
+            published.chunks_added += *n as u64;
+            published.file_versions_added += 1;
         }
     }
-    rows_out.sort_unstable_by(|a, b| (a.0, a.2).cmp(&(b.0, b.2)));
-    let terms: Vec<&str> = rows_out.iter().map(|r| r.0).collect();
-    let blobs: Vec<i64> = rows_out.iter().map(|r| r.1).collect();
-    let chunk_ids: Vec<i64> = rows_out.iter().map(|r| r.2).collect();
-    let heads: Vec<i16> = rows_out.iter().map(|r| r.3).collect();
-    let bodies: Vec<i16> = rows_out.iter().map(|r| r.4).collect();
-    let lens: Vec<i32> = rows_out.iter().map(|r| r.5).collect();
+    if inserted.len() < batch.blob_id.len() {
+        batch.chunks.retain(&inserted);
+        batch.postings.retain(&inserted);
+    }
+    let c = &batch.chunks;
+    if c.id.is_empty() {
+        return Ok(written);
+    }
+    tx.execute(
+        "INSERT INTO chunks(id, blob_id, ord, language, kind, symbol, name, start_byte, end_byte,
+            start_line, end_line, text, text_hash, terms)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::text[], $5::text[],
+            $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::integer[], $11::integer[],
+            $12::text[], $13::bytea[], $14::integer[])",
+        &[
+            &c.id,
+            &c.blob_id,
+            &c.ord,
+            &c.language,
+            &c.kind,
+            &c.symbol,
+            &c.name,
+            &c.start_byte,
+            &c.end_byte,
+            &c.start_line,
+            &c.end_line,
+            &c.text,
+            &c.text_hash,
+            &c.terms,
+        ],
+    )
+    .await?;
+    let p = &batch.postings;
     tx.execute(
         "INSERT INTO postings(term, blob_id, chunk_id, head, body, terms)
-         SELECT t, b, c, h, d, n FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::smallint[],
-            $5::smallint[], $6::integer[]) AS u(t, b, c, h, d, n)",
-        &[&terms, &blobs, &chunk_ids, &heads, &bodies, &lens],
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::smallint[],
+            $5::smallint[], $6::integer[])",
+        &[&p.term, &p.blob_id, &p.chunk_id, &p.head, &p.body, &p.terms],
     )
     .await?;
     Ok(written)
