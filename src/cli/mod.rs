@@ -552,7 +552,10 @@ fn cmd_index(ws: &WorkspaceArgs, rebuild: bool, base: Option<&str>, json: bool) 
 
 /// `ragls index --store URL`: builds or updates the workspace's ref in the shared index.
 fn cmd_index_shared(r: &Resolved, base: Option<&str>, json: bool) -> Result<()> {
-    let report = engine::index_shared(&r.root, &r.config, base, &BarProgress::new())?;
+    // The writer remembers its workspace's content hashes in the index folder.
+    let mut config = r.config.clone();
+    config.index.dir = r.index_dir.to_string_lossy().into_owned();
+    let report = engine::index_shared(&r.root, &config, base, &BarProgress::new())?;
     if json {
         writeln!(std::io::stdout().lock(), "{}", to_json(&report)?).map_err(stdout_error)?;
     }

@@ -1,7 +1,8 @@
 //! The shared team index from the engine's side: writing a ref (`ragls index --store`),
 //! and reading one with the workspace's own changes on top.
 //!
-//! Writing: the workspace is walked and every file hashed; a file whose content the
+//! Writing: the workspace is walked and every file hashed (but those unchanged on disk
+//! since this workspace's last run, by size and mtime); a file whose content the
 //! base ref (the ref's previous state, or `--base`) has is kept as it is, one that the
 //! database has under another ref is reused, and only the rest is chunked; only chunk
 //! texts missing from the shared embedding cache are embedded. The new state is written
@@ -160,6 +161,9 @@ pub struct SharedIndexReport {
     pub files_unchanged: u64,
     /// Changed files whose version another ref already had (nothing chunked).
     pub files_reused: u64,
+    /// Files read to hash them (the rest unchanged on disk since the last run by size
+    /// and mtime, their hashes remembered).
+    pub files_hashed: u64,
     /// Files read and chunked in this run.
     pub files_chunked: u64,
     pub files_removed: u64,
@@ -176,9 +180,10 @@ pub struct SharedIndexReport {
     pub elapsed_ms: u64,
     /// Time spent reading and chunking the changed files.
     pub chunk_ms: u64,
-    /// Time spent walking the workspace and hashing every file.
+    /// Time spent walking the workspace and hashing the files changed on disk.
     pub hash_ms: u64,
-    /// Time spent in the embedding cache and the embedder.
+    /// Time spent in the embedding cache and the embedder (the last batch's vectors
+    /// are stored during the publish, and counted there).
     pub embed_ms: u64,
     /// Time spent writing the new state and switching the ref (one transaction).
     pub publish_ms: u64,
@@ -262,6 +267,7 @@ pub fn index_shared(
         ..WalkOptions::default()
     };
     let hash_started = Instant::now();
+    let walk_started = std::time::SystemTime::now();
     let walked = workspace::walk(root, &walk_options).map_err(|e| Error::Usage(e.to_string()))?;
     report.files_seen = walked.files.len() as u64;
     let budget = ChunkBudget {
@@ -271,12 +277,40 @@ pub fn index_shared(
     };
     let max_bytes = config.index.max_file_bytes;
     progress.start(walked.files.len() as u64);
-    // Hash everything (a CI checkout's mtimes say nothing); only what differs is chunked.
+    // Hash what changed on disk since this workspace last wrote a ref (size and mtime
+    // as the last run saw them); everything in a fresh CI checkout, whose mtimes are all
+    // new. Only what differs from the base is chunked.
+    let hash_cache = super::location::index_dir_for(root, config).ok();
+    let remembered = hash_cache
+        .as_deref()
+        .map(|d| load_content_hashes_from(d, WRITER_HASHES_FILE))
+        .unwrap_or_default();
+    let read = std::sync::atomic::AtomicU64::new(0);
     let hashed: Vec<(String, Option<[u8; 32]>)> = walked
         .files
         .par_iter()
-        .map(|f| (f.rel_path.clone(), content_hash(&f.abs_path, max_bytes)))
+        .map(|f| {
+            let hash = match remembered.get(&f.rel_path) {
+                Some((size, mtime, hash))
+                    if *size == f.size
+                        && *mtime == f.mtime_ns
+                        && f.mtime_ns != 0
+                        && f.size <= max_bytes =>
+                {
+                    Some(*hash)
+                }
+                _ => {
+                    read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    content_hash(&f.abs_path, max_bytes)
+                }
+            };
+            (f.rel_path.clone(), hash)
+        })
         .collect();
+    if let Some(dir) = &hash_cache {
+        remember_hashes(dir, &walked.files, &hashed, &remembered, walk_started);
+    }
+    report.files_hashed = read.into_inner();
     report.hash_ms = hash_started.elapsed().as_millis() as u64;
     let mut changed_paths: Vec<(&WalkedFile, [u8; 32])> = Vec::new();
     for (f, (_, hash)) in walked.files.iter().zip(&hashed) {
@@ -356,7 +390,12 @@ pub fn index_shared(
         .into_iter()
         .filter(|(h, _)| !cached.contains_key(h))
         .collect();
-    for group in missing.chunks(embedder.batch_size().max(1) * 4) {
+    // The last group's vectors are stored by the publish, alongside its own writes;
+    // the others at once, so that a failure later keeps them.
+    let mut last_vectors = Vec::new();
+    let groups = missing.chunks(embedder.batch_size().max(1) * 4);
+    let group_count = groups.len();
+    for (i, group) in groups.enumerate() {
         let texts: Vec<&str> = group.iter().map(|(_, t)| *t).collect();
         let vectors = embedder.embed(&texts).map_err(|e| {
             Error::Other(format!(
@@ -371,8 +410,12 @@ pub fn index_shared(
             )));
         }
         let items: Vec<(TextHash, Vec<f32>)> = group.iter().map(|(h, _)| *h).zip(vectors).collect();
-        store.put_vectors(&identity, &items)?;
         report.embedded += items.len() as u64;
+        if i + 1 == group_count {
+            last_vectors = items;
+        } else {
+            store.put_vectors(&identity, &items)?;
+        }
     }
     report.embed_ms = embed_started.elapsed().as_millis() as u64;
     for (path, state, chunks) in versions {
@@ -388,6 +431,7 @@ pub fn index_shared(
         _ => false,
     };
     if same_base && changed.is_empty() && dropped.is_empty() {
+        store.put_vectors(&identity, &last_vectors)?;
         report.snapshot = current.map(|c| c.id).unwrap_or_default();
     } else {
         let publish_started = Instant::now();
@@ -398,6 +442,7 @@ pub fn index_shared(
             base: base_snapshot.as_ref().map(|s| s.id),
             dropped,
             changed,
+            vectors: std::mem::take(&mut last_vectors),
         })?;
         report.updated = true;
         report.snapshot = published.snapshot;
@@ -409,6 +454,47 @@ pub fn index_shared(
     progress.finish();
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Where a writer of the shared index keeps its workspace's content hashes between runs
+/// (beside the overlay's own, which a reader writes: each process owns its file).
+const WRITER_HASHES_FILE: &str = "shared-writer-hashes.tsv";
+
+/// Saves the hashes of this walk for the next run, leaving out "racy" files: a file
+/// modified in the same clock tick as (or after) it was read could change again with
+/// the same size and mtime. Best effort; nothing is written when nothing changed.
+fn remember_hashes(
+    dir: &Path,
+    files: &[WalkedFile],
+    hashed: &[(String, Option<[u8; 32]>)],
+    remembered: &HashMap<String, (u64, i64, [u8; 32])>,
+    read_after: std::time::SystemTime,
+) {
+    let read_after_ns = read_after
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let trusted = |mtime_ns: i64| {
+        // Whole seconds: a file system of coarse timestamps (FAT: 2 s), so the margin
+        // is two of them; else its clock ticks in milliseconds.
+        let margin = if mtime_ns % 1_000_000_000 == 0 {
+            2_000_000_000
+        } else {
+            100_000_000
+        };
+        mtime_ns != 0 && mtime_ns < read_after_ns - margin
+    };
+    let fresh: HashMap<String, (u64, i64, [u8; 32])> = files
+        .iter()
+        .zip(hashed)
+        .filter_map(|(f, (_, hash))| {
+            let hash = (*hash)?;
+            trusted(f.mtime_ns).then(|| (f.rel_path.clone(), (f.size, f.mtime_ns, hash)))
+        })
+        .collect();
+    if fresh != *remembered && std::fs::create_dir_all(dir).is_ok() {
+        save_content_hashes_as(dir, WRITER_HASHES_FILE, &fresh);
+    }
 }
 
 /// blake3 of a file's content, as the store records it; `None` when it cannot be read
@@ -629,7 +715,11 @@ const CONTENT_HASHES_FILE: &str = "content-hashes.tsv";
 
 /// `path \t size \t mtime \t hash` lines; an unreadable file is simply an empty cache.
 fn load_content_hashes(dir: &Path) -> HashMap<String, (u64, i64, [u8; 32])> {
-    let Ok(text) = std::fs::read_to_string(dir.join(CONTENT_HASHES_FILE)) else {
+    load_content_hashes_from(dir, CONTENT_HASHES_FILE)
+}
+
+fn load_content_hashes_from(dir: &Path, file: &str) -> HashMap<String, (u64, i64, [u8; 32])> {
+    let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
         return HashMap::new();
     };
     text.lines()
@@ -653,6 +743,10 @@ fn load_content_hashes(dir: &Path) -> HashMap<String, (u64, i64, [u8; 32])> {
 
 /// Best effort (a failed write costs a re-read next time); written aside, then renamed.
 fn save_content_hashes(dir: &Path, hashes: &HashMap<String, (u64, i64, [u8; 32])>) {
+    save_content_hashes_as(dir, CONTENT_HASHES_FILE, hashes)
+}
+
+fn save_content_hashes_as(dir: &Path, file: &str, hashes: &HashMap<String, (u64, i64, [u8; 32])>) {
     use std::fmt::Write as _;
     let mut text = String::new();
     for (path, (size, mtime, hash)) in hashes {
@@ -665,9 +759,10 @@ fn save_content_hashes(dir: &Path, hashes: &HashMap<String, (u64, i64, [u8; 32])
         }
         text.push('\n');
     }
-    let tmp = dir.join(format!("{CONTENT_HASHES_FILE}.tmp"));
+    // A name of its own per process: two writers of one workspace never mix lines.
+    let tmp = dir.join(format!("{file}.{}.tmp", std::process::id()));
     if std::fs::write(&tmp, text).is_ok() {
-        let _ = std::fs::rename(&tmp, dir.join(CONTENT_HASHES_FILE));
+        let _ = std::fs::rename(&tmp, dir.join(file));
     }
 }
 

@@ -1013,3 +1013,131 @@ fn two_writers_of_one_ref_at_once_leave_one_whole_state_not_a_mix() {
     assert!(alpha != bravo, "exactly one writer's state: {s:?}");
     assert_eq!(count(&db.admin, "SELECT count(*) FROM refs"), 1);
 }
+
+/// Every file of the sandbox's workspace modified an hour ago, as in a checkout that was
+/// there before the writer's last run.
+fn age_files(sb: &Sandbox) {
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for (path, _) in common::FIXTURE {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(sb.path(path))
+            .expect("a fixture file");
+        f.set_modified(an_hour_ago).expect("set the mtime");
+    }
+}
+
+#[test]
+fn a_writer_rereads_only_the_files_changed_on_disk_since_its_last_run_and_misses_no_change() {
+    let db = TeamDb::create();
+    let sb = Sandbox::empty();
+    for (path, text) in common::FIXTURE {
+        sb.write(path, text);
+    }
+    let first = index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(first["filesHashed"], first["filesSeen"], "{first}");
+    // New mtimes (a fresh checkout's): every file is read again.
+    age_files(&sb);
+    let aged = index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(aged["filesHashed"], aged["filesSeen"], "{aged}");
+    assert_eq!(aged["updated"], false, "{aged}");
+
+    // One file changed: it alone is read; its new function is in the ref.
+    let text = sb.read("client/retry.py");
+    sb.write(
+        "client/retry.py",
+        text.replacen(
+            "def retry_with_backoff(",
+            "def retry_with_backoff_renamed(",
+            1,
+        ),
+    );
+    let changed = index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(changed["filesHashed"], 1, "{changed}");
+    assert_eq!(changed["filesChunked"], 1, "{changed}");
+    // The same size and a new mtime (a checkout of another commit): read, and seen.
+    let text = sb.read("src/cache/lru.rs");
+    assert!(text.contains("pub fn get(&mut self"));
+    sb.write(
+        "src/cache/lru.rs",
+        text.replacen("pub fn get(&mut self", "pub fn gxt(&mut self", 1),
+    );
+    let same_size = index_shared(&sb, &db.writer, "main", &[]);
+    assert!(same_size["filesHashed"].as_u64() >= Some(1), "{same_size}");
+    assert_eq!(same_size["filesChunked"], 1, "{same_size}");
+    let reader = bare_reader();
+    let hits = search_shared(
+        &reader,
+        &db.reader,
+        "main",
+        "retry_with_backoff_renamed",
+        &NO_OVERLAY,
+    );
+    assert!(has_symbol(&hits, "retry_with_backoff_renamed"), "{hits:?}");
+    let hits = search_shared(&reader, &db.reader, "main", "gxt", &NO_OVERLAY);
+    assert!(has_symbol(&hits, "gxt"), "{hits:?}");
+}
+
+#[test]
+fn old_snapshots_are_cleaned_up_with_the_file_versions_only_they_had() {
+    let db = TeamDb::create();
+    let sb = Sandbox::empty();
+    for (path, text) in common::FIXTURE {
+        sb.write(path, text);
+    }
+    index_shared(&sb, &db.writer, "main", &[]);
+    let text = sb.read("client/retry.py");
+    sb.write(
+        "client/retry.py",
+        text.replacen(
+            "def retry_with_backoff(",
+            "def retry_with_backoff_second(",
+            1,
+        ),
+    );
+    index_shared(&sb, &db.writer, "main", &[]);
+    // Another ref, on main's second state.
+    index_shared(&sb, &db.writer, "keep", &[]);
+    assert_eq!(count(&db.admin, "SELECT count(*) FROM snapshots"), 3);
+    let versions = |path: &str| {
+        count(
+            &db.admin,
+            &format!("SELECT count(*) FROM blobs WHERE path = '{path}'"),
+        )
+    };
+    assert_eq!(versions("client/retry.py"), 2);
+    // Recent snapshots are kept (a reader may still be on one): only old ones go.
+    execute(
+        &db.admin,
+        "UPDATE snapshots SET created_at = now() - interval '2 hours'",
+    );
+    sb.write(
+        "client/retry.py",
+        text.replacen(
+            "def retry_with_backoff(",
+            "def retry_with_backoff_third(",
+            1,
+        ),
+    );
+    index_shared(&sb, &db.writer, "main", &[]);
+    // Left: main's new snapshot and `keep`'s; the first version of retry.py went with
+    // the first snapshot, its chunks and postings with it; the second stays (`keep`).
+    assert_eq!(count(&db.admin, "SELECT count(*) FROM snapshots"), 2);
+    assert_eq!(versions("client/retry.py"), 2);
+    for orphans in [
+        "SELECT count(*) FROM snapshot_files sf WHERE NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.id = sf.snapshot_id)",
+        "SELECT count(*) FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM snapshot_files sf WHERE sf.blob_id = b.id)",
+        "SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = c.blob_id)",
+        "SELECT count(*) FROM postings p WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = p.blob_id)",
+    ] {
+        assert_eq!(count(&db.admin, orphans), 0, "{orphans}");
+    }
+    let reader = bare_reader();
+    for (ref_name, name) in [
+        ("main", "retry_with_backoff_third"),
+        ("keep", "retry_with_backoff_second"),
+    ] {
+        let hits = search_shared(&reader, &db.reader, ref_name, name, &NO_OVERLAY);
+        assert!(has_symbol(&hits, name), "{ref_name}: {hits:?}");
+    }
+}

@@ -7,7 +7,9 @@
 //! snapshot (`snapshot_files`: path -> file version); a new state of a ref is written as
 //! a new snapshot and the ref switches to it in the same transaction, so a reader sees
 //! the old state or the new one, never a mix, and a writer killed mid-update leaves the
-//! ref as it was. Lexical search is BM25 over statistics kept in a table (`postings`:
+//! ref as it was. The rows an update writes by the thousand (postings, chunks, file
+//! lists) carry no foreign keys (their checks were most of an update's time): writers
+//! and the clean-up of old snapshots exclude each other by an advisory lock instead. Lexical search is BM25 over statistics kept in a table (`postings`:
 //! per term and chunk, its occurrences in the head and the body), scored exactly as the
 //! SQLite index's FTS5 scores it (the statistics from the snapshot), so both backends
 //! rank alike — measured against PostgreSQL's own full-text search (`ts_rank`), which
@@ -48,7 +50,7 @@ pub use search::{SnapshotQuery, SnapshotSearch};
 
 /// The schema this ragls writes and reads. Each entry of `schema::MIGRATIONS` moves the
 /// database one version up; a database newer than this is refused, never downgraded.
-pub const PG_SCHEMA_VERSION: i32 = 1;
+pub const PG_SCHEMA_VERSION: i32 = 2;
 
 /// A snapshot of a ref: its id and the embedder its vectors came from.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,6 +93,8 @@ pub struct RefUpdate<'a> {
     pub base: Option<i64>,
     pub dropped: Vec<String>,
     pub changed: Vec<ChangedFile>,
+    /// Vectors for the embedding cache, stored alongside (see [`PgStore::publish`]).
+    pub vectors: Vec<(TextHash, Vec<f32>)>,
 }
 
 /// What publishing a ref wrote.

@@ -2,6 +2,7 @@
 //! vectors the database already has, and publishing a ref's new state in one transaction.
 
 use super::*;
+use std::collections::HashSet;
 
 impl PgStore {
     /// The snapshot a ref points at now (read from the replica when there is one), and
@@ -153,53 +154,73 @@ impl PgStore {
         if items.is_empty() {
             return Ok(());
         }
-        let pool = self.primary.clone();
-        let at = self.primary_at.clone();
-        let id = id.clone();
-        let hashes: Vec<Vec<u8>> = items.iter().map(|(h, _)| h.0.to_vec()).collect();
-        // The local index keeps vectors at half precision; the shared one alike, so both
-        // rank the same neighbours.
-        let vectors: Vec<pgvector::Vector> = items
-            .iter()
-            .map(|(_, v)| {
-                let mut v = v.clone();
-                crate::store::stored_precision(&mut v);
-                vector_of(&v)
-            })
-            .collect();
-        block(async move {
-            let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            client
-                .execute(
-                    "INSERT INTO embeddings(embedder, dimensions, text_hash, vector)
-                     SELECT $1, $2, h, v FROM unnest($3::bytea[], $4::vector[]) AS u(h, v)
-                     ON CONFLICT DO NOTHING",
-                    &[&id.embedder, &(id.dimensions as i32), &hashes, &vectors],
-                )
-                .await
-                .map_err(|e| db_error(&at, e))?;
-            Ok(())
-        })
+        block(store_vectors(
+            self.primary.clone(),
+            self.primary_at.clone(),
+            id.clone(),
+            items.to_vec(),
+        ))
     }
 
-    /// Writes a ref's new state and switches the ref to it, all in one transaction.
+    /// Writes a ref's new state and switches the ref to it, all in one transaction. The
+    /// update's `vectors` go to the embedding cache meanwhile, on a connection and in a
+    /// transaction of their own (the graph's inserts are as slow as the rest of the
+    /// update together), committed before the ref switches.
     pub fn publish(&self, update: RefUpdate<'_>) -> Result<Published> {
         let pool = self.primary.clone();
         let at = self.primary_at.clone();
+        let vectors = update.vectors;
         let repo = update.repo.to_string();
         let ref_name = update.ref_name.to_string();
         let identity = update.identity.clone();
         let base = update.base;
         let dropped = update.dropped;
-        let changed = update.changed;
+        // Spawned at once, to run beside the rest; should the transaction fail, the
+        // vectors are cached all the same.
+        let vectors_stored = match vectors.is_empty() {
+            true => None,
+            false => Some(runtime()?.spawn(store_vectors(
+                pool.clone(),
+                at.clone(),
+                identity.clone(),
+                vectors,
+            ))),
+        };
+        // Every statement's arrays are built before the transaction begins, on all cores
+        // (built in it, on one thread, they were a third of it): the new rows' ids are
+        // taken from their sequences first, so that nothing waits on a RETURNING.
+        let mut known = Vec::new();
+        let mut new = Vec::new();
+        for f in update.changed {
+            match f {
+                ChangedFile::Known { path, blob_id } => known.push((path, blob_id)),
+                ChangedFile::New(v) => new.push(v),
+            }
+        }
+        let batches = match new.is_empty() {
+            true => Vec::new(),
+            false => {
+                let chunk_count: usize = new.iter().map(|v| v.chunks.len()).sum();
+                let (blob_ids, chunk_ids) = block(allocate_ids(
+                    pool.clone(),
+                    at.clone(),
+                    new.len(),
+                    chunk_count,
+                ))?;
+                version_batches(new, &blob_ids, &chunk_ids)
+            }
+        };
         block(async move {
             let mut client = pool.get().await.map_err(|e| db_error(&at, e))?;
             let err = |e: tokio_postgres::Error| db_error(&at, e);
             let tx = client.transaction().await.map_err(err)?;
-            // One writer per ref at a time; other refs update side by side.
+            // One writer per ref at a time; other refs update side by side. The shared
+            // lock keeps the clean-up of old snapshots out while any ref is written (see
+            // `collect_garbage`): what this update takes from the base, and the file
+            // versions it reuses, stay until it commits.
             tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtext($1 || ':' || $2))",
-                &[&repo, &ref_name],
+                "SELECT pg_advisory_xact_lock_shared($3), pg_advisory_xact_lock(hashtext($1 || ':' || $2))",
+                &[&repo, &ref_name, &GARBAGE_LOCK],
             )
             .await
             .map_err(err)?;
@@ -220,13 +241,10 @@ impl PgStore {
                 .map_err(err)?
                 .get(0);
             if let Some(base) = base {
-                // The base must outlive this transaction: another writer's clean-up of
-                // old snapshots waits for it (or already removed it: then start over).
+                // The base outlives this transaction (the clean-up waits for the shared
+                // lock), unless a clean-up removed it before: then start over.
                 let kept = tx
-                    .query_opt(
-                        "SELECT 1 FROM snapshots WHERE id = $1 FOR KEY SHARE",
-                        &[&base],
-                    )
+                    .query_opt("SELECT 1 FROM snapshots WHERE id = $1", &[&base])
                     .await
                     .map_err(err)?;
                 if kept.is_none() {
@@ -234,57 +252,18 @@ impl PgStore {
                         "the state {ref_name} was updated from is gone (another writer moved it meanwhile); run `ragls index` again"
                     )));
                 }
-                tx.execute(
-                    "INSERT INTO snapshot_files(snapshot_id, path, blob_id)
-                     SELECT $1, path, blob_id FROM snapshot_files WHERE snapshot_id = $2 AND NOT (path = ANY($3::text[]))",
-                    &[&snapshot, &base, &dropped],
-                )
-                .await
-                .map_err(err)?;
             }
             let mut published = Published {
                 snapshot,
                 ..Published::default()
             };
-            let insert_blob = tx
-                .prepare(
-                    "INSERT INTO blobs(path, content_hash, skip_reason) VALUES ($1, $2, $3)
-                     ON CONFLICT (path, content_hash) DO UPDATE SET path = excluded.path RETURNING id, (xmax = 0)",
-                )
-                .await
-                .map_err(err)?;
-            let insert_chunks = tx
-                .prepare(
-                    "INSERT INTO chunks(blob_id, ord, language, kind, symbol, name, start_byte, end_byte,
-                        start_line, end_line, text, text_hash, terms)
-                     SELECT $1, o::integer, l, k, s, n, sb, eb, sl, el, t, h, tc
-                     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
-                        $8::integer[], $9::integer[], $10::text[], $11::bytea[], $12::integer[])
-                        WITH ORDINALITY AS u(l, k, s, n, sb, eb, sl, el, t, h, tc, o)
-                     RETURNING id, ord",
-                )
-                .await
-                .map_err(err)?;
-            let insert_postings = tx
-                .prepare(
-                    "INSERT INTO postings(term, blob_id, chunk_id, head, body, terms)
-                     SELECT t, $1, c, h, b, n FROM unnest($2::text[], $3::bigint[], $4::smallint[], $5::smallint[], $6::integer[])
-                        AS u(t, c, h, b, n)",
-                )
-                .await
-                .map_err(err)?;
-            // File versions reused from other refs must outlive this transaction too.
-            let reused: Vec<i64> = changed
-                .iter()
-                .filter_map(|f| match f {
-                    ChangedFile::Known { blob_id, .. } => Some(*blob_id),
-                    ChangedFile::New(_) => None,
-                })
-                .collect();
+            // File versions reused from other refs outlive this transaction too, if a
+            // clean-up did not remove them before it began.
+            let reused: Vec<i64> = known.iter().map(|(_, b)| *b).collect();
             if !reused.is_empty() {
                 let kept = tx
                     .query(
-                        "SELECT id FROM blobs WHERE id = ANY($1::bigint[]) FOR KEY SHARE",
+                        "SELECT id FROM blobs WHERE id = ANY($1::bigint[])",
                         &[&reused],
                     )
                     .await
@@ -295,91 +274,27 @@ impl PgStore {
                     )));
                 }
             }
-            let mut paths = Vec::with_capacity(changed.len());
-            let mut blob_ids = Vec::with_capacity(changed.len());
-            for file in changed {
-                match file {
-                    ChangedFile::Known { path, blob_id } => {
-                        paths.push(path);
-                        blob_ids.push(blob_id);
-                    }
-                    ChangedFile::New(v) => {
-                        let row = tx
-                            .query_one(
-                                &insert_blob,
-                                &[&v.path, &v.content_hash.to_vec(), &v.skip_reason],
-                            )
-                            .await
-                            .map_err(err)?;
-                        let blob_id: i64 = row.get(0);
-                        let inserted: bool = row.get(1);
-                        // A version another writer added meanwhile has its chunks already.
-                        if inserted && !v.chunks.is_empty() {
-                            let c = &v.chunks;
-                            let col = |f: &dyn Fn(&NewChunk) -> String| -> Vec<String> {
-                                c.iter().map(f).collect()
-                            };
-                            let language = col(&|c| c.language.as_str().to_string());
-                            let kind = col(&|c| c.kind.as_str().to_string());
-                            let symbol = col(&|c| pg_text(&c.symbol));
-                            let name = col(&|c| pg_text(&c.name));
-                            let text = col(&|c| pg_text(&c.text));
-                            let sb: Vec<i64> = c.iter().map(|c| c.start_byte as i64).collect();
-                            let eb: Vec<i64> = c.iter().map(|c| c.end_byte as i64).collect();
-                            let sl: Vec<i32> = c.iter().map(|c| c.start_line as i32).collect();
-                            let el: Vec<i32> = c.iter().map(|c| c.end_line as i32).collect();
-                            let th: Vec<Vec<u8>> =
-                                c.iter().map(|c| c.text_hash.0.to_vec()).collect();
-                            let postings: Vec<ChunkPostings> =
-                                c.iter().map(ChunkPostings::of).collect();
-                            let lengths: Vec<i32> = postings.iter().map(|p| p.terms).collect();
-                            let ids = tx
-                                .query(
-                                    &insert_chunks,
-                                    &[
-                                        &blob_id, &language, &kind, &symbol, &name, &sb, &eb, &sl,
-                                        &el, &text, &th, &lengths,
-                                    ],
-                                )
-                                .await
-                                .map_err(err)?;
-                            let mut terms = Vec::new();
-                            let mut chunk_ids = Vec::new();
-                            let mut heads: Vec<i16> = Vec::new();
-                            let mut bodies: Vec<i16> = Vec::new();
-                            let mut lens = Vec::new();
-                            for row in ids {
-                                let id: i64 = row.get(0);
-                                let ord: i32 = row.get(1);
-                                let Some(p) = postings.get(ord as usize - 1) else {
-                                    continue;
-                                };
-                                for (term, (head, body)) in &p.counts {
-                                    terms.push(term.clone());
-                                    chunk_ids.push(id);
-                                    heads.push((*head).min(i16::MAX as u32) as i16);
-                                    bodies.push((*body).min(i16::MAX as u32) as i16);
-                                    lens.push(p.terms);
-                                }
-                            }
-                            tx.execute(
-                                &insert_postings,
-                                &[&blob_id, &terms, &chunk_ids, &heads, &bodies, &lens],
-                            )
-                            .await
-                            .map_err(err)?;
-                            published.chunks_added += c.len() as u64;
-                            published.file_versions_added += 1;
-                        }
-                        paths.push(v.path);
-                        blob_ids.push(blob_id);
-                    }
+            let (mut paths, mut blob_ids): (Vec<String>, Vec<i64>) = known.into_iter().unzip();
+            for batch in batches {
+                for (path, blob_id) in insert_versions(&tx, batch, &mut published)
+                    .await
+                    .map_err(err)?
+                {
+                    paths.push(path);
+                    blob_ids.push(blob_id);
                 }
             }
+            // The new file list in one statement: the base's files but the dropped and the
+            // changed ones, and the changed ones. In path order, so the primary key grows
+            // at its right edge (a new snapshot's keys sort after every other's).
             tx.execute(
-                "INSERT INTO snapshot_files(snapshot_id, path, blob_id) SELECT $1, p, b FROM unnest($2::text[], $3::bigint[]) AS u(p, b)
-                 ON CONFLICT (snapshot_id, path) DO UPDATE SET blob_id = excluded.blob_id",
-                &[&snapshot, &paths, &blob_ids],
+                "INSERT INTO snapshot_files(snapshot_id, path, blob_id)
+                 SELECT $1, f.path, f.blob_id FROM (
+                    SELECT path, blob_id FROM snapshot_files WHERE snapshot_id = $2
+                       AND path NOT IN (SELECT unnest($3::text[]) UNION ALL SELECT unnest($4::text[]))
+                    UNION ALL SELECT p, b FROM unnest($4::text[], $5::bigint[]) AS u(p, b)) f
+                 ORDER BY f.path",
+                &[&snapshot, &base, &dropped, &paths, &blob_ids],
             )
             .await
             .map_err(err)?;
@@ -412,6 +327,11 @@ impl PgStore {
                 }
             };
             updated_stats.map_err(err)?;
+            if let Some(stored) = vectors_stored {
+                stored.await.map_err(|e| {
+                    Error::Other(format!("storing the vectors stopped unexpectedly: {e}"))
+                })??;
+            }
             fault_pause_in_publish().await;
             tx.execute(
                 "INSERT INTO refs(repo_id, name, snapshot_id) VALUES ($1, $2, $3)
@@ -420,27 +340,8 @@ impl PgStore {
             )
             .await
             .map_err(err)?;
-            // Snapshots no ref points at any more, older than any search can still be
-            // reading (a reader resolves its snapshot once per question), and then the
-            // file versions (with their chunks) that no snapshot has. The embedding cache
-            // stays: it is what makes the next branch cheap.
-            let dropped_snapshots = tx
-                .execute(
-                    "DELETE FROM snapshots s WHERE s.repo_id = $1 AND s.created_at < now() - interval '1 hour'
-                     AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.snapshot_id = s.id)",
-                    &[&repo_id],
-                )
-                .await
-                .map_err(err)?;
-            if dropped_snapshots > 0 {
-                tx.execute(
-                    "DELETE FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM snapshot_files sf WHERE sf.blob_id = b.id)",
-                    &[],
-                )
-                .await
-                .map_err(err)?;
-            }
             tx.commit().await.map_err(err)?;
+            collect_garbage(&mut client, repo_id).await.map_err(err)?;
             // A first build (or a large change) leaves the planner's statistics far off
             // until autovacuum comes by: refresh them now (best effort). VACUUM too, for
             // the visibility map: without it BM25 reads the postings through the heap
@@ -547,6 +448,387 @@ async fn snapshot_files_on(
             })
             .collect())
     }
+}
+
+/// Adds vectors to the shared embedding cache in a transaction of their own.
+async fn store_vectors(
+    pool: Pool,
+    at: String,
+    id: Identity,
+    items: Vec<(TextHash, Vec<f32>)>,
+) -> Result<()> {
+    let hashes: Vec<Vec<u8>> = items.iter().map(|(h, _)| h.0.to_vec()).collect();
+    // The local index keeps vectors at half precision; the shared one alike, so both
+    // rank the same neighbours.
+    let vectors: Vec<pgvector::Vector> = items
+        .into_iter()
+        .map(|(_, mut v)| {
+            crate::store::stored_precision(&mut v);
+            pgvector::Vector::from(v)
+        })
+        .collect();
+    let client = pool.get().await.map_err(|e| db_error(&at, e))?;
+    client
+        .execute(
+            "INSERT INTO embeddings(embedder, dimensions, text_hash, vector)
+             SELECT $1, $2, h, v FROM unnest($3::bytea[], $4::vector[]) AS u(h, v)
+             ON CONFLICT DO NOTHING",
+            &[&id.embedder, &(id.dimensions as i32), &hashes, &vectors],
+        )
+        .await
+        .map_err(|e| db_error(&at, e))?;
+    Ok(())
+}
+
+/// The advisory lock between writers (shared, for a publish's whole transaction) and
+/// the clean-up of old snapshots (exclusive). It stands in for foreign keys to `blobs`
+/// and `snapshots`, whose per-row checks (a row lock on the referenced row for each
+/// posting, chunk and file written) were most of the cost of writing a ref.
+const GARBAGE_LOCK: i64 = 7261538;
+
+/// Removes, in a transaction of its own, the repository's snapshots no ref points at
+/// any more and older than any search can still be reading (a reader resolves its
+/// snapshot once per question), then the file versions (with their chunks and
+/// postings) that no snapshot has any more. Skipped while another writer publishes
+/// (the next writer's turn comes); the embedding cache stays: it is what makes the
+/// next branch cheap.
+async fn collect_garbage(
+    client: &mut deadpool_postgres::Client,
+    repo_id: i64,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let locked: bool = tx
+        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&GARBAGE_LOCK])
+        .await?
+        .get(0);
+    if !locked {
+        return Ok(());
+    }
+    let gone: Vec<i64> = tx
+        .query(
+            "DELETE FROM snapshots s WHERE s.repo_id = $1 AND s.created_at < now() - interval '1 hour'
+             AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.snapshot_id = s.id) RETURNING id",
+            &[&repo_id],
+        )
+        .await?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let blobs: Vec<i64> = tx
+        .query(
+            "WITH f AS (DELETE FROM snapshot_files WHERE snapshot_id = ANY($1::bigint[]) RETURNING blob_id)
+             SELECT DISTINCT blob_id FROM f",
+            &[&gone],
+        )
+        .await?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    let blobs: Vec<i64> = tx
+        .query(
+            "DELETE FROM blobs b WHERE b.id = ANY($1::bigint[])
+             AND NOT EXISTS (SELECT 1 FROM snapshot_files sf WHERE sf.blob_id = b.id) RETURNING id",
+            &[&blobs],
+        )
+        .await?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    tx.execute(
+        "DELETE FROM postings WHERE blob_id = ANY($1::bigint[])",
+        &[&blobs],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM chunks WHERE blob_id = ANY($1::bigint[])",
+        &[&blobs],
+    )
+    .await?;
+    tx.commit().await
+}
+
+/// New file versions are written this many chunks at a time (with their postings, some
+/// fifty rows a chunk): few statements, each of a size the server takes in its stride.
+const VERSIONS_BATCH_CHUNKS: usize = 2000;
+
+/// Takes ids for `blobs` new file versions and `chunks` chunks from their sequences.
+async fn allocate_ids(
+    pool: Pool,
+    at: String,
+    blobs: usize,
+    chunks: usize,
+) -> Result<(Vec<i64>, Vec<i64>)> {
+    let client = pool.get().await.map_err(|e| db_error(&at, e))?;
+    let row = client
+        .query_one(
+            "SELECT (SELECT coalesce(array_agg(nextval(pg_get_serial_sequence('blobs', 'id'))), '{}')
+                     FROM generate_series(1, $1::bigint)),
+                    (SELECT coalesce(array_agg(nextval(pg_get_serial_sequence('chunks', 'id'))), '{}')
+                     FROM generate_series(1, $2::bigint))",
+            &[&(blobs as i64), &(chunks as i64)],
+        )
+        .await
+        .map_err(|e| db_error(&at, e))?;
+    let (b, c): (Vec<i64>, Vec<i64>) = (row.get(0), row.get(1));
+    if b.len() != blobs || c.len() != chunks {
+        return Err(Error::Store(format!(
+            "shared index at {at}: asked for {blobs} + {chunks} ids, got {} + {}",
+            b.len(),
+            c.len()
+        )));
+    }
+    Ok((b, c))
+}
+
+/// New file versions' rows, column by column as their statements take them.
+#[derive(Default)]
+struct VersionBatch {
+    blob_id: Vec<i64>,
+    path: Vec<String>,
+    content_hash: Vec<Vec<u8>>,
+    skip_reason: Vec<Option<String>>,
+    chunk_counts: Vec<usize>,
+    chunks: ChunkColumns,
+    postings: PostingColumns,
+}
+
+#[derive(Default)]
+struct ChunkColumns {
+    id: Vec<i64>,
+    blob_id: Vec<i64>,
+    ord: Vec<i32>,
+    language: Vec<String>,
+    kind: Vec<String>,
+    symbol: Vec<String>,
+    name: Vec<String>,
+    start_byte: Vec<i64>,
+    end_byte: Vec<i64>,
+    start_line: Vec<i32>,
+    end_line: Vec<i32>,
+    text: Vec<String>,
+    text_hash: Vec<Vec<u8>>,
+    terms: Vec<i32>,
+}
+
+#[derive(Default)]
+struct PostingColumns {
+    term: Vec<String>,
+    blob_id: Vec<i64>,
+    chunk_id: Vec<i64>,
+    head: Vec<i16>,
+    body: Vec<i16>,
+    terms: Vec<i32>,
+}
+
+/// Splits new file versions into batches of about [`VERSIONS_BATCH_CHUNKS`] chunks and
+/// builds their columns with the ids given (the postings counted on all cores).
+fn version_batches(
+    versions: Vec<NewFileVersion>,
+    blob_ids: &[i64],
+    chunk_ids: &[i64],
+) -> Vec<VersionBatch> {
+    use rayon::prelude::*;
+    let mut next_chunk = 0;
+    let mut with_ids = Vec::with_capacity(versions.len());
+    for (v, blob_id) in versions.into_iter().zip(blob_ids) {
+        let ids = &chunk_ids[next_chunk..next_chunk + v.chunks.len()];
+        next_chunk += v.chunks.len();
+        with_ids.push((v, *blob_id, ids));
+    }
+    let counted: Vec<(NewFileVersion, i64, &[i64], Vec<ChunkPostings>)> = with_ids
+        .into_par_iter()
+        .map(|(v, blob_id, ids)| {
+            let postings = v.chunks.iter().map(ChunkPostings::of).collect();
+            (v, blob_id, ids, postings)
+        })
+        .collect();
+    let mut batches = Vec::new();
+    let mut batch = VersionBatch::default();
+    for (v, blob_id, ids, postings) in counted {
+        for (ord, ((chunk, id), p)) in v.chunks.iter().zip(ids).zip(&postings).enumerate() {
+            let c = &mut batch.chunks;
+            c.id.push(*id);
+            c.blob_id.push(blob_id);
+            c.ord.push(ord as i32 + 1);
+            c.language.push(chunk.language.as_str().to_string());
+            c.kind.push(chunk.kind.as_str().to_string());
+            c.symbol.push(pg_text(&chunk.symbol));
+            c.name.push(pg_text(&chunk.name));
+            c.start_byte.push(chunk.start_byte as i64);
+            c.end_byte.push(chunk.end_byte as i64);
+            c.start_line.push(chunk.start_line as i32);
+            c.end_line.push(chunk.end_line as i32);
+            c.text.push(pg_text(&chunk.text));
+            c.text_hash.push(chunk.text_hash.0.to_vec());
+            c.terms.push(p.terms);
+            let q = &mut batch.postings;
+            for (term, (head, body)) in &p.counts {
+                q.term.push(term.clone());
+                q.blob_id.push(blob_id);
+                q.chunk_id.push(*id);
+                q.head.push((*head).min(i16::MAX as u32) as i16);
+                q.body.push((*body).min(i16::MAX as u32) as i16);
+                q.terms.push(p.terms);
+            }
+        }
+        batch.blob_id.push(blob_id);
+        batch.chunk_counts.push(v.chunks.len());
+        batch.path.push(v.path);
+        batch.content_hash.push(v.content_hash.to_vec());
+        batch.skip_reason.push(v.skip_reason);
+        if batch.chunks.id.len() >= VERSIONS_BATCH_CHUNKS {
+            batches.push(std::mem::take(&mut batch));
+        }
+    }
+    if !batch.blob_id.is_empty() {
+        batches.push(batch);
+    }
+    batches
+        .par_iter_mut()
+        .for_each(|b| b.postings.sort_by_term());
+    batches
+}
+
+impl PostingColumns {
+    /// In term order, so the term index takes each leaf page once per batch rather than
+    /// once per chunk.
+    fn sort_by_term(&mut self) {
+        let mut order: Vec<usize> = (0..self.term.len()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            (&self.term[a], self.chunk_id[a]).cmp(&(&self.term[b], self.chunk_id[b]))
+        });
+        let mut term = std::mem::take(&mut self.term);
+        self.term = order
+            .iter()
+            .map(|&i| std::mem::take(&mut term[i]))
+            .collect();
+        self.blob_id = order.iter().map(|&i| self.blob_id[i]).collect();
+        self.chunk_id = order.iter().map(|&i| self.chunk_id[i]).collect();
+        self.head = order.iter().map(|&i| self.head[i]).collect();
+        self.body = order.iter().map(|&i| self.body[i]).collect();
+        self.terms = order.iter().map(|&i| self.terms[i]).collect();
+    }
+
+    /// Only the rows of these file versions.
+    fn retain(&mut self, blobs: &HashSet<i64>) {
+        let keep: Vec<bool> = self.blob_id.iter().map(|b| blobs.contains(b)).collect();
+        retain_by(&mut self.term, &keep);
+        retain_by(&mut self.blob_id, &keep);
+        retain_by(&mut self.chunk_id, &keep);
+        retain_by(&mut self.head, &keep);
+        retain_by(&mut self.body, &keep);
+        retain_by(&mut self.terms, &keep);
+    }
+}
+
+impl ChunkColumns {
+    /// Only the rows of these file versions.
+    fn retain(&mut self, blobs: &HashSet<i64>) {
+        let keep: Vec<bool> = self.blob_id.iter().map(|b| blobs.contains(b)).collect();
+        retain_by(&mut self.id, &keep);
+        retain_by(&mut self.blob_id, &keep);
+        retain_by(&mut self.ord, &keep);
+        retain_by(&mut self.language, &keep);
+        retain_by(&mut self.kind, &keep);
+        retain_by(&mut self.symbol, &keep);
+        retain_by(&mut self.name, &keep);
+        retain_by(&mut self.start_byte, &keep);
+        retain_by(&mut self.end_byte, &keep);
+        retain_by(&mut self.start_line, &keep);
+        retain_by(&mut self.end_line, &keep);
+        retain_by(&mut self.text, &keep);
+        retain_by(&mut self.text_hash, &keep);
+        retain_by(&mut self.terms, &keep);
+    }
+}
+
+fn retain_by<T>(column: &mut Vec<T>, keep: &[bool]) {
+    let mut k = keep.iter();
+    column.retain(|_| *k.next().unwrap_or(&false));
+}
+
+/// Writes a batch of file versions with their chunks and postings, three statements,
+/// and returns each version's (path, blob id). A version another writer added
+/// meanwhile keeps the chunks it has (the ids taken for this one go unused).
+async fn insert_versions(
+    tx: &tokio_postgres::Transaction<'_>,
+    mut batch: VersionBatch,
+    published: &mut Published,
+) -> std::result::Result<Vec<(String, i64)>, tokio_postgres::Error> {
+    // Paths are unique within an update, so no row is touched twice (ON CONFLICT refuses that).
+    let rows = tx
+        .query(
+            "INSERT INTO blobs(id, path, content_hash, skip_reason)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[])
+             ON CONFLICT (path, content_hash) DO UPDATE SET path = excluded.path
+             RETURNING path, id, (xmax = 0)",
+            &[
+                &batch.blob_id,
+                &batch.path,
+                &batch.content_hash,
+                &batch.skip_reason,
+            ],
+        )
+        .await?;
+    let mut written = Vec::with_capacity(rows.len());
+    let mut inserted = HashSet::new();
+    for r in rows {
+        let id: i64 = r.get(1);
+        if r.get::<_, bool>(2) {
+            inserted.insert(id);
+        }
+        written.push((r.get::<_, String>(0), id));
+    }
+    for (id, n) in batch.blob_id.iter().zip(&batch.chunk_counts) {
+        if inserted.contains(id) && *n > 0 {
+            published.chunks_added += *n as u64;
+            published.file_versions_added += 1;
+        }
+    }
+    if inserted.len() < batch.blob_id.len() {
+        batch.chunks.retain(&inserted);
+        batch.postings.retain(&inserted);
+    }
+    let c = &batch.chunks;
+    if c.id.is_empty() {
+        return Ok(written);
+    }
+    tx.execute(
+        "INSERT INTO chunks(id, blob_id, ord, language, kind, symbol, name, start_byte, end_byte,
+            start_line, end_line, text, text_hash, terms)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::text[], $5::text[],
+            $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::integer[], $11::integer[],
+            $12::text[], $13::bytea[], $14::integer[])",
+        &[
+            &c.id,
+            &c.blob_id,
+            &c.ord,
+            &c.language,
+            &c.kind,
+            &c.symbol,
+            &c.name,
+            &c.start_byte,
+            &c.end_byte,
+            &c.start_line,
+            &c.end_line,
+            &c.text,
+            &c.text_hash,
+            &c.terms,
+        ],
+    )
+    .await?;
+    let p = &batch.postings;
+    tx.execute(
+        "INSERT INTO postings(term, blob_id, chunk_id, head, body, terms)
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::smallint[],
+            $5::smallint[], $6::integer[])",
+        &[&p.term, &p.blob_id, &p.chunk_id, &p.head, &p.body, &p.terms],
+    )
+    .await?;
+    Ok(written)
 }
 
 /// Fault injection for the tests: `RAGLS_FAULT_PUBLISH_WAIT_FOR=FILE` makes a ref update

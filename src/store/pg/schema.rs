@@ -82,6 +82,16 @@ CREATE TABLE embeddings (
     PRIMARY KEY (embedder, dimensions, text_hash)
 );
 "#,
+    // 2: no foreign keys to `blobs` and `snapshots` from the rows a ref update writes by
+    // the thousand (postings, chunks, file lists): each row's check locked the row it
+    // referenced. Writers and the clean-up of old snapshots exclude each other by an
+    // advisory lock instead, and the clean-up removes what the cascades removed.
+    r#"
+ALTER TABLE postings DROP CONSTRAINT IF EXISTS postings_blob_id_fkey;
+ALTER TABLE chunks DROP CONSTRAINT IF EXISTS chunks_blob_id_fkey;
+ALTER TABLE snapshot_files DROP CONSTRAINT IF EXISTS snapshot_files_blob_id_fkey;
+ALTER TABLE snapshot_files DROP CONSTRAINT IF EXISTS snapshot_files_snapshot_id_fkey;
+"#,
 ];
 
 /// pgvector's HNSW index takes vectors of at most this many dimensions.
