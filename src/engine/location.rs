@@ -71,13 +71,28 @@ pub(super) fn take_lock(index_dir: &Path) -> Result<File> {
             }
             _ => Error::io(format!("cannot open the index lock {}", path.display()), e),
         })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::IndexLocked(index_dir.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(
-            format!("cannot lock the index {}", path.display()),
-            e,
-        )),
+    // A lock released a moment ago can still look held for a moment: a child process
+    // that another thread of this process is starting keeps a copy of every descriptor
+    // (the lock's among them) until it execs. So a busy lock is asked again a few times
+    // over ~100 ms before it counts as another process's.
+    let mut tries = 0;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if tries < 5 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::IndexLocked(index_dir.to_path_buf()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(
+                    format!("cannot lock the index {}", path.display()),
+                    e,
+                ))
+            }
+        }
     }
 }
 
