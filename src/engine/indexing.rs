@@ -352,13 +352,16 @@ impl Engine {
                 .collect()
         };
         let prepare_batch = &prepare_batch;
+        // The threads below run their parallel work at this thread's priority (a
+        // server's indexing is background work: engine::priority).
+        let priority = priority::Priority::of_this_thread();
         std::thread::scope(|scope| -> Result<()> {
             let mut in_flight: Option<EmbedJob<'_>> = None;
             // Reading and chunking run a batch ahead, on the pool's threads, while this
             // thread plans and commits (SQLite writes are serial): both cores stay busy.
             let mut ahead = batches
                 .first()
-                .map(|_| scope.spawn(move || prepare_batch(0)));
+                .map(|_| scope.spawn(move || priority.run(|| prepare_batch(0))));
             for (n, batch) in batches.iter().enumerate() {
                 let prepared: Vec<Prepared> = ahead
                     .take()
@@ -366,7 +369,7 @@ impl Engine {
                     .join()
                     .map_err(|_| Error::Usage("reading files panicked".into()))?;
                 if n + 1 < batches.len() {
-                    ahead = Some(scope.spawn(move || prepare_batch(n + 1)));
+                    ahead = Some(scope.spawn(move || priority.run(|| prepare_batch(n + 1))));
                 }
                 let mut planned = self.plan_batch(prepared, &identity, &mut report)?;
                 // Texts the batch in flight is embedding already: found in the cache once
@@ -389,11 +392,20 @@ impl Engine {
                     let embedder = embedder.as_ref();
                     let missing: Vec<(TextHash, String)> = std::mem::take(&mut planned.missing);
                     Some(scope.spawn(move || {
-                        let started = Instant::now();
-                        let texts: Vec<(TextHash, &str)> =
-                            missing.iter().map(|(h, t)| (*h, t.as_str())).collect();
-                        let outcome = embed_texts(embedder, &texts);
-                        (started, Instant::now(), outcome)
+                        let embed = || {
+                            let started = Instant::now();
+                            let texts: Vec<(TextHash, &str)> =
+                                missing.iter().map(|(h, t)| (*h, t.as_str())).collect();
+                            let outcome = embed_texts(embedder, &texts);
+                            (started, Instant::now(), outcome)
+                        };
+                        // An in-process embedder computes on the pool; a remote one
+                        // waits on the network, which must not hold a pool thread.
+                        if embedder.provider_name() == "remote" {
+                            embed()
+                        } else {
+                            priority.run(embed)
+                        }
                     }))
                 };
                 let job = EmbedJob {

@@ -28,33 +28,61 @@ pub fn in_background<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     }
 }
 
+/// The priority of the calling thread's parallel work, to take along into threads it
+/// spawns: such a thread inherits the nice value, but its parallel iterators would run
+/// on rayon's global pool, at normal priority, unless they run in this.
+#[derive(Clone, Copy)]
+pub struct Priority(Option<&'static rayon::ThreadPool>);
+
+impl Priority {
+    pub fn of_this_thread() -> Priority {
+        let mine = |pool: &'static OnceLock<Option<rayon::ThreadPool>>| {
+            pool.get()
+                .and_then(|p| p.as_ref())
+                .filter(|p| p.current_thread_index().is_some())
+        };
+        Priority(mine(&BACKGROUND_POOL).or_else(|| mine(&IDLE_POOL)))
+    }
+
+    /// Runs `work` with its parallel iterators on this priority's pool.
+    pub fn run<R: Send>(self, work: impl FnOnce() -> R + Send) -> R {
+        match self.0 {
+            Some(pool) => pool.install(work),
+            None => work(),
+        }
+    }
+}
+
+static BACKGROUND_POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+static IDLE_POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+
 fn background_pool() -> Option<&'static rayon::ThreadPool> {
-    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(rayon::current_num_threads())
-            .thread_name(|i| format!("ragls-index-{i}"))
-            .start_handler(|_| set_this_thread_nice(BACKGROUND_NICE))
-            .build()
-            .ok()
-    })
-    .as_ref()
+    BACKGROUND_POOL
+        .get_or_init(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(rayon::current_num_threads())
+                .thread_name(|i| format!("ragls-index-{i}"))
+                .start_handler(|_| set_this_thread_nice(BACKGROUND_NICE))
+                .build()
+                .ok()
+        })
+        .as_ref()
 }
 
 /// Threads for background embedding, at the lowest CPU priority: the model's matrix
 /// products run on them (candle computes on the current rayon pool), so indexing,
 /// searches and the editor always come first.
 pub(super) fn idle_pool() -> Option<&'static rayon::ThreadPool> {
-    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(rayon::current_num_threads())
-            .thread_name(|i| format!("ragls-model-{i}"))
-            .start_handler(|_| lower_this_thread())
-            .build()
-            .ok()
-    })
-    .as_ref()
+    IDLE_POOL
+        .get_or_init(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(rayon::current_num_threads())
+                .thread_name(|i| format!("ragls-model-{i}"))
+                .start_handler(|_| lower_this_thread())
+                .build()
+                .ok()
+        })
+        .as_ref()
 }
 
 /// Puts the calling thread in the idle scheduling class (it runs only on otherwise idle
@@ -118,9 +146,25 @@ mod tests {
     }
 
     #[test]
-    fn threads_spawned_by_background_work_inherit_its_level() {
+    fn threads_spawned_by_background_work_inherit_its_level_and_its_pool() {
+        use rayon::prelude::*;
         let caller = std::thread::spawn(this_thread_nice).join().unwrap();
         let spawned = in_background(|| std::thread::spawn(this_thread_nice).join().unwrap());
         assert_eq!(spawned, BACKGROUND_NICE.max(caller));
+        // A spawned thread's parallel iterators: on the background pool when it takes
+        // the priority along, on the global pool (the caller's level) when it does not.
+        let (carried, not_carried) = in_background(|| {
+            let priority = Priority::of_this_thread();
+            let carried = std::thread::spawn(move || {
+                priority.run(|| (0..64).into_par_iter().map(|_| this_thread_nice()).max())
+            });
+            let not_carried =
+                std::thread::spawn(|| (0..64).into_par_iter().map(|_| this_thread_nice()).min());
+            (carried.join().unwrap(), not_carried.join().unwrap())
+        });
+        assert_eq!(carried, Some(BACKGROUND_NICE.max(caller)));
+        assert_eq!(not_carried, Some(caller));
+        // Outside background work there is nothing to carry.
+        assert!(Priority::of_this_thread().0.is_none());
     }
 }
