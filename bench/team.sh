@@ -32,7 +32,7 @@ psql=("$RAGLS_TEST_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1)
 "${psql[@]}" "${RAGLS_TEST_PG_URL%/*}/$db" -c "CREATE EXTENSION vector"
 cleanup_db() { "${psql[@]}" "$RAGLS_TEST_PG_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; }
 trap 'cleanup_db; if [ "$pg_was_running" = no ]; then scripts/pg.sh stop; fi' EXIT
-RAGLS_BENCH_PG_URL="${RAGLS_TEST_PG_WRITER_URL%/*}/$db" cargo bench -q --bench team -- "$corpus" 800
+RAGLS_BENCH_PG_URL="${RAGLS_TEST_PG_WRITER_URL%/*}/$db" cargo bench -q --bench team -- "$corpus" ${TEAM_QUERIES:-800}
 if [ "$eval" = yes ]; then
   cargo build --release -q
   echo "dev-eval, PostgreSQL backend:"
