@@ -20,20 +20,22 @@ const CHUNK_COLUMNS: &str =
     c.start_line, c.end_line, c.text";
 
 /// BM25 (FTS5's bm25(): per query term, idf * w * (k1 + 1) / (w + k1 * (1 - b + b * len / avg)),
-/// w = head_weight * (the term's head occurrences) + (its body occurrences)), the best
-/// `$4`, then their rows. $1 snapshot, $2 terms, $3 their idf, $5 excluded paths,
+/// w = head_weight * (the term's head occurrences) + (its body occurrences)): the best
+/// `$4` chunks and their scores. $1 snapshot, $2 terms, $3 their idf, $5 excluded paths,
 /// $6 head weight, $7 average length.
+const BM25_TOP: &str = "SELECT p.chunk_id,
+       sum(q.idf * (($6::real * p.head + p.body) * 2.2::real)
+           / (($6::real * p.head + p.body) + 1.2::real * (0.25::real + 0.75::real * p.terms / $7::real)))::real AS s
+  FROM unnest($2::text[], $3::real[]) AS q(t, idf)
+  JOIN postings p ON p.term = q.t
+  JOIN snapshot_files sf ON sf.blob_id = p.blob_id AND sf.snapshot_id = $1
+  WHERE NOT (sf.path = ANY($5::text[]))
+  GROUP BY p.chunk_id ORDER BY s DESC, p.chunk_id LIMIT $4";
+
+/// [`BM25_TOP`], then the winners' rows.
 fn lexical_sql() -> String {
     format!(
-        "WITH top AS (
-           SELECT p.chunk_id,
-                  sum(q.idf * (($6::real * p.head + p.body) * 2.2::real)
-                      / (($6::real * p.head + p.body) + 1.2::real * (0.25::real + 0.75::real * p.terms / $7::real)))::real AS s
-           FROM unnest($2::text[], $3::real[]) AS q(t, idf)
-           JOIN postings p ON p.term = q.t
-           JOIN snapshot_files sf ON sf.blob_id = p.blob_id AND sf.snapshot_id = $1
-           WHERE NOT (sf.path = ANY($5::text[]))
-           GROUP BY p.chunk_id ORDER BY s DESC, p.chunk_id LIMIT $4)
+        "WITH top AS ({BM25_TOP})
          SELECT top.chunk_id, top.s, {CHUNK_COLUMNS}
          FROM top JOIN chunks c ON c.id = top.chunk_id JOIN blobs b ON b.id = c.blob_id
          ORDER BY top.s DESC, top.chunk_id"
@@ -295,18 +297,9 @@ impl PgStore {
         let excluded = excluded.to_vec();
         Ok(Some(async move {
             let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            // FTS5's bm25(): per query term, idf * w * (k1 + 1) / (w + k1 * (1 - b + b * len / avg)),
-            // w = head_weight * (the term's head occurrences) + (its body occurrences).
             let rows = client
                 .query(
-                    "SELECT p.chunk_id,
-                            sum(q.idf * (($6::real * p.head + p.body) * 2.2::real)
-                                / (($6::real * p.head + p.body) + 1.2::real * (0.25::real + 0.75::real * p.terms / $7::real)))::real AS s
-                     FROM unnest($2::text[], $3::real[]) AS q(t, idf)
-                     JOIN postings p ON p.term = q.t
-                     JOIN snapshot_files sf ON sf.blob_id = p.blob_id AND sf.snapshot_id = $1
-                     WHERE NOT (sf.path = ANY($5::text[]))
-                     GROUP BY p.chunk_id ORDER BY s DESC, p.chunk_id LIMIT $4",
+                    BM25_TOP,
                     &[
                         &snapshot,
                         &unique,
