@@ -3,8 +3,9 @@
 //! On 2 cores an indexer that fills both makes a 4 ms search take 15-20 ms: the search
 //! thread gets a third of a core. Two levels below normal:
 //! - a server's indexing (the first index of a workspace, a re-index after a branch
-//!   switch) runs on [`background_pool`], at nice 10: it still takes all the CPU nobody
-//!   else wants, but a search thread at nice 0 outweighs it about ten to one;
+//!   switch) runs at nice 10 ([`in_background`]), its parallel work on a pool of nice-10
+//!   threads: it still takes all the CPU nobody else wants, but a search thread at nice 0
+//!   outweighs it about ten to one;
 //! - a local model's background pass runs at the idle class ([`lower_this_thread`],
 //!   [`idle_pool`]): only on otherwise idle CPUs.
 //!
@@ -18,14 +19,31 @@ use std::sync::OnceLock;
 /// The nice level of a server's indexing: well below searches, well above the idle class.
 const BACKGROUND_NICE: i32 = 10;
 
-/// Runs `work` on threads at nice 10, and every parallel iterator inside it too (a
-/// rayon pool of its own: the global pool stays at normal priority for the CLI). Falls
-/// back to the calling thread when the pool cannot be built.
+/// Runs `work` on a thread of its own at nice 10; the parallel work it hands to
+/// [`Priority::run`] (the threads an index run spawns for reading and embedding) runs on
+/// a rayon pool of nice-10 threads (the global pool stays at normal priority for the
+/// CLI). `work` itself must not run on that pool: it blocks on threads that wait for the
+/// pool, and two folders indexing at once would then hold every pool thread, waiting
+/// for work none of them is free to do.
 pub fn in_background<R: Send>(work: impl FnOnce() -> R + Send) -> R {
-    match background_pool() {
-        Some(pool) => pool.install(work),
-        None => work(),
+    let outcome = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                set_this_thread_nice(BACKGROUND_NICE);
+                IN_BACKGROUND.with(|b| b.set(true));
+                work()
+            })
+            .join()
+    });
+    match outcome {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
     }
+}
+
+thread_local! {
+    /// Set on the threads [`in_background`] runs work on.
+    static IN_BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The priority of the calling thread's parallel work, to take along into threads it
@@ -36,6 +54,9 @@ pub struct Priority(Option<&'static rayon::ThreadPool>);
 
 impl Priority {
     pub fn of_this_thread() -> Priority {
+        if IN_BACKGROUND.with(|b| b.get()) {
+            return Priority(background_pool());
+        }
         let mine = |pool: &'static OnceLock<Option<rayon::ThreadPool>>| {
             pool.get()
                 .and_then(|p| p.as_ref())
@@ -126,14 +147,16 @@ mod tests {
     }
 
     #[test]
-    fn background_work_and_its_parallel_iterators_run_at_nice_10() {
+    fn background_work_and_the_parallel_work_it_carries_run_at_nice_10() {
         use rayon::prelude::*;
         let caller = std::thread::spawn(this_thread_nice).join().unwrap();
         let (outer, inner) = in_background(|| {
-            let inner: Vec<i32> = (0..64)
-                .into_par_iter()
-                .map(|_| this_thread_nice())
-                .collect();
+            let inner: Vec<i32> = Priority::of_this_thread().run(|| {
+                (0..64)
+                    .into_par_iter()
+                    .map(|_| this_thread_nice())
+                    .collect()
+            });
             (this_thread_nice(), inner)
         });
         assert_eq!(outer, BACKGROUND_NICE.max(caller));
@@ -143,6 +166,36 @@ mod tests {
         );
         // The caller's own thread is untouched.
         assert_eq!(std::thread::spawn(this_thread_nice).join().unwrap(), caller);
+    }
+
+    #[test]
+    fn more_background_runs_at_once_than_pool_threads_all_finish() {
+        use rayon::prelude::*;
+        // Each run blocks on a thread that waits for the pool, as an index run does on
+        // its reading-ahead thread: runs that occupied the pool's threads themselves
+        // would wait forever (two workspace folders indexing at once did).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let runs = rayon::current_num_threads() * 2 + 1;
+        for _ in 0..runs {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let sum = in_background(|| {
+                    let priority = Priority::of_this_thread();
+                    std::thread::scope(|s| {
+                        s.spawn(move || priority.run(|| (0..1000u64).into_par_iter().sum::<u64>()))
+                            .join()
+                            .unwrap()
+                    })
+                });
+                let _ = tx.send(sum);
+            });
+        }
+        for _ in 0..runs {
+            let sum = rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("a background run never finished: the pool is deadlocked");
+            assert_eq!(sum, 499_500);
+        }
     }
 
     #[test]
