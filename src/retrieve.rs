@@ -160,6 +160,7 @@ pub fn hybrid(
         .collect();
     priors::apply(query, &mut hits, rc);
     hits.truncate(pool);
+    c.source.fill_texts(&mut hits)?;
     Ok(hits)
 }
 

@@ -2,6 +2,7 @@
 //! SQLite store's BM25 and the in-process HNSW graph) and a snapshot of the shared team
 //! index (BM25 from PostgreSQL tables, and pgvector). [`super::hybrid`] fuses either alike.
 
+use super::SearchHit;
 use crate::ann::SharedVectors;
 use crate::error::Result;
 use crate::store::pg::{PgStore, Snapshot, SnapshotQuery};
@@ -35,6 +36,11 @@ pub trait CandidateSource {
     ) -> Result<Vec<(ChunkId, Vec<f32>)>> {
         Ok(Vec::new())
     }
+    /// Fills in the texts of hits whose chunks were read without them (a source that
+    /// reads texts only for the pool, see [`Rankings::chunks`]).
+    fn fill_texts(&self, _hits: &mut [SearchHit]) -> Result<()> {
+        Ok(())
+    }
     /// Both rankings: the lexical one and, given an embedded query, the nearest chunks.
     /// A source that can fetch them at once, with their chunks (a database: one round
     /// trip instead of three), overrides this.
@@ -60,7 +66,8 @@ pub struct Rankings {
     pub lexical: Ranking,
     pub vector: Ranking,
     /// Chunks already read with the rankings (by id); the others are read with
-    /// [`CandidateSource::chunks`].
+    /// [`CandidateSource::chunks`]. A source may leave their texts empty, to be read
+    /// for the pool alone by [`CandidateSource::fill_texts`].
     pub chunks: HashMap<ChunkId, StoredChunk>,
 }
 
@@ -150,6 +157,21 @@ impl CandidateSource for SharedSnapshot<'_> {
 
     fn chunks(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, StoredChunk>> {
         self.store.chunks_by_id(ids)
+    }
+
+    fn fill_texts(&self, hits: &mut [SearchHit]) -> Result<()> {
+        let ids: Vec<ChunkId> = hits
+            .iter()
+            .filter(|h| h.chunk.chunk.text.is_empty())
+            .map(|h| h.chunk.id)
+            .collect();
+        let mut texts = self.store.chunk_texts(&ids)?;
+        for h in hits.iter_mut() {
+            if let Some(text) = texts.remove(&h.chunk.id) {
+                h.chunk.chunk.text = text;
+            }
+        }
+        Ok(())
     }
 
     fn rankings(&self, ask: &RankingQuery<'_>) -> Result<Rankings> {

@@ -276,6 +276,16 @@ fn a_fixture_repository_indexed_into_postgres_is_searched_and_asked_from_two_pro
         &[],
     );
     common::assert_in_top(&results, 3, &e, "evict");
+    // Rows are ranked without their texts, which are read for the pool afterwards:
+    // every hit shows its own code.
+    for r in &results {
+        let snippet = r["snippet"].as_str().unwrap_or_default();
+        let file = std::fs::read_to_string(sb.path(r["path"].as_str().unwrap())).unwrap();
+        assert!(
+            !snippet.trim().is_empty() && snippet.lines().all(|l| file.contains(l)),
+            "a shared hit shows the text of its chunk: {r}"
+        );
+    }
     let status = json_of(&ok(
         team(&sb, "status", &db.reader, "main", &["--json"]),
         "status",

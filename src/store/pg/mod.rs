@@ -230,9 +230,15 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime> {
     Ok(RUNTIME.get_or_init(|| rt))
 }
 
-/// Runs `fut` on the database runtime and waits for it. Works from any thread, inside
+/// Runs `fut` with the database runtime and waits for it. Works from any thread, inside
 /// another runtime too (it never nests `block_on`).
 fn block<T: Send + 'static>(fut: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        // On the calling thread (the connections' tasks stay on the runtime's): a
+        // question's rows are decoded by the thread that asked, not queued behind every
+        // other caller's on the runtime's two threads, measured with 16 clients.
+        return runtime()?.block_on(fut);
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     runtime()?.spawn(async move {
         let _ = tx.send(fut.await);
