@@ -164,31 +164,24 @@ impl RemoteEmbedder {
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
         let resp = self.provider.post("embeddings", &body, true).await?;
-        let value: serde_json::Value = resp
-            .json()
+        let bytes = resp
+            .bytes()
             .await
             .map_err(|e| ProviderError::BadResponse(format!("embeddings: {e}")))?;
-        let data = value
-            .get("data")
-            .and_then(|d| d.as_array())
+        // Read straight into vectors: a response holds batch x dimensions numbers, and a
+        // generic JSON tree allocates a value for each of them.
+        let parsed: EmbeddingsBody = serde_json::from_slice(&bytes)
+            .map_err(|e| ProviderError::BadResponse(format!("embeddings: {e}")))?;
+        let data = parsed
+            .data
             .ok_or_else(|| ProviderError::BadResponse("embeddings: no \"data\" list".into()))?;
         let mut out: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
-        for (position, item) in data.iter().enumerate() {
+        for (position, item) in data.into_iter().enumerate() {
             // By `index`, never by position alone; fall back to position if it is absent.
-            let index = item
-                .get("index")
-                .and_then(|i| i.as_u64())
-                .map(|i| i as usize)
-                .unwrap_or(position);
-            let vector: Vec<f32> = item
-                .get("embedding")
-                .and_then(|e| e.as_array())
-                .ok_or_else(|| {
-                    ProviderError::BadResponse("embeddings: an item has no \"embedding\"".into())
-                })?
-                .iter()
-                .map(|x| x.as_f64().unwrap_or(0.0) as f32)
-                .collect();
+            let index = item.index.map(|i| i as usize).unwrap_or(position);
+            let vector = item.embedding.ok_or_else(|| {
+                ProviderError::BadResponse("embeddings: an item has no \"embedding\"".into())
+            })?;
             if index >= out.len() {
                 return Err(ProviderError::BadResponse(format!(
                     "embeddings: index {index} out of range"
@@ -223,6 +216,18 @@ impl RemoteEmbedder {
         self.truncated.fetch_add(1, Ordering::Relaxed);
         cut(text, self.max_input_chars).to_string()
     }
+}
+
+/// The part of an embeddings response the client reads (OpenAI's shape).
+#[derive(serde::Deserialize)]
+struct EmbeddingsBody {
+    data: Option<Vec<EmbeddingItem>>,
+}
+
+#[derive(serde::Deserialize)]
+struct EmbeddingItem {
+    index: Option<u64>,
+    embedding: Option<Vec<f32>>,
 }
 
 /// The longest prefix of `text` within `max` bytes that ends on a char boundary.

@@ -41,9 +41,10 @@
 //! Every request is processed in this order: recorded (with its parsed JSON body, `Null` when
 //! the body is not JSON) → in-flight counter incremented → the next queued [`Failure`] for that
 //! endpoint is popped (FIFO, so a failure is consumed even by a request that would also fail
-//! the key check) → latency (+ `Slow` delay) → `Status` / `MalformedJson` failures answered →
-//! key check (401) → body validation (400) → known-model check (400) → the real answer (where
-//! `DropStream` / `ErrorMidStream` take effect).
+//! the key check) → `Status` / `MalformedJson` failures answered → key check (401) → body
+//! validation (400) → known-model check (400) → the real answer (where `DropStream` /
+//! `ErrorMidStream` take effect); the answer, whichever it is, leaves once the latency
+//! (+ `Slow` delay) has passed since the request arrived: the fake's own work is inside it.
 //!
 //! ## Word model (embeddings and rerank)
 //!
@@ -558,6 +559,10 @@ fn unix_now() -> u64 {
 }
 
 async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    // The latency runs from the request's arrival to its answer, with the fake's own work
+    // (reading the body, answering) inside it, as a remote server's is: a client is never
+    // charged for the fake's CPU on top of the latency it was given.
+    let arrived = tokio::time::Instant::now();
     let path = req.uri().path().to_string();
     let Some(endpoint) = endpoint_of(&path) else {
         return error_response(404, &format!("Not found: {path}"));
@@ -610,10 +615,42 @@ async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     if let Some(Failure::Slow(d)) = &failure {
         delay += *d;
     }
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
+    // In flight until answered: a streamed answer carries the guard along.
+    let mut guard = Some(guard);
+    let answer = answer(
+        shared,
+        endpoint,
+        headers,
+        body,
+        failure,
+        expected_key,
+        known_models,
+        chat_answer,
+        gap,
+        dims,
+        &mut guard,
+    )
+    .await;
+    tokio::time::sleep_until(arrived + delay).await;
+    drop(guard);
+    answer
+}
 
+/// What [`dispatch`] answers, once the latency has passed.
+#[allow(clippy::too_many_arguments)]
+async fn answer(
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: Value,
+    failure: Option<Failure>,
+    expected_key: Option<String>,
+    known_models: Option<Vec<String>>,
+    chat_answer: Option<String>,
+    gap: Duration,
+    dims: usize,
+    guard: &mut Option<InFlight>,
+) -> Response {
     let streaming = endpoint == Endpoint::Chat && body.get("stream") == Some(&Value::Bool(true));
     match &failure {
         Some(Failure::Status { code, retry_after }) => {
@@ -706,7 +743,7 @@ async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 failure,
                 streaming,
                 gap,
-                guard,
+                guard.take().expect("the request is in flight"),
             )
         }
     }
