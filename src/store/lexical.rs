@@ -59,6 +59,13 @@ struct CacheState {
     live: usize,
 }
 
+/// The FTS5 match expression a search asks; `None` when there is nothing to ask (no
+/// usable term, or no result wanted).
+fn query_of(terms: &[String], limit: usize) -> Option<String> {
+    let unique = unique_terms(terms);
+    (!unique.is_empty() && limit > 0).then(|| match_expression(&unique))
+}
+
 /// The query terms FTS5 is asked for: non-empty, alphanumeric (anything else would be
 /// FTS5 query syntax), each once, in their first order (the phrase order that the scores
 /// are summed in).
@@ -93,11 +100,9 @@ impl Store {
         limit: usize,
         head_weight: f32,
     ) -> Result<Vec<(ChunkId, f32)>> {
-        let unique = unique_terms(terms);
-        if unique.is_empty() || limit == 0 {
+        let Some(expr) = query_of(terms, limit) else {
             return Ok(Vec::new());
-        }
-        let expr = match_expression(&unique);
+        };
         match self.scored_here(&expr, limit, head_weight)? {
             Some(hits) => Ok(hits),
             None => self.fts5_bm25(&expr, limit, head_weight),
@@ -130,11 +135,10 @@ impl Store {
         limit: usize,
         head_weight: f32,
     ) -> Result<Vec<(ChunkId, f32)>> {
-        let unique = unique_terms(terms);
-        if unique.is_empty() || limit == 0 {
+        let Some(expr) = query_of(terms, limit) else {
             return Ok(Vec::new());
-        }
-        self.fts5_bm25(&match_expression(&unique), limit, head_weight)
+        };
+        self.fts5_bm25(&expr, limit, head_weight)
     }
 
     fn fts5_bm25(&self, expr: &str, limit: usize, head_weight: f32) -> Result<Vec<(ChunkId, f32)>> {

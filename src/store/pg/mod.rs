@@ -247,6 +247,42 @@ fn block<T: Send + 'static>(fut: impl Future<Output = Result<T>> + Send + 'stati
         .map_err(|_| Error::Other("the database task stopped unexpectedly".into()))?
 }
 
+/// A pooled connection and where it goes (`host:port/database`): its queries' errors
+/// name the server, as every message about the database does.
+struct Db {
+    client: deadpool_postgres::Object,
+    at: String,
+}
+
+impl Db {
+    async fn get(pool: &Pool, at: String) -> Result<Db> {
+        let client = pool.get().await.map_err(|e| db_error(&at, e))?;
+        Ok(Db { client, at })
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        self.client
+            .query(sql, params)
+            .await
+            .map_err(|e| db_error(&self.at, e))
+    }
+
+    async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row> {
+        self.client
+            .query_one(sql, params)
+            .await
+            .map_err(|e| db_error(&self.at, e))
+    }
+}
+
 /// The password for a URL that has none: `PGPASSWORD`, else the `.pgpass` file
 /// (`PGPASSFILE`, default `~/.pgpass`), as libpq does. Never a file in the workspace.
 fn password_from_environment(config: &tokio_postgres::Config) -> Option<Vec<u8>> {
@@ -515,6 +551,29 @@ impl PgStore {
             self.breaker.trip(why, &self.reader);
         }
         out
+    }
+
+    /// Runs `work` on a reading connection (the replica when there is one), through the
+    /// breaker.
+    fn read_with<T, F, Fut>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Db) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + Send,
+    {
+        let (pool, at) = (self.reader.clone(), self.reader_at.clone());
+        self.read(async move { work(Db::get(&pool, at).await?).await })
+    }
+
+    /// Runs `work` on a connection to the primary (writes, and what a writer reads).
+    fn write_with<T, F, Fut>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Db) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + Send,
+    {
+        let (pool, at) = (self.primary.clone(), self.primary_at.clone());
+        block(async move { work(Db::get(&pool, at).await?).await })
     }
 
     /// Whether the reading side is considered away now (reads fail at once).

@@ -88,20 +88,16 @@ impl PgStore {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
-        let pool = self.primary.clone();
-        let at = self.primary_at.clone();
         let paths: Vec<String> = keys.iter().map(|(p, _)| p.clone()).collect();
         let hashes: Vec<Vec<u8>> = keys.iter().map(|(_, h)| h.to_vec()).collect();
-        block(async move {
-            let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            let rows = client
+        self.write_with(move |db| async move {
+            let rows = db
                 .query(
                     "SELECT b.path, b.content_hash, b.id FROM blobs b
                      JOIN unnest($1::text[], $2::bytea[]) AS k(path, hash) ON b.path = k.path AND b.content_hash = k.hash",
                     &[&paths, &hashes],
                 )
-                .await
-                .map_err(|e| db_error(&at, e))?;
+                .await?;
             Ok(rows
                 .into_iter()
                 .map(|r| {
@@ -123,20 +119,16 @@ impl PgStore {
         if hashes.is_empty() {
             return Ok(HashMap::new());
         }
-        let pool = self.primary.clone();
-        let at = self.primary_at.clone();
         let id = id.clone();
         let keys: Vec<Vec<u8>> = hashes.iter().map(|h| h.0.to_vec()).collect();
-        block(async move {
-            let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            let rows = client
+        self.write_with(move |db| async move {
+            let rows = db
                 .query(
                     "SELECT text_hash, vector FROM embeddings
                      WHERE embedder = $1 AND dimensions = $2 AND text_hash = ANY($3::bytea[])",
                     &[&id.embedder, &(id.dimensions as i32), &keys],
                 )
-                .await
-                .map_err(|e| db_error(&at, e))?;
+                .await?;
             Ok(rows
                 .into_iter()
                 .map(|r| {

@@ -136,28 +136,24 @@ impl PgStore {
 
     /// Checks that the database holds a schema this ragls reads, without writing.
     pub fn check_schema(&self) -> Result<()> {
-        let pool = self.reader.clone();
-        let at = self.reader_at.clone();
-        self.read(async move {
-            let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            let row = client
+        self.read_with(|db| async move {
+            let at = &db.at;
+            let row = db
                 .query_one("SELECT to_regclass('ragls_schema') IS NOT NULL", &[])
-                .await
-                .map_err(|e| db_error(&at, e))?;
+                .await?;
             let exists: bool = row.get(0);
             if !exists {
                 return Err(Error::Usage(format!(
                     "the shared index at {at} has no ragls index yet; build one with `ragls index --store URL` (a writer role)"
                 )));
             }
-            let v: Option<i32> = client
+            let v: Option<i32> = db
                 .query_one("SELECT max(version) FROM ragls_schema", &[])
-                .await
-                .map_err(|e| db_error(&at, e))?
+                .await?
                 .get(0);
             match v.unwrap_or(0) {
                 PG_SCHEMA_VERSION => Ok(()),
-                v if v > PG_SCHEMA_VERSION => Err(newer_schema(&at, v)),
+                v if v > PG_SCHEMA_VERSION => Err(newer_schema(at, v)),
                 v => Err(Error::Usage(format!(
                     "the shared index at {at} has schema version {v}, older than this ragls ({PG_SCHEMA_VERSION}); run `ragls index --store URL` with a writer role to migrate it"
                 ))),

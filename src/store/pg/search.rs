@@ -64,6 +64,19 @@ fn nearest_sql(dims: usize) -> String {
     )
 }
 
+/// The terms BM25 is asked for: lower-cased, alphanumeric, each once, in their first
+/// order (as the SQLite index asks FTS5).
+fn bm25_terms(terms: &[String]) -> Vec<String> {
+    let mut unique: Vec<String> = Vec::new();
+    for t in terms {
+        let t = t.to_lowercase();
+        if !t.is_empty() && t.chars().all(|c| c.is_alphanumeric()) && !unique.contains(&t) {
+            unique.push(t);
+        }
+    }
+    unique
+}
+
 /// A chunk from a row whose column 0 is its id and `CHUNK_COLUMNS` start at `at`.
 fn chunk_of_row(r: &Row, at: usize) -> Option<StoredChunk> {
     let id = ChunkId(r.get(0));
@@ -121,13 +134,7 @@ impl PgStore {
     /// slower under 16 clients: every question then waited for a second connection.
     pub fn search_snapshot(&self, ask: &SnapshotQuery<'_>) -> Result<SnapshotSearch> {
         let snapshot = ask.snapshot;
-        let mut unique: Vec<String> = Vec::new();
-        for t in ask.terms {
-            let t = t.to_lowercase();
-            if !t.is_empty() && t.chars().all(|c| c.is_alphanumeric()) && !unique.contains(&t) {
-                unique.push(t);
-            }
-        }
+        let unique = bm25_terms(ask.terms);
         let lexical = if unique.is_empty() || ask.lexical_limit == 0 {
             None
         } else {
@@ -304,13 +311,7 @@ impl PgStore {
         head_weight: f32,
         excluded: &[String],
     ) -> Result<Option<impl Future<Output = Result<Vec<(ChunkId, f32)>>> + Send + 'static>> {
-        let mut unique: Vec<String> = Vec::new();
-        for t in terms {
-            let t = t.to_lowercase();
-            if !t.is_empty() && t.chars().all(|c| c.is_alphanumeric()) && !unique.contains(&t) {
-                unique.push(t);
-            }
-        }
+        let unique = bm25_terms(terms);
         if unique.is_empty() || limit == 0 {
             return Ok(None);
         }
@@ -369,27 +370,22 @@ impl PgStore {
         if let (true, Some(average)) = (missing.is_empty(), average) {
             return Ok((out, average));
         }
-        let pool = self.reader.clone();
-        let at = self.reader_at.clone();
         let asked = missing.clone();
-        let (total, average, counts): (i64, f32, Vec<i64>) = self.read(async move {
-            let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            let row = client
+        let (total, average, counts): (i64, f32, Vec<i64>) = self.read_with(move |db| async move {
+            let row = db
                 .query_one(
                     "SELECT chunk_count, (term_total::real / greatest(chunk_count, 1))::real FROM snapshots WHERE id = $1",
                     &[&snapshot],
                 )
-                .await
-                .map_err(|e| db_error(&at, e))?;
-            let rows = client
+                .await?;
+            let rows = db
                 .query(
                     "SELECT (SELECT count(*) FROM postings p JOIN snapshot_files sf
                                ON sf.blob_id = p.blob_id AND sf.snapshot_id = $1 WHERE p.term = u.t)
                      FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o) ORDER BY o",
                     &[&snapshot, &asked],
                 )
-                .await
-                .map_err(|e| db_error(&at, e))?;
+                .await?;
             Ok((
                 row.get(0),
                 row.get(1),
@@ -488,19 +484,15 @@ impl PgStore {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let pool = self.reader.clone();
-        let at = self.reader_at.clone();
         let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
-        self.read(async move {
-            let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            let stmt = client
+        self.read_with(move |db| async move {
+            let err = |e| db_error(&db.at, e);
+            let stmt = db
+                .client
                 .prepare_cached("SELECT id, text FROM chunks WHERE id = ANY($1::bigint[])")
                 .await
-                .map_err(|e| db_error(&at, e))?;
-            let rows = client
-                .query(&stmt, &[&ids])
-                .await
-                .map_err(|e| db_error(&at, e))?;
+                .map_err(err)?;
+            let rows = db.client.query(&stmt, &[&ids]).await.map_err(err)?;
             Ok(rows
                 .into_iter()
                 .map(|r| (ChunkId(r.get(0)), r.get(1)))
@@ -513,20 +505,16 @@ impl PgStore {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let pool = self.reader.clone();
-        let at = self.reader_at.clone();
         let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
-        self.read(async move {
-            let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            let rows = client
+        self.read_with(move |db| async move {
+            let rows = db
                 .query(
                     "SELECT c.id, b.path, c.language, c.kind, c.symbol, c.name, c.start_byte, c.end_byte,
                             c.start_line, c.end_line, c.text
                      FROM chunks c JOIN blobs b ON b.id = c.blob_id WHERE c.id = ANY($1::bigint[])",
                     &[&ids],
                 )
-                .await
-                .map_err(|e| db_error(&at, e))?;
+                .await?;
             let mut out = HashMap::with_capacity(rows.len());
             for r in rows {
                 let id = ChunkId(r.get(0));
@@ -562,17 +550,13 @@ impl PgStore {
 
     /// Figures for `status` and the benchmark: chunks of the snapshot, bytes of the database.
     pub fn sizes(&self, snapshot: i64) -> Result<(u64, u64)> {
-        let pool = self.reader.clone();
-        let at = self.reader_at.clone();
-        self.read(async move {
-            let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            let row = client
+        self.read_with(move |db| async move {
+            let row = db
                 .query_one(
                     "SELECT (SELECT chunk_count FROM snapshots WHERE id = $1), pg_database_size(current_database())",
                     &[&snapshot],
                 )
-                .await
-                .map_err(|e| db_error(&at, e))?;
+                .await?;
             Ok((
                 row.get::<_, Option<i64>>(0).unwrap_or(0) as u64,
                 row.get::<_, i64>(1) as u64,
