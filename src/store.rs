@@ -337,7 +337,8 @@ impl Store {
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         Ok(self
             .conn
-            .query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
+            .prepare_cached("SELECT value FROM meta WHERE key=?1")?
+            .query_row([key], |r| r.get(0))
             .optional()?)
     }
 
@@ -408,7 +409,7 @@ impl Store {
     pub fn file_states(&self) -> Result<HashMap<String, FileState>> {
         let mut st = self
             .conn
-            .prepare("SELECT path, size, mtime_ns, content_hash, skip_reason FROM files")?;
+            .prepare_cached("SELECT path, size, mtime_ns, content_hash, skip_reason FROM files")?;
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, read_file_state(r, 1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

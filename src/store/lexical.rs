@@ -202,8 +202,9 @@ impl CacheState {
     /// when ids went backwards: the table was emptied and refilled). False when a size
     /// record does not decode.
     fn refresh(&mut self, conn: &Connection) -> Result<bool> {
-        let max: Option<i64> =
-            conn.query_row("SELECT max(id) FROM chunks_fts_docsize", [], |r| r.get(0))?;
+        let max: Option<i64> = conn
+            .prepare_cached("SELECT max(id) FROM chunks_fts_docsize")?
+            .query_row([], |r| r.get(0))?;
         let max = max.unwrap_or(0);
         let full = max < self.max_id || self.lengths.len() > 2 * self.live + 10_000;
         if full {
