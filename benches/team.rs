@@ -6,7 +6,8 @@
 //!
 //! Prints: full index of the corpus into a fresh ref; an update of the ref with 1% of the
 //! files changed, beside the time to re-chunk those files alone; search latency (median,
-//! p95) with 1 and with 16 concurrent clients, each client a reading engine of its own;
+//! p95) with 1 and with 16 concurrent clients, each client a reading engine of its own
+//! with a connection of its own, then the 16 through the default pool (`store.pool_size`);
 //! and the database's size. The corpus is copied to a temporary folder first (its mtimes
 //! kept), so the changes never touch it.
 
@@ -97,7 +98,12 @@ fn main() {
             Engine::open_for_writing(&root, config.clone(), index_dir.clone()).expect("open");
         writer.index(false, &NoProgress).expect("overlay");
     }
-    for clients in [1usize, 16] {
+    // Each client a connection of its own (as 16 editors would have), then the same 16
+    // through one process's default pool, where they queue for its few connections.
+    let default_pool = Config::default().store.pool_size;
+    for (clients, pool) in [(1usize, 16usize), (16, 16), (16, default_pool)] {
+        let mut config = config.clone();
+        config.store.pool_size = pool;
         let per_client = queries.len() / clients;
         let started = Instant::now();
         let mut latencies: Vec<f64> = std::thread::scope(|s| {
@@ -135,8 +141,13 @@ fn main() {
         let wall = started.elapsed().as_secs_f64();
         latencies.sort_by(f64::total_cmp);
         let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+        let through = if pool < clients {
+            format!(" through a pool of {pool}")
+        } else {
+            String::new()
+        };
         println!(
-            "search, {clients:>2} client(s) median {:.1} ms, p95 {:.1} ms, max {:.1} ms ({} queries, {:.0} queries/s)",
+            "search, {clients:>2} client(s){through} median {:.1} ms, p95 {:.1} ms, max {:.1} ms ({} queries, {:.0} queries/s)",
             pct(0.5),
             pct(0.95),
             pct(1.0),
