@@ -6,7 +6,9 @@
 //! vectors, each returning its chunks' rows, sent pipelined, as statements prepared once
 //! per connection (a statement sent as text costs a round trip of its own to prepare).
 //! Measured on the performance corpus, the round trips and the waits for a second
-//! pooled connection, not the server's work, were most of a question's time.
+//! pooled connection, not the server's work, were most of a question's time. The rows
+//! come without their texts; a second, small query reads those of the pool
+//! ([`PgStore::chunk_texts`]).
 
 use super::*;
 use tokio_postgres::Row;
