@@ -142,8 +142,16 @@ impl CandidateSource for SharedSnapshot<'_> {
         limit: usize,
         head_weight: f32,
     ) -> Result<Vec<(ChunkId, f32)>> {
-        self.store
-            .lexical_search(self.snapshot.id, terms, limit, head_weight, self.excluded)
+        // One path to the database for a question's reads: `rankings`, asked for this list.
+        let ask = RankingQuery {
+            terms,
+            lexical_limit: limit,
+            head_weight,
+            vector: None,
+            vector_limit: 0,
+            ef: 0,
+        };
+        Ok(self.rankings(&ask)?.lexical)
     }
 
     fn searches_vectors(&self) -> bool {
@@ -151,8 +159,15 @@ impl CandidateSource for SharedSnapshot<'_> {
     }
 
     fn nearest(&self, query: &[f32], limit: usize, ef: usize) -> Result<Vec<(ChunkId, f32)>> {
-        self.store
-            .nearest(self.snapshot, query, limit, ef, self.excluded)
+        let ask = RankingQuery {
+            terms: &[],
+            lexical_limit: 0,
+            head_weight: 0.0,
+            vector: Some(query),
+            vector_limit: limit,
+            ef,
+        };
+        Ok(self.rankings(&ask)?.vector)
     }
 
     fn chunks(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, StoredChunk>> {
