@@ -78,6 +78,9 @@ pub struct Candidates<'a> {
     pub source: &'a dyn CandidateSource,
     /// Embeds the query for the vector search.
     pub embedder: &'a dyn Embedder,
+    /// The question's query embedding, shared by every index it asks (one request to a
+    /// remote embedder per question, not one per index).
+    pub query_vector: &'a QueryVector,
     /// Also score every lexical candidate that has a vector by its exact cosine, not only
     /// what the graph returns: for a model whose vectors cover the index only partly
     /// (still embedding in the background), this is how they count at once.
@@ -86,6 +89,32 @@ pub struct Candidates<'a> {
     /// candidates (computed at query time from their text; 0 = off): with a local model it
     /// adds the character-level signal the model lacks (`retrieve.model_hashed_weight`).
     pub hashed_weight: f32,
+}
+
+/// A question's query embedding: computed by the first index that needs it, then
+/// reused by the others (the local overlay and the shared ref ask the same question).
+#[derive(Default)]
+pub struct QueryVector(std::cell::OnceCell<std::result::Result<Vec<f32>, String>>);
+
+impl QueryVector {
+    /// The embedding of `query`, embedding it on first use; `None` when that failed
+    /// (said once in `notes`, by the first caller).
+    fn get(&self, embedder: &dyn Embedder, query: &str, notes: &mut Vec<String>) -> Option<&[f32]> {
+        let mut failed = None;
+        let got = self.0.get_or_init(|| {
+            embedder.embed_query(query).map_err(|e| {
+                let why = e.to_string();
+                failed = Some(why.clone());
+                why
+            })
+        });
+        if let Some(why) = failed {
+            notes.push(format!(
+                "vector search unavailable ({why}); lexical results only"
+            ));
+        }
+        got.as_deref().ok()
+    }
 }
 
 /// Hybrid search: the lexical (BM25) and vector candidates for `query`, fused, adjusted
@@ -99,15 +128,10 @@ pub fn hybrid(
     notes: &mut Vec<String>,
 ) -> Result<Vec<SearchHit>> {
     let terms = tokenize::terms(query);
-    let mut embedded = None;
-    if c.source.searches_vectors() {
-        match c.embedder.embed_query(query) {
-            Ok(q) => embedded = Some(q),
-            Err(e) => notes.push(format!(
-                "vector search unavailable ({e}); lexical results only"
-            )),
-        }
-    }
+    let embedded = match c.source.searches_vectors() {
+        true => c.query_vector.get(c.embedder, query, notes),
+        false => None,
+    };
     let Rankings {
         lexical,
         mut vector,
@@ -116,7 +140,7 @@ pub fn hybrid(
         terms: &terms,
         lexical_limit: rc.lexical_candidates,
         head_weight: rc.head_weight,
-        vector: embedded.as_deref(),
+        vector: embedded,
         vector_limit: rc.vector_candidates,
         ef: rc.ef_search,
     })?;

@@ -284,22 +284,40 @@ impl Engine {
         } else {
             top_k
         };
-        let local = retrieve::LocalIndex {
-            store: &self.store,
-            vectors: use_vectors.then_some(&*self.vectors),
+        let query_vector = retrieve::QueryVector::default();
+        // Over a shared ref the local index is the overlay: the files that differ from
+        // the ref. With none, there is nothing in it to ask.
+        let overlay = match &self.shared {
+            Some(_) => Some(self.overlay_paths()?),
+            None => None,
         };
-        let sources = retrieve::Candidates {
-            root: &self.root,
-            source: &local,
-            embedder: self.embedder.as_ref(),
-            rescore_lexical: model,
-            hashed_weight: if model { rc.model_hashed_weight } else { 0.0 },
-        };
-        let mut hits = retrieve::hybrid(&sources, query, pool, &rc, &mut notes)?;
-        if let Some(shared) = &self.shared {
+        let mut hits = Vec::new();
+        if overlay.as_ref().is_none_or(|paths| !paths.is_empty()) {
+            let local = retrieve::LocalIndex {
+                store: &self.store,
+                vectors: use_vectors.then_some(&*self.vectors),
+            };
+            let sources = retrieve::Candidates {
+                root: &self.root,
+                source: &local,
+                embedder: self.embedder.as_ref(),
+                query_vector: &query_vector,
+                rescore_lexical: model,
+                hashed_weight: if model { rc.model_hashed_weight } else { 0.0 },
+            };
+            hits = retrieve::hybrid(&sources, query, pool, &rc, &mut notes)?;
+        }
+        if let (Some(shared), Some(overlay)) = (&self.shared, &overlay) {
             // The shared ref's hits, less the paths the local overlay holds, with the
             // overlay's own hits: one list by fused score.
-            match self.shared_hits(shared, query, pool, use_vectors, &mut notes)? {
+            let asked = team::SharedQuestion {
+                query,
+                query_vector: &query_vector,
+                excluded: overlay,
+                pool,
+                use_vectors,
+            };
+            match self.shared_hits(shared, &asked, &mut notes)? {
                 Ok(shared_hits) => {
                     hits.extend(shared_hits);
                     hits.sort_by(|a, b| b.score.total_cmp(&a.score));

@@ -456,6 +456,18 @@ pub fn index_shared(
     Ok(report)
 }
 
+/// A question put to the shared ref ([`Engine::shared_hits`]).
+#[derive(Clone, Copy)]
+pub(super) struct SharedQuestion<'a> {
+    pub query: &'a str,
+    /// The question's embedding, shared with the local overlay's search.
+    pub query_vector: &'a crate::retrieve::QueryVector,
+    /// The paths whose shared hits are dropped: the overlay's ([`Engine::overlay_paths`]).
+    pub excluded: &'a [String],
+    pub pool: usize,
+    pub use_vectors: bool,
+}
+
 /// Where a writer of the shared index keeps its workspace's content hashes between runs
 /// (beside the overlay's own, which a reader writes: each process owns its file).
 const WRITER_HASHES_FILE: &str = "shared-writer-hashes.tsv";
@@ -603,12 +615,16 @@ impl Engine {
     pub(super) fn shared_hits(
         &self,
         shared: &SharedRef,
-        query: &str,
-        pool: usize,
-        use_vectors: bool,
+        asked: &SharedQuestion<'_>,
         notes: &mut Vec<String>,
     ) -> Result<std::result::Result<Vec<SearchHit>, String>> {
-        let excluded = self.overlay_paths()?;
+        let SharedQuestion {
+            query,
+            query_vector,
+            excluded,
+            pool,
+            use_vectors,
+        } = *asked;
         let mut fresh = false;
         loop {
             let resolved = if fresh {
@@ -649,7 +665,7 @@ impl Engine {
                 repo: &shared.repo,
                 ref_name: &shared.ref_name,
                 snapshot: &snapshot,
-                excluded: &excluded,
+                excluded,
                 vectors,
                 moved: Default::default(),
             };
@@ -657,6 +673,7 @@ impl Engine {
                 root: &self.root,
                 source: &source,
                 embedder: self.embedder.as_ref(),
+                query_vector,
                 // The shared index holds whole embeddings of one embedder; no partial model
                 // to rescore with, no third list.
                 rescore_lexical: false,
@@ -686,7 +703,7 @@ impl Engine {
 
     /// The paths whose shared hits are dropped: every file the overlay holds (changed
     /// locally, or an editor buffer) and the ref's files the workspace lacks.
-    fn overlay_paths(&self) -> Result<Vec<String>> {
+    pub(super) fn overlay_paths(&self) -> Result<Vec<String>> {
         let mut paths: Vec<String> = self.store.file_states()?.into_keys().collect();
         if let Some(deleted) = self.store.meta(DELETED_META)? {
             paths.extend(serde_json::from_str::<Vec<String>>(&deleted).unwrap_or_default());

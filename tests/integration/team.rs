@@ -615,6 +615,54 @@ fn the_local_overlay_finds_an_uncommitted_function_and_cites_local_lines() {
 }
 
 #[test]
+fn a_question_over_the_shared_ref_and_a_local_overlay_embeds_the_query_once() {
+    let db = TeamDb::create();
+    let fake = FakeProvider::start();
+    let sb = ProviderSandbox::empty_at(&fake.base_url(), &Settings::default());
+    for (path, text) in common::FIXTURE {
+        sb.write(path, text);
+    }
+    sb.ragls("index", &["--store", &db.writer, "--ref", "main", "--json"])
+        .ok();
+    // A local change, so that both the overlay and the shared ref are searched.
+    let path = "client/retry.py";
+    let text = sb.read(path);
+    sb.write(
+        path,
+        format!("{text}\ndef widen_the_jitter_window(attempt):\n    return attempt * 7\n"),
+    );
+    fake.reset();
+    let query = "how wide is the jitter window between attempts";
+    let found = sb
+        .ragls(
+            "search",
+            &["--store", &db.reader, "--ref", "main", "--json", query],
+        )
+        .ok()
+        .json();
+    let results = found["results"].as_array().expect("results");
+    assert!(
+        has_symbol(results, "widen_the_jitter_window"),
+        "the overlay's function is found: {found}"
+    );
+    assert!(
+        results.iter().any(|r| r["path"] != path),
+        "shared hits come too: {found}"
+    );
+    let asked: Vec<String> = fake
+        .requests_to(Endpoint::Embeddings)
+        .iter()
+        .filter(|r| r.body["input"].to_string().contains(query))
+        .map(|r| r.body["input"].to_string())
+        .collect();
+    assert_eq!(
+        asked.len(),
+        1,
+        "one embedding of the query for both indexes: {asked:?}"
+    );
+}
+
+#[test]
 fn a_read_only_role_searches_but_cannot_write() {
     let db = TeamDb::create();
     let sb = Sandbox::with_project();
