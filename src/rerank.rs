@@ -18,7 +18,7 @@ use crate::provider::RemoteReranker;
 use crate::retrieve::explain::{OfflineScore, RemoteScore};
 use crate::retrieve::SearchHit;
 use crate::tokenize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Something that orders retrieved hits for a query.
 pub trait Reranker: Send + Sync {
@@ -195,6 +195,10 @@ pub fn offline_features(
 ) -> Vec<OfflineScore> {
     let query: HashSet<&str> = query_terms.iter().map(String::as_str).collect();
     let best = candidates.iter().map(|c| c.fused).fold(0.0, f32::max);
+    // Candidates share paths (several chunks of a file) and often names: each text is
+    // tokenized once per question.
+    let mut seen: HashMap<&str, f32> = HashMap::new();
+    let mut covered = |text| *seen.entry(text).or_insert_with(|| coverage(&query, text));
     candidates
         .iter()
         .map(|c| {
@@ -205,9 +209,9 @@ pub fn offline_features(
                 } else {
                     1.0
                 },
-                name: coverage(&query, c.name),
-                symbol: coverage(&query, c.symbol),
-                path: coverage(&query, c.path),
+                name: covered(c.name),
+                symbol: covered(c.symbol),
+                path: covered(c.path),
                 kind: kind_prior(c.kind),
             };
             f.score = w.fused * f.fused
@@ -225,9 +229,17 @@ fn coverage(query: &HashSet<&str>, text: &str) -> f32 {
     if query.is_empty() || text.is_empty() {
         return 0.0;
     }
-    let terms: HashSet<String> = tokenize::terms(text).into_iter().collect();
-    let found = query.iter().filter(|t| terms.contains(**t)).count();
-    found as f32 / query.len() as f32
+    // Each query term once, however often the text says it; no string per term (this
+    // runs for three fields of every candidate of every question).
+    let mut found: Vec<&str> = Vec::with_capacity(query.len());
+    tokenize::for_each_term(text, |t| {
+        if let Some(q) = query.get(t) {
+            if !found.contains(q) {
+                found.push(q);
+            }
+        }
+    });
+    found.len() as f32 / query.len() as f32
 }
 
 /// How likely a chunk of this kind is to be what a question is about.

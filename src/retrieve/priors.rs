@@ -122,9 +122,13 @@ pub fn names_secondary_code(query: &str) -> bool {
 /// Whether a chunk at `path` (relative, `/`-separated) with this symbol path is test,
 /// example, benchmark or vendored code rather than the implementation.
 pub fn is_secondary(path: &str, symbol: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    let mut parts: Vec<&str> = lower.split(['/', '\\']).collect();
-    let file = parts.pop().unwrap_or("");
+    // Runs for every candidate of every question: no allocation but the file name's.
+    let (dirs, file) = match path.rfind(['/', '\\']) {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => ("", path),
+    };
+    let file = file.to_ascii_lowercase();
+    let file = file.as_str();
     const DIRS: &[&str] = &[
         "test",
         "tests",
@@ -149,7 +153,11 @@ pub fn is_secondary(path: &str, symbol: &str) -> bool {
         "thirdparty",
         "node_modules",
     ];
-    if parts.iter().any(|d| DIRS.contains(d)) {
+    if !dirs.is_empty()
+        && dirs
+            .split(['/', '\\'])
+            .any(|d| DIRS.iter().any(|x| x.eq_ignore_ascii_case(d)))
+    {
         return true;
     }
     let stem = file.split('.').next().unwrap_or("");
