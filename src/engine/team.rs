@@ -16,7 +16,9 @@
 
 use super::*;
 use crate::config::StoreConfig;
-use crate::store::pg::{ChangedFile, NewFileVersion, PgOptions, PgStore, RefUpdate, Snapshot};
+use crate::store::pg::{
+    ChangedFile, NewFileVersion, PgOptions, PgStore, RefUpdate, Snapshot, SnapshotFile,
+};
 use std::sync::Mutex;
 
 /// Meta key of the local overlay: the paths the ref has and the workspace has not.
@@ -199,77 +201,39 @@ pub fn index_shared(
     progress: &dyn IndexProgress,
 ) -> Result<SharedIndexReport> {
     let started = Instant::now();
-    let shared = SharedRef::from_config(root, config)?
-        .ok_or_else(|| Error::Usage("no shared index: give --store URL or set store.url".into()))?;
+    // The walk and the hashing need nothing from the database: they run beside
+    // connecting, migrating and reading the base's file list (each some milliseconds,
+    // most of a small update's time before it).
+    let (setup, on_disk) = std::thread::scope(|s| {
+        let on_disk = s.spawn(|| hash_workspace(root, config));
+        let setup = shared_setup(root, config, base);
+        let on_disk = on_disk.join().unwrap_or_else(|_| {
+            Err(Error::Other(
+                "walking the workspace stopped unexpectedly".into(),
+            ))
+        });
+        (setup, on_disk)
+    });
+    let SharedSetup {
+        shared,
+        embedder,
+        identity,
+        current,
+        base_snapshot,
+        base_files,
+        requests_before,
+        mut report,
+    } = setup?;
+    let OnDisk {
+        walked,
+        hashed,
+        files_hashed,
+        hash_ms,
+    } = on_disk?;
     let store = &shared.store;
-    store.migrate()?;
-    let embedder = crate::provider::embeddings::embedder_for(config)?;
-    let requests_before = embedder.requests_sent();
-    let current = store.ref_snapshot_on_primary(&shared.repo, &shared.ref_name)?;
-    // A remote model's dimension is what the ref recorded for it: no probe request.
-    let recorded = match (&current, base) {
-        (Some(c), _) => Some(c.identity.clone()),
-        (None, Some(b)) => store
-            .ref_snapshot_on_primary(&shared.repo, b)?
-            .map(|s| s.identity),
-        (None, None) => None,
-    };
-    if let Some(recorded) = recorded {
-        if recorded.embedder == embedder.id() && recorded.dimensions > 0 {
-            embedder.assume_dimensions(recorded.dimensions);
-        }
-    }
-    let dims = embedder.dimensions();
-    if dims == 0 {
-        return Err(Error::Other(format!(
-            "embedding failed ({}); the shared ref was not updated",
-            embedder
-                .last_error()
-                .unwrap_or_else(|| "the model's dimension is unknown".into())
-        )));
-    }
-    let identity = Identity {
-        embedder: embedder.id(),
-        dimensions: dims,
-    };
-    store.ensure_vector_index(dims)?;
-    let mut report = SharedIndexReport {
-        repo: shared.repo.clone(),
-        ref_name: shared.ref_name.clone(),
-        ..SharedIndexReport::default()
-    };
-    let base_name = base.unwrap_or(&shared.ref_name).to_string();
-    let base_snapshot = match base {
-        Some(b) => Some(
-            store
-                .ref_snapshot_on_primary(&shared.repo, b)?
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "--base {b}: the shared index has no ref {b} of {}",
-                        shared.repo
-                    ))
-                })?,
-        ),
-        None => current.clone(),
-    }
-    // Vectors of another embedder are not reused: that base is rebuilt from nothing.
-    .filter(|s| s.identity == identity);
-    report.base = base_snapshot.as_ref().map(|_| base_name);
-    let base_files = match &base_snapshot {
-        Some(s) => store.snapshot_files_on_primary(s.id)?,
-        None => HashMap::new(),
-    };
-
-    let walk_options = WalkOptions {
-        max_file_bytes: config.index.max_file_bytes,
-        exclude: config.index.exclude.clone(),
-        index_secrets: config.index.index_secrets,
-        ..WalkOptions::default()
-    };
-    let hash_started = Instant::now();
-    let walk_started = std::time::SystemTime::now();
-    let walked = workspace::walk(root, &walk_options).map_err(|e| Error::Usage(e.to_string()))?;
     report.files_seen = walked.files.len() as u64;
+    report.files_hashed = files_hashed;
+    report.hash_ms = hash_ms;
     let budget = ChunkBudget {
         max_bytes: config.index.chunk_max_bytes,
         min_bytes: config.index.chunk_min_bytes,
@@ -277,41 +241,6 @@ pub fn index_shared(
     };
     let max_bytes = config.index.max_file_bytes;
     progress.start(walked.files.len() as u64);
-    // Hash what changed on disk since this workspace last wrote a ref (size and mtime
-    // as the last run saw them); everything in a fresh CI checkout, whose mtimes are all
-    // new. Only what differs from the base is chunked.
-    let hash_cache = super::location::index_dir_for(root, config).ok();
-    let remembered = hash_cache
-        .as_deref()
-        .map(|d| load_content_hashes_from(d, WRITER_HASHES_FILE))
-        .unwrap_or_default();
-    let read = std::sync::atomic::AtomicU64::new(0);
-    let hashed: Vec<(String, Option<[u8; 32]>)> = walked
-        .files
-        .par_iter()
-        .map(|f| {
-            let hash = match remembered.get(&f.rel_path) {
-                Some((size, mtime, hash))
-                    if *size == f.size
-                        && *mtime == f.mtime_ns
-                        && f.mtime_ns != 0
-                        && f.size <= max_bytes =>
-                {
-                    Some(*hash)
-                }
-                _ => {
-                    read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    content_hash(&f.abs_path, max_bytes)
-                }
-            };
-            (f.rel_path.clone(), hash)
-        })
-        .collect();
-    if let Some(dir) = &hash_cache {
-        remember_hashes(dir, &walked.files, &hashed, &remembered, walk_started);
-    }
-    report.files_hashed = read.into_inner();
-    report.hash_ms = hash_started.elapsed().as_millis() as u64;
     let mut changed_paths: Vec<(&WalkedFile, [u8; 32])> = Vec::new();
     for (f, (_, hash)) in walked.files.iter().zip(&hashed) {
         let Some(hash) = hash else { continue };
@@ -466,6 +395,158 @@ pub(super) struct SharedQuestion<'a> {
     pub excluded: &'a [String],
     pub pool: usize,
     pub use_vectors: bool,
+}
+
+/// What a shared update knows from the database before it looks at the changes.
+struct SharedSetup {
+    shared: SharedRef,
+    embedder: Box<dyn Embedder>,
+    identity: Identity,
+    /// The ref's snapshot now (`None`: a first build).
+    current: Option<Snapshot>,
+    /// The snapshot the update starts from, and its files.
+    base_snapshot: Option<Snapshot>,
+    base_files: HashMap<String, SnapshotFile>,
+    /// The embedder's requests before this run (a remote model's dimension may be
+    /// asked here).
+    requests_before: u64,
+    report: SharedIndexReport,
+}
+
+/// Connects (a writer: the schema is created or migrated), resolves the ref and its
+/// base and reads the base's file list.
+fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<SharedSetup> {
+    let shared = SharedRef::from_config(root, config)?
+        .ok_or_else(|| Error::Usage("no shared index: give --store URL or set store.url".into()))?;
+    let store = &shared.store;
+    store.migrate()?;
+    let embedder = crate::provider::embeddings::embedder_for(config)?;
+    let requests_before = embedder.requests_sent();
+    let current = store.ref_snapshot_on_primary(&shared.repo, &shared.ref_name)?;
+    // A remote model's dimension is what the ref recorded for it: no probe request.
+    let recorded = match (&current, base) {
+        (Some(c), _) => Some(c.identity.clone()),
+        (None, Some(b)) => store
+            .ref_snapshot_on_primary(&shared.repo, b)?
+            .map(|s| s.identity),
+        (None, None) => None,
+    };
+    if let Some(recorded) = recorded {
+        if recorded.embedder == embedder.id() && recorded.dimensions > 0 {
+            embedder.assume_dimensions(recorded.dimensions);
+        }
+    }
+    let dims = embedder.dimensions();
+    if dims == 0 {
+        return Err(Error::Other(format!(
+            "embedding failed ({}); the shared ref was not updated",
+            embedder
+                .last_error()
+                .unwrap_or_else(|| "the model's dimension is unknown".into())
+        )));
+    }
+    let identity = Identity {
+        embedder: embedder.id(),
+        dimensions: dims,
+    };
+    store.ensure_vector_index(dims)?;
+    let mut report = SharedIndexReport {
+        repo: shared.repo.clone(),
+        ref_name: shared.ref_name.clone(),
+        ..SharedIndexReport::default()
+    };
+    let base_name = base.unwrap_or(&shared.ref_name).to_string();
+    let base_snapshot = match base {
+        Some(b) => Some(
+            store
+                .ref_snapshot_on_primary(&shared.repo, b)?
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--base {b}: the shared index has no ref {b} of {}",
+                        shared.repo
+                    ))
+                })?,
+        ),
+        None => current.clone(),
+    }
+    // Vectors of another embedder are not reused: that base is rebuilt from nothing.
+    .filter(|s| s.identity == identity);
+    report.base = base_snapshot.as_ref().map(|_| base_name);
+    let base_files = match &base_snapshot {
+        Some(s) => store.snapshot_files_on_primary(s.id)?,
+        None => HashMap::new(),
+    };
+    Ok(SharedSetup {
+        shared,
+        embedder,
+        identity,
+        current,
+        base_snapshot,
+        base_files,
+        requests_before,
+        report,
+    })
+}
+
+/// The workspace as it is on disk: its files and their content hashes.
+struct OnDisk {
+    walked: workspace::WalkOutcome,
+    /// Each walked file's content hash, in the walk's order (`None`: unreadable).
+    hashed: Vec<(String, Option<[u8; 32]>)>,
+    files_hashed: u64,
+    hash_ms: u64,
+}
+
+/// Walks the workspace and hashes what changed on disk since this workspace last wrote
+/// a ref (size and mtime as the last run saw them); everything in a fresh CI checkout,
+/// whose mtimes are all new.
+fn hash_workspace(root: &Path, config: &Config) -> Result<OnDisk> {
+    let walk_options = WalkOptions {
+        max_file_bytes: config.index.max_file_bytes,
+        exclude: config.index.exclude.clone(),
+        index_secrets: config.index.index_secrets,
+        ..WalkOptions::default()
+    };
+    let hash_started = Instant::now();
+    let walk_started = std::time::SystemTime::now();
+    let walked = workspace::walk(root, &walk_options).map_err(|e| Error::Usage(e.to_string()))?;
+    let max_bytes = config.index.max_file_bytes;
+    let hash_cache = super::location::index_dir_for(root, config).ok();
+    let remembered = hash_cache
+        .as_deref()
+        .map(|d| load_content_hashes_from(d, WRITER_HASHES_FILE))
+        .unwrap_or_default();
+    let read = std::sync::atomic::AtomicU64::new(0);
+    let hashed: Vec<(String, Option<[u8; 32]>)> = walked
+        .files
+        .par_iter()
+        .map(|f| {
+            let hash = match remembered.get(&f.rel_path) {
+                Some((size, mtime, hash))
+                    if *size == f.size
+                        && *mtime == f.mtime_ns
+                        && f.mtime_ns != 0
+                        && f.size <= max_bytes =>
+                {
+                    Some(*hash)
+                }
+                _ => {
+                    read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    content_hash(&f.abs_path, max_bytes)
+                }
+            };
+            (f.rel_path.clone(), hash)
+        })
+        .collect();
+    if let Some(dir) = &hash_cache {
+        remember_hashes(dir, &walked.files, &hashed, &remembered, walk_started);
+    }
+    Ok(OnDisk {
+        walked,
+        hashed,
+        files_hashed: read.into_inner(),
+        hash_ms: hash_started.elapsed().as_millis() as u64,
+    })
 }
 
 /// Where a writer of the shared index keeps its workspace's content hashes between runs
