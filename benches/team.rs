@@ -65,7 +65,12 @@ fn main() {
     let mut rounds = Vec::with_capacity(ROUNDS);
     let mut update = None;
     for round in 0..ROUNDS {
-        let changed: Vec<_> = files.iter().skip(round * 20).step_by(100).cloned().collect();
+        let changed: Vec<_> = files
+            .iter()
+            .skip(round * 20)
+            .step_by(100)
+            .cloned()
+            .collect();
         for f in &changed {
             let mut text = std::fs::read_to_string(f).unwrap_or_default();
             text.push_str("\n/// Added for the benchmark.\npub fn team_bench_added_function() -> u32 {\n    7\n}\n");

@@ -316,6 +316,7 @@ impl Engine {
                 excluded: overlay,
                 pool,
                 use_vectors,
+                rc: &rc,
             };
             match self.shared_hits(shared, &asked, &mut notes)? {
                 Ok(shared_hits) => {

@@ -395,6 +395,9 @@ pub(super) struct SharedQuestion<'a> {
     pub excluded: &'a [String],
     pub pool: usize,
     pub use_vectors: bool,
+    /// The fusion's settings, as the overlay's search used them (a local model's
+    /// weights when it embeds), so that both lists' scores compare.
+    pub rc: &'a crate::config::RetrieveConfig,
 }
 
 /// What a shared update knows from the database before it looks at the changes.
@@ -705,6 +708,7 @@ impl Engine {
             excluded,
             pool,
             use_vectors,
+            rc,
         } = *asked;
         let mut fresh = false;
         loop {
@@ -760,13 +764,7 @@ impl Engine {
                 rescore_lexical: false,
                 hashed_weight: 0.0,
             };
-            let found = retrieve::hybrid(
-                &sources,
-                query,
-                pool,
-                &self.config.retrieve,
-                &mut asked_notes,
-            );
+            let found = retrieve::hybrid(&sources, query, pool, rc, &mut asked_notes);
             // The ref moved since it was remembered: once more, of its new snapshot (a
             // second move meanwhile is answered from the snapshot read: whole, if late).
             if source.moved.get() && !fresh && found.is_ok() {
