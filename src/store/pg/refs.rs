@@ -205,70 +205,78 @@ impl PgStore {
         block(async move {
             let mut client = pool.get().await.map_err(|e| db_error(&at, e))?;
             let err = |e: tokio_postgres::Error| db_error(&at, e);
+            // Every statement is prepared up front, all in one round trip: sent as text,
+            // each was prepared in a round trip of its own (a publish made some thirty).
+            let stats_sql = match base {
+                Some(_) => STATS_FROM_BASE,
+                None => STATS_FROM_SCRATCH,
+            };
+            let (lock, open, base_kept, reused_kept, versions, files, stats, point) =
+                tokio::try_join!(
+                    client.prepare_cached(LOCK_REF),
+                    client.prepare_cached(OPEN_SNAPSHOT),
+                    client.prepare_cached("SELECT 1 FROM snapshots WHERE id = $1"),
+                    client.prepare_cached("SELECT id FROM blobs WHERE id = ANY($1::bigint[])"),
+                    VersionStatements::prepare(&client),
+                    client.prepare_cached(SNAPSHOT_FILES),
+                    client.prepare_cached(stats_sql),
+                    client.prepare_cached(POINT_REF),
+                    // Cached for the clean-up that follows the commit.
+                    client.prepare_cached(GARBAGE_TRY_LOCK),
+                    client.prepare_cached(GARBAGE_SNAPSHOTS),
+                )
+                .map(|(lock, open, b, r, v, f, s, p, _, _)| (lock, open, b, r, v, f, s, p))
+                .map_err(err)?;
             let tx = client.transaction().await.map_err(err)?;
             // One writer per ref at a time; other refs update side by side. The shared
             // lock keeps the clean-up of old snapshots out while any ref is written (see
             // `collect_garbage`): what this update takes from the base, and the file
-            // versions it reuses, stay until it commits.
-            tx.execute(
-                "SELECT pg_advisory_xact_lock_shared($3), pg_advisory_xact_lock(hashtext($1 || ':' || $2))",
-                &[&repo, &ref_name, &GARBAGE_LOCK],
+            // versions it reuses, stay until it commits. The statements after it are
+            // pipelined with it, and each reads once the locks are held.
+            let reused: Vec<i64> = known.iter().map(|(_, b)| *b).collect();
+            let (_, opened, base_kept, reused_kept) = tokio::try_join!(
+                async { tx.execute(&lock, &[&repo, &ref_name, &GARBAGE_LOCK]).await },
+                async {
+                    let dimensions = identity.dimensions as i32;
+                    tx.query_one(&open, &[&repo, &identity.embedder, &dimensions])
+                        .await
+                },
+                async {
+                    match base {
+                        Some(b) => tx.query_opt(&base_kept, &[&b]).await.map(|r| r.is_some()),
+                        None => Ok(true),
+                    }
+                },
+                async {
+                    match reused.is_empty() {
+                        true => Ok(0),
+                        false => tx.query(&reused_kept, &[&reused]).await.map(|r| r.len()),
+                    }
+                },
             )
-            .await
             .map_err(err)?;
-            let repo_id: i64 = tx
-                .query_one(
-                    "INSERT INTO repos(name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
-                    &[&repo],
-                )
-                .await
-                .map_err(err)?
-                .get(0);
-            let snapshot: i64 = tx
-                .query_one(
-                    "INSERT INTO snapshots(repo_id, embedder, dimensions) VALUES ($1, $2, $3) RETURNING id",
-                    &[&repo_id, &identity.embedder, &(identity.dimensions as i32)],
-                )
-                .await
-                .map_err(err)?
-                .get(0);
-            if let Some(base) = base {
-                // The base outlives this transaction (the clean-up waits for the shared
-                // lock), unless a clean-up removed it before: then start over.
-                let kept = tx
-                    .query_opt("SELECT 1 FROM snapshots WHERE id = $1", &[&base])
-                    .await
-                    .map_err(err)?;
-                if kept.is_none() {
-                    return Err(Error::Usage(format!(
-                        "the state {ref_name} was updated from is gone (another writer moved it meanwhile); run `ragls index` again"
-                    )));
-                }
+            let (snapshot, repo_id): (i64, i64) = (opened.get(0), opened.get(1));
+            // The base outlives this transaction (the clean-up waits for the shared lock),
+            // unless a clean-up removed it before: then start over.
+            if !base_kept {
+                return Err(Error::Usage(format!(
+                    "the state {ref_name} was updated from is gone (another writer moved it meanwhile); run `ragls index` again"
+                )));
+            }
+            // File versions reused from other refs outlive this transaction too, if a
+            // clean-up did not remove them before it began.
+            if reused_kept < reused.len() {
+                return Err(Error::Usage(format!(
+                    "file versions this update of {ref_name} reuses were removed meanwhile (another writer's clean-up); run `ragls index` again"
+                )));
             }
             let mut published = Published {
                 snapshot,
                 ..Published::default()
             };
-            // File versions reused from other refs outlive this transaction too, if a
-            // clean-up did not remove them before it began.
-            let reused: Vec<i64> = known.iter().map(|(_, b)| *b).collect();
-            if !reused.is_empty() {
-                let kept = tx
-                    .query(
-                        "SELECT id FROM blobs WHERE id = ANY($1::bigint[])",
-                        &[&reused],
-                    )
-                    .await
-                    .map_err(err)?;
-                if kept.len() < reused.len() {
-                    return Err(Error::Usage(format!(
-                        "file versions this update of {ref_name} reuses were removed meanwhile (another writer's clean-up); run `ragls index` again"
-                    )));
-                }
-            }
             let (mut paths, mut blob_ids): (Vec<String>, Vec<i64>) = known.into_iter().unzip();
             for batch in batches {
-                for (path, blob_id) in insert_versions(&tx, batch, &mut published)
+                for (path, blob_id) in insert_versions(&tx, &versions, batch, &mut published)
                     .await
                     .map_err(err)?
                 {
@@ -276,62 +284,34 @@ impl PgStore {
                     blob_ids.push(blob_id);
                 }
             }
-            // The new file list in one statement: the base's files but the dropped and the
-            // changed ones, and the changed ones. In path order, so the primary key grows
-            // at its right edge (a new snapshot's keys sort after every other's).
-            tx.execute(
-                "INSERT INTO snapshot_files(snapshot_id, path, blob_id)
-                 SELECT $1, f.path, f.blob_id FROM (
-                    SELECT path, blob_id FROM snapshot_files WHERE snapshot_id = $2
-                       AND path NOT IN (SELECT unnest($3::text[]) UNION ALL SELECT unnest($4::text[]))
-                    UNION ALL SELECT p, b FROM unnest($4::text[], $5::bigint[]) AS u(p, b)) f
-                 ORDER BY f.path",
-                &[&snapshot, &base, &dropped, &paths, &blob_ids],
+            // The new file list, and BM25's statistics of the new snapshot, pipelined (the
+            // statistics read the list written just before them).
+            let (_, total) = tokio::try_join!(
+                async {
+                    tx.execute(&files, &[&snapshot, &base, &dropped, &paths, &blob_ids])
+                        .await
+                },
+                async {
+                    match base {
+                        Some(base) => {
+                            tx.query_one(&stats, &[&snapshot, &base, &dropped, &blob_ids])
+                                .await
+                        }
+                        None => tx.query_one(&stats, &[&snapshot]).await,
+                    }
+                },
             )
-            .await
             .map_err(err)?;
-            // BM25's statistics of the new snapshot: from the base's, less the dropped
-            // files' chunks, plus the changed files' (no pass over the whole snapshot).
-            let updated_stats = match base {
-                Some(base) => {
-                    tx.execute(
-                    "UPDATE snapshots SET (chunk_count, term_total) = (
-                        SELECT b.chunk_count - d.n + a.n, b.term_total - d.t + a.t
-                        FROM snapshots b,
-                             (SELECT count(c.id) AS n, coalesce(sum(c.terms), 0) AS t FROM snapshot_files sf
-                              JOIN chunks c ON c.blob_id = sf.blob_id
-                              WHERE sf.snapshot_id = $2 AND sf.path = ANY($3::text[])) d,
-                             (SELECT count(c.id) AS n, coalesce(sum(c.terms), 0) AS t
-                              FROM unnest($4::bigint[]) AS x(blob_id) JOIN chunks c ON c.blob_id = x.blob_id) a
-                        WHERE b.id = $2)
-                     WHERE id = $1",
-                    &[&snapshot, &base, &dropped, &blob_ids],
-                )
-                    .await
-                }
-                None => {
-                    tx.execute(
-                    "UPDATE snapshots SET (chunk_count, term_total) = (SELECT count(*), coalesce(sum(c.terms), 0)
-                        FROM snapshot_files sf JOIN chunks c ON c.blob_id = sf.blob_id WHERE sf.snapshot_id = $1) WHERE id = $1",
-                    &[&snapshot],
-                )
-                    .await
-                }
-            };
-            updated_stats.map_err(err)?;
+            let total: i64 = total.get(0);
             if let Some(stored) = vectors_stored {
                 stored.await.map_err(|e| {
                     Error::Other(format!("storing the vectors stopped unexpectedly: {e}"))
                 })??;
             }
             fault_pause_in_publish().await;
-            tx.execute(
-                "INSERT INTO refs(repo_id, name, snapshot_id) VALUES ($1, $2, $3)
-                 ON CONFLICT (repo_id, name) DO UPDATE SET snapshot_id = excluded.snapshot_id, updated_at = now()",
-                &[&repo_id, &ref_name, &snapshot],
-            )
-            .await
-            .map_err(err)?;
+            tx.execute(&point, &[&repo_id, &ref_name, &snapshot])
+                .await
+                .map_err(err)?;
             tx.commit().await.map_err(err)?;
             collect_garbage(&mut client, repo_id).await.map_err(err)?;
             // A first build (or a large change) leaves the planner's statistics far off
@@ -344,14 +324,6 @@ impl PgStore {
             // another transaction's snapshot predates the publish (autovacuum analyzing
             // the new rows, measured to happen right after a first build): then it is
             // run again, a few times at most, until most pages are.
-            let total: i64 = client
-                .query_one(
-                    "SELECT chunk_count FROM snapshots WHERE id = $1",
-                    &[&snapshot],
-                )
-                .await
-                .map(|r| r.get(0))
-                .unwrap_or(0);
             if published.chunks_added * 10 > total as u64 {
                 for table in ["postings", "chunks", "snapshot_files"] {
                     for _ in 0..5 {
@@ -384,6 +356,58 @@ impl PgStore {
         })
     }
 }
+
+/// The locks of a publish: shared against the clean-up ([`GARBAGE_LOCK`]), exclusive
+/// per ref.
+const LOCK_REF: &str =
+    "SELECT pg_advisory_xact_lock_shared($3), pg_advisory_xact_lock(hashtext($1 || ':' || $2))";
+
+/// The repository (made on first use) and the new snapshot: its id and the repository's.
+const OPEN_SNAPSHOT: &str = "WITH r AS (
+       INSERT INTO repos(name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id)
+     INSERT INTO snapshots(repo_id, embedder, dimensions) SELECT id, $2, $3 FROM r RETURNING id, repo_id";
+
+/// The new file list in one statement: the base's files but the dropped and the changed
+/// ones, and the changed ones. In path order, so the primary key grows at its right edge
+/// (a new snapshot's keys sort after every other's).
+const SNAPSHOT_FILES: &str = "INSERT INTO snapshot_files(snapshot_id, path, blob_id)
+     SELECT $1, f.path, f.blob_id FROM (
+        SELECT path, blob_id FROM snapshot_files WHERE snapshot_id = $2
+           AND path NOT IN (SELECT unnest($3::text[]) UNION ALL SELECT unnest($4::text[]))
+        UNION ALL SELECT p, b FROM unnest($4::text[], $5::bigint[]) AS u(p, b)) f
+     ORDER BY f.path";
+
+/// BM25's statistics of the new snapshot from the base's, less the dropped files'
+/// chunks, plus the changed files' (no pass over the whole snapshot); returns its chunk
+/// count.
+const STATS_FROM_BASE: &str = "UPDATE snapshots SET (chunk_count, term_total) = (
+        SELECT b.chunk_count - d.n + a.n, b.term_total - d.t + a.t
+        FROM snapshots b,
+             (SELECT count(c.id) AS n, coalesce(sum(c.terms), 0) AS t FROM snapshot_files sf
+              JOIN chunks c ON c.blob_id = sf.blob_id
+              WHERE sf.snapshot_id = $2 AND sf.path = ANY($3::text[])) d,
+             (SELECT count(c.id) AS n, coalesce(sum(c.terms), 0) AS t
+              FROM unnest($4::bigint[]) AS x(blob_id) JOIN chunks c ON c.blob_id = x.blob_id) a
+        WHERE b.id = $2)
+     WHERE id = $1 RETURNING chunk_count";
+
+/// BM25's statistics of a first build, counted; returns its chunk count.
+const STATS_FROM_SCRATCH: &str =
+    "UPDATE snapshots SET (chunk_count, term_total) = (SELECT count(*), coalesce(sum(c.terms), 0)
+        FROM snapshot_files sf JOIN chunks c ON c.blob_id = sf.blob_id WHERE sf.snapshot_id = $1)
+     WHERE id = $1 RETURNING chunk_count";
+
+/// Switches the ref to the new snapshot.
+const POINT_REF: &str = "INSERT INTO refs(repo_id, name, snapshot_id) VALUES ($1, $2, $3)
+     ON CONFLICT (repo_id, name) DO UPDATE SET snapshot_id = excluded.snapshot_id, updated_at = now()";
+
+/// The clean-up's lock, taken only when no writer holds it shared.
+const GARBAGE_TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
+
+/// The repository's snapshots no ref points at and older than a question can be reading.
+const GARBAGE_SNAPSHOTS: &str =
+    "DELETE FROM snapshots s WHERE s.repo_id = $1 AND s.created_at < now() - interval '1 hour'
+     AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.snapshot_id = s.id) RETURNING id";
 
 /// The snapshot a ref points at, on one pool.
 async fn snapshot_on(
@@ -489,19 +513,16 @@ async fn collect_garbage(
     repo_id: i64,
 ) -> std::result::Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    let locked: bool = tx
-        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&GARBAGE_LOCK])
-        .await?
-        .get(0);
+    let (try_lock, snapshots) = tokio::try_join!(
+        tx.prepare_cached(GARBAGE_TRY_LOCK),
+        tx.prepare_cached(GARBAGE_SNAPSHOTS)
+    )?;
+    let locked: bool = tx.query_one(&try_lock, &[&GARBAGE_LOCK]).await?.get(0);
     if !locked {
         return Ok(());
     }
     let gone: Vec<i64> = tx
-        .query(
-            "DELETE FROM snapshots s WHERE s.repo_id = $1 AND s.created_at < now() - interval '1 hour'
-             AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.snapshot_id = s.id) RETURNING id",
-            &[&repo_id],
-        )
+        .query(&snapshots, &[&repo_id])
         .await?
         .into_iter()
         .map(|r| r.get(0))
@@ -747,16 +768,14 @@ fn retain_by<T>(column: &mut Vec<T>, keep: &[bool]) {
 /// meanwhile keeps the chunks it has (the ids taken for this one go unused).
 async fn insert_versions(
     tx: &tokio_postgres::Transaction<'_>,
+    statements: &VersionStatements,
     mut batch: VersionBatch,
     published: &mut Published,
 ) -> std::result::Result<Vec<(String, i64)>, tokio_postgres::Error> {
     // Paths are unique within an update, so no row is touched twice (ON CONFLICT refuses that).
     let rows = tx
         .query(
-            "INSERT INTO blobs(id, path, content_hash, skip_reason)
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[])
-             ON CONFLICT (path, content_hash) DO UPDATE SET path = excluded.path
-             RETURNING path, id, (xmax = 0)",
+            &statements.blobs,
             &[
                 &batch.blob_id,
                 &batch.path,
@@ -788,39 +807,78 @@ async fn insert_versions(
     if c.id.is_empty() {
         return Ok(written);
     }
-    tx.execute(
-        "INSERT INTO chunks(id, blob_id, ord, language, kind, symbol, name, start_byte, end_byte,
-            start_line, end_line, text, text_hash, terms)
-         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::text[], $5::text[],
-            $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::integer[], $11::integer[],
-            $12::text[], $13::bytea[], $14::integer[])",
-        &[
-            &c.id,
-            &c.blob_id,
-            &c.ord,
-            &c.language,
-            &c.kind,
-            &c.symbol,
-            &c.name,
-            &c.start_byte,
-            &c.end_byte,
-            &c.start_line,
-            &c.end_line,
-            &c.text,
-            &c.text_hash,
-            &c.terms,
-        ],
-    )
-    .await?;
+    // The chunks and their postings, pipelined.
     let p = &batch.postings;
-    tx.execute(
-        "INSERT INTO postings(term, blob_id, chunk_id, head, body, terms)
-         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::smallint[],
-            $5::smallint[], $6::integer[])",
-        &[&p.term, &p.blob_id, &p.chunk_id, &p.head, &p.body, &p.terms],
-    )
-    .await?;
+    let chunks = async {
+        tx.execute(
+            &statements.chunks,
+            &[
+                &c.id,
+                &c.blob_id,
+                &c.ord,
+                &c.language,
+                &c.kind,
+                &c.symbol,
+                &c.name,
+                &c.start_byte,
+                &c.end_byte,
+                &c.start_line,
+                &c.end_line,
+                &c.text,
+                &c.text_hash,
+                &c.terms,
+            ],
+        )
+        .await
+    };
+    let postings = async {
+        tx.execute(
+            &statements.postings,
+            &[&p.term, &p.blob_id, &p.chunk_id, &p.head, &p.body, &p.terms],
+        )
+        .await
+    };
+    tokio::try_join!(chunks, postings)?;
     Ok(written)
+}
+
+/// The statements that write new file versions, prepared once per publish.
+struct VersionStatements {
+    blobs: tokio_postgres::Statement,
+    chunks: tokio_postgres::Statement,
+    postings: tokio_postgres::Statement,
+}
+
+impl VersionStatements {
+    async fn prepare(
+        client: &deadpool_postgres::Client,
+    ) -> std::result::Result<VersionStatements, tokio_postgres::Error> {
+        let (blobs, chunks, postings) = tokio::try_join!(
+            client.prepare_cached(
+                "INSERT INTO blobs(id, path, content_hash, skip_reason)
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[])
+                 ON CONFLICT (path, content_hash) DO UPDATE SET path = excluded.path
+                 RETURNING path, id, (xmax = 0)"
+            ),
+            client.prepare_cached(
+                "INSERT INTO chunks(id, blob_id, ord, language, kind, symbol, name, start_byte, end_byte,
+                    start_line, end_line, text, text_hash, terms)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::text[], $5::text[],
+                    $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::integer[], $11::integer[],
+                    $12::text[], $13::bytea[], $14::integer[])"
+            ),
+            client.prepare_cached(
+                "INSERT INTO postings(term, blob_id, chunk_id, head, body, terms)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::smallint[],
+                    $5::smallint[], $6::integer[])"
+            ),
+        )?;
+        Ok(VersionStatements {
+            blobs,
+            chunks,
+            postings,
+        })
+    }
 }
 
 /// Fault injection for the tests: `RAGLS_FAULT_PUBLISH_WAIT_FOR=FILE` makes a ref update

@@ -312,20 +312,23 @@ impl PgStore {
         }
         let asked = missing.clone();
         let (total, average, counts): (i64, f32, Vec<i64>) = self.read_with(move |db| async move {
-            let row = db
-                .query_one(
+            // Both in one round trip (a question with a new term waits for it).
+            let (of_snapshot, of_terms): (
+                [&(dyn tokio_postgres::types::ToSql + Sync); 1],
+                [&(dyn tokio_postgres::types::ToSql + Sync); 2],
+            ) = ([&snapshot], [&snapshot, &asked]);
+            let (row, rows) = tokio::try_join!(
+                db.query_one(
                     "SELECT chunk_count, (term_total::real / greatest(chunk_count, 1))::real FROM snapshots WHERE id = $1",
-                    &[&snapshot],
-                )
-                .await?;
-            let rows = db
-                .query(
+                    &of_snapshot,
+                ),
+                db.query(
                     "SELECT (SELECT count(*) FROM postings p JOIN snapshot_files sf
                                ON sf.blob_id = p.blob_id AND sf.snapshot_id = $1 WHERE p.term = u.t)
                      FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o) ORDER BY o",
-                    &[&snapshot, &asked],
-                )
-                .await?;
+                    &of_terms,
+                ),
+            )?;
             Ok((
                 row.get(0),
                 row.get(1),
