@@ -260,24 +260,36 @@ impl Db {
         Ok(Db { client, at })
     }
 
+    /// The rows of `sql`, a statement prepared once per connection (sent as text, every
+    /// use would take a round trip of its own to prepare it).
     async fn query(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>> {
+        let statement = self.prepared(sql).await?;
         self.client
-            .query(sql, params)
+            .query(&statement, params)
             .await
             .map_err(|e| db_error(&self.at, e))
     }
 
+    /// The one row of `sql` (prepared as [`Db::query`]'s).
     async fn query_one(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<tokio_postgres::Row> {
+        let statement = self.prepared(sql).await?;
         self.client
-            .query_one(sql, params)
+            .query_one(&statement, params)
+            .await
+            .map_err(|e| db_error(&self.at, e))
+    }
+
+    async fn prepared(&self, sql: &str) -> Result<tokio_postgres::Statement> {
+        self.client
+            .prepare_cached(sql)
             .await
             .map_err(|e| db_error(&self.at, e))
     }

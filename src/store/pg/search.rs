@@ -358,13 +358,12 @@ impl PgStore {
         }
         let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
         self.read_with(move |db| async move {
-            let err = |e| db_error(&db.at, e);
-            let stmt = db
-                .client
-                .prepare_cached("SELECT id, text FROM chunks WHERE id = ANY($1::bigint[])")
-                .await
-                .map_err(err)?;
-            let rows = db.client.query(&stmt, &[&ids]).await.map_err(err)?;
+            let rows = db
+                .query(
+                    "SELECT id, text FROM chunks WHERE id = ANY($1::bigint[])",
+                    &[&ids],
+                )
+                .await?;
             Ok(rows
                 .into_iter()
                 .map(|r| (ChunkId(r.get(0)), r.get(1)))
