@@ -105,6 +105,11 @@ impl PgStore {
         let at = self.primary_at.clone();
         block(async move {
             let mut client = pool.get().await.map_err(|e| db_error(&at, e))?;
+            // Most runs find the schema current: one round trip, no lock (a migration
+            // still happens once, under the lock, below).
+            if schema_version(&client).await == Some(PG_SCHEMA_VERSION) {
+                return Ok(());
+            }
             let tx = client.transaction().await.map_err(|e| db_error(&at, e))?;
             tx.batch_execute(
                 "SELECT pg_advisory_xact_lock(7261536); CREATE TABLE IF NOT EXISTS ragls_schema (version integer NOT NULL)",
@@ -170,6 +175,18 @@ impl PgStore {
         let at = self.primary_at.clone();
         block(async move {
             let client = pool.get().await.map_err(|e| db_error(&at, e))?;
+            // Most runs find the index there: one look, without the lock, and without
+            // `CREATE INDEX IF NOT EXISTS`, whose table lock waits for every writer
+            // storing vectors at the time.
+            let name = format!("embeddings_hnsw_{dimensions}");
+            let exists = client
+                .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&name])
+                .await
+                .map(|r| r.get::<_, bool>(0))
+                .unwrap_or(false);
+            if exists {
+                return Ok(());
+            }
             client
                 .batch_execute(&format!(
                     "SELECT pg_advisory_lock(7261537);
@@ -182,6 +199,19 @@ impl PgStore {
             Ok(())
         })
     }
+}
+
+/// The schema version the database records, read without a lock; `None` when it has
+/// none yet (or the read failed: the caller then takes the locked path, which says why).
+async fn schema_version(client: &deadpool_postgres::Client) -> Option<i32> {
+    let rows = client
+        .simple_query("SELECT max(version) FROM ragls_schema")
+        .await
+        .ok()?;
+    rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+        _ => None,
+    })
 }
 
 fn newer_schema(at: &str, version: i32) -> Error {
