@@ -234,7 +234,10 @@ impl PgStore {
             // versions it reuses, stay until it commits. The statements after it are
             // pipelined with it, and each reads once the locks are held.
             let reused: Vec<i64> = known.iter().map(|(_, b)| *b).collect();
-            let (_, opened, base_kept, reused_kept) = tokio::try_join!(
+            // All four answered, then their errors in the order sent: in a transaction a
+            // failed statement fails every later one ("transaction is aborted"), and the
+            // first says why.
+            let (locked, opened, base_kept, reused_kept) = tokio::join!(
                 async { tx.execute(&lock, &[&repo, &ref_name, &GARBAGE_LOCK]).await },
                 async {
                     let dimensions = identity.dimensions as i32;
@@ -253,8 +256,10 @@ impl PgStore {
                         false => tx.query(&reused_kept, &[&reused]).await.map(|r| r.len()),
                     }
                 },
-            )
-            .map_err(err)?;
+            );
+            locked.map_err(err)?;
+            let opened = opened.map_err(err)?;
+            let (base_kept, reused_kept) = (base_kept.map_err(err)?, reused_kept.map_err(err)?);
             let (snapshot, repo_id): (i64, i64) = (opened.get(0), opened.get(1));
             // The base outlives this transaction (the clean-up waits for the shared lock),
             // unless a clean-up removed it before: then start over.
@@ -286,7 +291,7 @@ impl PgStore {
             }
             // The new file list, and BM25's statistics of the new snapshot, pipelined (the
             // statistics read the list written just before them).
-            let (_, total) = tokio::try_join!(
+            let (listed, total) = tokio::join!(
                 async {
                     tx.execute(&files, &[&snapshot, &base, &dropped, &paths, &blob_ids])
                         .await
@@ -300,9 +305,9 @@ impl PgStore {
                         None => tx.query_one(&stats, &[&snapshot]).await,
                     }
                 },
-            )
-            .map_err(err)?;
-            let total: i64 = total.get(0);
+            );
+            listed.map_err(err)?;
+            let total: i64 = total.map_err(err)?.get(0);
             if let Some(stored) = vectors_stored {
                 stored.await.map_err(|e| {
                     Error::Other(format!("storing the vectors stopped unexpectedly: {e}"))
@@ -838,7 +843,10 @@ async fn insert_versions(
         )
         .await
     };
-    tokio::try_join!(chunks, postings)?;
+    // The first error in the order sent (see `publish`).
+    let (chunks, postings) = tokio::join!(chunks, postings);
+    chunks?;
+    postings?;
     Ok(written)
 }
 

@@ -105,9 +105,10 @@ impl PgStore {
         let at = self.primary_at.clone();
         block(async move {
             let mut client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            // Most runs find the schema current: one round trip, no lock (a migration
-            // still happens once, under the lock, below).
-            if schema_version(&client).await == Some(PG_SCHEMA_VERSION) {
+            // Most runs find the schema current and theirs to write: one round trip, no
+            // lock (a migration still happens once, under the lock, below; a role that
+            // may not write is told so there, before any work).
+            if writable_schema_version(&client).await == Some(PG_SCHEMA_VERSION) {
                 return Ok(());
             }
             let tx = client.transaction().await.map_err(|e| db_error(&at, e))?;
@@ -201,15 +202,21 @@ impl PgStore {
     }
 }
 
-/// The schema version the database records, read without a lock; `None` when it has
-/// none yet (or the read failed: the caller then takes the locked path, which says why).
-async fn schema_version(client: &deadpool_postgres::Client) -> Option<i32> {
+/// The schema version the database records, read without a lock, when this role may
+/// write a ref; `None` when there is none yet, the role may not write, or the read
+/// failed (the caller then takes the locked path, which says why).
+async fn writable_schema_version(client: &deadpool_postgres::Client) -> Option<i32> {
     let rows = client
-        .simple_query("SELECT max(version) FROM ragls_schema")
+        .simple_query(
+            "SELECT max(version), bool_and(has_table_privilege(t, 'INSERT'))
+             FROM ragls_schema, unnest(ARRAY['snapshots', 'snapshot_files', 'blobs', 'chunks', 'postings', 'embeddings', 'refs']) AS t",
+        )
         .await
         .ok()?;
     rows.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+        tokio_postgres::SimpleQueryMessage::Row(r) if r.get(1) == Some("t") => {
+            r.get(0).and_then(|v| v.parse().ok())
+        }
         _ => None,
     })
 }
