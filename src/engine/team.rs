@@ -17,7 +17,7 @@
 use super::*;
 use crate::config::StoreConfig;
 use crate::store::pg::{
-    ChangedFile, NewFileVersion, PgOptions, PgStore, RefUpdate, Snapshot, SnapshotFile,
+    NewFileVersion, PgOptions, PgStore, RefUpdate, Snapshot, SnapshotFile, Writing,
 };
 use std::sync::Mutex;
 
@@ -260,21 +260,18 @@ pub fn index_shared(
         .iter()
         .map(|(f, h)| (f.rel_path.clone(), *h))
         .collect();
-    let known = store.known_versions(&keys)?;
+    let versions_known = store.known_versions(&keys)?;
     let chunk_started = Instant::now();
-    let mut changed = Vec::with_capacity(changed_paths.len());
+    let mut changed: Vec<(String, i64)> = Vec::with_capacity(changed_paths.len());
     let mut to_chunk = Vec::new();
     for (f, hash) in &changed_paths {
         if base_files.contains_key(&f.rel_path) {
             dropped.push(f.rel_path.clone());
         }
-        match known.get(&(f.rel_path.clone(), *hash)) {
+        match versions_known.known.get(&(f.rel_path.clone(), *hash)) {
             Some(blob_id) => {
                 report.files_reused += 1;
-                changed.push(ChangedFile::Known {
-                    path: f.rel_path.clone(),
-                    blob_id: *blob_id,
-                });
+                changed.push((f.rel_path.clone(), *blob_id));
             }
             None => to_chunk.push(*f),
         }
@@ -285,82 +282,59 @@ pub fn index_shared(
         .collect();
     report.chunk_ms = chunk_started.elapsed().as_millis() as u64;
     report.files_chunked = prepared.len() as u64;
+    // The new file versions go to the database at once, written while their texts are
+    // embedded (each text once).
+    let mut needed: Vec<(TextHash, String)> = Vec::new();
+    let mut asked = HashSet::new();
     let mut versions = Vec::new();
     for p in prepared {
-        match p {
+        let (path, state, chunks) = match p {
             indexing::Prepared::Chunked {
                 path,
                 state,
                 chunks,
-            } => versions.push((path, state, chunks)),
+            } => (path, state, chunks),
             indexing::Prepared::Skipped { path, state }
-            | indexing::Prepared::Touched { path, state } => {
-                versions.push((path, state, Vec::new()))
-            }
+            | indexing::Prepared::Touched { path, state } => (path, state, Vec::new()),
             // Unreadable now (removed since the walk): left out of the new state.
-            indexing::Prepared::Failed { .. } => {}
-        }
-    }
-    // Embed what the shared cache lacks, a batch at a time, each batch cached at once.
-    let mut needed: Vec<(TextHash, &str)> = Vec::new();
-    let mut asked = HashSet::new();
-    for (_, _, chunks) in &versions {
+            indexing::Prepared::Failed { .. } => continue,
+        };
+        let mut stored = Vec::with_capacity(chunks.len());
         for c in chunks {
             if asked.insert(c.text_hash) {
-                needed.push((c.text_hash, c.embedding_text.as_str()));
+                needed.push((c.text_hash, c.embedding_text));
             }
+            stored.push(c.stored);
         }
-    }
-    let embed_started = Instant::now();
-    let hashes: Vec<TextHash> = needed.iter().map(|(h, _)| *h).collect();
-    let cached = store.cached_vectors(&identity, &hashes)?;
-    report.cached = cached.len() as u64;
-    let missing: Vec<(TextHash, &str)> = needed
-        .into_iter()
-        .filter(|(h, _)| !cached.contains_key(h))
-        .collect();
-    // The last group's vectors are stored by the publish, alongside its own writes;
-    // the others at once, so that a failure later keeps them.
-    let mut last_vectors = Vec::new();
-    let groups = missing.chunks(embedder.batch_size().max(1) * 4);
-    let group_count = groups.len();
-    for (i, group) in groups.enumerate() {
-        let texts: Vec<&str> = group.iter().map(|(_, t)| *t).collect();
-        let vectors = embedder.embed(&texts).map_err(|e| {
-            Error::Other(format!(
-                "embedding failed ({e}); the shared ref was not updated (vectors computed so far are cached)"
-            ))
-        })?;
-        if vectors.len() != texts.len() {
-            return Err(Error::Other(format!(
-                "the embedder returned {} vectors for {} texts; the shared ref was not updated",
-                vectors.len(),
-                texts.len()
-            )));
-        }
-        let items: Vec<(TextHash, Vec<f32>)> = group.iter().map(|(h, _)| *h).zip(vectors).collect();
-        report.embedded += items.len() as u64;
-        if i + 1 == group_count {
-            last_vectors = items;
-        } else {
-            store.put_vectors(&identity, &items)?;
-        }
-    }
-    report.embed_ms = embed_started.elapsed().as_millis() as u64;
-    for (path, state, chunks) in versions {
-        changed.push(ChangedFile::New(NewFileVersion {
+        versions.push(NewFileVersion {
             path,
             content_hash: state.content_hash,
             skip_reason: state.skip_reason.map(|r| r.as_str().to_string()),
-            chunks: chunks.into_iter().map(|c| c.stored).collect(),
-        }));
+            chunks: stored,
+        });
     }
+    let writing = store.write_versions(versions, &versions_known.fresh_ids)?;
+    let embed_started = Instant::now();
+    let embedded = embed_for_shared(store, &*embedder, &identity, needed, &mut report);
+    report.embed_ms = embed_started.elapsed().as_millis() as u64;
+    // Waited for either way: nothing is left writing once this returns.
+    let written = writing.wait();
+    let last_vectors = embedded?;
+    let written = match written {
+        Ok(w) => w,
+        Err(e) => {
+            last_vectors.wait()?;
+            return Err(e);
+        }
+    };
+    report.chunks_added = written.chunks_added;
+    changed.extend(written.files);
     let same_base = match (&current, &base_snapshot) {
         (Some(c), Some(b)) => c.id == b.id,
         _ => false,
     };
     if same_base && changed.is_empty() && dropped.is_empty() {
-        store.put_vectors(&identity, &last_vectors)?;
+        last_vectors.wait()?;
         report.snapshot = current.map(|c| c.id).unwrap_or_default();
     } else {
         let publish_started = Instant::now();
@@ -371,11 +345,11 @@ pub fn index_shared(
             base: base_snapshot.as_ref().map(|s| s.id),
             dropped,
             changed,
-            vectors: std::mem::take(&mut last_vectors),
+            chunks_added: report.chunks_added,
+            vectors: last_vectors,
         })?;
         report.updated = true;
         report.snapshot = published.snapshot;
-        report.chunks_added = published.chunks_added;
         report.publish_ms = publish_started.elapsed().as_millis() as u64;
     }
     report.requests = embedder.requests_sent() - requests_before;
@@ -498,6 +472,51 @@ struct OnDisk {
     hashed: Vec<(String, Option<[u8; 32]>)>,
     files_hashed: u64,
     hash_ms: u64,
+}
+
+/// Embeds the texts the shared cache lacks, a batch at a time, each batch stored while
+/// the next is embedded, and returns the last batch's storing: the ref switches once it
+/// is done (those before are kept should a later step fail).
+fn embed_for_shared(
+    store: &PgStore,
+    embedder: &dyn crate::embed::Embedder,
+    identity: &Identity,
+    needed: Vec<(TextHash, String)>,
+    report: &mut SharedIndexReport,
+) -> Result<Writing<()>> {
+    let hashes: Vec<TextHash> = needed.iter().map(|(h, _)| *h).collect();
+    let cached = store.cached_vectors(identity, &hashes)?;
+    report.cached = cached.len() as u64;
+    let missing: Vec<(TextHash, String)> = needed
+        .into_iter()
+        .filter(|(h, _)| !cached.contains_key(h))
+        .collect();
+    let mut storing = Writing::nothing();
+    for group in missing.chunks(embedder.batch_size().max(1) * 4) {
+        let texts: Vec<&str> = group.iter().map(|(_, t)| t.as_str()).collect();
+        let vectors = match embedder.embed(&texts) {
+            Ok(v) => v,
+            Err(e) => {
+                storing.wait()?;
+                return Err(Error::Other(format!(
+                    "embedding failed ({e}); the shared ref was not updated (vectors computed so far are cached)"
+                )));
+            }
+        };
+        if vectors.len() != texts.len() {
+            storing.wait()?;
+            return Err(Error::Other(format!(
+                "the embedder returned {} vectors for {} texts; the shared ref was not updated",
+                vectors.len(),
+                texts.len()
+            )));
+        }
+        let items: Vec<(TextHash, Vec<f32>)> = group.iter().map(|(h, _)| *h).zip(vectors).collect();
+        report.embedded += items.len() as u64;
+        storing.wait()?;
+        storing = store.put_vectors(identity, items)?;
+    }
+    Ok(storing)
 }
 
 /// Walks the workspace and hashes what changed on disk since this workspace last wrote

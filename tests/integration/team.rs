@@ -528,6 +528,14 @@ fn a_writer_killed_mid_update_leaves_the_previous_ref_and_the_next_run_completes
         report["embedded"], 0,
         "the killed run's vectors were cached before it died: {report}"
     );
+    assert_eq!(
+        (
+            report["filesChunked"].as_u64(),
+            report["filesReused"].as_u64()
+        ),
+        (Some(0), Some(2)),
+        "the killed run's two file versions were written before it died: {report}"
+    );
     let s = symbols(&search_shared(
         &reader,
         &db.reader,
@@ -537,6 +545,58 @@ fn a_writer_killed_mid_update_leaves_the_previous_ref_and_the_next_run_completes
     ));
     assert!(s.iter().any(|x| x.contains("alpha_new_marker")), "{s:?}");
     assert!(s.iter().any(|x| x.contains("beta_new_marker")), "{s:?}");
+}
+
+#[test]
+fn file_versions_a_killed_writer_left_unlisted_are_removed_by_the_clean_up_after_an_hour() {
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    let (mut child, _release) = start_paused_update(&db, &sb);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let unlisted = "SELECT count(*) FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM snapshot_files sf WHERE sf.blob_id = b.id)";
+    assert_eq!(
+        count(&db.admin, unlisted),
+        2,
+        "alpha's new version and beta's"
+    );
+    // The working tree moves on: no run takes those versions any more.
+    sb.write(
+        "src/alpha.rs",
+        "pub fn alpha_third_marker() -> u32 {\n    4\n}\n",
+    );
+    std::fs::remove_file(sb.ws.join("src/beta.rs")).unwrap();
+    index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(
+        count(&db.admin, unlisted),
+        2,
+        "kept within the hour: a writer may be about to list them"
+    );
+    execute(
+        &db.admin,
+        "UPDATE pending_versions SET created_at = now() - interval '2 hours'",
+    );
+    sb.write(
+        "src/alpha.rs",
+        "pub fn alpha_fourth_marker() -> u32 {\n    5\n}\n",
+    );
+    let report = index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(report["updated"], true, "{report}");
+    for orphans in [
+        unlisted,
+        "SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = c.blob_id)",
+        "SELECT count(*) FROM postings p WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = p.blob_id)",
+    ] {
+        assert_eq!(count(&db.admin, orphans), 0, "{orphans}");
+    }
+    let s = symbols(&search_shared(
+        &bare_reader(),
+        &db.reader,
+        "main",
+        "alpha fourth marker",
+        &NO_OVERLAY,
+    ));
+    assert!(s.iter().any(|x| x.contains("alpha_fourth_marker")), "{s:?}");
 }
 
 #[test]

@@ -7,7 +7,9 @@
 //! snapshot (`snapshot_files`: path -> file version); a new state of a ref is written as
 //! a new snapshot and the ref switches to it in the same transaction, so a reader sees
 //! the old state or the new one, never a mix, and a writer killed mid-update leaves the
-//! ref as it was. The rows an update writes by the thousand (postings, chunks, file
+//! ref as it was. New file versions are written before that transaction, in statements
+//! of their own (unseen until a snapshot lists them): a killed writer's are reused by
+//! the next run, and the clean-up removes those no snapshot took within the hour. The rows an update writes by the thousand (postings, chunks, file
 //! lists) carry no foreign keys (their checks were most of an update's time): writers
 //! and the clean-up of old snapshots exclude each other by an advisory lock instead. Lexical search is BM25 over statistics kept in a table (`postings`:
 //! per term and chunk, its occurrences in the head and the body), scored exactly as the
@@ -46,11 +48,12 @@ use std::time::Duration;
 mod refs;
 mod schema;
 mod search;
+pub use refs::Writing;
 pub use search::{SnapshotQuery, SnapshotSearch};
 
 /// The schema this ragls writes and reads. Each entry of `schema::MIGRATIONS` moves the
 /// database one version up; a database newer than this is refused, never downgraded.
-pub const PG_SCHEMA_VERSION: i32 = 2;
+pub const PG_SCHEMA_VERSION: i32 = 3;
 
 /// A snapshot of a ref: its id and the embedder its vectors came from.
 #[derive(Clone, Debug, PartialEq)]
@@ -75,34 +78,46 @@ pub struct NewFileVersion {
     pub chunks: Vec<NewChunk>,
 }
 
-/// A file of the new snapshot that differs from the base.
-pub enum ChangedFile {
-    /// A version the database has already (another branch or repository has it).
-    Known {
-        path: String,
-        blob_id: i64,
-    },
-    New(NewFileVersion),
+/// The file versions a ref update needs: the ones the database has already, by (path,
+/// content hash), and ids for the ones it will write ([`PgStore::known_versions`]).
+#[derive(Debug, Default)]
+pub struct KnownVersions {
+    pub known: HashMap<(String, [u8; 32]), i64>,
+    /// Fresh file version ids, one per key asked about (those of known versions go
+    /// unused): a new version's rows are written without waiting for its id.
+    pub fresh_ids: Vec<i64>,
 }
 
-/// The new state of a ref: the base snapshot's files minus `dropped`, plus `changed`.
+/// New file versions written ([`PgStore::write_versions`]): each file's path and the
+/// id of its version (another writer's, when it wrote the same version first).
+#[derive(Debug, Default)]
+pub struct WrittenVersions {
+    pub files: Vec<(String, i64)>,
+    pub chunks_added: u64,
+    pub file_versions_added: u64,
+}
+
+/// The new state of a ref: the base snapshot's files minus `dropped`, plus `changed`
+/// (path -> file version, every version already written).
 pub struct RefUpdate<'a> {
     pub repo: &'a str,
     pub ref_name: &'a str,
     pub identity: &'a Identity,
     pub base: Option<i64>,
     pub dropped: Vec<String>,
-    pub changed: Vec<ChangedFile>,
-    /// Vectors for the embedding cache, stored alongside (see [`PgStore::publish`]).
-    pub vectors: Vec<(TextHash, Vec<f32>)>,
+    pub changed: Vec<(String, i64)>,
+    /// Chunks the update's new file versions added (a large share has the tables'
+    /// statistics refreshed after the switch).
+    pub chunks_added: u64,
+    /// The last vectors for the embedding cache, being stored: the ref switches once
+    /// they are (see [`PgStore::publish`]).
+    pub vectors: Writing<()>,
 }
 
 /// What publishing a ref wrote.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Published {
     pub snapshot: i64,
-    pub chunks_added: u64,
-    pub file_versions_added: u64,
 }
 
 /// How to reach the shared index.

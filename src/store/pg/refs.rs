@@ -80,25 +80,30 @@ impl PgStore {
         ))
     }
 
-    /// The ids of file versions the database has already, by (path, content hash).
-    pub fn known_versions(
-        &self,
-        keys: &[(String, [u8; 32])],
-    ) -> Result<HashMap<(String, [u8; 32]), i64>> {
+    /// The ids of file versions the database has already, by (path, content hash), and
+    /// fresh ids for the others, in one round trip.
+    pub fn known_versions(&self, keys: &[(String, [u8; 32])]) -> Result<KnownVersions> {
         if keys.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(KnownVersions::default());
         }
         let paths: Vec<String> = keys.iter().map(|(p, _)| p.clone()).collect();
         let hashes: Vec<Vec<u8>> = keys.iter().map(|(_, h)| h.to_vec()).collect();
+        let wanted = keys.len() as i64;
         self.write_with(move |db| async move {
-            let rows = db
-                .query(
+            let (by_key, count): (&[&(dyn tokio_postgres::types::ToSql + Sync)], _) =
+                (&[&paths, &hashes], [&wanted as &(dyn tokio_postgres::types::ToSql + Sync)]);
+            let (known, fresh) = tokio::join!(
+                db.query(
                     "SELECT b.path, b.content_hash, b.id FROM blobs b
                      JOIN unnest($1::text[], $2::bytea[]) AS k(path, hash) ON b.path = k.path AND b.content_hash = k.hash",
-                    &[&paths, &hashes],
-                )
-                .await?;
-            Ok(rows
+                    by_key,
+                ),
+                db.query_one(
+                    "SELECT array_agg(nextval('blobs_id_seq')) FROM generate_series(1, $1::bigint)",
+                    &count,
+                ),
+            );
+            let known = known?
                 .into_iter()
                 .map(|r| {
                     (
@@ -106,8 +111,80 @@ impl PgStore {
                         r.get(2),
                     )
                 })
-                .collect())
+                .collect();
+            let fresh_ids: Vec<i64> = fresh?.get(0);
+            if fresh_ids.len() != wanted as usize {
+                return Err(Error::Store(format!(
+                    "shared index at {}: asked for {wanted} file version ids, got {}",
+                    db.at,
+                    fresh_ids.len()
+                )));
+            }
+            Ok(KnownVersions { known, fresh_ids })
         })
+    }
+
+    /// Writes new file versions with their chunks and postings, `fresh_ids[i]` the id
+    /// of `versions[i]`. In statements of their own, not in a ref's transaction: a
+    /// version is immutable and unseen until a snapshot lists it, so it is written while
+    /// the update embeds, and one written by a run that dies is reused by the next (the
+    /// clean-up removes versions no snapshot took within the hour). Starts at once and
+    /// returns; [`Writing::wait`] gives the outcome.
+    pub fn write_versions(
+        &self,
+        versions: Vec<NewFileVersion>,
+        fresh_ids: &[i64],
+    ) -> Result<Writing<WrittenVersions>> {
+        if versions.len() > fresh_ids.len() {
+            return Err(Error::Store(format!(
+                "{} new file versions for {} ids",
+                versions.len(),
+                fresh_ids.len()
+            )));
+        }
+        if versions.is_empty() {
+            return Ok(Writing(None));
+        }
+        // Written on two connections at once, the server's inserts being most of a small
+        // update's time: a small update's versions are split in two.
+        let chunks: usize = versions.iter().map(|v| v.chunks.len()).sum();
+        let per_batch = chunks
+            .div_ceil(VERSION_WRITERS)
+            .clamp(1, VERSIONS_BATCH_CHUNKS);
+        let batches = version_batches(versions, fresh_ids, per_batch)?;
+        let mut lanes: Vec<Vec<VersionBatch>> = (0..VERSION_WRITERS).map(|_| Vec::new()).collect();
+        for (i, batch) in batches.into_iter().enumerate() {
+            lanes[i % VERSION_WRITERS].push(batch);
+        }
+        let (pool, at) = (self.primary.clone(), self.primary_at.clone());
+        let task = runtime()?.spawn(async move {
+            let lanes = lanes.into_iter().filter(|l| !l.is_empty()).map(|lane| {
+                let (pool, at) = (pool.clone(), at.clone());
+                async move {
+                    let client = pool.get().await.map_err(|e| db_error(&at, e))?;
+                    let statement = client
+                        .prepare_cached(INSERT_VERSIONS)
+                        .await
+                        .map_err(|e| db_error(&at, e))?;
+                    let mut written = WrittenVersions::default();
+                    for batch in lane {
+                        insert_versions(&client, &statement, batch, &mut written)
+                            .await
+                            .map_err(|e| db_error(&at, e))?;
+                    }
+                    Ok::<_, Error>(written)
+                }
+            });
+            let mut written = WrittenVersions::default();
+            for lane in futures_util::future::join_all(lanes).await {
+                let lane = lane?;
+                written.files.extend(lane.files);
+                written.chunks_added += lane.chunks_added;
+                written.file_versions_added += lane.file_versions_added;
+            }
+            Ok(written)
+        });
+        Ok(Writing(Some(task)))
     }
 
     /// Cached vectors for these text hashes (the ones missing are absent).
@@ -139,25 +216,28 @@ impl PgStore {
         })
     }
 
-    /// Adds vectors to the shared embedding cache, in a transaction of their own: the
-    /// cache is valid whatever becomes of the ref update that computed them, so a writer
-    /// killed later does not pay for them again.
-    pub fn put_vectors(&self, id: &Identity, items: &[(TextHash, Vec<f32>)]) -> Result<()> {
+    /// Starts adding vectors to the shared embedding cache, in a transaction of their
+    /// own: the cache is valid whatever becomes of the ref update that computed them,
+    /// so a writer killed later does not pay for them again. Returns at once.
+    pub fn put_vectors(
+        &self,
+        id: &Identity,
+        items: Vec<(TextHash, Vec<f32>)>,
+    ) -> Result<Writing<()>> {
         if items.is_empty() {
-            return Ok(());
+            return Ok(Writing(None));
         }
-        block(store_vectors(
+        Ok(Writing(Some(runtime()?.spawn(store_vectors(
             self.primary.clone(),
             self.primary_at.clone(),
             id.clone(),
-            items.to_vec(),
-        ))
+            items,
+        )))))
     }
 
-    /// Writes a ref's new state and switches the ref to it, all in one transaction. The
-    /// update's `vectors` go to the embedding cache meanwhile, on a connection and in a
-    /// transaction of their own (the graph's inserts are as slow as the rest of the
-    /// update together), committed before the ref switches.
+    /// Writes a ref's new state and switches the ref to it, all in one transaction,
+    /// once the update's `vectors` are in the embedding cache (they are stored on a
+    /// connection and in a transaction of their own, begun before).
     pub fn publish(&self, update: RefUpdate<'_>) -> Result<Published> {
         let pool = self.primary.clone();
         let at = self.primary_at.clone();
@@ -167,77 +247,43 @@ impl PgStore {
         let identity = update.identity.clone();
         let base = update.base;
         let dropped = update.dropped;
-        // Spawned at once, to run beside the rest; should the transaction fail, the
-        // vectors are cached all the same.
-        let vectors_stored = match vectors.is_empty() {
-            true => None,
-            false => Some(runtime()?.spawn(store_vectors(
-                pool.clone(),
-                at.clone(),
-                identity.clone(),
-                vectors,
-            ))),
-        };
-        // Every statement's arrays are built before the transaction begins, on all cores
-        // (built in it, on one thread, they were a third of it): the new rows' ids are
-        // taken from their sequences first, so that nothing waits on a RETURNING.
-        let mut known = Vec::new();
-        let mut new = Vec::new();
-        for f in update.changed {
-            match f {
-                ChangedFile::Known { path, blob_id } => known.push((path, blob_id)),
-                ChangedFile::New(v) => new.push(v),
-            }
-        }
-        let batches = match new.is_empty() {
-            true => Vec::new(),
-            false => {
-                let chunk_count: usize = new.iter().map(|v| v.chunks.len()).sum();
-                let (blob_ids, chunk_ids) = block(allocate_ids(
-                    pool.clone(),
-                    at.clone(),
-                    new.len(),
-                    chunk_count,
-                ))?;
-                version_batches(new, &blob_ids, &chunk_ids)
-            }
-        };
+        let chunks_added = update.chunks_added;
+        let (paths, blob_ids): (Vec<String>, Vec<i64>) = update.changed.into_iter().unzip();
         block(async move {
             let mut client = pool.get().await.map_err(|e| db_error(&at, e))?;
             let err = |e: tokio_postgres::Error| db_error(&at, e);
             // Every statement is prepared up front, all in one round trip: sent as text,
-            // each was prepared in a round trip of its own (a publish made some thirty).
+            // each was prepared in a round trip of its own.
             let stats_sql = match base {
                 Some(_) => STATS_FROM_BASE,
                 None => STATS_FROM_SCRATCH,
             };
-            let (lock, open, base_kept, reused_kept, versions, files, stats, point) =
-                tokio::try_join!(
-                    client.prepare_cached(LOCK_REF),
-                    client.prepare_cached(OPEN_SNAPSHOT),
-                    client.prepare_cached("SELECT 1 FROM snapshots WHERE id = $1"),
-                    client.prepare_cached("SELECT id FROM blobs WHERE id = ANY($1::bigint[])"),
-                    VersionStatements::prepare(&client),
-                    client.prepare_cached(SNAPSHOT_FILES),
-                    client.prepare_cached(stats_sql),
-                    client.prepare_cached(POINT_REF),
-                    // Cached for the clean-up that follows the commit.
-                    client.prepare_cached(GARBAGE_TRY_LOCK),
-                    client.prepare_cached(GARBAGE_SNAPSHOTS),
-                )
-                .map(|(lock, open, b, r, v, f, s, p, _, _)| (lock, open, b, r, v, f, s, p))
-                .map_err(err)?;
+            let (lock, open, base_kept, versions_kept, files, stats, point) = tokio::try_join!(
+                client.prepare_cached(LOCK_REF),
+                client.prepare_cached(OPEN_SNAPSHOT),
+                client.prepare_cached("SELECT 1 FROM snapshots WHERE id = $1"),
+                client.prepare_cached("SELECT count(*) FROM blobs WHERE id = ANY($1::bigint[])"),
+                client.prepare_cached(SNAPSHOT_FILES),
+                client.prepare_cached(stats_sql),
+                client.prepare_cached(POINT_REF),
+                // Cached for the clean-up that follows the commit.
+                client.prepare_cached(GARBAGE_FIND),
+            )
+            .map(|(lock, open, b, v, f, s, p, _)| (lock, open, b, v, f, s, p))
+            .map_err(err)?;
             let tx = client.transaction().await.map_err(err)?;
             // One writer per ref at a time; other refs update side by side. The shared
             // lock keeps the clean-up of old snapshots out while any ref is written (see
             // `collect_garbage`): what this update takes from the base, and the file
-            // versions it reuses, stay until it commits. The statements after it are
+            // versions it lists, stay until it commits. The statements after it are
             // pipelined with it, and each reads once the locks are held.
-            let reused: Vec<i64> = known.iter().map(|(_, b)| *b).collect();
+            let mut distinct = blob_ids.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
             // All four answered, then their errors in the order sent: in a transaction a
             // failed statement fails every later one ("transaction is aborted"), and the
             // first says why.
-            let (locked, opened, base_kept, reused_kept) = tokio::join!(
+            let (locked, opened, base_kept, versions_kept) = tokio::join!(
                 async { tx.execute(&lock, &[&repo, &ref_name, &GARBAGE_LOCK]).await },
                 async {
                     let dimensions = identity.dimensions as i32;
@@ -251,15 +297,18 @@ impl PgStore {
                     }
                 },
                 async {
-                    match reused.is_empty() {
+                    match distinct.is_empty() {
                         true => Ok(0),
-                        false => tx.query(&reused_kept, &[&reused]).await.map(|r| r.len()),
+                        false => tx
+                            .query_one(&versions_kept, &[&distinct])
+                            .await
+                            .map(|r| r.get::<_, i64>(0) as usize),
                     }
                 },
             );
             locked.map_err(err)?;
             let opened = opened.map_err(err)?;
-            let (base_kept, reused_kept) = (base_kept.map_err(err)?, reused_kept.map_err(err)?);
+            let (base_kept, versions_kept) = (base_kept.map_err(err)?, versions_kept.map_err(err)?);
             let (snapshot, repo_id): (i64, i64) = (opened.get(0), opened.get(1));
             // The base outlives this transaction (the clean-up waits for the shared lock),
             // unless a clean-up removed it before: then start over.
@@ -268,26 +317,12 @@ impl PgStore {
                     "the state {ref_name} was updated from is gone (another writer moved it meanwhile); run `ragls index` again"
                 )));
             }
-            // File versions reused from other refs outlive this transaction too, if a
-            // clean-up did not remove them before it began.
-            if reused_kept < reused.len() {
+            // The file versions listed outlive this transaction too, if a clean-up did
+            // not remove them before it began (one no snapshot had for an hour).
+            if versions_kept < distinct.len() {
                 return Err(Error::Usage(format!(
-                    "file versions this update of {ref_name} reuses were removed meanwhile (another writer's clean-up); run `ragls index` again"
+                    "file versions this update of {ref_name} lists were removed meanwhile (another writer's clean-up); run `ragls index` again"
                 )));
-            }
-            let mut published = Published {
-                snapshot,
-                ..Published::default()
-            };
-            let (mut paths, mut blob_ids): (Vec<String>, Vec<i64>) = known.into_iter().unzip();
-            for batch in batches {
-                for (path, blob_id) in insert_versions(&tx, &versions, batch, &mut published)
-                    .await
-                    .map_err(err)?
-                {
-                    paths.push(path);
-                    blob_ids.push(blob_id);
-                }
             }
             // The new file list, and BM25's statistics of the new snapshot, pipelined (the
             // statistics read the list written just before them).
@@ -308,11 +343,7 @@ impl PgStore {
             );
             listed.map_err(err)?;
             let total: i64 = total.map_err(err)?.get(0);
-            if let Some(stored) = vectors_stored {
-                stored.await.map_err(|e| {
-                    Error::Other(format!("storing the vectors stopped unexpectedly: {e}"))
-                })??;
-            }
+            vectors.finish().await?;
             fault_pause_in_publish().await;
             tx.execute(&point, &[&repo_id, &ref_name, &snapshot])
                 .await
@@ -329,7 +360,7 @@ impl PgStore {
             // another transaction's snapshot predates the publish (autovacuum analyzing
             // the new rows, measured to happen right after a first build): then it is
             // run again, a few times at most, until most pages are.
-            if published.chunks_added * 10 > total as u64 {
+            if chunks_added * 10 > total as u64 {
                 for table in ["postings", "chunks", "snapshot_files"] {
                     for _ in 0..5 {
                         if client
@@ -357,8 +388,35 @@ impl PgStore {
                     .batch_execute("ANALYZE blobs; ANALYZE embeddings;")
                     .await;
             }
-            Ok(published)
+            Ok(Published { snapshot })
         })
+    }
+}
+
+/// Rows being written on the database's runtime ([`PgStore::write_versions`],
+/// [`PgStore::put_vectors`]).
+pub struct Writing<T>(Option<tokio::task::JoinHandle<Result<T>>>);
+
+impl<T: Default + Send + 'static> Writing<T> {
+    /// Nothing to write.
+    pub fn nothing() -> Writing<T> {
+        Writing(None)
+    }
+
+    /// Waits until the rows are written.
+    pub fn wait(self) -> Result<T> {
+        block(self.finish())
+    }
+
+    async fn finish(self) -> Result<T> {
+        match self.0 {
+            None => Ok(T::default()),
+            Some(task) => task.await.map_err(|e| {
+                Error::Other(format!(
+                    "a write to the shared index stopped unexpectedly: {e}"
+                ))
+            })?,
+        }
     }
 }
 
@@ -406,13 +464,17 @@ const STATS_FROM_SCRATCH: &str =
 const POINT_REF: &str = "INSERT INTO refs(repo_id, name, snapshot_id) VALUES ($1, $2, $3)
      ON CONFLICT (repo_id, name) DO UPDATE SET snapshot_id = excluded.snapshot_id, updated_at = now()";
 
-/// The clean-up's lock, taken only when no writer holds it shared.
-const GARBAGE_TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
-
-/// The repository's snapshots no ref points at and older than a question can be reading.
-const GARBAGE_SNAPSHOTS: &str =
-    "DELETE FROM snapshots s WHERE s.repo_id = $1 AND s.created_at < now() - interval '1 hour'
-     AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.snapshot_id = s.id) RETURNING id";
+/// What the clean-up removes, when no writer holds its lock ($2) shared: the
+/// repository's ($1) snapshots no ref points at and older than a question can be
+/// reading, and the notes of file versions written over an hour ago (those no snapshot
+/// took are removed). Returns both lists' ids, empty when another writer publishes.
+const GARBAGE_FIND: &str = "WITH l AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($2) AS ok),
+     s AS (DELETE FROM snapshots s USING l WHERE l.ok AND s.repo_id = $1
+           AND s.created_at < now() - interval '1 hour'
+           AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.snapshot_id = s.id) RETURNING s.id),
+     p AS (DELETE FROM pending_versions pv USING l WHERE l.ok
+           AND pv.created_at < now() - interval '1 hour' RETURNING pv.blob_id)
+     SELECT ARRAY(SELECT id FROM s), ARRAY(SELECT blob_id FROM p)";
 
 /// The snapshot a ref points at, on one pool.
 async fn snapshot_on(
@@ -518,28 +580,17 @@ async fn collect_garbage(
     repo_id: i64,
 ) -> std::result::Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    let (try_lock, snapshots) = tokio::try_join!(
-        tx.prepare_cached(GARBAGE_TRY_LOCK),
-        tx.prepare_cached(GARBAGE_SNAPSHOTS)
-    )?;
-    let locked: bool = tx.query_one(&try_lock, &[&GARBAGE_LOCK]).await?.get(0);
-    if !locked {
-        return Ok(());
-    }
-    let gone: Vec<i64> = tx
-        .query(&snapshots, &[&repo_id])
-        .await?
-        .into_iter()
-        .map(|r| r.get(0))
-        .collect();
-    if gone.is_empty() {
+    let find = tx.prepare_cached(GARBAGE_FIND).await?;
+    let found = tx.query_one(&find, &[&repo_id, &GARBAGE_LOCK]).await?;
+    let (gone, pending): (Vec<i64>, Vec<i64>) = (found.get(0), found.get(1));
+    if gone.is_empty() && pending.is_empty() {
         return Ok(());
     }
     let blobs: Vec<i64> = tx
         .query(
             "WITH f AS (DELETE FROM snapshot_files WHERE snapshot_id = ANY($1::bigint[]) RETURNING blob_id)
-             SELECT DISTINCT blob_id FROM f",
-            &[&gone],
+             SELECT blob_id FROM f UNION SELECT unnest($2::bigint[])",
+            &[&gone, &pending],
         )
         .await?
         .into_iter()
@@ -572,34 +623,18 @@ async fn collect_garbage(
 /// fifty rows a chunk): few statements, each of a size the server takes in its stride.
 const VERSIONS_BATCH_CHUNKS: usize = 2000;
 
-/// Takes ids for `blobs` new file versions and `chunks` chunks from their sequences.
-async fn allocate_ids(
-    pool: Pool,
-    at: String,
-    blobs: usize,
-    chunks: usize,
-) -> Result<(Vec<i64>, Vec<i64>)> {
-    let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-    let row = client
-        .query_one(
-            "SELECT (SELECT coalesce(array_agg(nextval(pg_get_serial_sequence('blobs', 'id'))), '{}')
-                     FROM generate_series(1, $1::bigint)),
-                    (SELECT coalesce(array_agg(nextval(pg_get_serial_sequence('chunks', 'id'))), '{}')
-                     FROM generate_series(1, $2::bigint))",
-            &[&(blobs as i64), &(chunks as i64)],
-        )
-        .await
-        .map_err(|e| db_error(&at, e))?;
-    let (b, c): (Vec<i64>, Vec<i64>) = (row.get(0), row.get(1));
-    if b.len() != blobs || c.len() != chunks {
-        return Err(Error::Store(format!(
-            "shared index at {at}: asked for {blobs} + {chunks} ids, got {} + {}",
-            b.len(),
-            c.len()
-        )));
-    }
-    Ok((b, c))
+/// Connections that write new file versions at once.
+const VERSION_WRITERS: usize = 2;
+
+/// A chunk's id, made from its file version's id and its place in the file: no round
+/// trip to take ids from a sequence. Ids taken from the `chunks` sequence (before schema
+/// version 3) stay below them: a version has fewer than 2^24 chunks, so the sequence
+/// never passed 2^24 times the largest version id then, and new version ids are larger.
+fn chunk_id(blob_id: i64, ord: usize) -> i64 {
+    (blob_id << CHUNK_ORD_BITS) | ord as i64
 }
+
+const CHUNK_ORD_BITS: u32 = 24;
 
 /// New file versions' rows, column by column as their statements take them.
 #[derive(Default)]
@@ -641,36 +676,42 @@ struct PostingColumns {
     terms: Vec<i32>,
 }
 
-/// Splits new file versions into batches of about [`VERSIONS_BATCH_CHUNKS`] chunks and
+/// Splits new file versions into batches of about `per_batch` chunks and
 /// builds their columns with the ids given (the postings counted on all cores).
 fn version_batches(
     versions: Vec<NewFileVersion>,
     blob_ids: &[i64],
-    chunk_ids: &[i64],
-) -> Vec<VersionBatch> {
+    per_batch: usize,
+) -> Result<Vec<VersionBatch>> {
     use rayon::prelude::*;
-    let mut next_chunk = 0;
-    let mut with_ids = Vec::with_capacity(versions.len());
-    for (v, blob_id) in versions.into_iter().zip(blob_ids) {
-        let ids = &chunk_ids[next_chunk..next_chunk + v.chunks.len()];
-        next_chunk += v.chunks.len();
-        with_ids.push((v, *blob_id, ids));
+    if let Some(v) = versions
+        .iter()
+        .find(|v| v.chunks.len() >= 1 << CHUNK_ORD_BITS)
+    {
+        return Err(Error::Usage(format!(
+            "{} has {} chunks, more than the shared index takes in a file; leave it out with `index.exclude`",
+            v.path,
+            v.chunks.len()
+        )));
     }
-    let counted: Vec<(NewFileVersion, i64, &[i64], Vec<ChunkPostings>)> = with_ids
+    let counted: Vec<(NewFileVersion, i64, Vec<ChunkPostings>)> = versions
         .into_par_iter()
-        .map(|(v, blob_id, ids)| {
+        .zip(blob_ids)
+        .map(|(v, blob_id)| {
             let postings = v.chunks.iter().map(ChunkPostings::of).collect();
-            (v, blob_id, ids, postings)
+            (v, *blob_id, postings)
         })
         .collect();
     let mut batches = Vec::new();
     let mut batch = VersionBatch::default();
-    for (v, blob_id, ids, postings) in counted {
-        for (ord, ((chunk, id), p)) in v.chunks.iter().zip(ids).zip(&postings).enumerate() {
+    for (v, blob_id, postings) in counted {
+        for (i, (chunk, p)) in v.chunks.iter().zip(&postings).enumerate() {
+            let ord = i + 1;
+            let id = chunk_id(blob_id, ord);
             let c = &mut batch.chunks;
-            c.id.push(*id);
+            c.id.push(id);
             c.blob_id.push(blob_id);
-            c.ord.push(ord as i32 + 1);
+            c.ord.push(ord as i32);
             c.language.push(chunk.language.as_str().to_string());
             c.kind.push(chunk.kind.as_str().to_string());
             c.symbol.push(pg_text(&chunk.symbol));
@@ -686,7 +727,7 @@ fn version_batches(
             for (term, (head, body)) in &p.counts {
                 q.term.push(term.clone());
                 q.blob_id.push(blob_id);
-                q.chunk_id.push(*id);
+                q.chunk_id.push(id);
                 q.head.push((*head).min(i16::MAX as u32) as i16);
                 q.body.push((*body).min(i16::MAX as u32) as i16);
                 q.terms.push(p.terms);
@@ -697,7 +738,7 @@ fn version_batches(
         batch.path.push(v.path);
         batch.content_hash.push(v.content_hash.to_vec());
         batch.skip_reason.push(v.skip_reason);
-        if batch.chunks.id.len() >= VERSIONS_BATCH_CHUNKS {
+        if batch.chunks.id.len() >= per_batch {
             batches.push(std::mem::take(&mut batch));
         }
     }
@@ -707,7 +748,7 @@ fn version_batches(
     batches
         .par_iter_mut()
         .for_each(|b| b.postings.sort_by_term());
-    batches
+    Ok(batches)
 }
 
 impl PostingColumns {
@@ -729,95 +770,51 @@ impl PostingColumns {
         self.body = order.iter().map(|&i| self.body[i]).collect();
         self.terms = order.iter().map(|&i| self.terms[i]).collect();
     }
-
-    /// Only the rows of these file versions.
-    fn retain(&mut self, blobs: &HashSet<i64>) {
-        let keep: Vec<bool> = self.blob_id.iter().map(|b| blobs.contains(b)).collect();
-        retain_by(&mut self.term, &keep);
-        retain_by(&mut self.blob_id, &keep);
-        retain_by(&mut self.chunk_id, &keep);
-        retain_by(&mut self.head, &keep);
-        retain_by(&mut self.body, &keep);
-        retain_by(&mut self.terms, &keep);
-    }
 }
 
-impl ChunkColumns {
-    /// Only the rows of these file versions.
-    fn retain(&mut self, blobs: &HashSet<i64>) {
-        let keep: Vec<bool> = self.blob_id.iter().map(|b| blobs.contains(b)).collect();
-        retain_by(&mut self.id, &keep);
-        retain_by(&mut self.blob_id, &keep);
-        retain_by(&mut self.ord, &keep);
-        retain_by(&mut self.language, &keep);
-        retain_by(&mut self.kind, &keep);
-        retain_by(&mut self.symbol, &keep);
-        retain_by(&mut self.name, &keep);
-        retain_by(&mut self.start_byte, &keep);
-        retain_by(&mut self.end_byte, &keep);
-        retain_by(&mut self.start_line, &keep);
-        retain_by(&mut self.end_line, &keep);
-        retain_by(&mut self.text, &keep);
-        retain_by(&mut self.text_hash, &keep);
-        retain_by(&mut self.terms, &keep);
-    }
-}
+/// Writes a batch of new file versions with their chunks and postings: one statement
+/// (one transaction), so a version is there whole or not at all. A version another
+/// writer added first keeps the chunks it has: the rows of this one are dropped.
+const INSERT_VERSIONS: &str = "WITH v AS (
+       INSERT INTO blobs(id, path, content_hash, skip_reason)
+       SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[])
+       ON CONFLICT (path, content_hash) DO UPDATE SET path = excluded.path
+       RETURNING path, id, (xmax = 0) AS added),
+     added AS (SELECT id FROM v WHERE added),
+     pending AS (INSERT INTO pending_versions(blob_id) SELECT id FROM added),
+     c AS (
+       INSERT INTO chunks(id, blob_id, ord, language, kind, symbol, name, start_byte, end_byte,
+          start_line, end_line, text, text_hash, terms)
+       SELECT u.* FROM unnest($5::bigint[], $6::bigint[], $7::integer[], $8::text[], $9::text[],
+          $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::integer[], $15::integer[],
+          $16::text[], $17::bytea[], $18::integer[])
+          AS u(id, blob_id, ord, language, kind, symbol, name, start_byte, end_byte,
+               start_line, end_line, text, text_hash, terms)
+       WHERE u.blob_id IN (SELECT id FROM added)),
+     p AS (
+       INSERT INTO postings(term, blob_id, chunk_id, head, body, terms)
+       SELECT u.* FROM unnest($19::text[], $20::bigint[], $21::bigint[], $22::smallint[],
+          $23::smallint[], $24::integer[]) AS u(term, blob_id, chunk_id, head, body, terms)
+       WHERE u.blob_id IN (SELECT id FROM added))
+     SELECT path, id, added FROM v";
 
-fn retain_by<T>(column: &mut Vec<T>, keep: &[bool]) {
-    let mut k = keep.iter();
-    column.retain(|_| *k.next().unwrap_or(&false));
-}
-
-/// Writes a batch of file versions with their chunks and postings, three statements,
-/// and returns each version's (path, blob id). A version another writer added
-/// meanwhile keeps the chunks it has (the ids taken for this one go unused).
+/// Writes a batch of file versions ([`INSERT_VERSIONS`]) and adds what it wrote to
+/// `written`.
 async fn insert_versions(
-    tx: &tokio_postgres::Transaction<'_>,
-    statements: &VersionStatements,
-    mut batch: VersionBatch,
-    published: &mut Published,
-) -> std::result::Result<Vec<(String, i64)>, tokio_postgres::Error> {
-    // Paths are unique within an update, so no row is touched twice (ON CONFLICT refuses that).
-    let rows = tx
+    client: &deadpool_postgres::Client,
+    statement: &tokio_postgres::Statement,
+    batch: VersionBatch,
+    written: &mut WrittenVersions,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let (c, p) = (&batch.chunks, &batch.postings);
+    let rows = client
         .query(
-            &statements.blobs,
+            statement,
             &[
                 &batch.blob_id,
                 &batch.path,
                 &batch.content_hash,
                 &batch.skip_reason,
-            ],
-        )
-        .await?;
-    let mut written = Vec::with_capacity(rows.len());
-    let mut inserted = HashSet::new();
-    for r in rows {
-        let id: i64 = r.get(1);
-        if r.get::<_, bool>(2) {
-            inserted.insert(id);
-        }
-        written.push((r.get::<_, String>(0), id));
-    }
-    for (id, n) in batch.blob_id.iter().zip(&batch.chunk_counts) {
-        if inserted.contains(id) && *n > 0 {
-            published.chunks_added += *n as u64;
-            published.file_versions_added += 1;
-        }
-    }
-    if inserted.len() < batch.blob_id.len() {
-        batch.chunks.retain(&inserted);
-        batch.postings.retain(&inserted);
-    }
-    let c = &batch.chunks;
-    if c.id.is_empty() {
-        return Ok(written);
-    }
-    // The chunks and their postings, pipelined.
-    let p = &batch.postings;
-    let chunks = async {
-        tx.execute(
-            &statements.chunks,
-            &[
                 &c.id,
                 &c.blob_id,
                 &c.ord,
@@ -832,61 +829,30 @@ async fn insert_versions(
                 &c.text,
                 &c.text_hash,
                 &c.terms,
+                &p.term,
+                &p.blob_id,
+                &p.chunk_id,
+                &p.head,
+                &p.body,
+                &p.terms,
             ],
         )
-        .await
-    };
-    let postings = async {
-        tx.execute(
-            &statements.postings,
-            &[&p.term, &p.blob_id, &p.chunk_id, &p.head, &p.body, &p.terms],
-        )
-        .await
-    };
-    // The first error in the order sent (see `publish`).
-    let (chunks, postings) = tokio::join!(chunks, postings);
-    chunks?;
-    postings?;
-    Ok(written)
-}
-
-/// The statements that write new file versions, prepared once per publish.
-struct VersionStatements {
-    blobs: tokio_postgres::Statement,
-    chunks: tokio_postgres::Statement,
-    postings: tokio_postgres::Statement,
-}
-
-impl VersionStatements {
-    async fn prepare(
-        client: &deadpool_postgres::Client,
-    ) -> std::result::Result<VersionStatements, tokio_postgres::Error> {
-        let (blobs, chunks, postings) = tokio::try_join!(
-            client.prepare_cached(
-                "INSERT INTO blobs(id, path, content_hash, skip_reason)
-                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[])
-                 ON CONFLICT (path, content_hash) DO UPDATE SET path = excluded.path
-                 RETURNING path, id, (xmax = 0)"
-            ),
-            client.prepare_cached(
-                "INSERT INTO chunks(id, blob_id, ord, language, kind, symbol, name, start_byte, end_byte,
-                    start_line, end_line, text, text_hash, terms)
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::text[], $5::text[],
-                    $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::integer[], $11::integer[],
-                    $12::text[], $13::bytea[], $14::integer[])"
-            ),
-            client.prepare_cached(
-                "INSERT INTO postings(term, blob_id, chunk_id, head, body, terms)
-                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::smallint[],
-                    $5::smallint[], $6::integer[])"
-            ),
-        )?;
-        Ok(VersionStatements {
-            blobs,
-            chunks,
-            postings,
-        })
+        .await?;
+    let mut added = HashSet::new();
+    for r in rows {
+        let id: i64 = r.get(1);
+        if r.get::<_, bool>(2) {
+            added.insert(id);
+        }
+        written.files.push((r.get::<_, String>(0), id));
     }
+    for (id, n) in batch.blob_id.iter().zip(&batch.chunk_counts) {
+        if added.contains(id) && *n > 0 {
+            written.chunks_added += *n as u64;
+            written.file_versions_added += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Fault injection for the tests: `RAGLS_FAULT_PUBLISH_WAIT_FOR=FILE` makes a ref update

@@ -92,6 +92,16 @@ ALTER TABLE chunks DROP CONSTRAINT IF EXISTS chunks_blob_id_fkey;
 ALTER TABLE snapshot_files DROP CONSTRAINT IF EXISTS snapshot_files_blob_id_fkey;
 ALTER TABLE snapshot_files DROP CONSTRAINT IF EXISTS snapshot_files_snapshot_id_fkey;
 "#,
+    // 3: file versions are written before the transaction that lists them in a snapshot
+    // (see `PgStore::write_versions`). Each new one is noted here; the clean-up takes
+    // the notes older than an hour and removes the versions no snapshot took (their
+    // writer died or failed), a small table rather than a pass over every version.
+    r#"
+CREATE TABLE pending_versions (
+    blob_id bigint PRIMARY KEY,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+"#,
 ];
 
 /// pgvector's HNSW index takes vectors of at most this many dimensions.
@@ -209,7 +219,7 @@ async fn writable_schema_version(client: &deadpool_postgres::Client) -> Option<i
     let rows = client
         .simple_query(
             "SELECT max(version), bool_and(has_table_privilege(t, 'INSERT'))
-             FROM ragls_schema, unnest(ARRAY['snapshots', 'snapshot_files', 'blobs', 'chunks', 'postings', 'embeddings', 'refs']) AS t",
+             FROM ragls_schema, unnest(ARRAY['snapshots', 'snapshot_files', 'blobs', 'chunks', 'postings', 'embeddings', 'refs', 'pending_versions']) AS t",
         )
         .await
         .ok()?;
