@@ -1130,6 +1130,15 @@ fn two_writers_of_one_ref_at_once_leave_one_whole_state_not_a_mix() {
     let bravo = s.iter().any(|x| x.contains("marker_from_checkout_bravo"));
     assert!(alpha != bravo, "exactly one writer's state: {s:?}");
     assert_eq!(count(&db.admin, "SELECT count(*) FROM refs"), 1);
+    // The files both checkouts share were written once: the writer that came second
+    // kept the first one's versions and dropped its own rows.
+    for twice in [
+        "SELECT count(*) FROM (SELECT blob_id, ord FROM chunks GROUP BY 1, 2 HAVING count(*) > 1) d",
+        "SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = c.blob_id)",
+        "SELECT count(*) FROM postings p WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = p.blob_id)",
+    ] {
+        assert_eq!(count(&db.admin, twice), 0, "{twice}");
+    }
 }
 
 /// Every file of the sandbox's workspace modified an hour ago, as in a checkout that was
