@@ -17,7 +17,7 @@
 use super::*;
 use crate::config::StoreConfig;
 use crate::store::pg::{
-    NewFileVersion, PgOptions, PgStore, RefUpdate, Snapshot, SnapshotFile, Writing,
+    CleanupHold, NewFileVersion, PgOptions, PgStore, RefUpdate, Snapshot, SnapshotFile, Writing,
 };
 use std::sync::Mutex;
 
@@ -221,6 +221,7 @@ pub fn index_shared(
         current,
         base_snapshot,
         base_files,
+        hold,
         requests_before,
         mut report,
     } = setup?;
@@ -347,6 +348,7 @@ pub fn index_shared(
             changed,
             chunks_added: report.chunks_added,
             vectors: last_vectors,
+            hold,
         })?;
         report.updated = true;
         report.snapshot = published.snapshot;
@@ -384,6 +386,8 @@ struct SharedSetup {
     /// The snapshot the update starts from, and its files.
     base_snapshot: Option<Snapshot>,
     base_files: HashMap<String, SnapshotFile>,
+    /// Keeps the clean-up from removing what this run reads, reuses and writes.
+    hold: CleanupHold,
     /// The embedder's requests before this run (a remote model's dimension may be
     /// asked here).
     requests_before: u64,
@@ -397,6 +401,7 @@ fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<Shar
         .ok_or_else(|| Error::Usage("no shared index: give --store URL or set store.url".into()))?;
     let store = &shared.store;
     store.migrate()?;
+    let hold = store.hold_off_cleanup()?;
     let embedder = crate::provider::embeddings::embedder_for(config)?;
     let requests_before = embedder.requests_sent();
     let current = store.ref_snapshot_on_primary(&shared.repo, &shared.ref_name)?;
@@ -460,6 +465,7 @@ fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<Shar
         current,
         base_snapshot,
         base_files,
+        hold,
         requests_before,
         report,
     })

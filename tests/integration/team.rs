@@ -600,6 +600,73 @@ fn file_versions_a_killed_writer_left_unlisted_are_removed_by_the_clean_up_after
 }
 
 #[test]
+fn a_writer_embedding_for_long_keeps_the_clean_up_from_its_written_versions() {
+    let db = TeamDb::create();
+    let fake = FakeProvider::start();
+    let slow = ProviderSandbox::empty_at(&fake.base_url(), &Settings::default());
+    for (path, text) in common::FIXTURE {
+        slow.write(path, text);
+    }
+    slow.ragls("index", &["--store", &db.writer, "--ref", "main", "--json"])
+        .ok();
+    slow.write(
+        "client/backoff_table.py",
+        "def backoff_table_for_tenants(n):\n    return [2 ** i for i in range(n)]\n",
+    );
+    // Its file version is written, then it waits on the embedder.
+    fake.set_latency(Duration::from_secs(4));
+    let writer = slow
+        .command("index", &["--store", &db.writer, "--ref", "main", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let written = "SELECT count(*) FROM blobs WHERE path = 'client/backoff_table.py'";
+    while count(&db.admin, written) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the writer never wrote its version"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // An hour later (so to speak), another ref's writer publishes and cleans up.
+    execute(
+        &db.admin,
+        "UPDATE pending_versions SET created_at = now() - interval '2 hours'",
+    );
+    let other = Sandbox::with_project();
+    index_shared(&other, &db.writer, "other", &[]);
+    assert_eq!(
+        count(&db.admin, written),
+        1,
+        "the waiting writer's version is kept"
+    );
+    let out = writer.wait_with_output().unwrap();
+    let report: Value = serde_json::from_str(&ok(out, "the slow writer")).unwrap();
+    assert_eq!(report["updated"], true, "{report}");
+    fake.set_latency(Duration::ZERO);
+    let found = slow
+        .ragls(
+            "search",
+            &[
+                "--store",
+                &db.reader,
+                "--ref",
+                "main",
+                "--json",
+                "--set",
+                "store.overlay=false",
+                "backoff table for tenants",
+            ],
+        )
+        .ok()
+        .json();
+    let results = found["results"].as_array().expect("results");
+    assert!(has_symbol(results, "backoff_table_for_tenants"), "{found}");
+}
+
+#[test]
 fn the_local_overlay_finds_an_uncommitted_function_and_cites_local_lines() {
     let db = TeamDb::create();
     let sb = Sandbox::with_project();

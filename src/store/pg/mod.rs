@@ -48,7 +48,7 @@ use std::time::Duration;
 mod refs;
 mod schema;
 mod search;
-pub use refs::Writing;
+pub use refs::{CleanupHold, Writing};
 pub use search::{SnapshotQuery, SnapshotSearch};
 
 /// The schema this ragls writes and reads. Each entry of `schema::MIGRATIONS` moves the
@@ -112,6 +112,8 @@ pub struct RefUpdate<'a> {
     /// The last vectors for the embedding cache, being stored: the ref switches once
     /// they are (see [`PgStore::publish`]).
     pub vectors: Writing<()>,
+    /// The writer's hold on the clean-up, released once the ref has switched.
+    pub hold: CleanupHold,
 }
 
 /// What publishing a ref wrote.

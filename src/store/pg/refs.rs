@@ -124,6 +124,22 @@ impl PgStore {
         })
     }
 
+    /// Keeps the clean-up of old snapshots and unlisted file versions out until the
+    /// hold is dropped (or its writer dies): what a writer reads, reuses and writes
+    /// ahead of its publish stays, however long it embeds. A session-level shared lock
+    /// on a connection of its own, closed (not pooled) when dropped.
+    pub fn hold_off_cleanup(&self) -> Result<CleanupHold> {
+        let (pool, at) = (self.primary.clone(), self.primary_at.clone());
+        block(async move {
+            let client = pool.get().await.map_err(|e| db_error(&at, e))?;
+            client
+                .execute("SELECT pg_advisory_lock_shared($1)", &[&GARBAGE_LOCK])
+                .await
+                .map_err(|e| db_error(&at, e))?;
+            Ok(CleanupHold(Some(client)))
+        })
+    }
+
     /// Writes new file versions with their chunks and postings, `fresh_ids[i]` the id
     /// of `versions[i]`. In statements of their own, not in a ref's transaction: a
     /// version is immutable and unseen until a snapshot lists it, so it is written while
@@ -248,6 +264,7 @@ impl PgStore {
         let base = update.base;
         let dropped = update.dropped;
         let chunks_added = update.chunks_added;
+        let hold = update.hold;
         let (paths, blob_ids): (Vec<String>, Vec<i64>) = update.changed.into_iter().unzip();
         block(async move {
             let mut client = pool.get().await.map_err(|e| db_error(&at, e))?;
@@ -349,6 +366,8 @@ impl PgStore {
                 .await
                 .map_err(err)?;
             tx.commit().await.map_err(err)?;
+            // This writer's own hold would keep its clean-up out.
+            drop(hold);
             collect_garbage(&mut client, repo_id).await.map_err(err)?;
             // A first build (or a large change) leaves the planner's statistics far off
             // until autovacuum comes by: refresh them now (best effort). VACUUM too, for
@@ -390,6 +409,18 @@ impl PgStore {
             }
             Ok(Published { snapshot })
         })
+    }
+}
+
+/// A writer's hold on the clean-up ([`PgStore::hold_off_cleanup`]).
+pub struct CleanupHold(Option<deadpool_postgres::Object>);
+
+impl Drop for CleanupHold {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            // Closed, not returned to the pool: the session's lock goes with it.
+            drop(deadpool_postgres::Object::take(client));
+        }
     }
 }
 

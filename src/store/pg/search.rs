@@ -319,34 +319,36 @@ impl PgStore {
             return Ok((out, average));
         }
         let asked = missing.clone();
-        let (total, average, counts): (i64, f32, Vec<i64>) = self.read_with(move |db| async move {
-            let err = |e: tokio_postgres::Error| db_error(&db.at, e);
-            let (of_snapshot, of_terms) = tokio::try_join!(
-                db.prepared(SNAPSHOT_STATISTICS),
-                db.prepared(DOCUMENT_FREQUENCIES)
-            )?;
-            // All in one round trip (a question with a new term waits for it), on a
-            // generic plan: a custom one trusts the statistics of `snapshot_files`, which
-            // know nothing of a snapshot published since they were gathered ("1 row"),
-            // and probed the postings once per file of the snapshot: 0.4-1.2 s a question
-            // at a million lines right after an update, against 6-35 ms.
-            let (snapshot_params, terms_params): (
-                [&(dyn tokio_postgres::types::ToSql + Sync); 1],
-                [&(dyn tokio_postgres::types::ToSql + Sync); 2],
-            ) = ([&snapshot], [&snapshot, &asked]);
-            let (_, row, rows, _) = tokio::try_join!(
-                db.client.batch_execute("SET plan_cache_mode = force_generic_plan"),
-                db.client.query_one(&of_snapshot, &snapshot_params),
-                db.client.query(&of_terms, &terms_params),
-                db.client.batch_execute("RESET plan_cache_mode"),
-            )
-            .map_err(err)?;
-            Ok((
-                row.get(0),
-                row.get(1),
-                rows.into_iter().map(|r| r.get(0)).collect(),
-            ))
-        })?;
+        let (total, average, counts): (i64, f32, Vec<i64>) =
+            self.read_with(move |db| async move {
+                let err = |e: tokio_postgres::Error| db_error(&db.at, e);
+                let (of_snapshot, of_terms) = tokio::try_join!(
+                    db.prepared(SNAPSHOT_STATISTICS),
+                    db.prepared(DOCUMENT_FREQUENCIES)
+                )?;
+                // All in one round trip (a question with a new term waits for it), on a
+                // generic plan: a custom one trusts the statistics of `snapshot_files`, which
+                // know nothing of a snapshot published since they were gathered ("1 row"),
+                // and probed the postings once per file of the snapshot: 0.4-1.2 s a question
+                // at a million lines right after an update, against 6-35 ms.
+                let (snapshot_params, terms_params): (
+                    [&(dyn tokio_postgres::types::ToSql + Sync); 1],
+                    [&(dyn tokio_postgres::types::ToSql + Sync); 2],
+                ) = ([&snapshot], [&snapshot, &asked]);
+                let (_, row, rows, _) = tokio::try_join!(
+                    db.client
+                        .batch_execute("SET plan_cache_mode = force_generic_plan"),
+                    db.client.query_one(&of_snapshot, &snapshot_params),
+                    db.client.query(&of_terms, &terms_params),
+                    db.client.batch_execute("RESET plan_cache_mode"),
+                )
+                .map_err(err)?;
+                Ok((
+                    row.get(0),
+                    row.get(1),
+                    rows.into_iter().map(|r| r.get(0)).collect(),
+                ))
+            })?;
         let n = total.max(1) as f32;
         let mut cache = self.idf.lock().ok();
         if let Some(cache) = cache.as_mut() {
