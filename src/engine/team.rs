@@ -397,6 +397,12 @@ struct SharedSetup {
 /// Connects (a writer: the schema is created or migrated), resolves the ref and its
 /// base and reads the base's file list.
 fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<SharedSetup> {
+    // A writer works on up to five connections at once (its hold on the clean-up, two
+    // writing file versions, one storing vectors, one reading or publishing): a smaller
+    // pool, set for the editors, would make it wait on itself.
+    let mut config = config.clone();
+    config.store.pool_size = config.store.pool_size.max(WRITER_CONNECTIONS);
+    let config = &config;
     let shared = SharedRef::from_config(root, config)?
         .ok_or_else(|| Error::Usage("no shared index: give --store URL or set store.url".into()))?;
     let store = &shared.store;
@@ -576,6 +582,9 @@ fn hash_workspace(root: &Path, config: &Config) -> Result<OnDisk> {
         hash_ms: hash_started.elapsed().as_millis() as u64,
     })
 }
+
+/// The connections a writer of the shared index may hold at once (see `shared_setup`).
+const WRITER_CONNECTIONS: usize = 5;
 
 /// Where a writer of the shared index keeps its workspace's content hashes between runs
 /// (beside the overlay's own, which a reader writes: each process owns its file).

@@ -667,6 +667,18 @@ fn a_writer_embedding_for_long_keeps_the_clean_up_from_its_written_versions() {
 }
 
 #[test]
+fn a_writer_set_to_a_pool_of_one_connection_still_updates_its_ref() {
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    let one = ["--set", "store.pool_size=1"];
+    index_shared(&sb, &db.writer, "main", &one);
+    sb.write("src/gamma.rs", "pub fn gamma_single_pool_marker() {}\n");
+    let report = index_shared(&sb, &db.writer, "main", &one);
+    assert_eq!(report["updated"], true, "{report}");
+    assert_eq!(report["filesChunked"], 1, "{report}");
+}
+
+#[test]
 fn the_local_overlay_finds_an_uncommitted_function_and_cites_local_lines() {
     let db = TeamDb::create();
     let sb = Sandbox::with_project();
