@@ -127,7 +127,8 @@ impl PgStore {
     /// Keeps the clean-up of old snapshots and unlisted file versions out until the
     /// hold is dropped (or its writer dies): what a writer reads, reuses and writes
     /// ahead of its publish stays, however long it embeds. A session-level shared lock
-    /// on a connection of its own, closed (not pooled) when dropped.
+    /// on a connection of its own: released after the publish, or gone with the
+    /// connection, closed when the hold is dropped otherwise (or its process dies).
     pub fn hold_off_cleanup(&self) -> Result<CleanupHold> {
         let (pool, at) = (self.primary.clone(), self.primary_at.clone());
         block(async move {
@@ -367,7 +368,7 @@ impl PgStore {
                 .map_err(err)?;
             tx.commit().await.map_err(err)?;
             // This writer's own hold would keep its clean-up out.
-            drop(hold);
+            hold.release().await;
             collect_garbage(&mut client, repo_id).await.map_err(err)?;
             // A first build (or a large change) leaves the planner's statistics far off
             // until autovacuum comes by: refresh them now (best effort). VACUUM too, for
@@ -414,6 +415,21 @@ impl PgStore {
 
 /// A writer's hold on the clean-up ([`PgStore::hold_off_cleanup`]).
 pub struct CleanupHold(Option<deadpool_postgres::Object>);
+
+impl CleanupHold {
+    /// Lets the clean-up in again; the connection goes back to the pool (closed if
+    /// the lock cannot be released).
+    async fn release(mut self) {
+        if let Some(client) = self.0.take() {
+            let released = client
+                .execute("SELECT pg_advisory_unlock_shared($1)", &[&GARBAGE_LOCK])
+                .await;
+            if released.is_err() {
+                drop(deadpool_postgres::Object::take(client));
+            }
+        }
+    }
+}
 
 impl Drop for CleanupHold {
     fn drop(&mut self) {
