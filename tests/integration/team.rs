@@ -462,6 +462,17 @@ fn start_paused_update(db: &TeamDb, sb: &Sandbox) -> (std::process::Child, std::
     (child, release)
 }
 
+/// A workspace holding the fixture, embedded through `fake` and indexed into `main`.
+fn fixture_in_main_through(fake: &FakeProvider, db: &TeamDb) -> ProviderSandbox {
+    let sb = ProviderSandbox::empty_at(&fake.base_url(), &Settings::default());
+    for (path, text) in common::FIXTURE {
+        sb.write(path, text);
+    }
+    sb.ragls("index", &["--store", &db.writer, "--ref", "main", "--json"])
+        .ok();
+    sb
+}
+
 fn symbols(results: &[Value]) -> Vec<String> {
     results
         .iter()
@@ -603,12 +614,7 @@ fn file_versions_a_killed_writer_left_unlisted_are_removed_by_the_clean_up_after
 fn a_writer_embedding_for_long_keeps_the_clean_up_from_its_written_versions() {
     let db = TeamDb::create();
     let fake = FakeProvider::start();
-    let slow = ProviderSandbox::empty_at(&fake.base_url(), &Settings::default());
-    for (path, text) in common::FIXTURE {
-        slow.write(path, text);
-    }
-    slow.ragls("index", &["--store", &db.writer, "--ref", "main", "--json"])
-        .ok();
+    let slow = fixture_in_main_through(&fake, &db);
     slow.write(
         "client/backoff_table.py",
         "def backoff_table_for_tenants(n):\n    return [2 ** i for i in range(n)]\n",
@@ -757,12 +763,7 @@ fn the_local_overlay_finds_an_uncommitted_function_and_cites_local_lines() {
 fn a_question_over_the_shared_ref_and_a_local_overlay_embeds_the_query_once() {
     let db = TeamDb::create();
     let fake = FakeProvider::start();
-    let sb = ProviderSandbox::empty_at(&fake.base_url(), &Settings::default());
-    for (path, text) in common::FIXTURE {
-        sb.write(path, text);
-    }
-    sb.ragls("index", &["--store", &db.writer, "--ref", "main", "--json"])
-        .ok();
+    let sb = fixture_in_main_through(&fake, &db);
     // A local change, so that both the overlay and the shared ref are searched.
     let path = "client/retry.py";
     let text = sb.read(path);
