@@ -1348,3 +1348,107 @@ fn old_snapshots_are_cleaned_up_with_the_file_versions_only_they_had() {
         assert!(has_symbol(&hits, name), "{ref_name}: {hits:?}");
     }
 }
+
+/// Rewrites a database of this schema back to version 3's postings (a row per term and
+/// chunk, the figures in the covering term index), as ragls 0.x before schema 4 left it.
+const DOWN_TO_SCHEMA_3: &str = "
+CREATE TABLE postings_v3 (term text NOT NULL, blob_id bigint NOT NULL, chunk_id bigint NOT NULL,
+    head smallint NOT NULL, body smallint NOT NULL, terms integer NOT NULL);
+INSERT INTO postings_v3
+    SELECT p.term, p.blob_id, u.chunk_id, (u.f >> 48)::smallint, ((u.f >> 32) & 65535)::smallint,
+           (u.f & 4294967295)::integer
+    FROM postings p, unnest(p.chunk_ids, p.figures) AS u(chunk_id, f);
+DROP TABLE postings;
+ALTER TABLE postings_v3 RENAME TO postings;
+CREATE INDEX postings_by_term ON postings(term) INCLUDE (blob_id, chunk_id, head, body, terms);
+CREATE INDEX postings_by_blob ON postings(blob_id);
+DELETE FROM ragls_schema WHERE version = 4;";
+
+#[test]
+fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_before() {
+    let db = TeamDb::create();
+    let sb = Sandbox::empty();
+    for (path, text) in common::FIXTURE {
+        sb.write(path, text);
+    }
+    index_shared(&sb, &db.writer, "main", &[]);
+    let reader = bare_reader();
+    let ranked = |hits: Vec<Value>| -> Vec<(String, u64, f64)> {
+        hits.iter()
+            .map(|h| {
+                (
+                    h["path"].as_str().unwrap_or_default().to_string(),
+                    h["start_line"].as_u64().unwrap_or_default(),
+                    h["score"].as_f64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let question = "retry the request with backoff";
+    let before = ranked(search_shared(
+        &reader,
+        &db.reader,
+        "main",
+        question,
+        &NO_OVERLAY,
+    ));
+    assert!(!before.is_empty());
+    let grouped = count(&db.admin, "SELECT count(*) FROM postings");
+    execute(&db.writer, DOWN_TO_SCHEMA_3);
+    let per_chunk = count(&db.admin, "SELECT count(*) FROM postings");
+    assert!(
+        per_chunk > grouped,
+        "{per_chunk} rows per chunk, {grouped} grouped"
+    );
+
+    // A reader does not migrate: it says who can.
+    let refused = team(
+        &reader,
+        "search",
+        &db.reader,
+        "main",
+        &["--set", "store.overlay=false", question],
+    );
+    let said = stderr_of(&refused);
+    assert!(
+        said.contains("schema version 3") && said.contains("ragls index --store"),
+        "{said}"
+    );
+
+    // The next writer migrates it; the ref it left ranks as it did.
+    let report = index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(report["filesChunked"], 0, "{report}");
+    assert_eq!(
+        count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
+        4
+    );
+    assert_eq!(count(&db.admin, "SELECT count(*) FROM postings"), grouped);
+    let after = ranked(search_shared(
+        &reader,
+        &db.reader,
+        "main",
+        question,
+        &NO_OVERLAY,
+    ));
+    assert_eq!(before.len(), after.len(), "{before:?}\n{after:?}");
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!((&b.0, b.1), (&a.0, a.1), "{before:?}\n{after:?}");
+        assert!((b.2 - a.2).abs() < 1e-6, "{before:?}\n{after:?}");
+    }
+
+    // And it writes the new layout on top of the migrated one.
+    let text = sb.read("client/retry.py");
+    sb.write(
+        "client/retry.py",
+        text.replacen("def retry_with_backoff(", "def retry_after_migrating(", 1),
+    );
+    index_shared(&sb, &db.writer, "main", &[]);
+    let hits = search_shared(
+        &reader,
+        &db.reader,
+        "main",
+        "retry_after_migrating",
+        &NO_OVERLAY,
+    );
+    assert!(has_symbol(&hits, "retry_after_migrating"), "{hits:?}");
+}
