@@ -276,7 +276,7 @@ impl PgStore {
                 Some(_) => STATS_FROM_BASE,
                 None => STATS_FROM_SCRATCH,
             };
-            let (lock, open, base_kept, versions_kept, files, stats, point) = tokio::try_join!(
+            let statements = tokio::try_join!(
                 client.prepare_cached(LOCK_REF),
                 client.prepare_cached(OPEN_SNAPSHOT),
                 client.prepare_cached("SELECT 1 FROM snapshots WHERE id = $1"),
@@ -284,92 +284,36 @@ impl PgStore {
                 client.prepare_cached(SNAPSHOT_FILES),
                 client.prepare_cached(stats_sql),
                 client.prepare_cached(POINT_REF),
-                // Cached for the clean-up that follows the commit.
-                client.prepare_cached(GARBAGE_FIND),
+                client.prepare_cached(GARBAGE_DUE),
             )
-            .map(|(lock, open, b, v, f, s, p, _)| (lock, open, b, v, f, s, p))
             .map_err(err)?;
-            let tx = client.transaction().await.map_err(err)?;
-            // One writer per ref at a time; other refs update side by side. The shared
-            // lock keeps the clean-up of old snapshots out while any ref is written (see
-            // `collect_garbage`): what this update takes from the base, and the file
-            // versions it lists, stay until it commits. The statements after it are
-            // pipelined with it, and each reads once the locks are held.
             let mut distinct = blob_ids.clone();
             distinct.sort_unstable();
             distinct.dedup();
-            // All four answered, then their errors in the order sent: in a transaction a
-            // failed statement fails every later one ("transaction is aborted"), and the
-            // first says why.
-            let (locked, opened, base_kept, versions_kept) = tokio::join!(
-                async { tx.execute(&lock, &[&repo, &ref_name, &GARBAGE_LOCK]).await },
-                async {
-                    let dimensions = identity.dimensions as i32;
-                    tx.query_one(&open, &[&repo, &identity.embedder, &dimensions])
-                        .await
-                },
-                async {
-                    match base {
-                        Some(b) => tx.query_opt(&base_kept, &[&b]).await.map(|r| r.is_some()),
-                        None => Ok(true),
-                    }
-                },
-                async {
-                    match distinct.is_empty() {
-                        true => Ok(0),
-                        false => tx
-                            .query_one(&versions_kept, &[&distinct])
-                            .await
-                            .map(|r| r.get::<_, i64>(0) as usize),
-                    }
-                },
-            );
-            locked.map_err(err)?;
-            let opened = opened.map_err(err)?;
-            let (base_kept, versions_kept) = (base_kept.map_err(err)?, versions_kept.map_err(err)?);
-            let (snapshot, repo_id): (i64, i64) = (opened.get(0), opened.get(1));
-            // The base outlives this transaction (the clean-up waits for the shared lock),
-            // unless a clean-up removed it before: then start over.
-            if !base_kept {
-                return Err(Error::Usage(format!(
-                    "the state {ref_name} was updated from is gone (another writer moved it meanwhile); run `ragls index` again"
-                )));
+            let written = NewState {
+                repo: &repo,
+                ref_name: &ref_name,
+                identity: &identity,
+                base,
+                dropped: &dropped,
+                paths: &paths,
+                blob_ids: &blob_ids,
+                distinct: &distinct,
             }
-            // The file versions listed outlive this transaction too, if a clean-up did
-            // not remove them before it began (one no snapshot had for an hour).
-            if versions_kept < distinct.len() {
-                return Err(Error::Usage(format!(
-                    "file versions this update of {ref_name} lists were removed meanwhile (another writer's clean-up); run `ragls index` again"
-                )));
+            .write(&client, &at, &statements, vectors, hold)
+            .await;
+            let (snapshot, repo_id, total, garbage_due) = match written {
+                Ok(w) => w,
+                Err(e) => {
+                    // It may have stopped inside its transaction: the connection is
+                    // closed, not given back to the pool open.
+                    drop(deadpool_postgres::Object::take(client));
+                    return Err(e);
+                }
+            };
+            if garbage_due {
+                collect_garbage(&mut client, repo_id).await.map_err(err)?;
             }
-            // The new file list, and BM25's statistics of the new snapshot, pipelined (the
-            // statistics read the list written just before them).
-            let (listed, total) = tokio::join!(
-                async {
-                    tx.execute(&files, &[&snapshot, &base, &dropped, &paths, &blob_ids])
-                        .await
-                },
-                async {
-                    match base {
-                        Some(base) => {
-                            tx.query_one(&stats, &[&snapshot, &base, &dropped, &blob_ids])
-                                .await
-                        }
-                        None => tx.query_one(&stats, &[&snapshot]).await,
-                    }
-                },
-            );
-            listed.map_err(err)?;
-            let total: i64 = total.map_err(err)?.get(0);
-            vectors.finish().await?;
-            fault_pause_in_publish().await;
-            tx.execute(&point, &[&repo_id, &ref_name, &snapshot])
-                .await
-                .map_err(err)?;
-            tx.commit().await.map_err(err)?;
-            // This writer's own hold would keep its clean-up out.
-            hold.release().await;
-            collect_garbage(&mut client, repo_id).await.map_err(err)?;
             // A first build (or a large change) leaves the planner's statistics far off
             // until autovacuum comes by: refresh them now (best effort). VACUUM too, for
             // the visibility map: without it the searches read the file lists and the
@@ -419,6 +363,147 @@ impl PgStore {
             }
             Ok(Published { snapshot })
         })
+    }
+}
+
+/// A ref's new state, as [`PgStore::publish`] writes it.
+struct NewState<'a> {
+    repo: &'a str,
+    ref_name: &'a str,
+    identity: &'a Identity,
+    base: Option<i64>,
+    dropped: &'a [String],
+    paths: &'a [String],
+    blob_ids: &'a [i64],
+    /// The file versions listed, each once.
+    distinct: &'a [i64],
+}
+
+/// The statements of a publish, prepared on its connection (in `publish`'s order).
+type PublishStatements = (
+    tokio_postgres::Statement,
+    tokio_postgres::Statement,
+    tokio_postgres::Statement,
+    tokio_postgres::Statement,
+    tokio_postgres::Statement,
+    tokio_postgres::Statement,
+    tokio_postgres::Statement,
+    tokio_postgres::Statement,
+);
+
+impl NewState<'_> {
+    /// Writes the state and switches the ref in one transaction, in two round trips:
+    /// everything up to the switch pipelined (each statement reads once the locks are
+    /// held; the new snapshot's id is the sequence's `currval`), then, once the vectors
+    /// are stored, the commit, with the hold on the clean-up let go beside it and the
+    /// question whether a clean-up is due after it. Returns the new snapshot's id, its
+    /// repository's, its chunk count and whether a clean-up is due. On an error the
+    /// transaction may still be open: the caller closes the connection.
+    async fn write(
+        &self,
+        client: &tokio_postgres::Client,
+        at: &str,
+        statements: &PublishStatements,
+        vectors: Writing<()>,
+        hold: CleanupHold,
+    ) -> Result<(i64, i64, i64, bool)> {
+        let (lock, open, base_kept, versions_kept, files, stats, point, garbage_due) = statements;
+        let dimensions = self.identity.dimensions as i32;
+        // One writer per ref at a time; other refs update side by side. The shared lock
+        // keeps the clean-up of old snapshots out while any ref is written (see
+        // `collect_garbage`): what this update takes from the base, and the file
+        // versions it lists, stay until it commits.
+        let (begun, locked, opened, base_kept, versions_kept, listed, total, pointed) = tokio::join!(
+            client.batch_execute("BEGIN"),
+            async {
+                client
+                    .execute(lock, &[&self.repo, &self.ref_name, &GARBAGE_LOCK])
+                    .await
+            },
+            async {
+                client
+                    .query_one(open, &[&self.repo, &self.identity.embedder, &dimensions])
+                    .await
+            },
+            async {
+                match self.base {
+                    Some(b) => client
+                        .query_opt(base_kept, &[&b])
+                        .await
+                        .map(|r| r.is_some()),
+                    None => Ok(true),
+                }
+            },
+            async {
+                match self.distinct.is_empty() {
+                    true => Ok(0),
+                    false => client
+                        .query_one(versions_kept, &[&self.distinct])
+                        .await
+                        .map(|r| r.get::<_, i64>(0) as usize),
+                }
+            },
+            async {
+                client
+                    .execute(
+                        files,
+                        &[&self.base, &self.dropped, &self.paths, &self.blob_ids],
+                    )
+                    .await
+            },
+            async {
+                match self.base {
+                    Some(base) => {
+                        client
+                            .query_one(stats, &[&base, &self.dropped, &self.blob_ids])
+                            .await
+                    }
+                    None => client.query_one(stats, &[]).await,
+                }
+            },
+            async { client.execute(point, &[&self.ref_name]).await },
+        );
+        // Every statement answered; their errors in the order sent: in a transaction a
+        // failed statement fails every later one ("transaction is aborted"), and the
+        // first says why.
+        let failed = |e: tokio_postgres::Error| db_error(at, e);
+        begun.map_err(failed)?;
+        locked.map_err(failed)?;
+        let opened = opened.map_err(failed)?;
+        let (base_kept, versions_kept) =
+            (base_kept.map_err(failed)?, versions_kept.map_err(failed)?);
+        // The base outlives this transaction (the clean-up waits for the shared lock),
+        // unless a clean-up removed it before: then start over.
+        if !base_kept {
+            return Err(Error::Usage(format!(
+                "the state {} was updated from is gone (another writer moved it meanwhile); run `ragls index` again",
+                self.ref_name
+            )));
+        }
+        // The file versions listed outlive this transaction too, if a clean-up did not
+        // remove them before it began (one no snapshot had for an hour).
+        if versions_kept < self.distinct.len() {
+            return Err(Error::Usage(format!(
+                "file versions this update of {} lists were removed meanwhile (another writer's clean-up); run `ragls index` again",
+                self.ref_name
+            )));
+        }
+        listed.map_err(failed)?;
+        let total: i64 = total.map_err(failed)?.get(0);
+        pointed.map_err(failed)?;
+        let (snapshot, repo_id): (i64, i64) = (opened.get(0), opened.get(1));
+        vectors.finish().await?;
+        fault_pause_in_publish().await;
+        // The hold is let go beside the commit (this writer's own hold would keep its
+        // clean-up out), and whether a clean-up is due is asked right after the commit.
+        let (committed, due, ()) = tokio::join!(
+            client.batch_execute("COMMIT"),
+            async { client.query_one(garbage_due, &[&repo_id]).await },
+            hold.release()
+        );
+        committed.map_err(failed)?;
+        let due = due.map(|r| r.get::<_, bool>(0)).unwrap_or(false);
+        Ok((snapshot, repo_id, total, due))
     }
 }
 
@@ -486,39 +571,49 @@ const OPEN_SNAPSHOT: &str = "WITH r AS (
        INSERT INTO repos(name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id)
      INSERT INTO snapshots(repo_id, embedder, dimensions) SELECT id, $2, $3 FROM r RETURNING id, repo_id";
 
+/// The statements of a publish after [`OPEN_SNAPSHOT`] are sent with it, before the new
+/// snapshot's id is known: they name it `currval('snapshots_id_seq')`.
+///
 /// The new file list in one statement: the base's files but the dropped and the changed
 /// ones, and the changed ones. In path order, so the primary key grows at its right edge
 /// (a new snapshot's keys sort after every other's).
 const SNAPSHOT_FILES: &str = "INSERT INTO snapshot_files(snapshot_id, path, blob_id)
-     SELECT $1, f.path, f.blob_id FROM (
-        SELECT path, blob_id FROM snapshot_files WHERE snapshot_id = $2
-           AND path NOT IN (SELECT unnest($3::text[]) UNION ALL SELECT unnest($4::text[]))
-        UNION ALL SELECT p, b FROM unnest($4::text[], $5::bigint[]) AS u(p, b)) f
+     SELECT currval('snapshots_id_seq'), f.path, f.blob_id FROM (
+        SELECT path, blob_id FROM snapshot_files WHERE snapshot_id = $1
+           AND path NOT IN (SELECT unnest($2::text[]) UNION ALL SELECT unnest($3::text[]))
+        UNION ALL SELECT p, b FROM unnest($3::text[], $4::bigint[]) AS u(p, b)) f
      ORDER BY f.path";
 
-/// BM25's statistics of the new snapshot from the base's, less the dropped files'
-/// chunks, plus the changed files' (no pass over the whole snapshot); returns its chunk
-/// count.
+/// BM25's statistics of the new snapshot from the base's ($1), less the dropped files'
+/// ($2) chunks, plus the changed files' ($3) (no pass over the whole snapshot); returns
+/// its chunk count.
 const STATS_FROM_BASE: &str = "UPDATE snapshots SET (chunk_count, term_total) = (
         SELECT b.chunk_count - d.n + a.n, b.term_total - d.t + a.t
         FROM snapshots b,
              (SELECT count(c.id) AS n, coalesce(sum(c.terms), 0) AS t FROM snapshot_files sf
               JOIN chunks c ON c.blob_id = sf.blob_id
-              WHERE sf.snapshot_id = $2 AND sf.path = ANY($3::text[])) d,
+              WHERE sf.snapshot_id = $1 AND sf.path = ANY($2::text[])) d,
              (SELECT count(c.id) AS n, coalesce(sum(c.terms), 0) AS t
-              FROM unnest($4::bigint[]) AS x(blob_id) JOIN chunks c ON c.blob_id = x.blob_id) a
-        WHERE b.id = $2)
-     WHERE id = $1 RETURNING chunk_count";
+              FROM unnest($3::bigint[]) AS x(blob_id) JOIN chunks c ON c.blob_id = x.blob_id) a
+        WHERE b.id = $1)
+     WHERE id = currval('snapshots_id_seq') RETURNING chunk_count";
 
 /// BM25's statistics of a first build, counted; returns its chunk count.
-const STATS_FROM_SCRATCH: &str =
-    "UPDATE snapshots SET (chunk_count, term_total) = (SELECT count(*), coalesce(sum(c.terms), 0)
-        FROM snapshot_files sf JOIN chunks c ON c.blob_id = sf.blob_id WHERE sf.snapshot_id = $1)
-     WHERE id = $1 RETURNING chunk_count";
+const STATS_FROM_SCRATCH: &str = "UPDATE snapshots SET (chunk_count, term_total) = (SELECT count(*), coalesce(sum(c.terms), 0)
+        FROM snapshot_files sf JOIN chunks c ON c.blob_id = sf.blob_id WHERE sf.snapshot_id = currval('snapshots_id_seq'))
+     WHERE id = currval('snapshots_id_seq') RETURNING chunk_count";
 
-/// Switches the ref to the new snapshot.
-const POINT_REF: &str = "INSERT INTO refs(repo_id, name, snapshot_id) VALUES ($1, $2, $3)
+/// Switches the ref named $1 (of the new snapshot's repository) to the new snapshot.
+const POINT_REF: &str = "INSERT INTO refs(repo_id, name, snapshot_id)
+     SELECT s.repo_id, $1, s.id FROM snapshots s WHERE s.id = currval('snapshots_id_seq')
      ON CONFLICT (repo_id, name) DO UPDATE SET snapshot_id = excluded.snapshot_id, updated_at = now()";
+
+/// Whether the clean-up has anything to remove ([`GARBAGE_FIND`]) for repository $1: asked
+/// after every publish, without a transaction or a lock, so that most publishes end there.
+const GARBAGE_DUE: &str = "SELECT EXISTS (SELECT 1 FROM snapshots s WHERE s.repo_id = $1
+        AND s.created_at < now() - interval '1 hour'
+        AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.snapshot_id = s.id))
+     OR EXISTS (SELECT 1 FROM pending_versions pv WHERE pv.created_at < now() - interval '1 hour')";
 
 /// What the clean-up removes, when no writer holds its lock ($2) shared: the
 /// repository's ($1) snapshots no ref points at and older than a question can be
