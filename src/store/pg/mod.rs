@@ -12,7 +12,8 @@
 //! the next run, and the clean-up removes those no snapshot took within the hour. The rows an update writes by the thousand (postings, chunks, file
 //! lists) carry no foreign keys (their checks were most of an update's time): writers
 //! and the clean-up of old snapshots exclude each other by an advisory lock instead. Lexical search is BM25 over statistics kept in a table (`postings`:
-//! per term and chunk, its occurrences in the head and the body), scored exactly as the
+//! per term and file version, for each chunk that has the term its occurrences in the
+//! head and the body and its length), scored exactly as the
 //! SQLite index's FTS5 scores it (the statistics from the snapshot), so both backends
 //! rank alike — measured against PostgreSQL's own full-text search (`ts_rank`), which
 //! ranked worse and, counting term frequencies out of tsvectors, ran slower; vectors sit in a pgvector HNSW index (one partial index per
