@@ -473,6 +473,17 @@ fn fixture_in_main_through(fake: &FakeProvider, db: &TeamDb) -> ProviderSandbox 
     sb
 }
 
+/// A workspace of the fixture's files, indexed into `main` with the built-in embedder:
+/// the workspace and the index's report.
+fn fixture_in_main(db: &TeamDb) -> (Sandbox, Value) {
+    let sb = Sandbox::empty();
+    for (path, text) in common::FIXTURE {
+        sb.write(path, text);
+    }
+    let report = index_shared(&sb, &db.writer, "main", &[]);
+    (sb, report)
+}
+
 fn symbols(results: &[Value]) -> Vec<String> {
     results
         .iter()
@@ -1237,11 +1248,7 @@ fn age_files(sb: &Sandbox) {
 #[test]
 fn a_writer_rereads_only_the_files_changed_on_disk_since_its_last_run_and_misses_no_change() {
     let db = TeamDb::create();
-    let sb = Sandbox::empty();
-    for (path, text) in common::FIXTURE {
-        sb.write(path, text);
-    }
-    let first = index_shared(&sb, &db.writer, "main", &[]);
+    let (sb, first) = fixture_in_main(&db);
     assert_eq!(first["filesHashed"], first["filesSeen"], "{first}");
     // New mtimes (a fresh checkout's): every file is read again.
     age_files(&sb);
@@ -1288,11 +1295,7 @@ fn a_writer_rereads_only_the_files_changed_on_disk_since_its_last_run_and_misses
 #[test]
 fn old_snapshots_are_cleaned_up_with_the_file_versions_only_they_had() {
     let db = TeamDb::create();
-    let sb = Sandbox::empty();
-    for (path, text) in common::FIXTURE {
-        sb.write(path, text);
-    }
-    index_shared(&sb, &db.writer, "main", &[]);
+    let (sb, _) = fixture_in_main(&db);
     let text = sb.read("client/retry.py");
     sb.write(
         "client/retry.py",
@@ -1367,11 +1370,7 @@ DELETE FROM ragls_schema WHERE version = 4;";
 #[test]
 fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_before() {
     let db = TeamDb::create();
-    let sb = Sandbox::empty();
-    for (path, text) in common::FIXTURE {
-        sb.write(path, text);
-    }
-    index_shared(&sb, &db.writer, "main", &[]);
+    let (sb, _) = fixture_in_main(&db);
     let reader = bare_reader();
     let ranked = |hits: Vec<Value>| -> Vec<(String, u64, f64)> {
         hits.iter()
