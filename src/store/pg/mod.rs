@@ -30,9 +30,10 @@
 //! retries the connection every [`RECONNECT_EVERY`] until the server is back.
 //!
 //! Here: the types, connecting (pools, passwords, `.pgpass`, error messages, the
-//! breaker) and the shared helpers; `schema` (migrations, the schema check, HNSW indexes), `refs` (refs,
-//! snapshots, the caches of file versions and vectors, publishing), `search` (BM25,
-//! nearest vectors, chunks by id).
+//! breaker) and the shared helpers; `schema` (migrations, the schema check, HNSW
+//! indexes), `refs` (refs, snapshots, publishing, the clean-up), `versions` (file
+//! versions and vectors, written ahead of a publish), `search` (BM25, nearest vectors,
+//! chunks by id).
 
 use super::{ChunkId, Identity, NewChunk, StoredChunk, TextHash};
 use crate::chunk::{Chunk, ChunkKind, Language};
@@ -49,8 +50,10 @@ use std::time::Duration;
 mod refs;
 mod schema;
 mod search;
-pub use refs::{CleanupHold, Writing};
+mod versions;
+pub use refs::CleanupHold;
 pub use search::{SnapshotQuery, SnapshotSearch};
+pub use versions::Writing;
 
 /// The schema this ragls writes and reads. Each entry of `schema::MIGRATIONS` moves the
 /// database one version up; a database newer than this is refused, never downgraded.

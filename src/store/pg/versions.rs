@@ -1,0 +1,529 @@
+//! File versions and vectors, written ahead of a ref's transaction: which versions
+//! the database has already, new versions with their chunks and postings (grouped per
+//! term and version), the embedding cache's lookups and inserts, and the [`Writing`]
+//! handle their writes run behind. Content-addressed and immutable, they are unseen
+//! until a snapshot lists them (`refs`), so a writer that dies leaves nothing
+//! half-visible, and the next run reuses what it wrote.
+
+use super::*;
+use std::collections::HashSet;
+
+impl PgStore {
+    /// The ids of file versions the database has already, by (path, content hash), and
+    /// fresh ids for the others, in one round trip.
+    pub fn known_versions(&self, keys: &[(String, [u8; 32])]) -> Result<KnownVersions> {
+        if keys.is_empty() {
+            return Ok(KnownVersions::default());
+        }
+        let paths: Vec<String> = keys.iter().map(|(p, _)| p.clone()).collect();
+        let hashes: Vec<Vec<u8>> = keys.iter().map(|(_, h)| h.to_vec()).collect();
+        let wanted = keys.len() as i64;
+        self.write_with(move |db| async move {
+            let (by_key, count): (&[&(dyn tokio_postgres::types::ToSql + Sync)], _) =
+                (&[&paths, &hashes], [&wanted as &(dyn tokio_postgres::types::ToSql + Sync)]);
+            let (known, fresh) = tokio::join!(
+                db.query(
+                    "SELECT b.path, b.content_hash, b.id FROM blobs b
+                     JOIN unnest($1::text[], $2::bytea[]) AS k(path, hash) ON b.path = k.path AND b.content_hash = k.hash",
+                    by_key,
+                ),
+                db.query_one(
+                    "SELECT array_agg(nextval('blobs_id_seq')) FROM generate_series(1, $1::bigint)",
+                    &count,
+                ),
+            );
+            let known = known?
+                .into_iter()
+                .map(|r| {
+                    (
+                        (r.get::<_, String>(0), hash32(r.get::<_, &[u8]>(1))),
+                        r.get(2),
+                    )
+                })
+                .collect();
+            let fresh_ids: Vec<i64> = fresh?.get(0);
+            if fresh_ids.len() != wanted as usize {
+                return Err(Error::Store(format!(
+                    "shared index at {}: asked for {wanted} file version ids, got {}",
+                    db.at,
+                    fresh_ids.len()
+                )));
+            }
+            Ok(KnownVersions { known, fresh_ids })
+        })
+    }
+
+    /// Writes new file versions with their chunks and postings, `fresh_ids[i]` the id
+    /// of `versions[i]`. In statements of their own, not in a ref's transaction: a
+    /// version is immutable and unseen until a snapshot lists it, so it is written while
+    /// the update embeds, and one written by a run that dies is reused by the next (the
+    /// clean-up removes versions no snapshot took within the hour). Starts at once and
+    /// returns; [`Writing::wait`] gives the outcome.
+    pub fn write_versions(
+        &self,
+        versions: Vec<NewFileVersion>,
+        fresh_ids: &[i64],
+    ) -> Result<Writing<WrittenVersions>> {
+        if versions.len() > fresh_ids.len() {
+            return Err(Error::Store(format!(
+                "{} new file versions for {} ids",
+                versions.len(),
+                fresh_ids.len()
+            )));
+        }
+        if versions.is_empty() {
+            return Ok(Writing(None));
+        }
+        // Written on two connections at once, the server's inserts being most of a small
+        // update's time: a small update's versions are split in two.
+        let chunks: usize = versions.iter().map(|v| v.chunks.len()).sum();
+        let per_batch = chunks
+            .div_ceil(VERSION_WRITERS)
+            .clamp(1, VERSIONS_BATCH_CHUNKS);
+        let batches = version_batches(versions, fresh_ids, per_batch)?;
+        let mut lanes: Vec<Vec<VersionBatch>> = (0..VERSION_WRITERS).map(|_| Vec::new()).collect();
+        for (i, batch) in batches.into_iter().enumerate() {
+            lanes[i % VERSION_WRITERS].push(batch);
+        }
+        let (pool, at) = (self.primary.clone(), self.primary_at.clone());
+        let task = runtime()?.spawn(async move {
+            let lanes = lanes.into_iter().filter(|l| !l.is_empty()).map(|lane| {
+                let (pool, at) = (pool.clone(), at.clone());
+                async move {
+                    let client = pool.get().await.map_err(|e| db_error(&at, e))?;
+                    let statement = client
+                        .prepare_cached(INSERT_VERSIONS)
+                        .await
+                        .map_err(|e| db_error(&at, e))?;
+                    let mut written = WrittenVersions::default();
+                    for batch in lane {
+                        insert_versions(&client, &statement, batch, &mut written)
+                            .await
+                            .map_err(|e| db_error(&at, e))?;
+                    }
+                    Ok::<_, Error>(written)
+                }
+            });
+            let mut written = WrittenVersions::default();
+            for lane in futures_util::future::join_all(lanes).await {
+                let lane = lane?;
+                written.files.extend(lane.files);
+                written.chunks_added += lane.chunks_added;
+                written.file_versions_added += lane.file_versions_added;
+            }
+            Ok(written)
+        });
+        Ok(Writing(Some(task)))
+    }
+
+    /// Cached vectors for these text hashes (the ones missing are absent).
+    pub fn cached_vectors(
+        &self,
+        id: &Identity,
+        hashes: &[TextHash],
+    ) -> Result<HashMap<TextHash, Vec<f32>>> {
+        if hashes.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let id = id.clone();
+        let keys: Vec<Vec<u8>> = hashes.iter().map(|h| h.0.to_vec()).collect();
+        self.write_with(move |db| async move {
+            let rows = db
+                .query(
+                    "SELECT text_hash, vector FROM embeddings
+                     WHERE embedder = $1 AND dimensions = $2 AND text_hash = ANY($3::bytea[])",
+                    &[&id.embedder, &(id.dimensions as i32), &keys],
+                )
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| {
+                    let v: pgvector::Vector = r.get(1);
+                    (hash16(r.get::<_, &[u8]>(0)), v.to_vec())
+                })
+                .collect())
+        })
+    }
+
+    /// Starts adding vectors to the shared embedding cache, in a transaction of their
+    /// own: the cache is valid whatever becomes of the ref update that computed them,
+    /// so a writer killed later does not pay for them again. Returns at once.
+    pub fn put_vectors(
+        &self,
+        id: &Identity,
+        items: Vec<(TextHash, Vec<f32>)>,
+    ) -> Result<Writing<()>> {
+        if items.is_empty() {
+            return Ok(Writing(None));
+        }
+        Ok(Writing(Some(runtime()?.spawn(store_vectors(
+            self.primary.clone(),
+            self.primary_at.clone(),
+            id.clone(),
+            items,
+        )))))
+    }
+}
+
+/// Rows being written on the database's runtime ([`PgStore::write_versions`],
+/// [`PgStore::put_vectors`]).
+pub struct Writing<T>(Option<tokio::task::JoinHandle<Result<T>>>);
+
+impl<T: Default + Send + 'static> Writing<T> {
+    /// Nothing to write.
+    pub fn nothing() -> Writing<T> {
+        Writing(None)
+    }
+
+    /// Waits until the rows are written.
+    pub fn wait(self) -> Result<T> {
+        block(self.finish())
+    }
+
+    pub(super) async fn finish(self) -> Result<T> {
+        match self.0 {
+            None => Ok(T::default()),
+            Some(task) => task.await.map_err(|e| {
+                Error::Other(format!(
+                    "a write to the shared index stopped unexpectedly: {e}"
+                ))
+            })?,
+        }
+    }
+}
+
+/// Adds vectors to the shared embedding cache in a transaction of their own.
+async fn store_vectors(
+    pool: Pool,
+    at: String,
+    id: Identity,
+    items: Vec<(TextHash, Vec<f32>)>,
+) -> Result<()> {
+    let hashes: Vec<Vec<u8>> = items.iter().map(|(h, _)| h.0.to_vec()).collect();
+    // The local index keeps vectors at half precision; the shared one alike, so both
+    // rank the same neighbours.
+    let vectors: Vec<pgvector::Vector> = items
+        .into_iter()
+        .map(|(_, mut v)| {
+            crate::store::stored_precision(&mut v);
+            pgvector::Vector::from(v)
+        })
+        .collect();
+    let client = pool.get().await.map_err(|e| db_error(&at, e))?;
+    client
+        .execute(
+            "INSERT INTO embeddings(embedder, dimensions, text_hash, vector)
+             SELECT $1, $2, h, v FROM unnest($3::bytea[], $4::vector[]) AS u(h, v)
+             ON CONFLICT DO NOTHING",
+            &[&id.embedder, &(id.dimensions as i32), &hashes, &vectors],
+        )
+        .await
+        .map_err(|e| db_error(&at, e))?;
+    Ok(())
+}
+
+/// New file versions are written this many chunks at a time (with their postings, some
+/// fifty rows a chunk): few statements, each of a size the server takes in its stride.
+const VERSIONS_BATCH_CHUNKS: usize = 2000;
+
+/// Connections that write new file versions at once.
+const VERSION_WRITERS: usize = 2;
+
+/// A chunk's id, made from its file version's id and its place in the file: no round
+/// trip to take ids from a sequence. Ids taken from the `chunks` sequence (before schema
+/// version 3) stay below them: a version has fewer than 2^24 chunks, so the sequence
+/// never passed 2^24 times the largest version id then, and new version ids are larger.
+fn chunk_id(blob_id: i64, ord: usize) -> i64 {
+    (blob_id << CHUNK_ORD_BITS) | ord as i64
+}
+
+const CHUNK_ORD_BITS: u32 = 24;
+
+/// New file versions' rows, column by column as their statements take them.
+#[derive(Default)]
+struct VersionBatch {
+    blob_id: Vec<i64>,
+    path: Vec<String>,
+    content_hash: Vec<Vec<u8>>,
+    skip_reason: Vec<Option<String>>,
+    chunk_counts: Vec<usize>,
+    chunks: ChunkColumns,
+    postings: PostingColumns,
+}
+
+#[derive(Default)]
+struct ChunkColumns {
+    id: Vec<i64>,
+    blob_id: Vec<i64>,
+    ord: Vec<i32>,
+    language: Vec<String>,
+    kind: Vec<String>,
+    symbol: Vec<String>,
+    name: Vec<String>,
+    start_byte: Vec<i64>,
+    end_byte: Vec<i64>,
+    start_line: Vec<i32>,
+    end_line: Vec<i32>,
+    text: Vec<String>,
+    text_hash: Vec<Vec<u8>>,
+    terms: Vec<i32>,
+}
+
+/// A batch's postings. Gathered one per (term, chunk), then grouped per (term, file
+/// version) for their rows ([`PostingColumns::grouped`]).
+#[derive(Default)]
+struct PostingColumns {
+    term: Vec<String>,
+    chunk_id: Vec<i64>,
+    /// The term's occurrences in the chunk's head and body and the chunk's length in
+    /// terms, packed as the table keeps them ([`posting_figures`]).
+    figures: Vec<i64>,
+    /// One per row, in term order: the row's term and file version, and where its
+    /// chunks' figures lie in the columns above (1-based, inclusive, as SQL slices).
+    groups: PostingGroups,
+}
+
+/// A posting's figures in one number, as `postings.figures` keeps them: head << 48 |
+/// body << 32 | length (BM25 unnests one array, not three).
+fn posting_figures(head: u32, body: u32, length: i32) -> i64 {
+    let head = head.min(i16::MAX as u32) as i64;
+    let body = body.min(i16::MAX as u32) as i64;
+    (head << 48) | (body << 32) | length.max(0) as i64
+}
+
+#[derive(Default)]
+struct PostingGroups {
+    term: Vec<String>,
+    blob_id: Vec<i64>,
+    first: Vec<i32>,
+    last: Vec<i32>,
+}
+
+/// Splits new file versions into batches of about `per_batch` chunks and
+/// builds their columns with the ids given (the postings counted on all cores).
+fn version_batches(
+    versions: Vec<NewFileVersion>,
+    blob_ids: &[i64],
+    per_batch: usize,
+) -> Result<Vec<VersionBatch>> {
+    use rayon::prelude::*;
+    if let Some(v) = versions
+        .iter()
+        .find(|v| v.chunks.len() >= 1 << CHUNK_ORD_BITS)
+    {
+        return Err(Error::Usage(format!(
+            "{} has {} chunks, more than the shared index takes in a file; leave it out with `index.exclude`",
+            v.path,
+            v.chunks.len()
+        )));
+    }
+    let counted: Vec<(NewFileVersion, i64, Vec<ChunkPostings>)> = versions
+        .into_par_iter()
+        .zip(blob_ids)
+        .map(|(v, blob_id)| {
+            let postings = v.chunks.iter().map(ChunkPostings::of).collect();
+            (v, *blob_id, postings)
+        })
+        .collect();
+    let mut batches = Vec::new();
+    let mut batch = VersionBatch::default();
+    for (v, blob_id, postings) in counted {
+        for (i, (chunk, p)) in v.chunks.iter().zip(&postings).enumerate() {
+            let ord = i + 1;
+            let id = chunk_id(blob_id, ord);
+            let c = &mut batch.chunks;
+            c.id.push(id);
+            c.blob_id.push(blob_id);
+            c.ord.push(ord as i32);
+            c.language.push(chunk.language.as_str().to_string());
+            c.kind.push(chunk.kind.as_str().to_string());
+            c.symbol.push(pg_text(&chunk.symbol));
+            c.name.push(pg_text(&chunk.name));
+            c.start_byte.push(chunk.start_byte as i64);
+            c.end_byte.push(chunk.end_byte as i64);
+            c.start_line.push(chunk.start_line as i32);
+            c.end_line.push(chunk.end_line as i32);
+            c.text.push(pg_text(&chunk.text));
+            c.text_hash.push(chunk.text_hash.0.to_vec());
+            c.terms.push(p.terms);
+            let q = &mut batch.postings;
+            for (term, (head, body)) in &p.counts {
+                q.term.push(term.clone());
+                q.chunk_id.push(id);
+                q.figures.push(posting_figures(*head, *body, p.terms));
+            }
+        }
+        batch.blob_id.push(blob_id);
+        batch.chunk_counts.push(v.chunks.len());
+        batch.path.push(v.path);
+        batch.content_hash.push(v.content_hash.to_vec());
+        batch.skip_reason.push(v.skip_reason);
+        if batch.chunks.id.len() >= per_batch {
+            batches.push(std::mem::take(&mut batch));
+        }
+    }
+    if !batch.blob_id.is_empty() {
+        batches.push(batch);
+    }
+    batches.par_iter_mut().for_each(|b| b.postings.grouped());
+    Ok(batches)
+}
+
+impl PostingColumns {
+    /// Sorts the postings by term, then chunk (a chunk's id leads with its version's),
+    /// and marks off the runs of one term in one version, each a row: in term order, so
+    /// the term index takes each leaf page once per batch rather than once per version.
+    fn grouped(&mut self) {
+        let mut order: Vec<usize> = (0..self.term.len()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            (&self.term[a], self.chunk_id[a]).cmp(&(&self.term[b], self.chunk_id[b]))
+        });
+        let mut term = std::mem::take(&mut self.term);
+        self.term = order
+            .iter()
+            .map(|&i| std::mem::take(&mut term[i]))
+            .collect();
+        self.chunk_id = order.iter().map(|&i| self.chunk_id[i]).collect();
+        self.figures = order.iter().map(|&i| self.figures[i]).collect();
+        let g = &mut self.groups;
+        let blob_of = |i: usize| self.chunk_id[i] >> CHUNK_ORD_BITS;
+        for i in 0..self.term.len() {
+            let same = i > 0 && blob_of(i) == blob_of(i - 1) && self.term[i] == self.term[i - 1];
+            if same {
+                if let Some(last) = g.last.last_mut() {
+                    *last += 1;
+                }
+            } else {
+                g.term.push(self.term[i].clone());
+                g.blob_id.push(blob_of(i));
+                g.first.push(i as i32 + 1);
+                g.last.push(i as i32 + 1);
+            }
+        }
+    }
+}
+
+/// Writes a batch of new file versions with their chunks and postings: one statement
+/// (one transaction), so a version is there whole or not at all. A version another
+/// writer added first keeps the chunks it has: the rows of this one are dropped.
+const INSERT_VERSIONS: &str = "WITH v AS (
+       INSERT INTO blobs(id, path, content_hash, skip_reason)
+       SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[])
+       ON CONFLICT (path, content_hash) DO UPDATE SET path = excluded.path
+       RETURNING path, id, (xmax = 0) AS added),
+     added AS (SELECT id FROM v WHERE added),
+     pending AS (INSERT INTO pending_versions(blob_id) SELECT id FROM added),
+     c AS (
+       INSERT INTO chunks(id, blob_id, ord, language, kind, symbol, name, start_byte, end_byte,
+          start_line, end_line, text, text_hash, terms)
+       SELECT u.* FROM unnest($5::bigint[], $6::bigint[], $7::integer[], $8::text[], $9::text[],
+          $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::integer[], $15::integer[],
+          $16::text[], $17::bytea[], $18::integer[])
+          AS u(id, blob_id, ord, language, kind, symbol, name, start_byte, end_byte,
+               start_line, end_line, text, text_hash, terms)
+       WHERE u.blob_id IN (SELECT id FROM added)),
+     p AS (
+       INSERT INTO postings(term, blob_id, chunk_ids, figures)
+       SELECT g.term, g.blob_id, ($23::bigint[])[g.first:g.last], ($24::bigint[])[g.first:g.last]
+       FROM unnest($19::text[], $20::bigint[], $21::integer[], $22::integer[]) AS g(term, blob_id, first, last)
+       WHERE g.blob_id IN (SELECT id FROM added))
+     SELECT path, id, added FROM v";
+
+/// Writes a batch of file versions ([`INSERT_VERSIONS`]) and adds what it wrote to
+/// `written`.
+async fn insert_versions(
+    client: &deadpool_postgres::Client,
+    statement: &tokio_postgres::Statement,
+    batch: VersionBatch,
+    written: &mut WrittenVersions,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let (c, p) = (&batch.chunks, &batch.postings);
+    let rows = client
+        .query(
+            statement,
+            &[
+                &batch.blob_id,
+                &batch.path,
+                &batch.content_hash,
+                &batch.skip_reason,
+                &c.id,
+                &c.blob_id,
+                &c.ord,
+                &c.language,
+                &c.kind,
+                &c.symbol,
+                &c.name,
+                &c.start_byte,
+                &c.end_byte,
+                &c.start_line,
+                &c.end_line,
+                &c.text,
+                &c.text_hash,
+                &c.terms,
+                &p.groups.term,
+                &p.groups.blob_id,
+                &p.groups.first,
+                &p.groups.last,
+                &p.chunk_id,
+                &p.figures,
+            ],
+        )
+        .await?;
+    let mut added = HashSet::new();
+    for r in rows {
+        let id: i64 = r.get(1);
+        if r.get::<_, bool>(2) {
+            added.insert(id);
+        }
+        written.files.push((r.get::<_, String>(0), id));
+    }
+    for (id, n) in batch.blob_id.iter().zip(&batch.chunk_counts) {
+        if added.contains(id) && *n > 0 {
+            written.chunks_added += *n as u64;
+            written.file_versions_added += 1;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postings_are_grouped_into_one_row_per_term_and_file_version_in_term_order() {
+        let (a, b) = (chunk_id(7, 1), chunk_id(7, 2));
+        let c = chunk_id(9, 1);
+        let mut p = PostingColumns::default();
+        for (term, chunk, figures) in [
+            ("parse", b, 2),
+            ("token", a, 3),
+            ("parse", c, 4),
+            ("parse", a, 1),
+        ] {
+            p.term.push(term.to_string());
+            p.chunk_id.push(chunk);
+            p.figures.push(figures);
+        }
+        p.grouped();
+        let g = &p.groups;
+        assert_eq!(g.term, ["parse", "parse", "token"]);
+        assert_eq!(g.blob_id, [7, 9, 7]);
+        // Slices of the sorted columns, 1-based and inclusive as SQL takes them.
+        assert_eq!(
+            (g.first.clone(), g.last.clone()),
+            (vec![1, 3, 4], vec![2, 3, 4])
+        );
+        assert_eq!(p.chunk_id, [a, b, c, a]);
+        assert_eq!(p.figures, [1, 2, 4, 3]);
+    }
+
+    #[test]
+    fn a_postings_figures_pack_head_body_and_length_as_bm25_unpacks_them() {
+        let f = posting_figures(3, 70_000, 412);
+        assert_eq!(f >> 48, 3);
+        // Counts beyond a smallint are held at its largest, as before.
+        assert_eq!((f >> 32) & 65535, i16::MAX as i64);
+        assert_eq!(f & 4294967295, 412);
+    }
+}
