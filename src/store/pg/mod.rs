@@ -409,6 +409,7 @@ fn make_pool(url: &str, size: usize) -> Result<(Pool, String)> {
     );
     let pool = Pool::builder(manager)
         .max_size(size.max(1))
+        .queue_mode(deadpool_postgres::QueueMode::Lifo)
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .create_timeout(Some(Duration::from_secs(10)))
         .wait_timeout(Some(Duration::from_secs(30)))
