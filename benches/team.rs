@@ -30,6 +30,8 @@ fn main() {
         std::process::exit(2);
     };
     let tmp = std::env::temp_dir().join(format!("ragls-team-bench-{}", std::process::id()));
+    // The copy goes however the run ends (a panic included).
+    let _cleanup = RemoveOnDrop(tmp.clone());
     let root = tmp.join("corpus");
     copy_tree(&corpus, &root);
     let root = ragls::engine::workspace_root(&root).expect("the copied corpus");
@@ -131,7 +133,9 @@ fn main() {
     for (clients, pool) in [(1usize, 16usize), (16, 16), (16, default_pool)] {
         let mut config = config.clone();
         config.store.pool_size = pool;
-        let per_client = queries.len() / clients;
+        // Every client asks at least one question (fewer questions than clients are
+        // asked again).
+        let per_client = (queries.len() / clients).max(1);
         let started = Instant::now();
         let mut latencies: Vec<f64> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..clients)
@@ -141,6 +145,7 @@ fn main() {
                     let index_dir = index_dir.clone();
                     let mine: Vec<String> = queries
                         .iter()
+                        .cycle()
                         .skip(c * per_client)
                         .take(per_client)
                         .cloned()
@@ -193,7 +198,15 @@ fn main() {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Removes a folder when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Queries in the corpus's vocabulary, fixed so runs compare.
