@@ -17,7 +17,7 @@
 use super::*;
 use crate::config::StoreConfig;
 use crate::store::pg::{
-    CleanupHold, NewFileVersion, PgOptions, PgStore, RefUpdate, Snapshot, SnapshotFile, Writing,
+    CleanupHold, NewFileVersion, Pending, PgOptions, PgStore, RefUpdate, Snapshot, SnapshotFile,
 };
 use std::sync::Mutex;
 
@@ -314,9 +314,13 @@ pub fn index_shared(
             chunks: stored,
         });
     }
+    // Which texts the cache has is asked first: the answer comes while the versions'
+    // rows are built and sent.
+    let hashes: Vec<TextHash> = needed.iter().map(|(h, _)| *h).collect();
+    let cached = store.cached_texts(&identity, &hashes)?;
     let writing = store.write_versions(versions, &versions_known.fresh_ids)?;
     let embed_started = Instant::now();
-    let embedded = embed_for_shared(store, &*embedder, &identity, needed, &mut report);
+    let embedded = embed_for_shared(store, &*embedder, &identity, needed, cached, &mut report);
     report.embed_ms = embed_started.elapsed().as_millis() as u64;
     // Waited for either way: nothing is left writing once this returns.
     let written = writing.wait();
@@ -486,24 +490,25 @@ struct OnDisk {
     hash_ms: u64,
 }
 
-/// Embeds the texts the shared cache lacks, a batch at a time, each batch stored while
-/// the next is embedded, and returns the last batch's storing: the ref switches once it
-/// is done (those before are kept should a later step fail).
+/// Embeds the texts the shared cache lacks (`cached`: those it has, being asked), a
+/// batch at a time, each batch stored while the next is embedded, and returns the last
+/// batch's storing: the ref switches once it is done (those before are kept should a
+/// later step fail).
 fn embed_for_shared(
     store: &PgStore,
     embedder: &dyn crate::embed::Embedder,
     identity: &Identity,
     needed: Vec<(TextHash, String)>,
+    cached: Pending<HashSet<TextHash>>,
     report: &mut SharedIndexReport,
-) -> Result<Writing<()>> {
-    let hashes: Vec<TextHash> = needed.iter().map(|(h, _)| *h).collect();
-    let cached = store.cached_vectors(identity, &hashes)?;
+) -> Result<Pending<()>> {
+    let cached = cached.wait()?;
     report.cached = cached.len() as u64;
     let missing: Vec<(TextHash, String)> = needed
         .into_iter()
-        .filter(|(h, _)| !cached.contains_key(h))
+        .filter(|(h, _)| !cached.contains(h))
         .collect();
-    let mut storing = Writing::nothing();
+    let mut storing = Pending::nothing();
     for group in missing.chunks(embedder.batch_size().max(1) * 4) {
         let texts: Vec<&str> = group.iter().map(|(_, t)| t.as_str()).collect();
         let vectors = match embedder.embed(&texts) {

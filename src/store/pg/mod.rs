@@ -53,7 +53,7 @@ mod search;
 mod versions;
 pub use refs::CleanupHold;
 pub use search::{SnapshotQuery, SnapshotSearch};
-pub use versions::Writing;
+pub use versions::Pending;
 
 /// The schema this ragls writes and reads. Each entry of `schema::MIGRATIONS` moves the
 /// database one version up; a database newer than this is refused, never downgraded.
@@ -115,7 +115,7 @@ pub struct RefUpdate<'a> {
     pub chunks_added: u64,
     /// The last vectors for the embedding cache, being stored: the ref switches once
     /// they are (see [`PgStore::publish`]).
-    pub vectors: Writing<()>,
+    pub vectors: Pending<()>,
     /// The writer's hold on the clean-up, released once the ref has switched.
     pub hold: CleanupHold,
 }

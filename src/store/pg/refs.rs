@@ -249,7 +249,7 @@ impl NewState<'_> {
         client: &tokio_postgres::Client,
         at: &str,
         statements: &PublishStatements,
-        vectors: Writing<()>,
+        vectors: Pending<()>,
         hold: CleanupHold,
     ) -> Result<(i64, i64, i64, bool)> {
         let (lock, open, base_kept, versions_kept, files, stats, point, garbage_due) = statements;

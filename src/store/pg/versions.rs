@@ -1,6 +1,6 @@
 //! File versions and vectors, written ahead of a ref's transaction: which versions
 //! the database has already, new versions with their chunks and postings (grouped per
-//! term and version), the embedding cache's lookups and inserts, and the [`Writing`]
+//! term and version), the embedding cache's lookups and inserts, and the [`Pending`]
 //! handle their writes run behind. Content-addressed and immutable, they are unseen
 //! until a snapshot lists them (`refs`), so a writer that dies leaves nothing
 //! half-visible, and the next run reuses what it wrote.
@@ -58,12 +58,12 @@ impl PgStore {
     /// version is immutable and unseen until a snapshot lists it, so it is written while
     /// the update embeds, and one written by a run that dies is reused by the next (the
     /// clean-up removes versions no snapshot took within the hour). Starts at once and
-    /// returns; [`Writing::wait`] gives the outcome.
+    /// returns; [`Pending::wait`] gives the outcome.
     pub fn write_versions(
         &self,
         versions: Vec<NewFileVersion>,
         fresh_ids: &[i64],
-    ) -> Result<Writing<WrittenVersions>> {
+    ) -> Result<Pending<WrittenVersions>> {
         if versions.len() > fresh_ids.len() {
             return Err(Error::Store(format!(
                 "{} new file versions for {} ids",
@@ -72,7 +72,7 @@ impl PgStore {
             )));
         }
         if versions.is_empty() {
-            return Ok(Writing(None));
+            return Ok(Pending(None));
         }
         // Written on two connections at once, the server's inserts being most of a small
         // update's time: a small update's versions are split in two.
@@ -113,36 +113,36 @@ impl PgStore {
             }
             Ok(written)
         });
-        Ok(Writing(Some(task)))
+        Ok(Pending(Some(task)))
     }
 
-    /// Cached vectors for these text hashes (the ones missing are absent).
-    pub fn cached_vectors(
+    /// Starts asking which of these texts the embedding cache has a vector for (of
+    /// this embedder), and returns at once: the update goes on meanwhile.
+    pub fn cached_texts(
         &self,
         id: &Identity,
         hashes: &[TextHash],
-    ) -> Result<HashMap<TextHash, Vec<f32>>> {
+    ) -> Result<Pending<HashSet<TextHash>>> {
         if hashes.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(Pending(None));
         }
-        let id = id.clone();
+        let (pool, at, id) = (self.primary.clone(), self.primary_at.clone(), id.clone());
         let keys: Vec<Vec<u8>> = hashes.iter().map(|h| h.0.to_vec()).collect();
-        self.write_with(move |db| async move {
-            let rows = db
+        Ok(Pending(Some(runtime()?.spawn(async move {
+            let client = pool.get().await.map_err(|e| db_error(&at, e))?;
+            let rows = client
                 .query(
-                    "SELECT text_hash, vector FROM embeddings
+                    "SELECT text_hash FROM embeddings
                      WHERE embedder = $1 AND dimensions = $2 AND text_hash = ANY($3::bytea[])",
                     &[&id.embedder, &(id.dimensions as i32), &keys],
                 )
-                .await?;
+                .await
+                .map_err(|e| db_error(&at, e))?;
             Ok(rows
                 .into_iter()
-                .map(|r| {
-                    let v: pgvector::Vector = r.get(1);
-                    (hash16(r.get::<_, &[u8]>(0)), v.to_vec())
-                })
+                .map(|r| hash16(r.get::<_, &[u8]>(0)))
                 .collect())
-        })
+        }))))
     }
 
     /// Starts adding vectors to the shared embedding cache, in a transaction of their
@@ -152,11 +152,11 @@ impl PgStore {
         &self,
         id: &Identity,
         items: Vec<(TextHash, Vec<f32>)>,
-    ) -> Result<Writing<()>> {
+    ) -> Result<Pending<()>> {
         if items.is_empty() {
-            return Ok(Writing(None));
+            return Ok(Pending(None));
         }
-        Ok(Writing(Some(runtime()?.spawn(store_vectors(
+        Ok(Pending(Some(runtime()?.spawn(store_vectors(
             self.primary.clone(),
             self.primary_at.clone(),
             id.clone(),
@@ -165,17 +165,18 @@ impl PgStore {
     }
 }
 
-/// Rows being written on the database's runtime ([`PgStore::write_versions`],
-/// [`PgStore::put_vectors`]).
-pub struct Writing<T>(Option<tokio::task::JoinHandle<Result<T>>>);
+/// Work running on the database's runtime: rows being written
+/// ([`PgStore::write_versions`], [`PgStore::put_vectors`]) or a lookup
+/// ([`PgStore::cached_texts`]).
+pub struct Pending<T>(Option<tokio::task::JoinHandle<Result<T>>>);
 
-impl<T: Default + Send + 'static> Writing<T> {
+impl<T: Default + Send + 'static> Pending<T> {
     /// Nothing to write.
-    pub fn nothing() -> Writing<T> {
-        Writing(None)
+    pub fn nothing() -> Pending<T> {
+        Pending(None)
     }
 
-    /// Waits until the rows are written.
+    /// Waits until the work is done.
     pub fn wait(self) -> Result<T> {
         block(self.finish())
     }
