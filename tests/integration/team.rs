@@ -814,6 +814,27 @@ fn a_question_over_the_shared_ref_and_a_local_overlay_embeds_the_query_once() {
 }
 
 #[test]
+fn a_database_without_pgvector_is_named_with_the_statement_to_run() {
+    let db = TeamDb::create();
+    execute(&db.admin, "DROP EXTENSION vector");
+    let sb = Sandbox::with_project();
+    let out = team(&sb, "index", &db.writer, "main", &[]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("lacks the pgvector extension") && err.contains("CREATE EXTENSION vector;"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("may only read"),
+        "a writer is not told it is a reader: {err}"
+    );
+    execute(&db.admin, "CREATE EXTENSION vector");
+    let report = index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(report["updated"], true, "{report}");
+}
+
+#[test]
 fn a_read_only_role_searches_but_cannot_write() {
     let db = TeamDb::create();
     let sb = Sandbox::with_project();

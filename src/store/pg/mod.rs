@@ -464,6 +464,20 @@ fn db_error(at: &str, e: impl std::fmt::Display + std::fmt::Debug) -> Error {
             "the shared index at {at} refused the login ({detail}); check the role and its password (PGPASSWORD, ~/.pgpass, or the URL in RAGLS_STORE_URL)"
         ));
     }
+    // pgvector missing: not installed on the server, or not created in this database
+    // (a writer that may not create it is no reader).
+    if detail.contains("extension \"vector\"") {
+        if detail.contains("not available") {
+            return Error::Config(format!(
+                "PostgreSQL at {at} has no pgvector ({detail}): install pgvector 0.8 or later on the server, then run `CREATE EXTENSION vector;` in the database"
+            ));
+        }
+        if permission {
+            return Error::Config(format!(
+                "the shared index at {at} lacks the pgvector extension and this role may not create it ({detail}): have the database's owner or a superuser run `CREATE EXTENSION vector;` in it, then index again"
+            ));
+        }
+    }
     if permission {
         return Error::Config(format!(
             "the shared index at {at} refused a write ({detail}); this role may only read: index with a writer role"
@@ -477,11 +491,20 @@ fn db_error(at: &str, e: impl std::fmt::Display + std::fmt::Debug) -> Error {
     Error::Store(format!("shared index at {at}: {detail}"))
 }
 
-/// The server's own message out of a tokio-postgres error's debug form, when it has one.
+/// The server's own message out of a tokio-postgres error's debug form, when it has one
+/// (its quotes escaped there: `extension \"vector\"`).
 fn db_detail(debug: &str) -> Option<String> {
     let start = debug.find("message: \"")? + "message: \"".len();
-    let end = debug[start..].find('"')? + start;
-    Some(debug[start..end].to_string())
+    let mut message = String::new();
+    let mut chars = debug[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => message.push(chars.next()?),
+            '"' => return Some(message),
+            c => message.push(c),
+        }
+    }
+    None
 }
 
 /// One chunk's lexical postings: each term's occurrences in the head and in the body,
@@ -634,6 +657,44 @@ impl PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_servers_message_is_read_whole_with_its_quotes() {
+        let debug = r#"Error { kind: Db, cause: Some(DbError { severity: "ERROR", code: SqlState(E42501), message: "permission denied to create extension \"vector\"", detail: None }) }"#;
+        assert_eq!(
+            db_detail(debug).as_deref(),
+            Some(r#"permission denied to create extension "vector""#)
+        );
+        assert_eq!(db_detail("no message here"), None);
+        assert_eq!(db_detail(r#"message: "cut short"#), None);
+    }
+
+    #[test]
+    fn a_missing_pgvector_is_named_with_what_to_run() {
+        let denied = db_error(
+            "db:5432/ragls",
+            "db error: ERROR: permission denied to create extension \"vector\"",
+        );
+        assert!(
+            denied.to_string().contains("CREATE EXTENSION vector;"),
+            "{denied}"
+        );
+        assert!(!denied.to_string().contains("may only read"), "{denied}");
+        assert_eq!(denied.exit_code(), 2);
+        let absent = db_error(
+            "db:5432/ragls",
+            "db error: ERROR: extension \"vector\" is not available",
+        );
+        assert!(absent.to_string().contains("install pgvector"), "{absent}");
+        let read_only = db_error(
+            "db:5432/ragls",
+            "db error: ERROR: cannot execute INSERT in a read-only transaction (25006)",
+        );
+        assert!(
+            read_only.to_string().contains("may only read"),
+            "{read_only}"
+        );
+    }
 
     #[test]
     fn passwords_never_survive_scrubbing() {
