@@ -835,6 +835,26 @@ fn a_database_without_pgvector_is_named_with_the_statement_to_run() {
 }
 
 #[test]
+fn sslmode_require_against_a_server_without_tls_says_what_to_change() {
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    let url = format!("{}?sslmode=require", db.writer);
+    let out = team(&sb, "index", &url, "main", &[]);
+    let err = stderr_of(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("TLS handshake")
+            && err.contains("server does not support TLS")
+            && err.contains("sslmode=prefer"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("ragls-test-writer"),
+        "never the password: {err}"
+    );
+}
+
+#[test]
 fn a_read_only_role_searches_but_cannot_write() {
     let db = TeamDb::create();
     let sb = Sandbox::with_project();

@@ -483,12 +483,28 @@ fn db_error(at: &str, e: impl std::fmt::Display + std::fmt::Debug) -> Error {
             "the shared index at {at} refused a write ({detail}); this role may only read: index with a writer role"
         ));
     }
+    // TLS asked for and not agreed on: the server offers none, or its certificate is
+    // not one the web PKI roots vouch for.
+    if lower_debug.contains("kind: tls") {
+        let cause = tls_cause(&debug).unwrap_or(detail);
+        return Error::SharedUnreachable(format!(
+            "the TLS handshake with the shared index at {at} failed ({cause}): with `sslmode=require` the server must offer TLS with a certificate from a public CA (ragls checks the web PKI roots); on a network you trust, use `sslmode=prefer` or `sslmode=disable` in store.url"
+        ));
+    }
     if unreachable {
         return Error::SharedUnreachable(format!(
             "cannot reach the shared index at {at} ({detail}); check that PostgreSQL is running there and that store.url is right"
         ));
     }
     Error::Store(format!("shared index at {at}: {detail}"))
+}
+
+/// Why a TLS handshake failed, out of a tokio-postgres error's debug form
+/// (`kind: Tls, cause: Some("server does not support TLS")`).
+fn tls_cause(debug: &str) -> Option<String> {
+    let start = debug.find("kind: Tls, cause: Some(\"")? + "kind: Tls, cause: Some(\"".len();
+    let end = debug[start..].find("\")")? + start;
+    Some(debug[start..end].replace("\\\"", "\""))
 }
 
 /// The server's own message out of a tokio-postgres error's debug form, when it has one
@@ -694,6 +710,33 @@ mod tests {
             read_only.to_string().contains("may only read"),
             "{read_only}"
         );
+    }
+
+    #[test]
+    fn a_failed_tls_handshake_says_what_sslmode_asks_for() {
+        struct Tls;
+        impl std::fmt::Display for Tls {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "Error occurred while creating a new object: error performing TLS handshake",
+                )
+            }
+        }
+        impl std::fmt::Debug for Tls {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    r#"Backend(Error { kind: Tls, cause: Some("server does not support TLS") })"#,
+                )
+            }
+        }
+        let e = db_error("db:5432/ragls", Tls);
+        assert!(
+            matches!(&e, Error::SharedUnreachable(_)),
+            "readers keep going: {e}"
+        );
+        let e = e.to_string();
+        assert!(e.contains("(server does not support TLS)"), "{e}");
+        assert!(e.contains("sslmode=prefer"), "{e}");
     }
 
     #[test]
