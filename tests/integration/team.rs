@@ -855,6 +855,43 @@ fn sslmode_require_against_a_server_without_tls_says_what_to_change() {
 }
 
 #[test]
+fn a_reader_not_granted_select_is_told_what_to_grant_and_answers_locally() {
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    index_shared(&sb, &db.writer, "main", &[]);
+    execute(
+        &db.admin,
+        "REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM ragls_reader",
+    );
+    let out = team(
+        &sb,
+        "search",
+        &db.reader,
+        "main",
+        &["--json", "evict least recently used"],
+    );
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("ragls_reader may not read")
+            && err.contains("GRANT SELECT ON ALL TABLES IN SCHEMA public TO ragls_reader"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("may only read"),
+        "a reader is not sent to the writer role: {err}"
+    );
+    let results: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let results = results["results"].as_array().expect("results").clone();
+    common::assert_in_top(
+        &results,
+        3,
+        &common::lru_evict(),
+        "evict, from the local index",
+    );
+}
+
+#[test]
 fn a_read_only_role_searches_but_cannot_write() {
     let db = TeamDb::create();
     let sb = Sandbox::with_project();

@@ -129,6 +129,19 @@ ANALYZE postings;
 "#,
 ];
 
+/// The tables a reader reads.
+const READ_TABLES: &[&str] = &[
+    "ragls_schema",
+    "repos",
+    "refs",
+    "snapshots",
+    "snapshot_files",
+    "blobs",
+    "chunks",
+    "postings",
+    "embeddings",
+];
+
 /// pgvector's HNSW index takes vectors of at most this many dimensions.
 const HNSW_MAX_DIMENSIONS: usize = 2000;
 
@@ -186,6 +199,21 @@ impl PgStore {
             if !exists {
                 return Err(Error::Usage(format!(
                     "the shared index at {at} has no ragls index yet; build one with `ragls index --store URL` (a writer role)"
+                )));
+            }
+            // A reader whose role was not granted SELECT (step 1 of "For teams") is told
+            // what to grant, not that it may only read.
+            let row = db
+                .query_one(
+                    "SELECT current_user::text, coalesce(bool_and(has_table_privilege(to_regclass(t), 'SELECT')), true)
+                     FROM unnest($1::text[]) AS t",
+                    &[&READ_TABLES],
+                )
+                .await?;
+            let (role, readable): (String, bool) = (row.get(0), row.get(1));
+            if !readable {
+                return Err(Error::Usage(format!(
+                    "the role {role} may not read the shared index at {at}: have its owner run `GRANT USAGE ON SCHEMA public TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};` (and `ALTER DEFAULT PRIVILEGES FOR ROLE <writer> GRANT SELECT ON TABLES TO {role};` for tables to come)"
                 )));
             }
             let v: Option<i32> = db
