@@ -483,6 +483,12 @@ fn db_error(at: &str, e: impl std::fmt::Display + std::fmt::Debug) -> Error {
             "the shared index at {at} refused a write ({detail}); this role may only read: index with a writer role"
         ));
     }
+    // The server answers, but the database named is not there.
+    if detail.contains("database \"") && detail.contains("does not exist") {
+        return Error::SharedUnreachable(format!(
+            "the server of the shared index at {at} has no such database ({detail}): create it (README, \"For teams\") or fix the database's name in store.url"
+        ));
+    }
     // TLS asked for and not agreed on: the server offers none, or its certificate is
     // not one the web PKI roots vouch for.
     if lower_debug.contains("kind: tls") {
@@ -710,6 +716,24 @@ mod tests {
             read_only.to_string().contains("may only read"),
             "{read_only}"
         );
+    }
+
+    #[test]
+    fn a_database_that_is_not_there_is_named_as_such() {
+        let e = db_error(
+            "db:5432/ragsl",
+            "db error: FATAL: database \"ragsl\" does not exist",
+        );
+        assert!(
+            matches!(&e, Error::SharedUnreachable(_)),
+            "readers keep going: {e}"
+        );
+        let e = e.to_string();
+        assert!(
+            e.contains("no such database") && e.contains("store.url"),
+            "{e}"
+        );
+        assert!(!e.contains("is running"), "{e}");
     }
 
     #[test]
