@@ -156,6 +156,13 @@ fn team(sb: &Sandbox, sub: &str, url: &str, ref_name: &str, args: &[&str]) -> Ou
         .expect("run ragls")
 }
 
+/// The message of a run that failed on a usage or settings error (exit code 2).
+fn refused(out: &Output) -> String {
+    let err = stderr_of(out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
 fn index_shared(sb: &Sandbox, url: &str, ref_name: &str, args: &[&str]) -> Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
@@ -819,8 +826,7 @@ fn a_database_without_pgvector_is_named_with_the_statement_to_run() {
     execute(&db.admin, "DROP EXTENSION vector");
     let sb = Sandbox::with_project();
     let out = team(&sb, "index", &db.writer, "main", &[]);
-    let err = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = refused(&out);
     assert!(
         err.contains("lacks the pgvector extension") && err.contains("CREATE EXTENSION vector;"),
         "{err}"
@@ -907,8 +913,7 @@ fn a_read_only_role_searches_but_cannot_write() {
 
     sb.write("src/new_module.rs", "pub fn written_by_a_reader() {}\n");
     let out = team(&sb, "index", &db.reader, "main", &[]);
-    let err = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = refused(&out);
     assert!(
         err.contains("refused a write") && err.contains("writer role"),
         "{err}"
@@ -934,8 +939,7 @@ fn settings_in_the_repository_may_not_hold_the_database_password() {
         "[store]\nurl = \"postgres://ragls_writer:hunter2@db.example:5432/ragls\"\n",
     );
     let out = sb.ragls("search", &["anything"]);
-    let err = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = refused(&out);
     assert!(err.contains("store.url holds a password"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
@@ -1255,8 +1259,7 @@ fn a_wrong_password_is_a_clear_error_that_never_prints_it() {
         "main",
         &[],
     );
-    let err = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = refused(&out);
     assert!(err.contains("refused the login"), "{err}");
     assert!(!err.contains("not-the-password"), "{err}");
 }
