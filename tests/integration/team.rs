@@ -998,6 +998,23 @@ fn the_replica_serves_reads() {
         &common::lru_evict(),
         "evict (from the replica)",
     );
+    // A writer pointed at the replica is told where writes go.
+    let (writer_login, _) = db.writer.split_once('@').expect("user@host");
+    let (_, replica_host) = db.replica.split_once('@').expect("user@host");
+    sb.write("src/gamma.rs", "pub fn gamma_on_the_replica() {}\n");
+    let out = team(
+        &sb,
+        "index",
+        &format!("{writer_login}@{replica_host}"),
+        "main",
+        &[],
+    );
+    let err = refused(&out);
+    assert!(
+        err.contains("takes no writes") && err.contains("primary"),
+        "{err}"
+    );
+    assert!(!err.contains("may only read"), "{err}");
 }
 
 #[test]

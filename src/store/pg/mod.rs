@@ -478,6 +478,12 @@ fn db_error(at: &str, e: impl std::fmt::Display + std::fmt::Debug) -> Error {
             ));
         }
     }
+    // A standby (or a session set read-only) refuses every write, whatever the role.
+    if detail.contains("read-only transaction") {
+        return Error::Config(format!(
+            "the shared index at {at} takes no writes ({detail}): `ragls index` writes to the primary; if this is a replica, put the primary in store.url (readers may take the replica as store.read_url)"
+        ));
+    }
     if permission {
         return Error::Config(format!(
             "the shared index at {at} refused a write ({detail}); this role may only read: index with a writer role"
@@ -708,14 +714,20 @@ mod tests {
             "db error: ERROR: extension \"vector\" is not available",
         );
         assert!(absent.to_string().contains("install pgvector"), "{absent}");
-        let read_only = db_error(
+        let standby = db_error(
             "db:5432/ragls",
-            "db error: ERROR: cannot execute INSERT in a read-only transaction (25006)",
+            "db error: ERROR: cannot execute INSERT in a read-only transaction",
         );
         assert!(
-            read_only.to_string().contains("may only read"),
-            "{read_only}"
+            standby.to_string().contains("takes no writes")
+                && standby.to_string().contains("primary"),
+            "{standby}"
         );
+        let reader = db_error(
+            "db:5432/ragls",
+            "db error: ERROR: permission denied for schema public",
+        );
+        assert!(reader.to_string().contains("may only read"), "{reader}");
     }
 
     #[test]
