@@ -498,7 +498,8 @@ fn db_error(at: &str, e: impl std::fmt::Display + std::fmt::Debug) -> Error {
     // TLS asked for and not agreed on: the server offers none, or its certificate is
     // not one the web PKI roots vouch for.
     if lower_debug.contains("kind: tls") {
-        let cause = tls_cause(&debug).unwrap_or(detail);
+        // `kind: Tls, cause: Some("server does not support TLS")`
+        let cause = quoted_after(&debug, "kind: Tls, cause: Some(").unwrap_or(detail);
         return Error::SharedUnreachable(format!(
             "the TLS handshake with the shared index at {at} failed ({cause}): with `sslmode=require` the server must offer TLS with a certificate from a public CA (ragls checks the web PKI roots); on a network you trust, use `sslmode=prefer` or `sslmode=disable` in store.url"
         ));
@@ -511,25 +512,22 @@ fn db_error(at: &str, e: impl std::fmt::Display + std::fmt::Debug) -> Error {
     Error::Store(format!("shared index at {at}: {detail}"))
 }
 
-/// Why a TLS handshake failed, out of a tokio-postgres error's debug form
-/// (`kind: Tls, cause: Some("server does not support TLS")`).
-fn tls_cause(debug: &str) -> Option<String> {
-    let start = debug.find("kind: Tls, cause: Some(\"")? + "kind: Tls, cause: Some(\"".len();
-    let end = debug[start..].find("\")")? + start;
-    Some(debug[start..end].replace("\\\"", "\""))
+/// The server's own message out of a tokio-postgres error's debug form, when it has one.
+fn db_detail(debug: &str) -> Option<String> {
+    quoted_after(debug, "message: ")
 }
 
-/// The server's own message out of a tokio-postgres error's debug form, when it has one
-/// (its quotes escaped there: `extension \"vector\"`).
-fn db_detail(debug: &str) -> Option<String> {
-    let start = debug.find("message: \"")? + "message: \"".len();
-    let mut message = String::new();
-    let mut chars = debug[start..].chars();
+/// The string quoted right after `key` in an error's debug form, its escapes undone
+/// (`message: "permission denied to create extension \"vector\""`).
+fn quoted_after(debug: &str, key: &str) -> Option<String> {
+    let start = debug.find(key)? + key.len();
+    let mut chars = debug[start..].strip_prefix('"')?.chars();
+    let mut out = String::new();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => message.push(chars.next()?),
-            '"' => return Some(message),
-            c => message.push(c),
+            '\\' => out.push(chars.next()?),
+            '"' => return Some(out),
+            c => out.push(c),
         }
     }
     None
