@@ -4,7 +4,7 @@
 //! usage: RAGLS_BENCH_PG_URL=postgres://writer@host/db cargo bench --bench team -- [CORPUS_DIR] [QUERIES]
 //!   (`bench/team.sh` starts a PostgreSQL with `scripts/pg.sh` and passes its writer URL.)
 //!
-//! Prints: full index of the corpus into a fresh ref; five updates of the ref, each with
+//! Prints: full index of the corpus into a fresh ref; five updates (`TEAM_ROUNDS`) of the ref, each with
 //! another 1% of the files changed, beside the time to re-chunk those files alone, and
 //! their medians; search latency (median,
 //! p95) with 1 and with 16 concurrent clients, each client a reading engine of its own
@@ -63,13 +63,18 @@ fn main() {
         min_bytes: config.index.chunk_min_bytes,
         max_lines: config.index.chunk_max_lines,
     };
-    const ROUNDS: usize = 5;
-    let mut rounds = Vec::with_capacity(ROUNDS);
+    // TEAM_ROUNDS=80 gives steadier medians (A/B runs of one change).
+    let rounds_wanted: usize = std::env::var("TEAM_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(5);
+    let mut rounds = Vec::with_capacity(rounds_wanted);
     let mut update = None;
-    for round in 0..ROUNDS {
+    for round in 0..rounds_wanted {
         let changed: Vec<_> = files
             .iter()
-            .skip(round * 20)
+            .skip(round * 20 % 100)
             .step_by(100)
             .cloned()
             .collect();
@@ -113,7 +118,7 @@ fn main() {
     };
     let ratios: Vec<f64> = rounds.iter().map(|(u, r)| u / r.max(1e-9)).collect();
     println!(
-        "1% update           median of {ROUNDS}: {:.1} ms; re-chunking alone {:.1} ms; ratio {:.1}x (each round's {:.1}-{:.1}x)",
+        "1% update           median of {rounds_wanted}: {:.1} ms; re-chunking alone {:.1} ms; ratio {:.1}x (each round's {:.1}-{:.1}x)",
         median(rounds.iter().map(|r| r.0 * 1000.0).collect()),
         median(rounds.iter().map(|r| r.1 * 1000.0).collect()),
         median(ratios.clone()),
