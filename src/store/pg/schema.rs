@@ -251,12 +251,14 @@ impl PgStore {
             if exists {
                 return Ok(());
             }
+            // One implicit transaction (a batch of statements is one): the lock is the
+            // transaction's, held until the index is committed, so a second writer's
+            // `IF NOT EXISTS` sees it (a session lock let go before the commit did not).
             client
                 .batch_execute(&format!(
-                    "SELECT pg_advisory_lock(7261537);
+                    "SELECT pg_advisory_xact_lock(7261537);
                      CREATE INDEX IF NOT EXISTS embeddings_hnsw_{dimensions} ON embeddings
-                     USING hnsw ((vector::vector({dimensions})) vector_cosine_ops) WHERE dimensions = {dimensions};
-                     SELECT pg_advisory_unlock(7261537);"
+                     USING hnsw ((vector::vector({dimensions})) vector_cosine_ops) WHERE dimensions = {dimensions};"
                 ))
                 .await
                 .map_err(|e| db_error(&at, e))?;
