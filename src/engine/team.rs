@@ -18,6 +18,7 @@ use super::*;
 use crate::config::StoreConfig;
 use crate::store::pg::{
     CleanupHold, NewFileVersion, Pending, PgOptions, PgStore, RefUpdate, Snapshot, SnapshotFile,
+    UpdateStart,
 };
 use std::sync::Mutex;
 
@@ -228,6 +229,8 @@ pub fn index_shared(
     let OnDisk {
         walked,
         hashed,
+        // Held to the end of the update, when the hashes are surely written.
+        remembering: _remembering,
         files_hashed,
         hash_ms,
     } = on_disk?;
@@ -411,18 +414,26 @@ fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<Shar
         .ok_or_else(|| Error::Usage("no shared index: give --store URL or set store.url".into()))?;
     let store = &shared.store;
     store.migrate()?;
-    let hold = store.hold_off_cleanup()?;
+    let UpdateStart {
+        hold,
+        current,
+        named_base,
+        base_files,
+        vector_indexes,
+    } = store.open_update(&shared.repo, &shared.ref_name, base)?;
+    if let (Some(b), Some(None)) = (base, &named_base) {
+        return Err(Error::Usage(format!(
+            "--base {b}: the shared index has no ref {b} of {}",
+            shared.repo
+        )));
+    }
     let embedder = crate::provider::embeddings::embedder_for(config)?;
     let requests_before = embedder.requests_sent();
-    let current = store.ref_snapshot_on_primary(&shared.repo, &shared.ref_name)?;
     // A remote model's dimension is what the ref recorded for it: no probe request.
-    let recorded = match (&current, base) {
-        (Some(c), _) => Some(c.identity.clone()),
-        (None, Some(b)) => store
-            .ref_snapshot_on_primary(&shared.repo, b)?
-            .map(|s| s.identity),
-        (None, None) => None,
-    };
+    let recorded = current
+        .as_ref()
+        .or(named_base.as_ref().and_then(|b| b.as_ref()))
+        .map(|s| s.identity.clone());
     if let Some(recorded) = recorded {
         if recorded.embedder == embedder.id() && recorded.dimensions > 0 {
             embedder.assume_dimensions(recorded.dimensions);
@@ -441,31 +452,24 @@ fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<Shar
         embedder: embedder.id(),
         dimensions: dims,
     };
-    store.ensure_vector_index(dims)?;
+    if !vector_indexes.contains(&format!("embeddings_hnsw_{dims}")) {
+        store.ensure_vector_index(dims)?;
+    }
     let mut report = SharedIndexReport {
         repo: shared.repo.clone(),
         ref_name: shared.ref_name.clone(),
         ..SharedIndexReport::default()
     };
     let base_name = base.unwrap_or(&shared.ref_name).to_string();
-    let base_snapshot = match base {
-        Some(b) => Some(
-            store
-                .ref_snapshot_on_primary(&shared.repo, b)?
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "--base {b}: the shared index has no ref {b} of {}",
-                        shared.repo
-                    ))
-                })?,
-        ),
+    let base_snapshot = match named_base {
+        Some(named) => named,
         None => current.clone(),
     }
     // Vectors of another embedder are not reused: that base is rebuilt from nothing.
     .filter(|s| s.identity == identity);
     report.base = base_snapshot.as_ref().map(|_| base_name);
     let base_files = match &base_snapshot {
-        Some(s) => store.snapshot_files_on_primary(s.id)?,
+        Some(_) => base_files,
         None => HashMap::new(),
     };
     Ok(SharedSetup {
@@ -486,6 +490,8 @@ struct OnDisk {
     walked: workspace::WalkOutcome,
     /// Each walked file's content hash, in the walk's order (`None`: unreadable).
     hashed: Vec<(String, Option<[u8; 32]>)>,
+    /// This walk's hashes being saved for the next run.
+    remembering: Option<Remembering>,
     files_hashed: u64,
     hash_ms: u64,
 }
@@ -577,12 +583,13 @@ fn hash_workspace(root: &Path, config: &Config) -> Result<OnDisk> {
             (f.rel_path.clone(), hash)
         })
         .collect();
-    if let Some(dir) = &hash_cache {
-        remember_hashes(dir, &walked.files, &hashed, &remembered, walk_started);
-    }
+    let remembering = hash_cache
+        .as_deref()
+        .and_then(|dir| remember_hashes(dir, &walked.files, &hashed, &remembered, walk_started));
     Ok(OnDisk {
         walked,
         hashed,
+        remembering,
         files_hashed: read.into_inner(),
         hash_ms: hash_started.elapsed().as_millis() as u64,
     })
@@ -597,14 +604,15 @@ const WRITER_HASHES_FILE: &str = "shared-writer-hashes.tsv";
 
 /// Saves the hashes of this walk for the next run, leaving out "racy" files: a file
 /// modified in the same clock tick as (or after) it was read could change again with
-/// the same size and mtime. Best effort; nothing is written when nothing changed.
+/// the same size and mtime. Best effort; nothing is written when nothing changed. The
+/// file is written on a thread of its own: the returned handle waits for it.
 fn remember_hashes(
     dir: &Path,
     files: &[WalkedFile],
     hashed: &[(String, Option<[u8; 32]>)],
     remembered: &HashMap<String, (u64, i64, [u8; 32])>,
     read_after: std::time::SystemTime,
-) {
+) -> Option<Remembering> {
     let read_after_ns = read_after
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -627,8 +635,32 @@ fn remember_hashes(
             trusted(f.mtime_ns).then(|| (f.rel_path.clone(), (f.size, f.mtime_ns, hash)))
         })
         .collect();
-    if fresh != *remembered && std::fs::create_dir_all(dir).is_ok() {
-        save_content_hashes_as(dir, WRITER_HASHES_FILE, &fresh);
+    if fresh == *remembered {
+        return None;
+    }
+    // Written beside the rest of the update (1-3 ms for the performance corpus's 476
+    // files, most of it formatting, were on the walk's path to the first query).
+    let dir = dir.to_path_buf();
+    std::thread::Builder::new()
+        .name("ragls-remember-hashes".into())
+        .spawn(move || {
+            if std::fs::create_dir_all(&dir).is_ok() {
+                save_content_hashes_as(&dir, WRITER_HASHES_FILE, &fresh);
+            }
+        })
+        .ok()
+        .map(|h| Remembering(Some(h)))
+}
+
+/// The writing of a walk's hashes for the next run ([`remember_hashes`]): waited for when
+/// dropped, so a process that ends after the update leaves the file whole.
+struct Remembering(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Remembering {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            let _ = handle.join();
+        }
     }
 }
 

@@ -363,6 +363,32 @@ fn a_second_ref_with_three_changed_files_re_embeds_only_their_changed_chunks() {
         .ok()
         .json();
     assert_eq!(second["base"], "main", "{second}");
+    // A base that is not there is named, and nothing is written.
+    let typo = sb.ragls(
+        "index",
+        &[
+            "--store",
+            &db.writer,
+            "--ref",
+            "typo-branch",
+            "--base",
+            "mian",
+        ],
+    );
+    assert_eq!(typo.code, Some(2), "{}", typo.stderr);
+    assert!(
+        typo.stderr
+            .contains("--base mian: the shared index has no ref mian"),
+        "{}",
+        typo.stderr
+    );
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT count(*) FROM refs WHERE name = 'typo-branch'"
+        ),
+        0
+    );
     assert_eq!(
         second["filesChunked"], 3,
         "only the changed files are chunked: {second}"
@@ -1548,4 +1574,41 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
         &NO_OVERLAY,
     );
     assert!(has_symbol(&hits, "retry_after_migrating"), "{hits:?}");
+}
+
+#[test]
+fn writers_that_meet_a_new_vector_dimension_at_once_create_its_index_once() {
+    use ragls::store::pg::{PgOptions, PgStore};
+    let db = TeamDb::create();
+    let store = PgStore::connect(&PgOptions {
+        url: db.writer.clone(),
+        read_url: None,
+        pool_size: 8,
+    })
+    .expect("connect");
+    store.migrate().expect("migrate");
+    // Eight writers of a model no ref used before, all at once: each makes sure of the
+    // index; none may fail because another created it meanwhile.
+    let start = std::sync::Barrier::new(8);
+    let outcomes: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    store.ensure_vector_index(7)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for outcome in &outcomes {
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'embeddings_hnsw_7'"
+        ),
+        1
+    );
 }

@@ -51,7 +51,7 @@ mod refs;
 mod schema;
 mod search;
 mod versions;
-pub use refs::CleanupHold;
+pub use refs::{CleanupHold, UpdateStart};
 pub use search::{SnapshotQuery, SnapshotSearch};
 pub use versions::Pending;
 

@@ -49,16 +49,6 @@ impl PgStore {
         }
     }
 
-    /// [`PgStore::ref_snapshot`] on the primary (a writer's base: a replica may lag).
-    pub fn ref_snapshot_on_primary(&self, repo: &str, ref_name: &str) -> Result<Option<Snapshot>> {
-        block(snapshot_on(
-            self.primary.clone(),
-            self.primary_at.clone(),
-            repo.to_string(),
-            ref_name.to_string(),
-        ))
-    }
-
     /// Every file of a snapshot: path -> its version.
     pub fn snapshot_files(&self, snapshot: i64) -> Result<HashMap<String, SnapshotFile>> {
         self.read(snapshot_files_on(
@@ -68,32 +58,86 @@ impl PgStore {
         ))
     }
 
-    /// [`PgStore::snapshot_files`] read from the primary.
-    pub fn snapshot_files_on_primary(
+    /// What a writer reads before it looks at the workspace's changes, in one round trip
+    /// on the primary (a replica may lag): the hold on the clean-up (a session-level
+    /// shared lock, taken first, on the connection the hold keeps), then, in one
+    /// read-only transaction, so that they agree, the ref's snapshot, the named base's,
+    /// the base's file list and the vector indexes there are. Sent one after another,
+    /// they were nine round trips (a statement sent as text is prepared in one of its
+    /// own), most of a small update's time before its first query.
+    pub fn open_update(
         &self,
-        snapshot: i64,
-    ) -> Result<HashMap<String, SnapshotFile>> {
-        block(snapshot_files_on(
-            self.primary.clone(),
-            self.primary_at.clone(),
-            snapshot,
-        ))
-    }
-
-    /// Keeps the clean-up of old snapshots and unlisted file versions out until the
-    /// hold is dropped (or its writer dies): what a writer reads, reuses and writes
-    /// ahead of its publish stays, however long it embeds. A session-level shared lock
-    /// on a connection of its own: released after the publish, or gone with the
-    /// connection, closed when the hold is dropped otherwise (or its process dies).
-    pub fn hold_off_cleanup(&self) -> Result<CleanupHold> {
+        repo: &str,
+        ref_name: &str,
+        base: Option<&str>,
+    ) -> Result<UpdateStart> {
         let (pool, at) = (self.primary.clone(), self.primary_at.clone());
+        let (repo, ref_name) = (repo.to_string(), ref_name.to_string());
+        let base = base.map(str::to_string);
         block(async move {
             let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            client
-                .execute("SELECT pg_advisory_lock_shared($1)", &[&GARBAGE_LOCK])
-                .await
-                .map_err(|e| db_error(&at, e))?;
-            Ok(CleanupHold(Some(client)))
+            let err = |e: tokio_postgres::Error| db_error(&at, e);
+            let (lock, snapshot, files, indexes) = tokio::try_join!(
+                client.prepare_cached("SELECT pg_advisory_lock_shared($1)"),
+                client.prepare_cached(REF_SNAPSHOT),
+                client.prepare_cached(REF_FILES),
+                client.prepare_cached(VECTOR_INDEXES),
+            )
+            .map_err(err)?;
+            let base_name = base.clone().unwrap_or_else(|| ref_name.clone());
+            let (locked, begun, current, named, files, indexes, committed) = tokio::join!(
+                async { client.execute(&lock, &[&GARBAGE_LOCK]).await },
+                client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
+                async { client.query_opt(&snapshot, &[&repo, &ref_name]).await },
+                async {
+                    match &base {
+                        Some(b) => client.query_opt(&snapshot, &[&repo, b]).await.map(Some),
+                        None => Ok(None),
+                    }
+                },
+                async { client.query(&files, &[&repo, &base_name]).await },
+                async { client.query_one(&indexes, &[]).await },
+                client.batch_execute("COMMIT"),
+            );
+            // Locked, the connection is the hold's from here: should anything below
+            // fail, dropping it closes the connection, and the lock goes with it.
+            let locked = locked.map(|_| CleanupHold(Some(client)));
+            let hold = locked.map_err(err)?;
+            begun.map_err(err)?;
+            let snapshot_of = |row: Option<tokio_postgres::Row>| {
+                row.map(|r| Snapshot {
+                    id: r.get(0),
+                    identity: Identity {
+                        embedder: r.get(1),
+                        dimensions: r.get::<_, i32>(2) as usize,
+                    },
+                })
+            };
+            let current = snapshot_of(current.map_err(err)?);
+            let named_base = named.map_err(err)?.map(snapshot_of);
+            let base_files = files
+                .map_err(err)?
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.get::<_, String>(0),
+                        SnapshotFile {
+                            content_hash: hash32(r.get::<_, &[u8]>(1)),
+                            blob_id: r.get(2),
+                            skipped: r.get(3),
+                        },
+                    )
+                })
+                .collect();
+            let vector_indexes = indexes.map_err(err)?.get(0);
+            committed.map_err(err)?;
+            Ok(UpdateStart {
+                hold,
+                current,
+                named_base,
+                base_files,
+                vector_indexes,
+            })
         })
     }
 
@@ -352,7 +396,37 @@ impl NewState<'_> {
     }
 }
 
-/// A writer's hold on the clean-up ([`PgStore::hold_off_cleanup`]).
+/// What a writer reads before it looks at the workspace's changes ([`PgStore::open_update`]).
+pub struct UpdateStart {
+    /// Keeps the clean-up from removing what the update reads, reuses and writes.
+    pub hold: CleanupHold,
+    /// The ref's snapshot now (`None`: a first build).
+    pub current: Option<Snapshot>,
+    /// The named base's snapshot (`None`: none was named; `Some(None)`: there is no
+    /// such ref).
+    pub named_base: Option<Option<Snapshot>>,
+    /// The files of the base's snapshot (the named base's, else the ref's own).
+    pub base_files: HashMap<String, SnapshotFile>,
+    /// The names of the HNSW indexes there are (`embeddings_hnsw_<dimensions>`).
+    pub vector_indexes: Vec<String>,
+}
+
+/// A ref's snapshot by repository and ref name.
+const REF_SNAPSHOT: &str =
+    "SELECT s.id, s.embedder, s.dimensions FROM refs r JOIN repos p ON p.id = r.repo_id
+     JOIN snapshots s ON s.id = r.snapshot_id WHERE p.name = $1 AND r.name = $2";
+
+/// The files of a ref's snapshot, by repository and ref name.
+const REF_FILES: &str = "SELECT sf.path, b.content_hash, b.id, b.skip_reason IS NOT NULL
+     FROM refs r JOIN repos p ON p.id = r.repo_id
+     JOIN snapshot_files sf ON sf.snapshot_id = r.snapshot_id JOIN blobs b ON b.id = sf.blob_id
+     WHERE p.name = $1 AND r.name = $2";
+
+/// The HNSW indexes of the embedding cache there are (one per vector dimension).
+const VECTOR_INDEXES: &str = "SELECT coalesce(array_agg(c.relname::text), '{}') FROM pg_class c
+     WHERE c.relkind = 'i' AND c.relname LIKE 'embeddings\\_hnsw\\_%' AND pg_table_is_visible(c.oid)";
+
+/// A writer's hold on the clean-up ([`PgStore::open_update`]).
 pub struct CleanupHold(Option<deadpool_postgres::Object>);
 
 impl CleanupHold {
@@ -360,9 +434,15 @@ impl CleanupHold {
     /// the lock cannot be released).
     async fn release(mut self) {
         if let Some(client) = self.0.take() {
-            let released = client
-                .execute("SELECT pg_advisory_unlock_shared($1)", &[&GARBAGE_LOCK])
-                .await;
+            // Prepared once per connection: a statement sent as text takes a round
+            // trip of its own to prepare, and the commit waits for this one.
+            let released = match client
+                .prepare_cached("SELECT pg_advisory_unlock_shared($1)")
+                .await
+            {
+                Ok(statement) => client.execute(&statement, &[&GARBAGE_LOCK]).await,
+                Err(e) => Err(e),
+            };
             if released.is_err() {
                 drop(deadpool_postgres::Object::take(client));
             }
@@ -454,11 +534,7 @@ async fn snapshot_on(
 ) -> Result<Option<Snapshot>> {
     let client = pool.get().await.map_err(|e| db_error(&at, e))?;
     let row = client
-        .query_opt(
-            "SELECT s.id, s.embedder, s.dimensions FROM refs r JOIN repos p ON p.id = r.repo_id
-             JOIN snapshots s ON s.id = r.snapshot_id WHERE p.name = $1 AND r.name = $2",
-            &[&repo, &ref_name],
-        )
+        .query_opt(REF_SNAPSHOT, &[&repo, &ref_name])
         .await
         .map_err(|e| db_error(&at, e))?;
     Ok(row.map(|r| Snapshot {

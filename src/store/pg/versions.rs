@@ -129,15 +129,14 @@ impl PgStore {
         let (pool, at, id) = (self.primary.clone(), self.primary_at.clone(), id.clone());
         let keys: Vec<Vec<u8>> = hashes.iter().map(|h| h.0.to_vec()).collect();
         Ok(Pending(Some(runtime()?.spawn(async move {
-            let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            let rows = client
+            let db = Db::get(&pool, at).await?;
+            let rows = db
                 .query(
                     "SELECT text_hash FROM embeddings
                      WHERE embedder = $1 AND dimensions = $2 AND text_hash = ANY($3::bytea[])",
                     &[&id.embedder, &(id.dimensions as i32), &keys],
                 )
-                .await
-                .map_err(|e| db_error(&at, e))?;
+                .await?;
             Ok(rows
                 .into_iter()
                 .map(|r| hash16(r.get::<_, &[u8]>(0)))
@@ -210,16 +209,14 @@ async fn store_vectors(
             pgvector::Vector::from(v)
         })
         .collect();
-    let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-    client
-        .execute(
-            "INSERT INTO embeddings(embedder, dimensions, text_hash, vector)
-             SELECT $1, $2, h, v FROM unnest($3::bytea[], $4::vector[]) AS u(h, v)
-             ON CONFLICT DO NOTHING",
-            &[&id.embedder, &(id.dimensions as i32), &hashes, &vectors],
-        )
-        .await
-        .map_err(|e| db_error(&at, e))?;
+    let db = Db::get(&pool, at).await?;
+    db.query(
+        "INSERT INTO embeddings(embedder, dimensions, text_hash, vector)
+         SELECT $1, $2, h, v FROM unnest($3::bytea[], $4::vector[]) AS u(h, v)
+         ON CONFLICT DO NOTHING",
+        &[&id.embedder, &(id.dimensions as i32), &hashes, &vectors],
+    )
+    .await?;
     Ok(())
 }
 
