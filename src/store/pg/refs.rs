@@ -104,30 +104,14 @@ impl PgStore {
             let locked = locked.map(|_| CleanupHold(Some(client)));
             let hold = locked.map_err(err)?;
             begun.map_err(err)?;
-            let snapshot_of = |row: Option<tokio_postgres::Row>| {
-                row.map(|r| Snapshot {
-                    id: r.get(0),
-                    identity: Identity {
-                        embedder: r.get(1),
-                        dimensions: r.get::<_, i32>(2) as usize,
-                    },
-                })
-            };
-            let current = snapshot_of(current.map_err(err)?);
-            let named_base = named.map_err(err)?.map(snapshot_of);
+            let current = current.map_err(err)?.as_ref().map(snapshot_of_row);
+            let named_base = named
+                .map_err(err)?
+                .map(|row| row.as_ref().map(snapshot_of_row));
             let base_files = files
                 .map_err(err)?
-                .into_iter()
-                .map(|r| {
-                    (
-                        r.get::<_, String>(0),
-                        SnapshotFile {
-                            content_hash: hash32(r.get::<_, &[u8]>(1)),
-                            blob_id: r.get(2),
-                            skipped: r.get(3),
-                        },
-                    )
-                })
+                .iter()
+                .map(snapshot_file_of_row)
                 .collect();
             let vector_indexes = indexes.map_err(err)?.get(0);
             committed.map_err(err)?;
@@ -537,13 +521,30 @@ async fn snapshot_on(
         .query_opt(REF_SNAPSHOT, &[&repo, &ref_name])
         .await
         .map_err(|e| db_error(&at, e))?;
-    Ok(row.map(|r| Snapshot {
+    Ok(row.as_ref().map(snapshot_of_row))
+}
+
+/// A snapshot from a row of [`REF_SNAPSHOT`].
+fn snapshot_of_row(r: &tokio_postgres::Row) -> Snapshot {
+    Snapshot {
         id: r.get(0),
         identity: Identity {
             embedder: r.get(1),
             dimensions: r.get::<_, i32>(2) as usize,
         },
-    }))
+    }
+}
+
+/// A file of a snapshot from a row of (path, content hash, blob id, skipped).
+fn snapshot_file_of_row(r: &tokio_postgres::Row) -> (String, SnapshotFile) {
+    (
+        r.get(0),
+        SnapshotFile {
+            content_hash: hash32(r.get::<_, &[u8]>(1)),
+            blob_id: r.get(2),
+            skipped: r.get(3),
+        },
+    )
 }
 
 /// A snapshot's files: path -> its version.
@@ -562,19 +563,7 @@ async fn snapshot_files_on(
                 )
                 .await
                 .map_err(|e| db_error(&at, e))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                (
-                    r.get::<_, String>(0),
-                    SnapshotFile {
-                        content_hash: hash32(r.get::<_, &[u8]>(1)),
-                        blob_id: r.get(2),
-                        skipped: r.get(3),
-                    },
-                )
-            })
-            .collect())
+        Ok(rows.iter().map(snapshot_file_of_row).collect())
     }
 }
 
