@@ -414,14 +414,8 @@ fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<Shar
         .ok_or_else(|| Error::Usage("no shared index: give --store URL or set store.url".into()))?;
     let store = &shared.store;
     store.migrate()?;
-    let UpdateStart {
-        hold,
-        current,
-        named_base,
-        base_files,
-        vector_indexes,
-    } = store.open_update(&shared.repo, &shared.ref_name, base)?;
-    if let (Some(b), Some(None)) = (base, &named_base) {
+    let start = store.open_update(&shared.repo, &shared.ref_name, base)?;
+    if let (Some(b), Some(None)) = (base, &start.named_base) {
         return Err(Error::Usage(format!(
             "--base {b}: the shared index has no ref {b} of {}",
             shared.repo
@@ -430,9 +424,10 @@ fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<Shar
     let embedder = crate::provider::embeddings::embedder_for(config)?;
     let requests_before = embedder.requests_sent();
     // A remote model's dimension is what the ref recorded for it: no probe request.
-    let recorded = current
+    let recorded = start
+        .current
         .as_ref()
-        .or(named_base.as_ref().and_then(|b| b.as_ref()))
+        .or(start.named_base.as_ref().and_then(|b| b.as_ref()))
         .map(|s| s.identity.clone());
     if let Some(recorded) = recorded {
         if recorded.embedder == embedder.id() && recorded.dimensions > 0 {
@@ -452,9 +447,16 @@ fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<Shar
         embedder: embedder.id(),
         dimensions: dims,
     };
-    if !vector_indexes.contains(&format!("embeddings_hnsw_{dims}")) {
+    if !start.has_vector_index(dims) {
         store.ensure_vector_index(dims)?;
     }
+    let UpdateStart {
+        hold,
+        current,
+        named_base,
+        base_files,
+        ..
+    } = start;
     let mut report = SharedIndexReport {
         repo: shared.repo.clone(),
         ref_name: shared.ref_name.clone(),

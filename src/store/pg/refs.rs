@@ -391,8 +391,16 @@ pub struct UpdateStart {
     pub named_base: Option<Option<Snapshot>>,
     /// The files of the base's snapshot (the named base's, else the ref's own).
     pub base_files: HashMap<String, SnapshotFile>,
-    /// The names of the HNSW indexes there are (`embeddings_hnsw_<dimensions>`).
+    /// The names of the HNSW indexes there are ([`UpdateStart::has_vector_index`]).
     pub vector_indexes: Vec<String>,
+}
+
+impl UpdateStart {
+    /// Whether vectors of `dimensions` had their HNSW index when the update began.
+    pub fn has_vector_index(&self, dimensions: usize) -> bool {
+        self.vector_indexes
+            .contains(&super::schema::vector_index_name(dimensions))
+    }
 }
 
 /// A ref's snapshot by repository and ref name.
@@ -410,7 +418,11 @@ const REF_FILES: &str = "SELECT sf.path, b.content_hash, b.id, b.skip_reason IS 
 const VECTOR_INDEXES: &str = "SELECT coalesce(array_agg(c.relname::text), '{}') FROM pg_class c
      WHERE c.relkind = 'i' AND c.relname LIKE 'embeddings\\_hnsw\\_%' AND pg_table_is_visible(c.oid)";
 
-/// A writer's hold on the clean-up ([`PgStore::open_update`]).
+/// A writer's hold on the clean-up of old snapshots and unlisted file versions: what it
+/// reads, reuses and writes ahead of its publish stays, however long it embeds. A
+/// session-level shared lock on a connection of its own ([`PgStore::open_update`]),
+/// released after the publish; when the hold is dropped otherwise (or its process dies)
+/// the connection is closed and the lock goes with it.
 pub struct CleanupHold(Option<deadpool_postgres::Object>);
 
 impl CleanupHold {
@@ -516,12 +528,9 @@ async fn snapshot_on(
     repo: String,
     ref_name: String,
 ) -> Result<Option<Snapshot>> {
-    let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-    let row = client
-        .query_opt(REF_SNAPSHOT, &[&repo, &ref_name])
-        .await
-        .map_err(|e| db_error(&at, e))?;
-    Ok(row.as_ref().map(snapshot_of_row))
+    let db = Db::get(&pool, at).await?;
+    let rows = db.query(REF_SNAPSHOT, &[&repo, &ref_name]).await?;
+    Ok(rows.first().map(snapshot_of_row))
 }
 
 /// A snapshot from a row of [`REF_SNAPSHOT`].
@@ -553,18 +562,15 @@ async fn snapshot_files_on(
     at: String,
     snapshot: i64,
 ) -> Result<HashMap<String, SnapshotFile>> {
-    {
-        let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-        let rows = client
-                .query(
-                    "SELECT sf.path, b.content_hash, b.id, b.skip_reason IS NOT NULL FROM snapshot_files sf
-                     JOIN blobs b ON b.id = sf.blob_id WHERE sf.snapshot_id = $1",
-                    &[&snapshot],
-                )
-                .await
-                .map_err(|e| db_error(&at, e))?;
-        Ok(rows.iter().map(snapshot_file_of_row).collect())
-    }
+    let db = Db::get(&pool, at).await?;
+    let rows = db
+        .query(
+            "SELECT sf.path, b.content_hash, b.id, b.skip_reason IS NOT NULL FROM snapshot_files sf
+             JOIN blobs b ON b.id = sf.blob_id WHERE sf.snapshot_id = $1",
+            &[&snapshot],
+        )
+        .await?;
+    Ok(rows.iter().map(snapshot_file_of_row).collect())
 }
 
 /// The advisory lock between writers (shared, for a publish's whole transaction) and

@@ -242,7 +242,7 @@ impl PgStore {
             // Most runs find the index there: one look, without the lock, and without
             // `CREATE INDEX IF NOT EXISTS`, whose table lock waits for every writer
             // storing vectors at the time.
-            let name = format!("embeddings_hnsw_{dimensions}");
+            let name = vector_index_name(dimensions);
             let exists = client
                 .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&name])
                 .await
@@ -257,7 +257,7 @@ impl PgStore {
             client
                 .batch_execute(&format!(
                     "SELECT pg_advisory_xact_lock(7261537);
-                     CREATE INDEX IF NOT EXISTS embeddings_hnsw_{dimensions} ON embeddings
+                     CREATE INDEX IF NOT EXISTS {name} ON embeddings
                      USING hnsw ((vector::vector({dimensions})) vector_cosine_ops) WHERE dimensions = {dimensions};"
                 ))
                 .await
@@ -265,6 +265,11 @@ impl PgStore {
             Ok(())
         })
     }
+}
+
+/// The HNSW index of the vectors of `dimensions` (each dimension in use has its own).
+pub(super) fn vector_index_name(dimensions: usize) -> String {
+    format!("embeddings_hnsw_{dimensions}")
 }
 
 /// The schema version the database records, read without a lock, when this role may
