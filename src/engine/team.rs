@@ -14,13 +14,14 @@
 //! hits merged in, so citations point at the local lines. When the database cannot be
 //! reached, the overlay is the whole workspace (the local index) and each answer says so.
 
+use super::writer_base::{Keeping, Remembered};
 use super::*;
 use crate::config::StoreConfig;
 use crate::store::pg::{
-    CleanupHold, NewFileVersion, Pending, PgOptions, PgStore, RefUpdate, Snapshot, SnapshotFile,
-    UpdateStart,
+    CleanupHold, KnownVersions, NewFileVersion, Pending, PgOptions, PgStore, RefUpdate, Snapshot,
+    SnapshotFile, UpdateStart,
 };
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// Meta key of the local overlay: the paths the ref has and the workspace has not.
 const DELETED_META: &str = "shared_deleted";
@@ -264,63 +265,76 @@ pub fn index_shared(
         .iter()
         .map(|(f, h)| (f.rel_path.clone(), *h))
         .collect();
-    let versions_known = store.known_versions(&keys)?;
     let chunk_started = Instant::now();
-    let mut changed: Vec<(String, i64)> = Vec::with_capacity(changed_paths.len());
-    let mut to_chunk = Vec::new();
-    for (f, hash) in &changed_paths {
-        if base_files.contains_key(&f.rel_path) {
-            dropped.push(f.rel_path.clone());
-        }
-        match versions_known.known.get(&(f.rel_path.clone(), *hash)) {
-            Some(blob_id) => {
-                report.files_reused += 1;
-                changed.push((f.rel_path.clone(), *blob_id));
-            }
-            None => to_chunk.push(*f),
-        }
-    }
-    let prepared: Vec<indexing::Prepared> = to_chunk
-        .par_iter()
-        .map(|f| indexing::prepare(f, None, &budget, max_bytes))
-        .collect();
+    // Which changed files' versions the database has already (another ref's, an earlier
+    // state's) is asked while the files are chunked: once the answer is in, a file it
+    // names is not chunked; one chunked before it came is dropped.
+    let answer: OnceLock<KnownVersions> = OnceLock::new();
+    let (answered, prepared) = std::thread::scope(|s| {
+        let asking = s.spawn(|| {
+            let _ = answer.set(store.known_versions(&keys)?);
+            Ok(())
+        });
+        let prepared: Vec<Option<(NewFileVersion, Vec<(TextHash, String)>)>> = changed_paths
+            .par_iter()
+            .map(|(f, hash)| {
+                let known = answer
+                    .get()
+                    .is_some_and(|k| k.known.contains_key(&(f.rel_path.clone(), *hash)));
+                if known {
+                    return None;
+                }
+                new_version(indexing::prepare(f, None, &budget, max_bytes))
+            })
+            .collect();
+        let known = asking.join().unwrap_or_else(|_| {
+            Err(Error::Other(
+                "asking for known file versions stopped unexpectedly".into(),
+            ))
+        });
+        (known, prepared)
+    });
+    answered?;
+    let versions_known = answer.into_inner().unwrap_or_default();
     report.chunk_ms = chunk_started.elapsed().as_millis() as u64;
-    report.files_chunked = prepared.len() as u64;
     // The new file versions go to the database at once, written while their texts are
     // embedded (each text once).
+    let mut changed: Vec<(String, i64)> = Vec::with_capacity(changed_paths.len());
     let mut needed: Vec<(TextHash, String)> = Vec::new();
     let mut asked = HashSet::new();
     let mut versions = Vec::new();
-    for p in prepared {
-        let (path, state, chunks) = match p {
-            indexing::Prepared::Chunked {
-                path,
-                state,
-                chunks,
-            } => (path, state, chunks),
-            indexing::Prepared::Skipped { path, state }
-            | indexing::Prepared::Touched { path, state } => (path, state, Vec::new()),
-            // Unreadable now (removed since the walk): left out of the new state.
-            indexing::Prepared::Failed { .. } => continue,
-        };
-        let mut stored = Vec::with_capacity(chunks.len());
-        for c in chunks {
-            if asked.insert(c.text_hash) {
-                needed.push((c.text_hash, c.embedding_text));
-            }
-            stored.push(c.stored);
+    for ((f, hash), version) in changed_paths.iter().zip(prepared) {
+        if base_files.contains_key(&f.rel_path) {
+            dropped.push(f.rel_path.clone());
         }
-        versions.push(NewFileVersion {
-            path,
-            content_hash: state.content_hash,
-            skip_reason: state.skip_reason.map(|r| r.as_str().to_string()),
-            chunks: stored,
-        });
+        if let Some(blob_id) = versions_known.known.get(&(f.rel_path.clone(), *hash)) {
+            report.files_reused += 1;
+            changed.push((f.rel_path.clone(), *blob_id));
+            continue;
+        }
+        report.files_chunked += 1;
+        // None: unreadable now (removed since the walk), left out of the new state.
+        let Some((version, texts)) = version else {
+            continue;
+        };
+        for (text_hash, text) in texts {
+            if asked.insert(text_hash) {
+                needed.push((text_hash, text));
+            }
+        }
+        versions.push(version);
     }
     // Which texts the cache has is asked first: the answer comes while the versions'
     // rows are built and sent.
     let hashes: Vec<TextHash> = needed.iter().map(|(h, _)| *h).collect();
     let cached = store.cached_texts(&identity, &hashes)?;
+    // Each new version's id and whether it is a skipped file, for the file list kept
+    // for the next update.
+    let new_ids: HashMap<String, (i64, bool)> = versions
+        .iter()
+        .zip(&versions_known.fresh_ids)
+        .map(|(v, id)| (v.path.clone(), (*id, v.skip_reason.is_some())))
+        .collect();
     let writing = store.write_versions(versions, &versions_known.fresh_ids)?;
     let embed_started = Instant::now();
     let embedded = embed_for_shared(store, &*embedder, &identity, needed, cached, &mut report);
@@ -336,6 +350,19 @@ pub fn index_shared(
         }
     };
     report.chunks_added = written.chunks_added;
+    let hashes: HashMap<&str, [u8; 32]> = changed_paths
+        .iter()
+        .map(|(f, h)| (f.rel_path.as_str(), *h))
+        .collect();
+    let new_list = new_file_list(
+        base_files,
+        &dropped,
+        &changed,
+        &written.files,
+        &versions_known,
+        &new_ids,
+        &hashes,
+    );
     changed.extend(written.files);
     let same_base = match (&current, &base_snapshot) {
         (Some(c), Some(b)) => c.id == b.id,
@@ -346,6 +373,11 @@ pub fn index_shared(
         report.snapshot = current.map(|c| c.id).unwrap_or_default();
     } else {
         let publish_started = Instant::now();
+        // Written aside while the publish runs; kept under the new snapshot's stamp.
+        let keeping = new_list.and_then(|files| {
+            let dir = super::location::index_dir_for(root, config).ok()?;
+            Keeping::start(&dir, files)
+        });
         let published = store.publish(RefUpdate {
             repo: &shared.repo,
             ref_name: &shared.ref_name,
@@ -357,6 +389,9 @@ pub fn index_shared(
             vectors: last_vectors,
             hold,
         })?;
+        if let Some(keeping) = keeping {
+            keeping.keep(published.stamp);
+        }
         report.updated = true;
         report.snapshot = published.snapshot;
         report.publish_ms = publish_started.elapsed().as_millis() as u64;
@@ -366,6 +401,74 @@ pub fn index_shared(
     progress.finish();
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// The file list of the snapshot an update publishes, as the database will hold it: the
+/// base's files but the dropped and the changed ones, and the changed ones (`known`:
+/// versions the database had; `written`: the new ones, by the ids they were written
+/// under). `None` when a new version was found written by another writer meanwhile
+/// (its id is that writer's, and what it holds is not known here).
+fn new_file_list(
+    mut files: HashMap<String, SnapshotFile>,
+    dropped: &[String],
+    known: &[(String, i64)],
+    written: &[(String, i64)],
+    versions_known: &KnownVersions,
+    new_ids: &HashMap<String, (i64, bool)>,
+    hashes: &HashMap<&str, [u8; 32]>,
+) -> Option<HashMap<String, SnapshotFile>> {
+    for path in dropped {
+        files.remove(path);
+    }
+    let known = known
+        .iter()
+        .map(|(path, id)| Some((path, *id, versions_known.skipped.contains(id))));
+    let written = written.iter().map(|(path, id)| match new_ids.get(path) {
+        Some(&(fresh, skipped)) if fresh == *id => Some((path, *id, skipped)),
+        _ => None,
+    });
+    for entry in known.chain(written) {
+        let (path, blob_id, skipped) = entry?;
+        let content_hash = *hashes.get(path.as_str())?;
+        files.insert(
+            path.clone(),
+            SnapshotFile {
+                content_hash,
+                blob_id,
+                skipped,
+            },
+        );
+    }
+    Some(files)
+}
+
+/// A chunked file as the shared index stores it: the new version (its postings counted
+/// here, on the chunking thread) and its chunks' embedding texts; `None` when the file
+/// could not be read.
+fn new_version(prepared: indexing::Prepared) -> Option<(NewFileVersion, Vec<(TextHash, String)>)> {
+    let (path, state, chunks) = match prepared {
+        indexing::Prepared::Chunked {
+            path,
+            state,
+            chunks,
+        } => (path, state, chunks),
+        indexing::Prepared::Skipped { path, state }
+        | indexing::Prepared::Touched { path, state } => (path, state, Vec::new()),
+        indexing::Prepared::Failed { .. } => return None,
+    };
+    let mut texts = Vec::with_capacity(chunks.len());
+    let mut stored = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        texts.push((c.text_hash, c.embedding_text));
+        stored.push(c.stored);
+    }
+    let version = NewFileVersion::new(
+        path,
+        state.content_hash,
+        state.skip_reason.map(|r| r.as_str().to_string()),
+        stored,
+    );
+    Some((version, texts))
 }
 
 /// A question put to the shared ref ([`Engine::shared_hits`]).
@@ -413,8 +516,18 @@ fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<Shar
     let shared = SharedRef::from_config(root, config)?
         .ok_or_else(|| Error::Usage("no shared index: give --store URL or set store.url".into()))?;
     let store = &shared.store;
-    store.migrate()?;
-    let start = store.open_update(&shared.repo, &shared.ref_name, base)?;
+    // Creates or migrates the schema when it is not current (found in the same round trip).
+    // The file list of the snapshot this workspace's writer made last: when that is the
+    // base, the database does not send it again.
+    let remembered = super::location::index_dir_for(root, config)
+        .ok()
+        .and_then(|dir| Remembered::load(&dir));
+    let start = store.open_update(
+        &shared.repo,
+        &shared.ref_name,
+        base,
+        remembered.as_ref().map(|r| r.stamp),
+    )?;
     if let (Some(b), Some(None)) = (base, &start.named_base) {
         return Err(Error::Usage(format!(
             "--base {b}: the shared index has no ref {b} of {}",
@@ -470,9 +583,11 @@ fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<Shar
     // Vectors of another embedder are not reused: that base is rebuilt from nothing.
     .filter(|s| s.identity == identity);
     report.base = base_snapshot.as_ref().map(|_| base_name);
-    let base_files = match &base_snapshot {
-        Some(_) => base_files,
-        None => HashMap::new(),
+    let base_files = match (&base_snapshot, base_files) {
+        (None, _) => HashMap::new(),
+        (Some(_), Some(files)) => files,
+        // Not read: the base is the remembered snapshot.
+        (Some(_), None) => remembered.map(|r| r.files).unwrap_or_default(),
     };
     Ok(SharedSetup {
         shared,

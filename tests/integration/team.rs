@@ -1416,6 +1416,105 @@ fn a_writer_rereads_only_the_files_changed_on_disk_since_its_last_run_and_misses
     assert!(has_symbol(&hits, "gxt"), "{hits:?}");
 }
 
+/// The file list a writer keeps of the snapshot it made last (`writer_base`).
+fn kept_base(sb: &Sandbox) -> std::path::PathBuf {
+    sb.index.join("shared-writer-base.tsv")
+}
+
+#[test]
+fn a_writer_trusts_the_file_list_it_kept_only_while_its_ref_is_still_that_snapshot() {
+    let db = TeamDb::create();
+    let one_repo = ["--set", "store.repo=fixture"];
+    let (mine, _) = {
+        let sb = Sandbox::empty();
+        for (path, text) in common::FIXTURE {
+            sb.write(path, text);
+        }
+        let report = index_shared(&sb, &db.writer, "main", &one_repo);
+        (sb, report)
+    };
+    let kept = std::fs::read_to_string(kept_base(&mine)).expect("the kept file list");
+    let last = kept.lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("snapshot\t"), "{last}");
+
+    // The kept list stands in for the database's while the stamp matches: a line taken
+    // out of it shows up as a file the base lacks (its version is known, so reused).
+    let without_lru: String = kept
+        .lines()
+        .filter(|l| !l.starts_with("src/cache/lru.rs\t"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without_lru, kept);
+    std::fs::write(kept_base(&mine), &without_lru).unwrap();
+    let trusted = index_shared(&mine, &db.writer, "main", &one_repo);
+    assert_eq!(trusted["filesReused"], 1, "{trusted}");
+    // The same list under a stamp of another time (a database made anew gives the same
+    // ids again): not trusted; the database's list is read, and nothing differs.
+    let kept = std::fs::read_to_string(kept_base(&mine)).unwrap();
+    let (body, stamp) = kept
+        .trim_end()
+        .rsplit_once('\n')
+        .expect("files, then the stamp");
+    let f: Vec<&str> = stamp.split('\t').collect();
+    let micros: i64 = f[2].parse().unwrap();
+    let body: String = body
+        .lines()
+        .filter(|l| !l.starts_with("src/cache/lru.rs\t"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(
+        kept_base(&mine),
+        format!("{body}snapshot\t{}\t{}\n", f[1], micros + 1),
+    )
+    .unwrap();
+    let read_again = index_shared(&mine, &db.writer, "main", &one_repo);
+    assert_eq!(read_again["updated"], false, "{read_again}");
+    assert_eq!(read_again["filesReused"], 0, "{read_again}");
+
+    // Another checkout (an index folder of its own) moves main: a function renamed.
+    let theirs = Sandbox::empty();
+    for (path, text) in common::FIXTURE {
+        theirs.write(path, text);
+    }
+    let text = theirs.read("client/retry.py");
+    theirs.write(
+        "client/retry.py",
+        text.replacen(
+            "def retry_with_backoff(",
+            "def retry_with_backoff_theirs(",
+            1,
+        ),
+    );
+    index_shared(&theirs, &db.writer, "main", &one_repo);
+    // Mine changes another file and updates main: its own list is of an older snapshot,
+    // so main's files are read, and main gets mine's client/retry.py back.
+    let text = mine.read("src/cache/lru.rs");
+    mine.write(
+        "src/cache/lru.rs",
+        text.replacen("pub fn get(&mut self", "pub fn gxt(&mut self", 1),
+    );
+    let report = index_shared(&mine, &db.writer, "main", &one_repo);
+    assert_eq!(report["filesChunked"], 1, "{report}");
+    assert_eq!(report["filesReused"], 1, "{report}");
+    let reader = bare_reader();
+    let hits = search_shared(
+        &reader,
+        &db.reader,
+        "main",
+        "retry_with_backoff_theirs",
+        &[&NO_OVERLAY[..], &one_repo[..]].concat(),
+    );
+    assert!(!has_symbol(&hits, "retry_with_backoff_theirs"), "{hits:?}");
+    let hits = search_shared(
+        &reader,
+        &db.reader,
+        "main",
+        "gxt",
+        &[&NO_OVERLAY[..], &one_repo[..]].concat(),
+    );
+    assert!(has_symbol(&hits, "gxt"), "{hits:?}");
+}
+
 #[test]
 fn old_snapshots_are_cleaned_up_with_the_file_versions_only_they_had() {
     let db = TeamDb::create();

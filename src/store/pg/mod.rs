@@ -74,12 +74,34 @@ pub struct SnapshotFile {
     pub skipped: bool,
 }
 
-/// A file version the database does not have yet, with its chunks.
+/// A file version the database does not have yet, with its chunks and their lexical
+/// postings.
 pub struct NewFileVersion {
     pub path: String,
     pub content_hash: [u8; 32],
     pub skip_reason: Option<String>,
     pub chunks: Vec<NewChunk>,
+    /// Each chunk's terms, counted where the version is made: a writer makes its
+    /// versions on all cores, as it chunks them.
+    postings: Vec<ChunkPostings>,
+}
+
+impl NewFileVersion {
+    pub fn new(
+        path: String,
+        content_hash: [u8; 32],
+        skip_reason: Option<String>,
+        chunks: Vec<NewChunk>,
+    ) -> NewFileVersion {
+        let postings = chunks.iter().map(ChunkPostings::of).collect();
+        NewFileVersion {
+            path,
+            content_hash,
+            skip_reason,
+            chunks,
+            postings,
+        }
+    }
 }
 
 /// The file versions a ref update needs: the ones the database has already, by (path,
@@ -87,6 +109,8 @@ pub struct NewFileVersion {
 #[derive(Debug, Default)]
 pub struct KnownVersions {
     pub known: HashMap<(String, [u8; 32]), i64>,
+    /// The known versions that are skipped files (listed without chunks).
+    pub skipped: std::collections::HashSet<i64>,
     /// Fresh file version ids, one per key asked about (those of known versions go
     /// unused): a new version's rows are written without waiting for its id.
     pub fresh_ids: Vec<i64>,
@@ -124,6 +148,18 @@ pub struct RefUpdate<'a> {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Published {
     pub snapshot: i64,
+    /// What tells this snapshot from any other, in any database (see [`SnapshotStamp`]).
+    pub stamp: SnapshotStamp,
+}
+
+/// A snapshot told apart from every other: its id and its creation time (ids alone start
+/// again in a database made anew). A writer keeps the file list of the snapshot it made
+/// under this stamp and names it to [`PgStore::open_update`] next time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotStamp {
+    pub id: i64,
+    /// `created_at`, in microseconds since 1970.
+    pub micros: i64,
 }
 
 /// How to reach the shared index.
@@ -543,30 +579,46 @@ struct ChunkPostings {
 
 impl ChunkPostings {
     fn of(c: &NewChunk) -> ChunkPostings {
-        let mut counts: HashMap<String, (u32, u32)> = HashMap::new();
-        let mut terms = 0;
+        // Counted by sorting the chunk's terms, each borrowed from its terms line: a
+        // map of owned terms made most of the cost (a writer counts every chunk of a
+        // changed file).
+        let mut seen: Vec<(std::borrow::Cow<'_, str>, bool)> = Vec::new();
         for (text, in_head) in [(&c.head_terms, true), (&c.body_terms, false)] {
-            for term in lexical_terms(text) {
-                terms += 1;
-                let entry = counts.entry(term).or_default();
-                if in_head {
-                    entry.0 += 1;
-                } else {
-                    entry.1 += 1;
+            seen.extend(lexical_terms(text).map(|term| (term, in_head)));
+        }
+        let terms = seen.len() as i32;
+        seen.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut counts: Vec<(String, (u32, u32))> = Vec::new();
+        for (term, in_head) in seen {
+            let (head, body) = match counts.last_mut() {
+                Some((last, figures)) if *last == *term => figures,
+                _ => {
+                    counts.push((term.into_owned(), (0, 0)));
+                    &mut counts.last_mut().expect("just pushed").1
                 }
+            };
+            if in_head {
+                *head += 1;
+            } else {
+                *body += 1;
             }
         }
-        let mut counts: Vec<_> = counts.into_iter().collect();
-        counts.sort();
         ChunkPostings { counts, terms }
     }
 }
 
-/// The lexical terms of a terms line: runs of letters and digits, lower-cased.
-fn lexical_terms(text: &str) -> impl Iterator<Item = String> + '_ {
+/// The lexical terms of a terms line: runs of letters and digits, lower-cased (borrowed
+/// when they are already).
+fn lexical_terms(text: &str) -> impl Iterator<Item = std::borrow::Cow<'_, str>> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|t| !t.is_empty())
-        .map(str::to_lowercase)
+        .map(|t| {
+            if t.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+                std::borrow::Cow::Borrowed(t)
+            } else {
+                std::borrow::Cow::Owned(t.to_lowercase())
+            }
+        })
 }
 
 fn vector_of(v: &[f32]) -> pgvector::Vector {

@@ -59,33 +59,71 @@ impl PgStore {
     }
 
     /// What a writer reads before it looks at the workspace's changes, in one round trip
-    /// on the primary (a replica may lag): the hold on the clean-up (a session-level
-    /// shared lock, taken first, on the connection the hold keeps), then, in one
-    /// read-only transaction, so that they agree, the ref's snapshot, the named base's,
-    /// the base's file list and the vector indexes there are. Sent one after another,
-    /// they were nine round trips (a statement sent as text is prepared in one of its
-    /// own), most of a small update's time before its first query.
+    /// on the primary (a replica may lag): whether the schema is this ragls's, the hold
+    /// on the clean-up (a session-level shared lock, taken first, on the connection the
+    /// hold keeps), then, in one read-only transaction, so that they agree, the ref's
+    /// snapshot, the named base's, the base's file list and the vector indexes there
+    /// are. Sent one after another, they were ten round trips (a statement sent as text
+    /// is prepared in one of its own), most of a small update's time before its first
+    /// query. A schema that is missing or older is created or migrated
+    /// ([`PgStore::migrate`]) and the reads are made again.
+    ///
+    /// `remembered` is a snapshot whose file list the writer has kept from its last
+    /// update ([`Published::stamp`]): when the base is that snapshot, its files are not
+    /// read again (476 rows were a tenth of a small update's time on the server).
     pub fn open_update(
         &self,
         repo: &str,
         ref_name: &str,
         base: Option<&str>,
+        remembered: Option<SnapshotStamp>,
     ) -> Result<UpdateStart> {
+        if let Some(start) = self.try_open_update(repo, ref_name, base, remembered, true)? {
+            return Ok(start);
+        }
+        self.migrate()?;
+        self.try_open_update(repo, ref_name, base, remembered, false)?
+            .ok_or_else(|| {
+                Error::Store(format!(
+                    "shared index at {}: the schema could not be read after migrating it",
+                    self.primary_at
+                ))
+            })
+    }
+
+    /// [`PgStore::open_update`]'s reads; `None` when `check_schema` finds the schema
+    /// missing, older, or not this role's to write (then `migrate` creates it, migrates
+    /// it or says why not).
+    fn try_open_update(
+        &self,
+        repo: &str,
+        ref_name: &str,
+        base: Option<&str>,
+        remembered: Option<SnapshotStamp>,
+        check_schema: bool,
+    ) -> Result<Option<UpdateStart>> {
         let (pool, at) = (self.primary.clone(), self.primary_at.clone());
         let (repo, ref_name) = (repo.to_string(), ref_name.to_string());
         let base = base.map(str::to_string);
         block(async move {
             let client = pool.get().await.map_err(|e| db_error(&at, e))?;
             let err = |e: tokio_postgres::Error| db_error(&at, e);
-            let (lock, snapshot, files, indexes) = tokio::try_join!(
+            let prepared = tokio::try_join!(
+                client.prepare_cached(schema::WRITABLE_SCHEMA),
                 client.prepare_cached("SELECT pg_advisory_lock_shared($1)"),
                 client.prepare_cached(REF_SNAPSHOT),
                 client.prepare_cached(REF_FILES),
                 client.prepare_cached(VECTOR_INDEXES),
-            )
-            .map_err(err)?;
+            );
+            let (schema, lock, snapshot, files, indexes) = match prepared {
+                Ok(statements) => statements,
+                // No schema yet (its tables are missing): `migrate` makes it.
+                Err(_) if check_schema => return Ok(None),
+                Err(e) => return Err(err(e)),
+            };
             let base_name = base.clone().unwrap_or_else(|| ref_name.clone());
-            let (locked, begun, current, named, files, indexes, committed) = tokio::join!(
+            let (schema, locked, begun, current, named, files, indexes, committed) = tokio::join!(
+                async { client.query_one(&schema, &[]).await },
                 async { client.execute(&lock, &[&GARBAGE_LOCK]).await },
                 client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
                 async { client.query_opt(&snapshot, &[&repo, &ref_name]).await },
@@ -95,33 +133,50 @@ impl PgStore {
                         None => Ok(None),
                     }
                 },
-                async { client.query(&files, &[&repo, &base_name]).await },
+                async {
+                    let (id, micros) = (remembered.map(|r| r.id), remembered.map(|r| r.micros));
+                    client
+                        .query(&files, &[&repo, &base_name, &id, &micros])
+                        .await
+                },
                 async { client.query_one(&indexes, &[]).await },
                 client.batch_execute("COMMIT"),
             );
             // Locked, the connection is the hold's from here: should anything below
             // fail, dropping it closes the connection, and the lock goes with it.
             let locked = locked.map(|_| CleanupHold(Some(client)));
+            if check_schema {
+                let current = schema.as_ref().is_ok_and(|row| {
+                    schema::schema_is_current_and_writable(row.get(0), row.get(1))
+                });
+                if !current {
+                    return Ok(None);
+                }
+            }
             let hold = locked.map_err(err)?;
             begun.map_err(err)?;
-            let current = current.map_err(err)?.as_ref().map(snapshot_of_row);
-            let named_base = named
-                .map_err(err)?
-                .map(|row| row.as_ref().map(snapshot_of_row));
-            let base_files = files
-                .map_err(err)?
-                .iter()
-                .map(snapshot_file_of_row)
-                .collect();
+            let (current, named) = (current.map_err(err)?, named.map_err(err)?);
+            // The base's file list was left out when the base is the remembered snapshot.
+            let base_row = match &named {
+                Some(row) => row.as_ref(),
+                None => current.as_ref(),
+            };
+            let base_is_remembered =
+                remembered.is_some() && base_row.map(stamp_of_row) == remembered;
+            let files = files.map_err(err)?;
+            let base_files =
+                (!base_is_remembered).then(|| files.iter().map(snapshot_file_of_row).collect());
+            let current = current.as_ref().map(snapshot_of_row);
+            let named_base = named.map(|row| row.as_ref().map(snapshot_of_row));
             let vector_indexes = indexes.map_err(err)?.get(0);
             committed.map_err(err)?;
-            Ok(UpdateStart {
+            Ok(Some(UpdateStart {
                 hold,
                 current,
                 named_base,
                 base_files,
                 vector_indexes,
-            })
+            }))
         })
     }
 
@@ -234,7 +289,10 @@ impl PgStore {
                     .batch_execute("ANALYZE blobs; ANALYZE embeddings;")
                     .await;
             }
-            Ok(Published { snapshot })
+            Ok(Published {
+                snapshot: snapshot.id,
+                stamp: snapshot,
+            })
         })
     }
 }
@@ -279,7 +337,7 @@ impl NewState<'_> {
         statements: &PublishStatements,
         vectors: Pending<()>,
         hold: CleanupHold,
-    ) -> Result<(i64, i64, i64, bool)> {
+    ) -> Result<(SnapshotStamp, i64, i64, bool)> {
         let (lock, open, base_kept, versions_kept, files, stats, point, garbage_due) = statements;
         let dimensions = self.identity.dimensions as i32;
         // One writer per ref at a time; other refs update side by side. The shared lock
@@ -364,7 +422,8 @@ impl NewState<'_> {
         listed.map_err(failed)?;
         let total: i64 = total.map_err(failed)?.get(0);
         pointed.map_err(failed)?;
-        let (snapshot, repo_id): (i64, i64) = (opened.get(0), opened.get(1));
+        let (snapshot, repo_id, micros): (i64, i64, i64) =
+            (opened.get(0), opened.get(1), opened.get(2));
         vectors.finish().await?;
         fault_pause_in_publish().await;
         // The hold is let go beside the commit (this writer's own hold would keep its
@@ -376,7 +435,15 @@ impl NewState<'_> {
         );
         committed.map_err(failed)?;
         let due = due.map(|r| r.get::<_, bool>(0)).unwrap_or(false);
-        Ok((snapshot, repo_id, total, due))
+        Ok((
+            SnapshotStamp {
+                id: snapshot,
+                micros,
+            },
+            repo_id,
+            total,
+            due,
+        ))
     }
 }
 
@@ -389,8 +456,9 @@ pub struct UpdateStart {
     /// The named base's snapshot (`None`: none was named; `Some(None)`: there is no
     /// such ref).
     pub named_base: Option<Option<Snapshot>>,
-    /// The files of the base's snapshot (the named base's, else the ref's own).
-    pub base_files: HashMap<String, SnapshotFile>,
+    /// The files of the base's snapshot (the named base's, else the ref's own); `None`
+    /// when the base is the snapshot the writer remembered (its files were not read).
+    pub base_files: Option<HashMap<String, SnapshotFile>>,
     /// The names of the HNSW indexes there are ([`UpdateStart::has_vector_index`]).
     pub vector_indexes: Vec<String>,
 }
@@ -405,14 +473,17 @@ impl UpdateStart {
 
 /// A ref's snapshot by repository and ref name.
 const REF_SNAPSHOT: &str =
-    "SELECT s.id, s.embedder, s.dimensions FROM refs r JOIN repos p ON p.id = r.repo_id
+    "SELECT s.id, s.embedder, s.dimensions, (extract(epoch FROM s.created_at) * 1000000)::bigint
+     FROM refs r JOIN repos p ON p.id = r.repo_id
      JOIN snapshots s ON s.id = r.snapshot_id WHERE p.name = $1 AND r.name = $2";
 
-/// The files of a ref's snapshot, by repository and ref name.
+/// The files of a ref's snapshot, by repository and ref name; none when that snapshot is
+/// the one stamped ($3 id, $4 creation time in microseconds), whose files the writer has.
 const REF_FILES: &str = "SELECT sf.path, b.content_hash, b.id, b.skip_reason IS NOT NULL
-     FROM refs r JOIN repos p ON p.id = r.repo_id
+     FROM refs r JOIN repos p ON p.id = r.repo_id JOIN snapshots s ON s.id = r.snapshot_id
      JOIN snapshot_files sf ON sf.snapshot_id = r.snapshot_id JOIN blobs b ON b.id = sf.blob_id
-     WHERE p.name = $1 AND r.name = $2";
+     WHERE p.name = $1 AND r.name = $2
+       AND (s.id, (extract(epoch FROM s.created_at) * 1000000)::bigint) IS DISTINCT FROM ($3::bigint, $4::bigint)";
 
 /// The HNSW indexes of the embedding cache there are (one per vector dimension).
 const VECTOR_INDEXES: &str = "SELECT coalesce(array_agg(c.relname::text), '{}') FROM pg_class c
@@ -460,10 +531,12 @@ impl Drop for CleanupHold {
 const LOCK_REF: &str =
     "SELECT pg_advisory_xact_lock_shared($3), pg_advisory_xact_lock(hashtext($1 || ':' || $2))";
 
-/// The repository (made on first use) and the new snapshot: its id and the repository's.
+/// The repository (made on first use) and the new snapshot: its id, the repository's and
+/// its creation time in microseconds (with the id, its [`SnapshotStamp`]).
 const OPEN_SNAPSHOT: &str = "WITH r AS (
        INSERT INTO repos(name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id)
-     INSERT INTO snapshots(repo_id, embedder, dimensions) SELECT id, $2, $3 FROM r RETURNING id, repo_id";
+     INSERT INTO snapshots(repo_id, embedder, dimensions) SELECT id, $2, $3 FROM r
+     RETURNING id, repo_id, (extract(epoch FROM created_at) * 1000000)::bigint";
 
 /// The statements of a publish after [`OPEN_SNAPSHOT`] are sent with it, before the new
 /// snapshot's id is known: they name it `currval('snapshots_id_seq')`.
@@ -541,6 +614,14 @@ fn snapshot_of_row(r: &tokio_postgres::Row) -> Snapshot {
             embedder: r.get(1),
             dimensions: r.get::<_, i32>(2) as usize,
         },
+    }
+}
+
+/// The stamp of a snapshot from a row of [`REF_SNAPSHOT`].
+fn stamp_of_row(r: &tokio_postgres::Row) -> SnapshotStamp {
+    SnapshotStamp {
+        id: r.get(0),
+        micros: r.get(3),
     }
 }
 

@@ -272,17 +272,23 @@ pub(super) fn vector_index_name(dimensions: usize) -> String {
     format!("embeddings_hnsw_{dimensions}")
 }
 
+/// The schema version the database records and whether this role may write a ref (one
+/// row: the version is NULL when none is recorded yet).
+pub(super) const WRITABLE_SCHEMA: &str =
+    "SELECT max(version), bool_and(has_table_privilege(t, 'INSERT'))
+     FROM ragls_schema, unnest(ARRAY['snapshots', 'snapshot_files', 'blobs', 'chunks', 'postings', 'embeddings', 'refs', 'pending_versions']) AS t";
+
+/// Whether a [`WRITABLE_SCHEMA`] row says the schema is this ragls's and the role may
+/// write it: a writer then goes on without [`PgStore::migrate`].
+pub(super) fn schema_is_current_and_writable(version: Option<i32>, writable: Option<bool>) -> bool {
+    version == Some(PG_SCHEMA_VERSION) && writable == Some(true)
+}
+
 /// The schema version the database records, read without a lock, when this role may
 /// write a ref; `None` when there is none yet, the role may not write, or the read
 /// failed (the caller then takes the locked path, which says why).
 async fn writable_schema_version(client: &deadpool_postgres::Client) -> Option<i32> {
-    let rows = client
-        .simple_query(
-            "SELECT max(version), bool_and(has_table_privilege(t, 'INSERT'))
-             FROM ragls_schema, unnest(ARRAY['snapshots', 'snapshot_files', 'blobs', 'chunks', 'postings', 'embeddings', 'refs', 'pending_versions']) AS t",
-        )
-        .await
-        .ok()?;
+    let rows = client.simple_query(WRITABLE_SCHEMA).await.ok()?;
     rows.iter().find_map(|m| match m {
         tokio_postgres::SimpleQueryMessage::Row(r) if r.get(1) == Some("t") => {
             r.get(0).and_then(|v| v.parse().ok())

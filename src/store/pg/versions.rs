@@ -23,7 +23,7 @@ impl PgStore {
                 (&[&paths, &hashes], [&wanted as &(dyn tokio_postgres::types::ToSql + Sync)]);
             let (known, fresh) = tokio::join!(
                 db.query(
-                    "SELECT b.path, b.content_hash, b.id FROM blobs b
+                    "SELECT b.path, b.content_hash, b.id, b.skip_reason IS NOT NULL FROM blobs b
                      JOIN unnest($1::text[], $2::bytea[]) AS k(path, hash) ON b.path = k.path AND b.content_hash = k.hash",
                     by_key,
                 ),
@@ -32,7 +32,13 @@ impl PgStore {
                     &count,
                 ),
             );
-            let known = known?
+            let known = known?;
+            let skipped = known
+                .iter()
+                .filter(|r| r.get::<_, bool>(3))
+                .map(|r| r.get::<_, i64>(2))
+                .collect();
+            let known = known
                 .into_iter()
                 .map(|r| {
                     (
@@ -49,7 +55,11 @@ impl PgStore {
                     fresh_ids.len()
                 )));
             }
-            Ok(KnownVersions { known, fresh_ids })
+            Ok(KnownVersions {
+                known,
+                skipped,
+                fresh_ids,
+            })
         })
     }
 
@@ -80,13 +90,33 @@ impl PgStore {
         let per_batch = chunks
             .div_ceil(VERSION_WRITERS)
             .clamp(1, VERSIONS_BATCH_CHUNKS);
-        let batches = version_batches(versions, fresh_ids, per_batch)?;
-        let mut lanes: Vec<Vec<VersionBatch>> = (0..VERSION_WRITERS).map(|_| Vec::new()).collect();
-        for (i, batch) in batches.into_iter().enumerate() {
-            lanes[i % VERSION_WRITERS].push(batch);
+        if let Some(v) = versions
+            .iter()
+            .find(|v| v.chunks.len() >= 1 << CHUNK_ORD_BITS)
+        {
+            return Err(Error::Usage(format!(
+                "{} has {} chunks, more than the shared index takes in a file; leave it out with `index.exclude`",
+                v.path,
+                v.chunks.len()
+            )));
         }
+        let fresh_ids = fresh_ids[..versions.len()].to_vec();
         let (pool, at) = (self.primary.clone(), self.primary_at.clone());
         let task = runtime()?.spawn(async move {
+            // The rows are built off the caller's thread: it goes on to embed.
+            let lanes = tokio::task::spawn_blocking(move || {
+                let mut lanes: Vec<Vec<VersionBatch>> =
+                    (0..VERSION_WRITERS).map(|_| Vec::new()).collect();
+                for (i, batch) in version_batches(versions, &fresh_ids, per_batch)
+                    .into_iter()
+                    .enumerate()
+                {
+                    lanes[i % VERSION_WRITERS].push(batch);
+                }
+                lanes
+            })
+            .await
+            .map_err(|e| Error::Other(format!("building file version rows stopped: {e}")))?;
             let lanes = lanes.into_iter().filter(|l| !l.is_empty()).map(|lane| {
                 let (pool, at) = (pool.clone(), at.clone());
                 async move {
@@ -298,35 +328,17 @@ struct PostingGroups {
 }
 
 /// Splits new file versions into batches of about `per_batch` chunks and
-/// builds their columns with the ids given (the postings counted on all cores).
+/// builds their columns with the ids given.
 fn version_batches(
     versions: Vec<NewFileVersion>,
     blob_ids: &[i64],
     per_batch: usize,
-) -> Result<Vec<VersionBatch>> {
+) -> Vec<VersionBatch> {
     use rayon::prelude::*;
-    if let Some(v) = versions
-        .iter()
-        .find(|v| v.chunks.len() >= 1 << CHUNK_ORD_BITS)
-    {
-        return Err(Error::Usage(format!(
-            "{} has {} chunks, more than the shared index takes in a file; leave it out with `index.exclude`",
-            v.path,
-            v.chunks.len()
-        )));
-    }
-    let counted: Vec<(NewFileVersion, i64, Vec<ChunkPostings>)> = versions
-        .into_par_iter()
-        .zip(blob_ids)
-        .map(|(v, blob_id)| {
-            let postings = v.chunks.iter().map(ChunkPostings::of).collect();
-            (v, *blob_id, postings)
-        })
-        .collect();
     let mut batches = Vec::new();
     let mut batch = VersionBatch::default();
-    for (v, blob_id, postings) in counted {
-        for (i, (chunk, p)) in v.chunks.iter().zip(&postings).enumerate() {
+    for (v, &blob_id) in versions.into_iter().zip(blob_ids) {
+        for (i, (chunk, p)) in v.chunks.iter().zip(v.postings).enumerate() {
             let ord = i + 1;
             let id = chunk_id(blob_id, ord);
             let c = &mut batch.chunks;
@@ -345,10 +357,10 @@ fn version_batches(
             c.text_hash.push(chunk.text_hash.0.to_vec());
             c.terms.push(p.terms);
             let q = &mut batch.postings;
-            for (term, (head, body)) in &p.counts {
-                q.term.push(term.clone());
+            for (term, (head, body)) in p.counts {
+                q.term.push(term);
                 q.chunk_id.push(id);
-                q.figures.push(posting_figures(*head, *body, p.terms));
+                q.figures.push(posting_figures(head, body, p.terms));
             }
         }
         batch.blob_id.push(blob_id);
@@ -364,7 +376,7 @@ fn version_batches(
         batches.push(batch);
     }
     batches.par_iter_mut().for_each(|b| b.postings.grouped());
-    Ok(batches)
+    batches
 }
 
 impl PostingColumns {
