@@ -62,13 +62,9 @@ fn parse_line(line: &str) -> Option<(String, SnapshotFile)> {
         "1" => true,
         _ => return None,
     };
-    let hex = f.next()?;
-    if f.next().is_some() || hex.len() != 64 {
+    let content_hash = *blake3::Hash::from_hex(f.next()?).ok()?.as_bytes();
+    if f.next().is_some() {
         return None;
-    }
-    let mut content_hash = [0u8; 32];
-    for (i, byte) in content_hash.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
     }
     Some((
         path,
@@ -105,11 +101,13 @@ impl Keeping {
             .spawn(move || {
                 let mut text = String::with_capacity(files.len() * 120);
                 for (path, f) in &files {
-                    let _ = write!(text, "{path}\t{}\t{}\t", f.blob_id, u8::from(f.skipped));
-                    for b in f.content_hash {
-                        let _ = write!(text, "{b:02x}");
-                    }
-                    text.push('\n');
+                    let _ = writeln!(
+                        text,
+                        "{path}\t{}\t{}\t{}",
+                        f.blob_id,
+                        u8::from(f.skipped),
+                        blake3::Hash::from_bytes(f.content_hash).to_hex()
+                    );
                 }
                 std::fs::create_dir_all(&folder).is_ok() && std::fs::write(&path, text).is_ok()
             })
