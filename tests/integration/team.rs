@@ -509,12 +509,18 @@ fn fixture_in_main_through(fake: &FakeProvider, db: &TeamDb) -> ProviderSandbox 
 /// A workspace of the fixture's files, indexed into `main` with the built-in embedder:
 /// the workspace and the index's report.
 fn fixture_in_main(db: &TeamDb) -> (Sandbox, Value) {
+    let sb = fixture_workspace();
+    let report = index_shared(&sb, &db.writer, "main", &[]);
+    (sb, report)
+}
+
+/// A workspace of the fixture's files.
+fn fixture_workspace() -> Sandbox {
     let sb = Sandbox::empty();
     for (path, text) in common::FIXTURE {
         sb.write(path, text);
     }
-    let report = index_shared(&sb, &db.writer, "main", &[]);
-    (sb, report)
+    sb
 }
 
 fn symbols(results: &[Value]) -> Vec<String> {
@@ -1425,14 +1431,8 @@ fn kept_base(sb: &Sandbox) -> std::path::PathBuf {
 fn a_writer_trusts_the_file_list_it_kept_only_while_its_ref_is_still_that_snapshot() {
     let db = TeamDb::create();
     let one_repo = ["--set", "store.repo=fixture"];
-    let (mine, _) = {
-        let sb = Sandbox::empty();
-        for (path, text) in common::FIXTURE {
-            sb.write(path, text);
-        }
-        let report = index_shared(&sb, &db.writer, "main", &one_repo);
-        (sb, report)
-    };
+    let mine = fixture_workspace();
+    index_shared(&mine, &db.writer, "main", &one_repo);
     let kept = std::fs::read_to_string(kept_base(&mine)).expect("the kept file list");
     let last = kept.lines().last().unwrap_or_default().to_string();
     assert!(last.starts_with("snapshot\t"), "{last}");
@@ -1472,10 +1472,7 @@ fn a_writer_trusts_the_file_list_it_kept_only_while_its_ref_is_still_that_snapsh
     assert_eq!(read_again["filesReused"], 0, "{read_again}");
 
     // Another checkout (an index folder of its own) moves main: a function renamed.
-    let theirs = Sandbox::empty();
-    for (path, text) in common::FIXTURE {
-        theirs.write(path, text);
-    }
+    let theirs = fixture_workspace();
     let text = theirs.read("client/retry.py");
     theirs.write(
         "client/retry.py",
