@@ -516,12 +516,12 @@ fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<Shar
     let shared = SharedRef::from_config(root, config)?
         .ok_or_else(|| Error::Usage("no shared index: give --store URL or set store.url".into()))?;
     let store = &shared.store;
-    // Creates or migrates the schema when it is not current (found in the same round trip).
     // The file list of the snapshot this workspace's writer made last: when that is the
     // base, the database does not send it again.
     let remembered = super::location::index_dir_for(root, config)
         .ok()
         .and_then(|dir| Remembered::load(&dir));
+    // Creates or migrates the schema when it is not current (found in the same round trip).
     let start = store.open_update(
         &shared.repo,
         &shared.ref_name,
