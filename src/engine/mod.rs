@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+mod content_hashes;
 mod indexing;
 mod location;
 mod model;
