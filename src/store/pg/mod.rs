@@ -456,44 +456,56 @@ fn make_pool(url: &str, size: usize) -> Result<(Pool, String)> {
 
 /// A database error in one line, naming where; connection failures become
 /// [`Error::SharedUnreachable`] so that readers can fall back to their local index.
-fn db_error(at: &str, e: impl std::fmt::Display + std::fmt::Debug) -> Error {
+fn db_error<E: std::fmt::Display + std::fmt::Debug + 'static>(at: &str, e: E) -> Error {
     let text = e.to_string();
     let debug = format!("{e:?}");
     let (lower_text, lower_debug) = (text.to_lowercase(), debug.to_lowercase());
-    // Refused, timed out, closed, reset or shutting down: the database is away (for now).
-    let unreachable = [
-        "connection refused",
-        "error connecting",
-        "timed out",
-        "timeout",
-        "connection closed",
-        "closed",
-        "no such file",
-        "broken pipe",
-        "reset by peer",
-        "shutting down",
-        "the database system is",
-        "terminating connection",
-        "kind: io",
-        "backend(",
-    ]
-    .iter()
-    .any(|m| lower_text.contains(m) || lower_debug.contains(m));
-    let permission = text.contains("permission denied")
-        || debug.contains("InsufficientPrivilege")
-        || debug.contains("42501")
-        || debug.contains("25006");
-    let login = [
-        "password authentication failed",
-        "no password",
-        "28P01",
-        "28000",
-    ]
-    .iter()
-    .any(|m| text.contains(m) || debug.contains(m));
-    let detail = match db_detail(&debug) {
-        Some(d) => d,
-        None => text,
+    // An error the server sent is told by its SQLSTATE; the rest (sockets, TLS, the
+    // pool) by their text.
+    let server = server_error(&e);
+    let code = server.map(|d| d.code().code());
+    let unreachable = match code {
+        // Connection exceptions; the server shutting down, crashed, or starting up.
+        Some(c) => c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03"),
+        // Refused, timed out, closed, reset or shutting down: the database is away (for now).
+        None => [
+            "connection refused",
+            "error connecting",
+            "timed out",
+            "timeout",
+            "connection closed",
+            "closed",
+            "no such file",
+            "broken pipe",
+            "reset by peer",
+            "shutting down",
+            "the database system is",
+            "terminating connection",
+            "kind: io",
+            "backend(",
+        ]
+        .iter()
+        .any(|m| lower_text.contains(m) || lower_debug.contains(m)),
+    };
+    let permission = match code {
+        // Insufficient privilege; a read-only transaction asked to write.
+        Some(c) => matches!(c, "42501" | "25006"),
+        None => text.contains("permission denied"),
+    };
+    let login = match code {
+        // Invalid authorization (28000) or password (28P01).
+        Some(c) => c.starts_with("28"),
+        None => ["password authentication failed", "no password"]
+            .iter()
+            .any(|m| text.contains(m)),
+    };
+    let no_database = match code {
+        Some(c) => c == "3D000",
+        None => text.contains("database \"") && text.contains("does not exist"),
+    };
+    let detail = match server {
+        Some(db) => db.message().to_string(),
+        None => db_detail(&debug).unwrap_or(text),
     };
     if login {
         return Error::Config(format!(
@@ -526,7 +538,7 @@ fn db_error(at: &str, e: impl std::fmt::Display + std::fmt::Debug) -> Error {
         ));
     }
     // The server answers, but the database named is not there.
-    if detail.contains("database \"") && detail.contains("does not exist") {
+    if no_database {
         return Error::SharedUnreachable(format!(
             "the server of the shared index at {at} has no such database ({detail}): create it (README, \"For teams\") or fix the database's name in store.url"
         ));
@@ -546,6 +558,18 @@ fn db_error(at: &str, e: impl std::fmt::Display + std::fmt::Debug) -> Error {
         ));
     }
     Error::Store(format!("shared index at {at}: {detail}"))
+}
+
+/// The error the server sent, when `e` is one (from a query, or from the pool's
+/// connecting).
+fn server_error(e: &dyn std::any::Any) -> Option<&tokio_postgres::error::DbError> {
+    if let Some(e) = e.downcast_ref::<tokio_postgres::Error>() {
+        return e.as_db_error();
+    }
+    match e.downcast_ref::<deadpool_postgres::PoolError>() {
+        Some(deadpool_postgres::PoolError::Backend(e)) => e.as_db_error(),
+        _ => None,
+    }
 }
 
 /// The server's own message out of a tokio-postgres error's debug form, when it has one.
