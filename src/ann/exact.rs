@@ -122,7 +122,7 @@ impl Rows {
             Some(&row) => row,
             None => {
                 let row = self.ids.len();
-                if row % BLOCK == 0 {
+                if row.is_multiple_of(BLOCK) {
                     self.data.resize(self.data.len() + dims * BLOCK, 0);
                 }
                 self.slot.insert(id, row);
@@ -154,7 +154,7 @@ impl Rows {
             self.data[at(dims, last, d)] = 0;
         }
         self.ids.pop();
-        if last % BLOCK == 0 {
+        if last.is_multiple_of(BLOCK) {
             self.data.truncate((last / BLOCK) * dims * BLOCK);
         }
     }

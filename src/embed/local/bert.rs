@@ -113,7 +113,7 @@ impl Bert {
             .to_string();
         let w = Weights { map, prefix };
         let hidden = config.hidden_size;
-        if config.num_attention_heads == 0 || hidden % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0 || !hidden.is_multiple_of(config.num_attention_heads) {
             return Err("config.json: hidden_size is not a multiple of num_attention_heads".into());
         }
         let eps = config.layer_norm_eps as f32;

@@ -147,7 +147,7 @@ pub fn pull(name: &str, revision: &str, progress: &dyn PullProgress) -> Result<P
         .ok_or_else(|| Error::Other("the model cache has no parent folder".into()))?
         .to_path_buf();
     std::fs::create_dir_all(&parent)
-        .map_err(|e| Error::io(&format!("cannot create {}", parent.display()), e))?;
+        .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
     let leaf = final_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -167,11 +167,11 @@ pub fn pull(name: &str, revision: &str, progress: &dyn PullProgress) -> Result<P
     if final_dir.exists() {
         let old = parent.join(format!(".{leaf}.old-{}", std::process::id()));
         std::fs::rename(&final_dir, &old)
-            .map_err(|e| Error::io(&format!("cannot replace {}", final_dir.display()), e))?;
+            .map_err(|e| Error::io(format!("cannot replace {}", final_dir.display()), e))?;
         let _ = std::fs::remove_dir_all(&old);
     }
     std::fs::rename(&temp, &final_dir)
-        .map_err(|e| Error::io(&format!("cannot create {}", final_dir.display()), e))?;
+        .map_err(|e| Error::io(format!("cannot create {}", final_dir.display()), e))?;
     Ok(final_dir)
 }
 
@@ -259,11 +259,11 @@ async fn download_all(
         let path = temp.join(file);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(&format!("cannot create {}", dir.display()), e))?;
+                .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         }
         let mut out = std::io::BufWriter::new(
             std::fs::File::create(&path)
-                .map_err(|e| Error::io(&format!("cannot write {}", path.display()), e))?,
+                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?,
         );
         let mut sha256 = sha2::Sha256::new();
         let mut body = Vec::new(); // only small files are kept for the git blob hash
@@ -280,11 +280,11 @@ async fn download_all(
             }
             done += piece.len() as u64;
             out.write_all(&piece)
-                .map_err(|e| Error::io(&format!("cannot write {}", path.display()), e))?;
+                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
             progress.advance(done);
         }
         out.flush()
-            .map_err(|e| Error::io(&format!("cannot write {}", path.display()), e))?;
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
         drop(out);
         if let Some(size) = total {
             if size != done {

@@ -110,7 +110,7 @@ pub fn locate(config: &EmbeddingConfig) -> Result<Option<ModelFolder>> {
     Ok(dir
         .join("model.safetensors")
         .is_file()
-        .then(|| ModelFolder { dir, name }))
+        .then_some(ModelFolder { dir, name }))
 }
 
 /// Query and document prefixes: the settings when given, else what the model's
