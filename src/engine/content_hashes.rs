@@ -91,7 +91,10 @@ pub(super) fn load_content_hashes(dir: &Path) -> HashMap<String, (u64, i64, [u8;
     load_content_hashes_from(dir, CONTENT_HASHES_FILE)
 }
 
-pub(super) fn load_content_hashes_from(dir: &Path, file: &str) -> HashMap<String, (u64, i64, [u8; 32])> {
+pub(super) fn load_content_hashes_from(
+    dir: &Path,
+    file: &str,
+) -> HashMap<String, (u64, i64, [u8; 32])> {
     let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
         return HashMap::new();
     };
@@ -113,7 +116,11 @@ pub(super) fn save_content_hashes(dir: &Path, hashes: &HashMap<String, (u64, i64
     save_content_hashes_as(dir, CONTENT_HASHES_FILE, hashes)
 }
 
-pub(super) fn save_content_hashes_as(dir: &Path, file: &str, hashes: &HashMap<String, (u64, i64, [u8; 32])>) {
+pub(super) fn save_content_hashes_as(
+    dir: &Path,
+    file: &str,
+    hashes: &HashMap<String, (u64, i64, [u8; 32])>,
+) {
     use std::fmt::Write as _;
     let mut text = String::new();
     for (path, (size, mtime, hash)) in hashes {
