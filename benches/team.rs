@@ -6,9 +6,10 @@
 //!
 //! Prints: full index of the corpus into a fresh ref; five updates (`TEAM_ROUNDS`) of the ref, each with
 //! another 1% of the files changed, beside the time to re-chunk those files alone, and
-//! their medians; search latency (median,
+//! their medians; a process's first question, cold and warmed; search latency (median,
 //! p95) with 1 and with 16 concurrent clients, each client a reading engine of its own
-//! with a connection of its own, then the 16 through the default pool (`store.pool_size`);
+//! with a connection of its own, then the 16 through the default pool (`store.pool_size`),
+//! the pool readied first as a server readies it;
 //! and the database's size. The corpus is copied to a temporary folder first (its mtimes
 //! kept), so the changes never touch it.
 
@@ -132,12 +133,38 @@ fn main() {
             Engine::open_for_writing(&root, config.clone(), index_dir.clone()).expect("open");
         writer.index(false, &NoProgress).expect("overlay");
     }
+    // A process's first question, in a process of its own (a pool of its own): cold, it
+    // connects and prepares first; warmed, as a server readies its pool when it starts
+    // (`Engine::warm_shared`), it does not.
+    for (what, pool, warm) in [("cold", 2usize, false), ("warmed", 3, true)] {
+        let mut config = config.clone();
+        config.store.pool_size = pool;
+        let mut engine = Engine::open_for_reading(&root, config, index_dir.clone())
+            .expect("open")
+            .expect("an overlay");
+        if warm {
+            engine.warm_shared(1).expect("warm the pool");
+        }
+        let t = Instant::now();
+        std::hint::black_box(engine.search(&queries[0], 10, true).expect("search"));
+        println!(
+            "first question      {what}: {:.1} ms",
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+    }
     // Each client a connection of its own (as 16 editors would have), then the same 16
-    // through one process's default pool, where they queue for its few connections.
+    // through one process's default pool, where they queue for its few connections. The
+    // pool is readied first, as each editor's server readies its own when it starts: the
+    // figures are of questions, not of connecting (the first question's, above).
     let default_pool = Config::default().store.pool_size;
     for (clients, pool) in [(1usize, 16usize), (16, 16), (16, default_pool)] {
         let mut config = config.clone();
         config.store.pool_size = pool;
+        Engine::open_for_reading(&root, config.clone(), index_dir.clone())
+            .expect("open")
+            .expect("an overlay")
+            .warm_shared(clients.min(pool))
+            .expect("warm the pool");
         // Every client asks at least one question (fewer questions than clients are
         // asked again).
         let per_client = (queries.len() / clients).max(1);

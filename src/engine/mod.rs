@@ -210,8 +210,9 @@ impl Engine {
     }
 
     /// Loads what searches keep in memory (the lexical stage's chunk sizes) ahead of the
-    /// first search.
+    /// first search, and readies a shared ref's connection in the background.
     pub fn prime(&mut self) -> Result<()> {
+        self.start_warming_shared();
         self.store.prime_lexical()
     }
 

@@ -716,6 +716,17 @@ fn hash_workspace(root: &Path, config: &Config) -> Result<OnDisk> {
     })
 }
 
+/// Resolves a shared ref and readies `connections` of its reading pool.
+fn warm(shared: &SharedRef, connections: usize) -> Result<()> {
+    match shared
+        .store
+        .cached_ref_snapshot(&shared.repo, &shared.ref_name)?
+    {
+        Some(snapshot) => shared.store.warm_reader(&snapshot, connections),
+        None => Ok(()),
+    }
+}
+
 /// The connections a writer of the shared index may hold at once (see `shared_setup`).
 const WRITER_CONNECTIONS: usize = 5;
 
@@ -723,6 +734,32 @@ impl Engine {
     /// The shared ref this engine reads, when the settings name one.
     pub fn shared_ref(&self) -> Option<&SharedRef> {
         self.shared.as_ref()
+    }
+
+    /// Readies the shared ref for questions: resolves it and has `connections` of the
+    /// reading pool connected with a question's statements prepared
+    /// ([`PgStore::warm_reader`]). Nothing to do without a shared ref, or while it has
+    /// no state yet.
+    pub fn warm_shared(&self, connections: usize) -> Result<()> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        warm(shared, connections)
+    }
+
+    /// [`Engine::warm_shared`] with one connection, on a thread of its own: a server
+    /// calls it as a folder's index is ready, and goes on. A database that is away is
+    /// said by the first question, with its local results.
+    pub fn start_warming_shared(&self) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let _ = std::thread::Builder::new()
+            .name("ragls-pg-warm".into())
+            .spawn(move || {
+                // Its failure is the first question's to say (with local results).
+                let _ = warm(&shared, 1);
+            });
     }
 
     /// In a workspace that reads a shared index, narrows a walk to the local overlay: the

@@ -271,6 +271,9 @@ impl Indexer {
         if let Some(model) = engine.background_model() {
             self.start_model_pass(model);
         }
+        // The process's pool of the shared index is the readers' too: its first tool
+        // call does not connect.
+        engine.start_warming_shared();
         result.map_err(|e| e.to_string())
     }
 

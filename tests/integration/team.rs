@@ -1708,3 +1708,36 @@ fn writers_that_meet_a_new_vector_dimension_at_once_create_its_index_once() {
         1
     );
 }
+
+#[test]
+fn a_readied_pool_holds_the_connections_asked_for_up_to_its_size_and_questions_reuse_them() {
+    use ragls::store::pg::{PgOptions, PgStore};
+    let db = TeamDb::create();
+    let sb = Sandbox::with_project();
+    let report = index_shared(&sb, &db.writer, "main", &[]);
+    let repo = report["repo"].as_str().expect("the repository's name");
+    let store = PgStore::connect(&PgOptions {
+        url: db.reader.clone(),
+        read_url: None,
+        pool_size: 3,
+    })
+    .expect("connect");
+    let readers = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND usename = 'ragls_reader' AND application_name = 'ragls'",
+        db.name
+    );
+    assert_eq!(count(&db.admin, &readers), 0, "nothing connects before");
+    let snapshot = store
+        .ref_snapshot(repo, "main")
+        .expect("resolve")
+        .expect("the ref");
+    store.warm_reader(&snapshot, 2).expect("ready two");
+    assert_eq!(count(&db.admin, &readers), 2);
+    // More than the pool holds: as many as it holds.
+    store.warm_reader(&snapshot, 10).expect("ready all");
+    assert_eq!(count(&db.admin, &readers), 3);
+    // A question afterwards takes one of them.
+    let (chunks, _) = store.sizes(snapshot.id).expect("sizes");
+    assert!(chunks > 0);
+    assert_eq!(count(&db.admin, &readers), 3);
+}

@@ -91,6 +91,9 @@ fn bm25_terms(terms: &[String]) -> Vec<String> {
     unique
 }
 
+/// The texts of the chunks `$1` ([`PgStore::chunk_texts`]).
+const CHUNK_TEXTS: &str = "SELECT id, text FROM chunks WHERE id = ANY($1::bigint[])";
+
 /// A snapshot's chunk count and average chunk length in terms (BM25's N and avgdl).
 const SNAPSHOT_STATISTICS: &str = "SELECT chunk_count, (term_total::real / greatest(chunk_count, 1))::real FROM snapshots WHERE id = $1";
 
@@ -376,6 +379,43 @@ impl PgStore {
         Ok((out, average))
     }
 
+    /// Readies the reading pool for questions on `snapshot`: `connections` of it (at
+    /// most the pool's size) connected, each with a question's statements prepared, and
+    /// the snapshot's BM25 statistics read. A server does it as it starts, so that its
+    /// first question does not connect (a TCP and SCRAM handshake, a server process
+    /// started) and prepare four statements first.
+    pub fn warm_reader(&self, snapshot: &Snapshot, connections: usize) -> Result<()> {
+        self.idf(snapshot.id, &[])?;
+        let dims = snapshot.identity.dimensions;
+        let (pool, at) = (self.reader.clone(), self.reader_at.clone());
+        let connections = connections.clamp(1, pool.status().max_size.max(1));
+        self.read(async move {
+            let warming = (0..connections).map(|_| {
+                let (pool, at) = (pool.clone(), at.clone());
+                async move {
+                    let db = Db::get(&pool, at).await?;
+                    let (lexical, nearest) = (lexical_sql(), nearest_sql(dims));
+                    tokio::try_join!(
+                        db.prepared(REF_NOW),
+                        db.prepared(&lexical),
+                        db.prepared(CHUNK_TEXTS),
+                        async {
+                            match dims {
+                                0 => Ok(None),
+                                _ => db.prepared(&nearest).await.map(Some),
+                            }
+                        },
+                    )?;
+                    Ok::<_, Error>(db)
+                }
+            });
+            // All held at once, so that each is a connection of its own.
+            let warmed = futures_util::future::try_join_all(warming).await?;
+            drop(warmed);
+            Ok(())
+        })
+    }
+
     /// The texts of chunks, by id (a chunk's text never changes: any snapshot's will do).
     pub fn chunk_texts(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, String>> {
         if ids.is_empty() {
@@ -383,12 +423,7 @@ impl PgStore {
         }
         let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
         self.read_with(move |db| async move {
-            let rows = db
-                .query(
-                    "SELECT id, text FROM chunks WHERE id = ANY($1::bigint[])",
-                    &[&ids],
-                )
-                .await?;
+            let rows = db.query(CHUNK_TEXTS, &[&ids]).await?;
             Ok(rows
                 .into_iter()
                 .map(|r| (ChunkId(r.get(0)), r.get(1)))
