@@ -22,8 +22,8 @@ use super::writer_base::{Keeping, Remembered};
 use super::*;
 use crate::config::StoreConfig;
 use crate::store::pg::{
-    CleanupHold, KnownVersions, NewFileVersion, Pending, PgOptions, PgStore, RefUpdate, Snapshot,
-    SnapshotFile, UpdateStart,
+    CleanupHold, KnownVersions, NewFileVersion, Pending, PgOptions, PgStore, RefUpdate,
+    RefUpdateStart, Snapshot, SnapshotFile, UpdateStart,
 };
 use std::sync::{Mutex, OnceLock};
 
@@ -269,6 +269,10 @@ pub fn index_shared(
         .iter()
         .map(|(f, h)| (f.rel_path.clone(), *h))
         .collect();
+    let same_base = match (&current, &base_snapshot) {
+        (Some(c), Some(b)) => c.id == b.id,
+        _ => false,
+    };
     let chunk_started = Instant::now();
     // Which changed files' versions the database has already (another ref's, an earlier
     // state's) is asked while the files are chunked: once the answer is in, a file it
@@ -343,6 +347,35 @@ pub fn index_shared(
     let embed_started = Instant::now();
     let embedded = embed_for_shared(store, &*embedder, &identity, needed, cached, &mut report);
     report.embed_ms = embed_started.elapsed().as_millis() as u64;
+    // The ref's transaction begins now, listing the base's files that stay while the
+    // new versions and vectors are still being written (see `PgStore::begin_publish`);
+    // not before the embedding, which may wait on a remote model for minutes: an open
+    // transaction holds back the server's vacuum (and may meet
+    // `idle_in_transaction_session_timeout`).
+    let nothing_to_switch = same_base && changed_paths.is_empty() && dropped.is_empty();
+    let open_publish = if nothing_to_switch || embedded.is_err() {
+        None
+    } else {
+        let mut replaced = dropped.clone();
+        replaced.extend(changed_paths.iter().map(|(f, _)| f.rel_path.clone()));
+        match store.begin_publish(RefUpdateStart {
+            repo: &shared.repo,
+            ref_name: &shared.ref_name,
+            identity: &identity,
+            base: base_snapshot.as_ref().map(|s| s.id),
+            replaced,
+        }) {
+            Ok(open) => Some(open),
+            Err(e) => {
+                // Nothing is left writing when an update returns.
+                let _ = writing.wait();
+                if let Ok(vectors) = embedded {
+                    let _ = vectors.wait();
+                }
+                return Err(e);
+            }
+        }
+    };
     // Waited for either way: nothing is left writing once this returns.
     let written = writing.wait();
     let last_vectors = embedded?;
@@ -368,11 +401,9 @@ pub fn index_shared(
         &hashes,
     );
     changed.extend(written.files);
-    let same_base = match (&current, &base_snapshot) {
-        (Some(c), Some(b)) => c.id == b.id,
-        _ => false,
-    };
     if same_base && changed.is_empty() && dropped.is_empty() {
+        // Nothing to switch to: a transaction begun is rolled back as it is dropped.
+        drop(open_publish);
         last_vectors.wait()?;
         report.snapshot = current.map(|c| c.id).unwrap_or_default();
     } else {
@@ -382,11 +413,18 @@ pub fn index_shared(
             let dir = super::location::index_dir_for(root, config).ok()?;
             Keeping::start(&dir, files)
         });
-        let published = store.publish(RefUpdate {
-            repo: &shared.repo,
-            ref_name: &shared.ref_name,
-            identity: &identity,
-            base: base_snapshot.as_ref().map(|s| s.id),
+        let open_publish = match open_publish {
+            Some(open) => open,
+            // Begun above unless nothing was to change.
+            None => store.begin_publish(RefUpdateStart {
+                repo: &shared.repo,
+                ref_name: &shared.ref_name,
+                identity: &identity,
+                base: base_snapshot.as_ref().map(|s| s.id),
+                replaced: dropped.clone(),
+            })?,
+        };
+        let published = open_publish.finish(RefUpdate {
             dropped,
             changed,
             chunks_added: report.chunks_added,
@@ -511,8 +549,9 @@ struct SharedSetup {
 /// Connects (a writer: the schema is created or migrated), resolves the ref and its
 /// base and reads the base's file list.
 fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<SharedSetup> {
-    // A writer works on up to five connections at once (its hold on the clean-up, two
-    // writing file versions, one storing vectors, one reading or publishing): a smaller
+    // A writer works on up to six connections at once (its hold on the clean-up, its
+    // ref's transaction, two writing file versions, one storing vectors, one reading
+    // which versions and vectors the database has): a smaller
     // pool, set for the editors, would make it wait on itself.
     let mut config = config.clone();
     config.store.pool_size = config.store.pool_size.max(WRITER_CONNECTIONS);
@@ -728,7 +767,7 @@ fn warm(shared: &SharedRef, connections: usize) -> Result<()> {
 }
 
 /// The connections a writer of the shared index may hold at once (see `shared_setup`).
-const WRITER_CONNECTIONS: usize = 5;
+const WRITER_CONNECTIONS: usize = 6;
 
 impl Engine {
     /// The shared ref this engine reads, when the settings name one.

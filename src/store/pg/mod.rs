@@ -51,7 +51,7 @@ mod refs;
 mod schema;
 mod search;
 mod versions;
-pub use refs::{CleanupHold, UpdateStart};
+pub use refs::{CleanupHold, OpenPublish, UpdateStart};
 pub use search::{SnapshotQuery, SnapshotSearch};
 pub use versions::Pending;
 
@@ -125,20 +125,29 @@ pub struct WrittenVersions {
     pub file_versions_added: u64,
 }
 
-/// The new state of a ref: the base snapshot's files minus `dropped`, plus `changed`
-/// (path -> file version, every version already written).
-pub struct RefUpdate<'a> {
+/// A ref's update as it begins ([`PgStore::begin_publish`]): which ref, from which base
+/// snapshot, and the paths whose files in the base the new state does not keep
+/// (dropped or changed).
+pub struct RefUpdateStart<'a> {
     pub repo: &'a str,
     pub ref_name: &'a str,
     pub identity: &'a Identity,
     pub base: Option<i64>,
+    pub replaced: Vec<String>,
+}
+
+/// The rest of a ref's new state, once its file versions are written
+/// ([`OpenPublish::finish`]): the base's files that are gone or changed (`dropped`,
+/// whose chunks leave BM25's statistics), and `changed` (path -> file version, every
+/// version already written; each path one of the update's `replaced`).
+pub struct RefUpdate {
     pub dropped: Vec<String>,
     pub changed: Vec<(String, i64)>,
     /// Chunks the update's new file versions added (a large share has the tables'
     /// statistics refreshed after the switch).
     pub chunks_added: u64,
     /// The last vectors for the embedding cache, being stored: the ref switches once
-    /// they are (see [`PgStore::publish`]).
+    /// they are (see [`OpenPublish::finish`]).
     pub vectors: Pending<()>,
     /// The writer's hold on the clean-up, released once the ref has switched.
     pub hold: CleanupHold,
