@@ -36,6 +36,7 @@ mod model;
 mod plan;
 mod priority;
 mod readers;
+mod shared_update;
 mod status;
 mod team;
 mod vectors;
@@ -48,8 +49,9 @@ pub use model::{BackgroundModel, ModelProgress, ModelVectors, NoModelProgress, B
 pub use plan::AnswerPlan;
 pub use priority::{in_background, lower_this_thread};
 pub use readers::ReaderPool;
+pub use shared_update::{index_shared, SharedIndexReport};
 pub use status::{EmbeddingInfo, IndexState, Status};
-pub use team::{index_shared, SharedIndexReport, SharedRef};
+pub use team::SharedRef;
 
 pub struct Engine {
     root: PathBuf,

@@ -33,7 +33,7 @@
 //! breaker) and the shared helpers; `schema` (migrations, the schema check, HNSW
 //! indexes), `refs` (refs, snapshots, publishing, the clean-up), `versions` (file
 //! versions and vectors, written ahead of a publish), `search` (BM25, nearest vectors,
-//! chunks by id).
+//! chunks by id, a reading pool readied before its first question).
 
 use super::{ChunkId, Identity, NewChunk, StoredChunk, TextHash};
 use crate::chunk::{Chunk, ChunkKind, Language};

@@ -1,0 +1,606 @@
+//! Writing a ref of the shared team index (`ragls index --store`): the workspace is
+//! walked and every file hashed (but those unchanged on disk since this workspace's
+//! last run, by size and mtime); a file whose content the base ref (the ref's previous
+//! state, or `--base`) has is kept as it is, one that the database has under another ref
+//! is reused, and only the rest is chunked; only chunk texts missing from the shared
+//! embedding cache are embedded. The new file versions and vectors are written ahead of
+//! the ref's transaction, which lists them in a new snapshot and switches the ref to it.
+
+use super::content_hashes::{
+    content_hash, load_content_hashes_from, remember_hashes, Remembering, WRITER_HASHES_FILE,
+};
+use super::team::SharedRef;
+use super::writer_base::{Keeping, Remembered};
+use super::*;
+use crate::store::pg::{
+    CleanupHold, KnownVersions, NewFileVersion, Pending, PgStore, RefUpdate, RefUpdateStart,
+    Snapshot, SnapshotFile, UpdateStart,
+};
+use std::sync::OnceLock;
+
+/// What `ragls index --store` did.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedIndexReport {
+    pub repo: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    /// The ref the update started from (`None`: a first build).
+    pub base: Option<String>,
+    pub files_seen: u64,
+    pub files_unchanged: u64,
+    /// Changed files whose version another ref already had (nothing chunked).
+    pub files_reused: u64,
+    /// Files read to hash them (the rest unchanged on disk since the last run by size
+    /// and mtime, their hashes remembered).
+    pub files_hashed: u64,
+    /// Files read and chunked in this run.
+    pub files_chunked: u64,
+    pub files_removed: u64,
+    pub chunks_added: u64,
+    /// Vectors computed by the embedder in this run.
+    pub embedded: u64,
+    /// Vectors found in the shared embedding cache.
+    pub cached: u64,
+    /// Requests made to a remote embedding service in this run.
+    pub requests: u64,
+    /// Whether the ref moved (false: it was up to date).
+    pub updated: bool,
+    pub snapshot: i64,
+    pub elapsed_ms: u64,
+    /// Time spent reading and chunking the changed files.
+    pub chunk_ms: u64,
+    /// Time spent walking the workspace and hashing the files changed on disk.
+    pub hash_ms: u64,
+    /// Time spent in the embedding cache and the embedder (the last batch's vectors
+    /// are stored during the publish, and counted there).
+    pub embed_ms: u64,
+    /// Time spent writing the new state and switching the ref (one transaction).
+    pub publish_ms: u64,
+}
+
+/// Builds or updates `ref_name` of the workspace in the shared index: only files that
+/// differ from `base` (default: the ref itself) are chunked, only texts the cache lacks
+/// are embedded, and the ref switches to its new state in one transaction.
+pub fn index_shared(
+    root: &Path,
+    config: &Config,
+    base: Option<&str>,
+    progress: &dyn IndexProgress,
+) -> Result<SharedIndexReport> {
+    let started = Instant::now();
+    // The walk and the hashing need nothing from the database: they run beside
+    // connecting, migrating and reading the base's file list (each some milliseconds,
+    // most of a small update's time before it).
+    let (setup, on_disk) = std::thread::scope(|s| {
+        let on_disk = s.spawn(|| hash_workspace(root, config));
+        let setup = shared_setup(root, config, base);
+        let on_disk = on_disk.join().unwrap_or_else(|_| {
+            Err(Error::Other(
+                "walking the workspace stopped unexpectedly".into(),
+            ))
+        });
+        (setup, on_disk)
+    });
+    let SharedSetup {
+        shared,
+        embedder,
+        identity,
+        current,
+        base_snapshot,
+        base_files,
+        hold,
+        requests_before,
+        mut report,
+    } = setup?;
+    let OnDisk {
+        walked,
+        hashed,
+        // Held to the end of the update, when the hashes are surely written.
+        remembering: _remembering,
+        files_hashed,
+        hash_ms,
+    } = on_disk?;
+    let store = &shared.store;
+    report.files_seen = walked.files.len() as u64;
+    report.files_hashed = files_hashed;
+    report.hash_ms = hash_ms;
+    let budget = ChunkBudget {
+        max_bytes: config.index.chunk_max_bytes,
+        min_bytes: config.index.chunk_min_bytes,
+        max_lines: config.index.chunk_max_lines,
+    };
+    let max_bytes = config.index.max_file_bytes;
+    progress.start(walked.files.len() as u64);
+    let mut changed_paths: Vec<(&WalkedFile, [u8; 32])> = Vec::new();
+    for (f, (_, hash)) in walked.files.iter().zip(&hashed) {
+        let Some(hash) = hash else { continue };
+        match base_files.get(&f.rel_path) {
+            Some(known) if known.content_hash == *hash => report.files_unchanged += 1,
+            _ => changed_paths.push((f, *hash)),
+        }
+    }
+    let seen: HashSet<&str> = walked.files.iter().map(|f| f.rel_path.as_str()).collect();
+    let mut dropped: Vec<String> = base_files
+        .keys()
+        .filter(|p| !seen.contains(p.as_str()))
+        .cloned()
+        .collect();
+    report.files_removed = dropped.len() as u64;
+    let keys: Vec<(String, [u8; 32])> = changed_paths
+        .iter()
+        .map(|(f, h)| (f.rel_path.clone(), *h))
+        .collect();
+    let same_base = match (&current, &base_snapshot) {
+        (Some(c), Some(b)) => c.id == b.id,
+        _ => false,
+    };
+    let chunk_started = Instant::now();
+    // Which changed files' versions the database has already (another ref's, an earlier
+    // state's) is asked while the files are chunked: once the answer is in, a file it
+    // names is not chunked; one chunked before it came is dropped.
+    let answer: OnceLock<KnownVersions> = OnceLock::new();
+    let (answered, prepared) = std::thread::scope(|s| {
+        let asking = s.spawn(|| {
+            let _ = answer.set(store.known_versions(&keys)?);
+            Ok(())
+        });
+        let prepared: Vec<Option<(NewFileVersion, Vec<(TextHash, String)>)>> = changed_paths
+            .par_iter()
+            .map(|(f, hash)| {
+                let known = answer
+                    .get()
+                    .is_some_and(|k| k.known.contains_key(&(f.rel_path.clone(), *hash)));
+                if known {
+                    return None;
+                }
+                new_version(indexing::prepare(f, None, &budget, max_bytes))
+            })
+            .collect();
+        let known = asking.join().unwrap_or_else(|_| {
+            Err(Error::Other(
+                "asking for known file versions stopped unexpectedly".into(),
+            ))
+        });
+        (known, prepared)
+    });
+    answered?;
+    let versions_known = answer.into_inner().unwrap_or_default();
+    report.chunk_ms = chunk_started.elapsed().as_millis() as u64;
+    // The new file versions go to the database at once, written while their texts are
+    // embedded (each text once).
+    let mut changed: Vec<(String, i64)> = Vec::with_capacity(changed_paths.len());
+    let mut needed: Vec<(TextHash, String)> = Vec::new();
+    let mut asked = HashSet::new();
+    let mut versions = Vec::new();
+    for ((f, hash), version) in changed_paths.iter().zip(prepared) {
+        if base_files.contains_key(&f.rel_path) {
+            dropped.push(f.rel_path.clone());
+        }
+        if let Some(blob_id) = versions_known.known.get(&(f.rel_path.clone(), *hash)) {
+            report.files_reused += 1;
+            changed.push((f.rel_path.clone(), *blob_id));
+            continue;
+        }
+        report.files_chunked += 1;
+        // None: unreadable now (removed since the walk), left out of the new state.
+        let Some((version, texts)) = version else {
+            continue;
+        };
+        for (text_hash, text) in texts {
+            if asked.insert(text_hash) {
+                needed.push((text_hash, text));
+            }
+        }
+        versions.push(version);
+    }
+    // Which texts the cache has is asked first: the answer comes while the versions'
+    // rows are built and sent.
+    let hashes: Vec<TextHash> = needed.iter().map(|(h, _)| *h).collect();
+    let cached = store.cached_texts(&identity, &hashes)?;
+    // Each new version's id and whether it is a skipped file, for the file list kept
+    // for the next update.
+    let new_ids: HashMap<String, (i64, bool)> = versions
+        .iter()
+        .zip(&versions_known.fresh_ids)
+        .map(|(v, id)| (v.path.clone(), (*id, v.skip_reason.is_some())))
+        .collect();
+    let writing = store.write_versions(versions, &versions_known.fresh_ids)?;
+    let embed_started = Instant::now();
+    let embedded = embed_for_shared(store, &*embedder, &identity, needed, cached, &mut report);
+    report.embed_ms = embed_started.elapsed().as_millis() as u64;
+    // The ref's transaction begins now, listing the base's files that stay while the
+    // new versions and vectors are still being written (see `PgStore::begin_publish`);
+    // not before the embedding, which may wait on a remote model for minutes: an open
+    // transaction holds back the server's vacuum (and may meet
+    // `idle_in_transaction_session_timeout`).
+    let nothing_to_switch = same_base && changed_paths.is_empty() && dropped.is_empty();
+    let open_publish = if nothing_to_switch || embedded.is_err() {
+        None
+    } else {
+        let mut replaced = dropped.clone();
+        replaced.extend(changed_paths.iter().map(|(f, _)| f.rel_path.clone()));
+        match store.begin_publish(RefUpdateStart {
+            repo: &shared.repo,
+            ref_name: &shared.ref_name,
+            identity: &identity,
+            base: base_snapshot.as_ref().map(|s| s.id),
+            replaced,
+        }) {
+            Ok(open) => Some(open),
+            Err(e) => {
+                // Nothing is left writing when an update returns.
+                let _ = writing.wait();
+                if let Ok(vectors) = embedded {
+                    let _ = vectors.wait();
+                }
+                return Err(e);
+            }
+        }
+    };
+    // Waited for either way: nothing is left writing once this returns.
+    let written = writing.wait();
+    let last_vectors = embedded?;
+    let written = match written {
+        Ok(w) => w,
+        Err(e) => {
+            last_vectors.wait()?;
+            return Err(e);
+        }
+    };
+    report.chunks_added = written.chunks_added;
+    let hashes: HashMap<&str, [u8; 32]> = changed_paths
+        .iter()
+        .map(|(f, h)| (f.rel_path.as_str(), *h))
+        .collect();
+    let new_list = new_file_list(
+        base_files,
+        &dropped,
+        &changed,
+        &written.files,
+        &versions_known,
+        &new_ids,
+        &hashes,
+    );
+    changed.extend(written.files);
+    if same_base && changed.is_empty() && dropped.is_empty() {
+        // Nothing to switch to: a transaction begun is rolled back as it is dropped.
+        drop(open_publish);
+        last_vectors.wait()?;
+        report.snapshot = current.map(|c| c.id).unwrap_or_default();
+    } else {
+        let publish_started = Instant::now();
+        // Written aside while the publish runs; kept under the new snapshot's stamp.
+        let keeping = new_list.and_then(|files| {
+            let dir = super::location::index_dir_for(root, config).ok()?;
+            Keeping::start(&dir, files)
+        });
+        let open_publish = match open_publish {
+            Some(open) => open,
+            // Begun above unless nothing was to change.
+            None => store.begin_publish(RefUpdateStart {
+                repo: &shared.repo,
+                ref_name: &shared.ref_name,
+                identity: &identity,
+                base: base_snapshot.as_ref().map(|s| s.id),
+                replaced: dropped.clone(),
+            })?,
+        };
+        let published = open_publish.finish(RefUpdate {
+            dropped,
+            changed,
+            chunks_added: report.chunks_added,
+            vectors: last_vectors,
+            hold,
+        })?;
+        if let Some(keeping) = keeping {
+            keeping.keep(published.stamp);
+        }
+        report.updated = true;
+        report.snapshot = published.snapshot;
+        report.publish_ms = publish_started.elapsed().as_millis() as u64;
+    }
+    report.requests = embedder.requests_sent() - requests_before;
+    progress.advance(walked.files.len() as u64);
+    progress.finish();
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// The file list of the snapshot an update publishes, as the database will hold it: the
+/// base's files but the dropped and the changed ones, and the changed ones (`known`:
+/// versions the database had; `written`: the new ones, by the ids they were written
+/// under). `None` when a new version was found written by another writer meanwhile
+/// (its id is that writer's, and what it holds is not known here).
+fn new_file_list(
+    mut files: HashMap<String, SnapshotFile>,
+    dropped: &[String],
+    known: &[(String, i64)],
+    written: &[(String, i64)],
+    versions_known: &KnownVersions,
+    new_ids: &HashMap<String, (i64, bool)>,
+    hashes: &HashMap<&str, [u8; 32]>,
+) -> Option<HashMap<String, SnapshotFile>> {
+    for path in dropped {
+        files.remove(path);
+    }
+    let known = known
+        .iter()
+        .map(|(path, id)| Some((path, *id, versions_known.skipped.contains(id))));
+    let written = written.iter().map(|(path, id)| match new_ids.get(path) {
+        Some(&(fresh, skipped)) if fresh == *id => Some((path, *id, skipped)),
+        _ => None,
+    });
+    for entry in known.chain(written) {
+        let (path, blob_id, skipped) = entry?;
+        let content_hash = *hashes.get(path.as_str())?;
+        files.insert(
+            path.clone(),
+            SnapshotFile {
+                content_hash,
+                blob_id,
+                skipped,
+            },
+        );
+    }
+    Some(files)
+}
+
+/// A chunked file as the shared index stores it: the new version (its postings counted
+/// here, on the chunking thread) and its chunks' embedding texts; `None` when the file
+/// could not be read.
+fn new_version(prepared: indexing::Prepared) -> Option<(NewFileVersion, Vec<(TextHash, String)>)> {
+    let (path, state, chunks) = match prepared {
+        indexing::Prepared::Chunked {
+            path,
+            state,
+            chunks,
+        } => (path, state, chunks),
+        indexing::Prepared::Skipped { path, state }
+        | indexing::Prepared::Touched { path, state } => (path, state, Vec::new()),
+        indexing::Prepared::Failed { .. } => return None,
+    };
+    let mut texts = Vec::with_capacity(chunks.len());
+    let mut stored = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        texts.push((c.text_hash, c.embedding_text));
+        stored.push(c.stored);
+    }
+    let version = NewFileVersion::new(
+        path,
+        state.content_hash,
+        state.skip_reason.map(|r| r.as_str().to_string()),
+        stored,
+    );
+    Some((version, texts))
+}
+
+/// What a shared update knows from the database before it looks at the changes.
+struct SharedSetup {
+    shared: SharedRef,
+    embedder: Box<dyn Embedder>,
+    identity: Identity,
+    /// The ref's snapshot now (`None`: a first build).
+    current: Option<Snapshot>,
+    /// The snapshot the update starts from, and its files.
+    base_snapshot: Option<Snapshot>,
+    base_files: HashMap<String, SnapshotFile>,
+    /// Keeps the clean-up from removing what this run reads, reuses and writes.
+    hold: CleanupHold,
+    /// The embedder's requests before this run (a remote model's dimension may be
+    /// asked here).
+    requests_before: u64,
+    report: SharedIndexReport,
+}
+
+/// Connects (a writer: the schema is created or migrated), resolves the ref and its
+/// base and reads the base's file list.
+fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<SharedSetup> {
+    // A writer works on up to six connections at once (its hold on the clean-up, its
+    // ref's transaction, two writing file versions, one storing vectors, one reading
+    // which versions and vectors the database has): a smaller
+    // pool, set for the editors, would make it wait on itself.
+    let mut config = config.clone();
+    config.store.pool_size = config.store.pool_size.max(WRITER_CONNECTIONS);
+    let config = &config;
+    let shared = SharedRef::from_config(root, config)?
+        .ok_or_else(|| Error::Usage("no shared index: give --store URL or set store.url".into()))?;
+    let store = &shared.store;
+    // The file list of the snapshot this workspace's writer made last: when that is the
+    // base, the database does not send it again.
+    let remembered = super::location::index_dir_for(root, config)
+        .ok()
+        .and_then(|dir| Remembered::load(&dir));
+    // Creates or migrates the schema when it is not current (found in the same round trip).
+    let start = store.open_update(
+        &shared.repo,
+        &shared.ref_name,
+        base,
+        remembered.as_ref().map(|r| r.stamp),
+    )?;
+    if let (Some(b), Some(None)) = (base, &start.named_base) {
+        return Err(Error::Usage(format!(
+            "--base {b}: the shared index has no ref {b} of {}",
+            shared.repo
+        )));
+    }
+    let embedder = crate::provider::embeddings::embedder_for(config)?;
+    let requests_before = embedder.requests_sent();
+    // A remote model's dimension is what the ref recorded for it: no probe request.
+    let recorded = start
+        .current
+        .as_ref()
+        .or(start.named_base.as_ref().and_then(|b| b.as_ref()))
+        .map(|s| s.identity.clone());
+    if let Some(recorded) = recorded {
+        if recorded.embedder == embedder.id() && recorded.dimensions > 0 {
+            embedder.assume_dimensions(recorded.dimensions);
+        }
+    }
+    let dims = embedder.dimensions();
+    if dims == 0 {
+        return Err(Error::Other(format!(
+            "embedding failed ({}); the shared ref was not updated",
+            embedder
+                .last_error()
+                .unwrap_or_else(|| "the model's dimension is unknown".into())
+        )));
+    }
+    let identity = Identity {
+        embedder: embedder.id(),
+        dimensions: dims,
+    };
+    if !start.has_vector_index(dims) {
+        store.ensure_vector_index(dims)?;
+    }
+    let UpdateStart {
+        hold,
+        current,
+        named_base,
+        base_files,
+        ..
+    } = start;
+    let mut report = SharedIndexReport {
+        repo: shared.repo.clone(),
+        ref_name: shared.ref_name.clone(),
+        ..SharedIndexReport::default()
+    };
+    let base_name = base.unwrap_or(&shared.ref_name).to_string();
+    let base_snapshot = match named_base {
+        Some(named) => named,
+        None => current.clone(),
+    }
+    // Vectors of another embedder are not reused: that base is rebuilt from nothing.
+    .filter(|s| s.identity == identity);
+    report.base = base_snapshot.as_ref().map(|_| base_name);
+    let base_files = match (&base_snapshot, base_files) {
+        (None, _) => HashMap::new(),
+        (Some(_), Some(files)) => files,
+        // Not read: the base is the remembered snapshot.
+        (Some(_), None) => remembered.map(|r| r.files).unwrap_or_default(),
+    };
+    Ok(SharedSetup {
+        shared,
+        embedder,
+        identity,
+        current,
+        base_snapshot,
+        base_files,
+        hold,
+        requests_before,
+        report,
+    })
+}
+
+/// The workspace as it is on disk: its files and their content hashes.
+struct OnDisk {
+    walked: workspace::WalkOutcome,
+    /// Each walked file's content hash, in the walk's order (`None`: unreadable).
+    hashed: Vec<(String, Option<[u8; 32]>)>,
+    /// This walk's hashes being saved for the next run.
+    remembering: Option<Remembering>,
+    files_hashed: u64,
+    hash_ms: u64,
+}
+
+/// Embeds the texts the shared cache lacks (`cached`: those it has, being asked), a
+/// batch at a time, each batch stored while the next is embedded, and returns the last
+/// batch's storing: the ref switches once it is done (those before are kept should a
+/// later step fail).
+fn embed_for_shared(
+    store: &PgStore,
+    embedder: &dyn crate::embed::Embedder,
+    identity: &Identity,
+    needed: Vec<(TextHash, String)>,
+    cached: Pending<HashSet<TextHash>>,
+    report: &mut SharedIndexReport,
+) -> Result<Pending<()>> {
+    let cached = cached.wait()?;
+    report.cached = cached.len() as u64;
+    let missing: Vec<(TextHash, String)> = needed
+        .into_iter()
+        .filter(|(h, _)| !cached.contains(h))
+        .collect();
+    let mut storing = Pending::nothing();
+    for group in missing.chunks(embedder.batch_size().max(1) * 4) {
+        let texts: Vec<&str> = group.iter().map(|(_, t)| t.as_str()).collect();
+        let vectors = match embedder.embed(&texts) {
+            Ok(v) => v,
+            Err(e) => {
+                storing.wait()?;
+                return Err(Error::Other(format!(
+                    "embedding failed ({e}); the shared ref was not updated (vectors computed so far are cached)"
+                )));
+            }
+        };
+        if vectors.len() != texts.len() {
+            storing.wait()?;
+            return Err(Error::Other(format!(
+                "the embedder returned {} vectors for {} texts; the shared ref was not updated",
+                vectors.len(),
+                texts.len()
+            )));
+        }
+        let items: Vec<(TextHash, Vec<f32>)> = group.iter().map(|(h, _)| *h).zip(vectors).collect();
+        report.embedded += items.len() as u64;
+        storing.wait()?;
+        storing = store.put_vectors(identity, items)?;
+    }
+    Ok(storing)
+}
+
+/// Walks the workspace and hashes what changed on disk since this workspace last wrote
+/// a ref (size and mtime as the last run saw them); everything in a fresh CI checkout,
+/// whose mtimes are all new.
+fn hash_workspace(root: &Path, config: &Config) -> Result<OnDisk> {
+    let walk_options = WalkOptions {
+        max_file_bytes: config.index.max_file_bytes,
+        exclude: config.index.exclude.clone(),
+        index_secrets: config.index.index_secrets,
+        ..WalkOptions::default()
+    };
+    let hash_started = Instant::now();
+    let walk_started = std::time::SystemTime::now();
+    let walked = workspace::walk(root, &walk_options).map_err(|e| Error::Usage(e.to_string()))?;
+    let max_bytes = config.index.max_file_bytes;
+    let hash_cache = super::location::index_dir_for(root, config).ok();
+    let remembered = hash_cache
+        .as_deref()
+        .map(|d| load_content_hashes_from(d, WRITER_HASHES_FILE))
+        .unwrap_or_default();
+    let read = std::sync::atomic::AtomicU64::new(0);
+    let hashed: Vec<(String, Option<[u8; 32]>)> = walked
+        .files
+        .par_iter()
+        .map(|f| {
+            let hash = match remembered.get(&f.rel_path) {
+                Some((size, mtime, hash))
+                    if *size == f.size
+                        && *mtime == f.mtime_ns
+                        && f.mtime_ns != 0
+                        && f.size <= max_bytes =>
+                {
+                    Some(*hash)
+                }
+                _ => {
+                    read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    content_hash(&f.abs_path, max_bytes)
+                }
+            };
+            (f.rel_path.clone(), hash)
+        })
+        .collect();
+    let remembering = hash_cache
+        .as_deref()
+        .and_then(|dir| remember_hashes(dir, &walked.files, &hashed, &remembered, walk_started));
+    Ok(OnDisk {
+        walked,
+        hashed,
+        remembering,
+        files_hashed: read.into_inner(),
+        hash_ms: hash_started.elapsed().as_millis() as u64,
+    })
+}
+
+/// The connections a writer of the shared index may hold at once (see `shared_setup`).
+const WRITER_CONNECTIONS: usize = 6;
