@@ -263,29 +263,17 @@ pub fn index_shared(
         &hashes,
     );
     changed.extend(written.files);
-    if same_base && changed.is_empty() && dropped.is_empty() {
-        // Nothing to switch to: a transaction begun is rolled back as it is dropped.
-        drop(open_publish);
-        last_vectors.wait()?;
-        report.snapshot = current.map(|c| c.id).unwrap_or_default();
-    } else {
+    // Begun above whenever anything may change; when nothing did after all (the changed
+    // files unreadable now), the transaction is rolled back as it is dropped.
+    let switching =
+        open_publish.filter(|_| !(same_base && changed.is_empty() && dropped.is_empty()));
+    if let Some(open_publish) = switching {
         let publish_started = Instant::now();
         // Written aside while the publish runs; kept under the new snapshot's stamp.
         let keeping = new_list.and_then(|files| {
             let dir = super::location::index_dir_for(root, config).ok()?;
             Keeping::start(&dir, files)
         });
-        let open_publish = match open_publish {
-            Some(open) => open,
-            // Begun above unless nothing was to change.
-            None => store.begin_publish(RefUpdateStart {
-                repo: &shared.repo,
-                ref_name: &shared.ref_name,
-                identity: &identity,
-                base: base_snapshot.as_ref().map(|s| s.id),
-                replaced: dropped.clone(),
-            })?,
-        };
         let published = open_publish.finish(RefUpdate {
             dropped,
             changed,
@@ -299,6 +287,9 @@ pub fn index_shared(
         report.updated = true;
         report.snapshot = published.snapshot;
         report.publish_ms = publish_started.elapsed().as_millis() as u64;
+    } else {
+        last_vectors.wait()?;
+        report.snapshot = current.map(|c| c.id).unwrap_or_default();
     }
     report.requests = embedder.requests_sent() - requests_before;
     progress.advance(walked.files.len() as u64);
