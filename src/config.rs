@@ -313,6 +313,11 @@ pub struct StoreConfig {
     pub repo: String,
     /// Connections per pool at most.
     pub pool_size: usize,
+    /// A question's BM25 over at most this many (term, chunk) postings is ranked by the
+    /// reader, the postings sent to it (some 24 bytes each); over more, by the database.
+    /// Ranking them in the database took most of its time per question. 0: always the
+    /// database (a database far away, where the bytes cost more than its time).
+    pub reader_bm25_pairs: usize,
     /// Layer the working tree's own changes over the shared ref (a small local index of
     /// the files that differ). Off: the shared ref alone (a bot without a checkout).
     pub overlay: bool,
@@ -326,6 +331,7 @@ impl Default for StoreConfig {
             ref_name: String::new(),
             repo: String::new(),
             pool_size: 4,
+            reader_bm25_pairs: 20_000,
             overlay: true,
         }
     }

@@ -28,11 +28,13 @@ pub struct SharedRef {
 /// One pool set per database for the whole process, however many engines (the
 /// servers' readers) read it: the connection count stays bounded by `store.pool_size`.
 fn pooled_store(config: &StoreConfig) -> Result<Arc<PgStore>> {
-    static STORES: Mutex<Vec<((String, String, usize), Arc<PgStore>)>> = Mutex::new(Vec::new());
+    type Key = (String, String, usize, usize);
+    static STORES: Mutex<Vec<(Key, Arc<PgStore>)>> = Mutex::new(Vec::new());
     let key = (
         config.url.clone(),
         config.read_url.clone(),
         config.pool_size,
+        config.reader_bm25_pairs,
     );
     let mut stores = STORES
         .lock()
@@ -44,6 +46,7 @@ fn pooled_store(config: &StoreConfig) -> Result<Arc<PgStore>> {
         url: config.url.clone(),
         read_url: Some(config.read_url.clone()).filter(|u| !u.is_empty()),
         pool_size: config.pool_size,
+        reader_bm25_pairs: config.reader_bm25_pairs,
     })?);
     stores.push((key, store.clone()));
     Ok(store)

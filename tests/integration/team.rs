@@ -1673,6 +1673,59 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
 }
 
 #[test]
+fn bm25_ranked_by_the_reader_from_sent_postings_ranks_as_the_database_ranks() {
+    let db = TeamDb::create();
+    let (_sb, _) = fixture_in_main(&db);
+    let reader = bare_reader();
+    let ranked = |reader_pairs: &str, question: &str| -> Vec<(String, u64, f64)> {
+        let setting = format!("store.reader_bm25_pairs={reader_pairs}");
+        search_shared(
+            &reader,
+            &db.reader,
+            "main",
+            question,
+            &["--set", "store.overlay=false", "--set", &setting],
+        )
+        .iter()
+        .map(|h| {
+            (
+                h["path"].as_str().unwrap_or_default().to_string(),
+                h["start_line"].as_u64().unwrap_or_default(),
+                h["score"].as_f64().unwrap_or_default(),
+            )
+        })
+        .collect()
+    };
+    for question in [
+        "retry the request with backoff",
+        "ledger balance",
+        "parse the configuration file",
+    ] {
+        // The default sends a small fixture's postings to the reader; 0 has the
+        // database rank them ([`BM25_TOP`]).
+        let by_reader = ranked("20000", question);
+        let by_database = ranked("0", question);
+        assert!(!by_reader.is_empty(), "{question}");
+        assert_eq!(
+            by_reader.len(),
+            by_database.len(),
+            "{question}: {by_reader:?}\n{by_database:?}"
+        );
+        for (r, d) in by_reader.iter().zip(&by_database) {
+            assert_eq!(
+                (&r.0, r.1),
+                (&d.0, d.1),
+                "{question}: {by_reader:?}\n{by_database:?}"
+            );
+            assert!(
+                (r.2 - d.2).abs() < 1e-5,
+                "{question}: {by_reader:?}\n{by_database:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn writers_that_meet_a_new_vector_dimension_at_once_create_its_index_once() {
     use ragls::store::pg::{PgOptions, PgStore};
     let db = TeamDb::create();
@@ -1680,6 +1733,7 @@ fn writers_that_meet_a_new_vector_dimension_at_once_create_its_index_once() {
         url: db.writer.clone(),
         read_url: None,
         pool_size: 8,
+        reader_bm25_pairs: 20_000,
     })
     .expect("connect");
     store.migrate().expect("migrate");
@@ -1720,6 +1774,7 @@ fn a_readied_pool_holds_the_connections_asked_for_up_to_its_size_and_questions_r
         url: db.reader.clone(),
         read_url: None,
         pool_size: 3,
+        reader_bm25_pairs: 20_000,
     })
     .expect("connect");
     let readers = format!(

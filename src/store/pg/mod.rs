@@ -180,6 +180,9 @@ pub struct PgOptions {
     pub read_url: Option<String>,
     /// Connections per pool at most.
     pub pool_size: usize,
+    /// BM25 over at most this many (term, chunk) postings is ranked by the reader, the
+    /// postings sent to it; over more, by the database (`store.reader_bm25_pairs`).
+    pub reader_bm25_pairs: usize,
 }
 
 /// A connection to the shared index: a bounded pool on the primary and, when a replica
@@ -189,9 +192,11 @@ pub struct PgStore {
     reader: Pool,
     primary_at: String,
     reader_at: String,
-    /// Inverse document frequencies by (snapshot, term): a snapshot never changes, so
-    /// they are computed once per process.
-    idf: Arc<Mutex<HashMap<(i64, String), f32>>>,
+    /// Inverse document frequencies and document frequencies by (snapshot, term): a
+    /// snapshot never changes, so they are computed once per process.
+    idf: Arc<Mutex<HashMap<(i64, String), (f32, i64)>>>,
+    /// See [`PgOptions::reader_bm25_pairs`].
+    reader_bm25_pairs: usize,
     /// Whether the reading side's schema was found readable (checked once, lazily).
     schema_checked: AtomicBool,
     /// The snapshot each (repository, ref) pointed at when last read: a question reuses
@@ -695,6 +700,7 @@ impl PgStore {
             primary_at,
             reader_at,
             idf: Arc::default(),
+            reader_bm25_pairs: options.reader_bm25_pairs,
             schema_checked: Default::default(),
             refs: Mutex::default(),
             breaker: Arc::default(),
@@ -947,6 +953,7 @@ mod tests {
             url: format!("postgres://reader@127.0.0.1:{port}/ragls?connect_timeout=1"),
             read_url: None,
             pool_size: 2,
+            reader_bm25_pairs: 20_000,
         })
         .unwrap();
         assert!(!store.is_away());

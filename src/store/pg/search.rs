@@ -9,6 +9,12 @@
 //! pooled connection, not the server's work, were most of a question's time. The rows
 //! come without their texts; a second, small query reads those of the pool
 //! ([`PgStore::chunk_texts`]).
+//!
+//! BM25 is ranked by the reader, not the database, while the query's postings are few
+//! (`store.reader_bm25_pairs`): the database finds them and sends them; the reader sums
+//! them ([`bm25_ranked`]) and reads its winners' rows in a second round trip. Unnesting,
+//! grouping and scoring every (term, chunk) pair was some 70% of the database's time
+//! per question, and 16 editors share one database while each has its own cores.
 
 use super::*;
 use tokio_postgres::Row;
@@ -57,6 +63,109 @@ fn lexical_sql() -> String {
          FROM top JOIN chunks c ON c.id = top.chunk_id JOIN blobs b ON b.id = c.blob_id
          ORDER BY top.s DESC, top.chunk_id"
     )
+}
+
+/// The postings of the terms `$2` in snapshot `$1` but its paths `$3`, each row with its
+/// term's place in `$2` (from 1): what a reader ranks itself ([`bm25_ranked`]). The file
+/// versions are read once and joined by hash, as for [`BM25_TOP`].
+const SNAPSHOT_POSTINGS: &str = "WITH files AS MATERIALIZED (
+       SELECT blob_id FROM snapshot_files WHERE snapshot_id = $1 AND NOT (path = ANY($3::text[])))
+     SELECT q.o::integer, p.chunk_ids, p.figures
+     FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
+     JOIN postings p ON p.term = q.t JOIN files sf ON sf.blob_id = p.blob_id";
+
+/// The rows (without texts) of the chunks `$1`, for the winners of a ranking made by the
+/// reader.
+fn chunk_rows_sql() -> String {
+    format!(
+        "SELECT c.id, {CHUNK_COLUMNS} FROM chunks c JOIN blobs b ON b.id = c.blob_id
+         WHERE c.id = ANY($1::bigint[])"
+    )
+}
+
+/// A `bigint[]` read in place from the row the server sent (binary), without copying its
+/// elements into a vector: a question's postings are thousands of them.
+struct Int8Array<'a>(postgres_protocol::types::Array<'a>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Int8Array<'a> {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Int8Array(postgres_protocol::types::array_from_sql(raw)?))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::INT8_ARRAY
+    }
+}
+
+impl Int8Array<'_> {
+    /// The elements, in order (a NULL one or a malformed array ends them: the writer
+    /// stores neither).
+    fn values(&self) -> impl Iterator<Item = i64> + '_ {
+        use fallible_iterator::FallibleIterator;
+        self.0
+            .values()
+            .iterator()
+            .map_while(|v| v.ok().flatten())
+            .map_while(|bytes| postgres_protocol::types::int8_from_sql(bytes).ok())
+    }
+}
+
+/// BM25 exactly as [`BM25_TOP`] computes it (the same `f32` operations, each chunk's
+/// terms summed in the order the rows came), over postings the reader was sent: each
+/// row is (the term's place in `idf`, its chunk ids, their packed figures). The best
+/// `limit`, best first, ties by chunk id.
+fn bm25_ranked<I, C>(
+    rows: I,
+    idf: &[f32],
+    head_weight: f32,
+    avg_terms: f32,
+    limit: usize,
+) -> Vec<(ChunkId, f32)>
+where
+    I: IntoIterator<Item = (usize, C, C)>,
+    C: IntoIterator<Item = i64>,
+{
+    let mut scored: Vec<(i64, f32)> = Vec::new();
+    for (term, chunks, figures) in rows {
+        let Some(&idf) = idf.get(term) else { continue };
+        for (chunk, f) in chunks.into_iter().zip(figures) {
+            let head = (f >> 48) as f32;
+            let body = ((f >> 32) & 65535) as f32;
+            let terms = (f & 4_294_967_295) as f32;
+            let w = head_weight * head + body;
+            scored.push((
+                chunk,
+                idf * (w * 2.2) / (w + 1.2 * (0.25 + 0.75 * terms / avg_terms)),
+            ));
+        }
+    }
+    // A stable sort by chunk keeps each chunk's terms in their order; then one sum each.
+    scored.sort_by_key(|&(chunk, _)| chunk);
+    let mut ranked: Vec<(i64, f32)> = Vec::with_capacity(scored.len());
+    for (chunk, s) in scored {
+        match ranked.last_mut() {
+            Some((last, sum)) if *last == chunk => *sum += s,
+            _ => ranked.push((chunk, s)),
+        }
+    }
+    let best_first = |a: &(i64, f32), b: &(i64, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if ranked.len() > limit && limit > 0 {
+        ranked.select_nth_unstable_by(limit - 1, best_first);
+    }
+    ranked.truncate(limit);
+    ranked.sort_by(best_first);
+    ranked.into_iter().map(|(id, s)| (ChunkId(id), s)).collect()
+}
+
+/// Who ranks a question's BM25 ([`PgStore::search_snapshot`]).
+enum LexicalRanking {
+    /// The database ([`BM25_TOP`]): the terms, their idf, the average length.
+    Database(Vec<String>, Vec<f32>, f32),
+    /// The reader, from the postings it is sent ([`SNAPSHOT_POSTINGS`]).
+    Reader(Vec<String>, Vec<f32>, f32),
 }
 
 /// The `$4` chunks of snapshot `$1` nearest to `$2` (embedder `$3`), paths `$5` left
@@ -163,12 +272,22 @@ impl PgStore {
         let lexical = if unique.is_empty() || ask.lexical_limit == 0 {
             None
         } else {
-            let (idf, avg_terms) = self.idf(snapshot.id, &unique)?;
+            let (statistics, avg_terms) = self.idf(snapshot.id, &unique)?;
             let weights: Vec<f32> = unique
                 .iter()
-                .map(|t| idf.get(t).copied().unwrap_or(0.0))
+                .map(|t| statistics.get(t).map_or(0.0, |s| s.0))
                 .collect();
-            Some((unique, weights, avg_terms.max(1.0)))
+            // At most this many postings come back (the excluded paths' are not sent).
+            let pairs: i64 = unique
+                .iter()
+                .map(|t| statistics.get(t).map_or(0, |s| s.1))
+                .sum();
+            let avg = avg_terms.max(1.0);
+            Some(if pairs <= self.reader_bm25_pairs as i64 {
+                LexicalRanking::Reader(unique, weights, avg)
+            } else {
+                LexicalRanking::Database(unique, weights, avg)
+            })
         };
         let dims = snapshot.identity.dimensions;
         let nearest = ask
@@ -204,11 +323,17 @@ impl PgStore {
                 "SET plan_cache_mode = force_generic_plan; SET hnsw.ef_search = {ef}; SET hnsw.iterative_scan = relaxed_order;"
             );
             // Prepared once per connection (the first use pipelines the three).
-            let (check, lexical_stmt, nearest_stmt) = tokio::try_join!(
+            let rows_text = chunk_rows_sql();
+            let (check, lexical_stmt, nearest_stmt, rows_stmt) = tokio::try_join!(
                 client.prepare_cached(REF_NOW),
                 async {
                     match lexical {
-                        Some(_) => client.prepare_cached(&lexical_text).await.map(Some),
+                        Some(LexicalRanking::Database(..)) => {
+                            client.prepare_cached(&lexical_text).await.map(Some)
+                        }
+                        Some(LexicalRanking::Reader(..)) => {
+                            client.prepare_cached(SNAPSHOT_POSTINGS).await.map(Some)
+                        }
                         None => Ok(None),
                     }
                 },
@@ -216,6 +341,14 @@ impl PgStore {
                     match nearest {
                         Some(_) => client.prepare_cached(&nearest_text).await.map(Some),
                         None => Ok(None),
+                    }
+                },
+                async {
+                    match lexical {
+                        Some(LexicalRanking::Reader(..)) => {
+                            client.prepare_cached(&rows_text).await.map(Some)
+                        }
+                        _ => Ok(None),
                     }
                 },
             )
@@ -231,7 +364,10 @@ impl PgStore {
             };
             let lexical_rows = async {
                 match (&lexical_stmt, &lexical) {
-                    (Some(stmt), Some((terms, weights, avg))) => {
+                    (Some(stmt), Some(LexicalRanking::Reader(terms, ..))) => {
+                        client.query(stmt, &[&id, terms, &excluded]).await
+                    }
+                    (Some(stmt), Some(LexicalRanking::Database(terms, weights, avg))) => {
                         client
                             .query(
                                 stmt,
@@ -294,8 +430,43 @@ impl PgStore {
                     })
                     .collect()
             };
-            let lexical = ranking(lexical_rows);
             let vector = ranking(nearest_rows);
+            let lexical = match (&lexical, &rows_stmt) {
+                (Some(LexicalRanking::Reader(_, idf, avg)), Some(rows_stmt)) => {
+                    let mut postings = Vec::with_capacity(lexical_rows.len());
+                    for r in &lexical_rows {
+                        let place = r.try_get::<_, i32>(0).map_err(err)?.max(1) - 1;
+                        let chunks: Int8Array = r.try_get(1).map_err(err)?;
+                        let figures: Int8Array = r.try_get(2).map_err(err)?;
+                        postings.push((place as usize, chunks, figures));
+                    }
+                    let ranked = bm25_ranked(
+                        postings.iter().map(|(t, c, f)| (*t, c.values(), f.values())),
+                        idf,
+                        head_weight,
+                        *avg,
+                        lexical_limit as usize,
+                    );
+                    // The winners' rows, but those the vector ranking brought already.
+                    let missing: Vec<i64> = ranked
+                        .iter()
+                        .filter(|(id, _)| !chunks.contains_key(id))
+                        .map(|(id, _)| id.0)
+                        .collect();
+                    if !missing.is_empty() {
+                        for r in client.query(rows_stmt, &[&missing]).await.map_err(err)? {
+                            if let Some(chunk) = chunk_of_row(&r, 1) {
+                                chunks.entry(chunk.id).or_insert(chunk);
+                            }
+                        }
+                    }
+                    ranked
+                        .into_iter()
+                        .filter(|(id, _)| chunks.contains_key(id))
+                        .collect()
+                }
+                _ => ranking(lexical_rows),
+            };
             Ok(SnapshotSearch {
                 lexical,
                 vector,
@@ -310,16 +481,16 @@ impl PgStore {
     }
 
     /// BM25's statistics of a snapshot: each term's inverse document frequency among its
-    /// chunks (FTS5's: ln((N - n + 0.5) / (n + 0.5)), at least 1e-6), and the average
-    /// chunk length in terms. A snapshot never changes, so they are kept per process.
-    fn idf(&self, snapshot: i64, terms: &[String]) -> Result<(HashMap<String, f32>, f32)> {
+    /// chunks (FTS5's: ln((N - n + 0.5) / (n + 0.5)), at least 1e-6) and that count of
+    /// chunks n, and the average chunk length in terms. A snapshot never changes, so they are kept per process.
+    fn idf(&self, snapshot: i64, terms: &[String]) -> Result<(HashMap<String, (f32, i64)>, f32)> {
         // The average length is kept under the empty term (no real term is empty).
         const AVERAGE: &str = "";
         let mut out = HashMap::new();
         let mut missing = Vec::new();
         let mut average = None;
         if let Ok(cache) = self.idf.lock() {
-            average = cache.get(&(snapshot, AVERAGE.to_string())).copied();
+            average = cache.get(&(snapshot, AVERAGE.to_string())).map(|a| a.0);
             for t in terms {
                 match cache.get(&(snapshot, t.clone())) {
                     Some(v) => {
@@ -366,15 +537,15 @@ impl PgStore {
         let n = total.max(1) as f32;
         let mut cache = self.idf.lock().ok();
         if let Some(cache) = cache.as_mut() {
-            cache.insert((snapshot, AVERAGE.to_string()), average);
+            cache.insert((snapshot, AVERAGE.to_string()), (average, total));
         }
-        for (t, df) in missing.into_iter().zip(counts) {
-            let df = df as f32;
+        for (t, count) in missing.into_iter().zip(counts) {
+            let df = count as f32;
             let idf = ((n - df + 0.5) / (df + 0.5)).ln().max(1e-6);
             if let Some(cache) = cache.as_mut() {
-                cache.insert((snapshot, t.clone()), idf);
+                cache.insert((snapshot, t.clone()), (idf, count));
             }
-            out.insert(t, idf);
+            out.insert(t, (idf, count));
         }
         Ok((out, average))
     }
@@ -383,7 +554,7 @@ impl PgStore {
     /// most the pool's size) connected, each with a question's statements prepared, and
     /// the snapshot's BM25 statistics read. A server does it as it starts, so that its
     /// first question does not connect (a TCP and SCRAM handshake, a server process
-    /// started) and prepare four statements first.
+    /// started) and prepare its statements first.
     pub fn warm_reader(&self, snapshot: &Snapshot, connections: usize) -> Result<()> {
         self.idf(snapshot.id, &[])?;
         let dims = snapshot.identity.dimensions;
@@ -394,10 +565,13 @@ impl PgStore {
                 let (pool, at) = (pool.clone(), at.clone());
                 async move {
                     let db = Db::get(&pool, at).await?;
-                    let (lexical, nearest) = (lexical_sql(), nearest_sql(dims));
+                    let (lexical, nearest, rows) =
+                        (lexical_sql(), nearest_sql(dims), chunk_rows_sql());
                     tokio::try_join!(
                         db.prepared(REF_NOW),
                         db.prepared(&lexical),
+                        db.prepared(SNAPSHOT_POSTINGS),
+                        db.prepared(&rows),
                         db.prepared(CHUNK_TEXTS),
                         async {
                             match dims {
@@ -493,5 +667,73 @@ impl PgStore {
                 row.get::<_, i64>(1) as u64,
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packs a chunk's figures for one term as the writer stores them.
+    fn figures(head: i64, body: i64, terms: i64) -> i64 {
+        (head << 48) | (body << 32) | terms
+    }
+
+    /// BM25 of one term in one chunk, in `f64`, as FTS5 defines it (k1 1.2, b 0.75).
+    fn bm25(idf: f64, head_weight: f64, head: f64, body: f64, terms: f64, avg: f64) -> f64 {
+        let w = head_weight * head + body;
+        idf * w * 2.2 / (w + 1.2 * (0.25 + 0.75 * terms / avg))
+    }
+
+    #[test]
+    fn a_reader_ranks_postings_by_bm25_summed_over_the_query_terms() {
+        // Term 0 ("ledger") in chunks 7 and 9, term 1 ("balance") in chunks 9 and 11.
+        let rows = vec![
+            (0, vec![7, 9], vec![figures(1, 2, 40), figures(0, 1, 80)]),
+            (1, vec![9, 11], vec![figures(0, 3, 80), figures(0, 1, 10)]),
+        ];
+        let idf = [1.5f32, 0.75];
+        let ranked = bm25_ranked(rows.clone(), &idf, 2.0, 50.0, 10);
+        let expected = [
+            (
+                9,
+                bm25(1.5, 2.0, 0.0, 1.0, 80.0, 50.0) + bm25(0.75, 2.0, 0.0, 3.0, 80.0, 50.0),
+            ),
+            (7, bm25(1.5, 2.0, 1.0, 2.0, 40.0, 50.0)),
+            (11, bm25(0.75, 2.0, 0.0, 1.0, 10.0, 50.0)),
+        ];
+        let mut by_score = expected.to_vec();
+        by_score.sort_by(|a, b| b.1.total_cmp(&a.1));
+        assert_eq!(
+            ranked.iter().map(|(id, _)| id.0).collect::<Vec<_>>(),
+            by_score.iter().map(|(id, _)| *id).collect::<Vec<_>>()
+        );
+        for ((_, got), (_, want)) in ranked.iter().zip(&by_score) {
+            assert!((*got as f64 - want).abs() < 1e-5, "{got} against {want}");
+        }
+        // The limit keeps the best; a term with no idf (not asked) adds nothing.
+        let best = bm25_ranked(rows.clone(), &idf, 2.0, 50.0, 1);
+        assert_eq!(best.len(), 1);
+        assert_eq!(best[0].0, ranked[0].0);
+        let first_term_only = bm25_ranked(rows.clone(), &idf[..1], 2.0, 50.0, 10);
+        assert_eq!(
+            first_term_only
+                .iter()
+                .map(|(id, _)| id.0)
+                .collect::<Vec<_>>(),
+            vec![7, 9]
+        );
+    }
+
+    #[test]
+    fn equal_scores_rank_by_chunk_id_as_the_database_orders_them() {
+        let same = figures(0, 1, 20);
+        let rows = vec![(0, vec![30, 10, 20], vec![same, same, same])];
+        let ranked = bm25_ranked(rows.clone(), &[1.0], 2.0, 20.0, 2);
+        assert_eq!(
+            ranked.iter().map(|(id, _)| id.0).collect::<Vec<_>>(),
+            vec![10, 20]
+        );
+        assert!(bm25_ranked(rows.clone(), &[1.0], 2.0, 20.0, 0).is_empty());
     }
 }
