@@ -19,8 +19,23 @@
 use super::*;
 use tokio_postgres::Row;
 
-/// Whether a ref still points at a snapshot: run beside a question's queries.
-const REF_NOW: &str = "SELECT r.snapshot_id FROM refs r JOIN repos p ON p.id = r.repo_id WHERE p.name = $1 AND r.name = $2";
+/// A question's first statement: the snapshot ref `$2` of repository `$1` points at now
+/// (NULL: none), checked beside the question's queries, and the question's settings for
+/// the session (see [`PgStore::search_snapshot`]), `$3` the HNSW walk's breadth. Set by a
+/// prepared statement rather than `SET`s: those are parsed and planned at every question,
+/// each a message of its own.
+const QUESTION_START: &str =
+    "SELECT (SELECT r.snapshot_id FROM refs r JOIN repos p ON p.id = r.repo_id
+       WHERE p.name = $1 AND r.name = $2),
+     set_config('plan_cache_mode', 'force_generic_plan', false),
+     set_config('enable_sort', 'off', false),
+     set_config('hnsw.ef_search', $3, false),
+     set_config('hnsw.iterative_scan', 'relaxed_order', false)";
+
+/// A question's last statement: the settings other statements on the connection would
+/// meet put back to the session's defaults (a NULL value resets).
+const QUESTION_END: &str =
+    "SELECT set_config('plan_cache_mode', NULL, false), set_config('enable_sort', NULL, false)";
 
 /// The chunk columns a question's rankings return after their first two (id, score):
 /// all but the text. The texts are read afterwards for the candidates that make the
@@ -75,12 +90,15 @@ const SNAPSHOT_POSTINGS: &str = "WITH files AS MATERIALIZED (
      JOIN postings p ON p.term = q.t JOIN files sf ON sf.blob_id = p.blob_id";
 
 /// The rows (without texts) of the chunks `$1`, for the winners of a ranking made by the
-/// reader.
+/// reader. The path is read per chunk: joined, the generic plan hashed the whole of
+/// `blobs` for some 50 chunks.
 fn chunk_rows_sql() -> String {
-    format!(
-        "SELECT c.id, {CHUNK_COLUMNS} FROM chunks c JOIN blobs b ON b.id = c.blob_id
-         WHERE c.id = ANY($1::bigint[])"
-    )
+    let columns = CHUNK_COLUMNS.replacen(
+        "b.path",
+        "(SELECT b.path FROM blobs b WHERE b.id = c.blob_id)",
+        1,
+    );
+    format!("SELECT c.id, {columns} FROM chunks c WHERE c.id = ANY($1::bigint[])")
 }
 
 /// A `bigint[]` read in place from the row the server sent (binary), without copying its
@@ -307,25 +325,26 @@ impl PgStore {
             let err = |e: tokio_postgres::Error| db_error(&at, e);
             let client = pool.get().await.map_err(|e| db_error(&at, e))?;
             let (lexical_text, nearest_text) = (lexical_sql(), nearest_sql(dims));
-            // The planner may rank the snapshot's chunks by exact distance (every vector's
-            // distance computed, then sorted) instead of walking the HNSW graph, once the
-            // tables are vacuumed and index-only scans look cheap: measured at 57 ms a
-            // question against 2 ms. No sort for the vector query, then (reset after it,
-            // in the same round trip: the connection goes back to the pool).
-            //
-            // Both searches run on generic plans: planned once per connection, not at
-            // every question with the question's values (BM25's custom plan cost 0.55 ms
-            // of its 2 ms; the throughput of 16 clients went up a fifth). Their shapes do
-            // not depend on the values: the terms and the excluded paths are arrays, the
-            // snapshot one of many. Set for the question only: the pool also serves the
-            // writer's one-off statements, which keep PostgreSQL's choice.
-            let settings = format!(
-                "SET plan_cache_mode = force_generic_plan; SET hnsw.ef_search = {ef}; SET hnsw.iterative_scan = relaxed_order;"
-            );
-            // Prepared once per connection (the first use pipelines the three).
+            // The question's settings, made by its first statement and undone by its last
+            // (`QUESTION_START`, `QUESTION_END`), all in the one round trip:
+            // - No sorts: the planner may rank the snapshot's chunks by exact distance
+            //   (every vector's distance computed, then sorted) instead of walking the HNSW
+            //   graph, once the tables are vacuumed and index-only scans look cheap:
+            //   measured at 57 ms a question against 2 ms. The other statements need
+            //   their sorts and keep them (no plan without one exists).
+            // - Generic plans: planned once per connection, not at every question with the
+            //   question's values (BM25's custom plan cost 0.55 ms of its 2 ms; the
+            //   throughput of 16 clients went up a fifth). Their shapes do not depend on
+            //   the values: the terms and the excluded paths are arrays, the snapshot one
+            //   of many.
+            // Undone at the end: the pool also serves the writer's one-off statements,
+            // which keep PostgreSQL's choices.
+            let ef = ef.to_string();
+            // Prepared once per connection (the first use pipelines them).
             let rows_text = chunk_rows_sql();
-            let (check, lexical_stmt, nearest_stmt, rows_stmt) = tokio::try_join!(
-                client.prepare_cached(REF_NOW),
+            let (start, end, lexical_stmt, nearest_stmt, rows_stmt) = tokio::try_join!(
+                client.prepare_cached(QUESTION_START),
+                client.prepare_cached(QUESTION_END),
                 async {
                     match lexical {
                         Some(LexicalRanking::Database(..)) => {
@@ -353,14 +372,12 @@ impl PgStore {
                 },
             )
             .map_err(err)?;
+            // First on the wire (the futures are polled in order): the ref check and the
+            // settings; then the rankings; last the settings undone.
             let now = async {
-                // First on the wire: the settings, then the ref check.
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&repo, &ref_name];
-                let (_, now) = tokio::try_join!(
-                    client.batch_execute(&settings),
-                    client.query_opt(&check, &params)
-                )?;
-                Ok(now)
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                    [&repo, &ref_name, &ef];
+                client.query_one(&start, &params).await
             };
             let lexical_rows = async {
                 match (&lexical_stmt, &lexical) {
@@ -389,26 +406,16 @@ impl PgStore {
             let nearest_rows = async {
                 match (&nearest_stmt, &nearest) {
                     (Some(stmt), Some(q)) => {
-                        // Session settings, sent ahead of the query in the same round trip.
-                        let (_, rows, _) = tokio::try_join!(
-                            client.batch_execute("SET enable_sort = off;"),
-                            async {
-                                client
-                                    .query(stmt, &[&id, q, &embedder, &vector_limit, &excluded])
-                                    .await
-                            },
-                            client.batch_execute("RESET enable_sort; RESET plan_cache_mode;"),
-                        )?;
-                        Ok(rows)
+                        client
+                            .query(stmt, &[&id, q, &embedder, &vector_limit, &excluded])
+                            .await
                     }
-                    _ => client
-                        .batch_execute("RESET plan_cache_mode;")
-                        .await
-                        .map(|_| Vec::new()),
+                    _ => Ok(Vec::new()),
                 }
             };
-            let (now, lexical_rows, nearest_rows) =
-                match tokio::try_join!(now, lexical_rows, nearest_rows) {
+            let undone = client.execute(&end, &[]);
+            let (now, lexical_rows, nearest_rows, _) =
+                match tokio::try_join!(now, lexical_rows, nearest_rows, undone) {
                     Ok(found) => found,
                     Err(e) => {
                         // Stopped half way, the question may have left its settings on
@@ -417,7 +424,7 @@ impl PgStore {
                         return Err(err(e));
                     }
                 };
-            let now: Option<i64> = now.map(|r| r.get(0));
+            let now: Option<i64> = now.try_get(0).map_err(err)?;
             let mut chunks = HashMap::with_capacity(lexical_rows.len() + nearest_rows.len());
             let mut ranking = |rows: Vec<Row>| -> Vec<(ChunkId, f32)> {
                 rows.iter()
@@ -441,7 +448,9 @@ impl PgStore {
                         postings.push((place as usize, chunks, figures));
                     }
                     let ranked = bm25_ranked(
-                        postings.iter().map(|(t, c, f)| (*t, c.values(), f.values())),
+                        postings
+                            .iter()
+                            .map(|(t, c, f)| (*t, c.values(), f.values())),
                         idf,
                         head_weight,
                         *avg,
@@ -568,7 +577,8 @@ impl PgStore {
                     let (lexical, nearest, rows) =
                         (lexical_sql(), nearest_sql(dims), chunk_rows_sql());
                     tokio::try_join!(
-                        db.prepared(REF_NOW),
+                        db.prepared(QUESTION_START),
+                        db.prepared(QUESTION_END),
                         db.prepared(&lexical),
                         db.prepared(SNAPSHOT_POSTINGS),
                         db.prepared(&rows),
