@@ -178,12 +178,14 @@ where
     ranked.into_iter().map(|(id, s)| (ChunkId(id), s)).collect()
 }
 
-/// Who ranks a question's BM25 ([`PgStore::search_snapshot`]).
-enum LexicalRanking {
-    /// The database ([`BM25_TOP`]): the terms, their idf, the average length.
-    Database(Vec<String>, Vec<f32>, f32),
-    /// The reader, from the postings it is sent ([`SNAPSHOT_POSTINGS`]).
-    Reader(Vec<String>, Vec<f32>, f32),
+/// A question's BM25 ([`PgStore::search_snapshot`]): its terms, their idf, the average
+/// chunk length, and who ranks it: the reader, from the postings it is sent
+/// ([`SNAPSHOT_POSTINGS`]), or the database ([`BM25_TOP`]).
+struct LexicalAsk {
+    terms: Vec<String>,
+    idf: Vec<f32>,
+    avg: f32,
+    by_reader: bool,
 }
 
 /// The `$4` chunks of snapshot `$1` nearest to `$2` (embedder `$3`), paths `$5` left
@@ -280,8 +282,10 @@ pub struct SnapshotSearch {
 }
 
 impl PgStore {
-    /// A question's reading of a snapshot in one round trip on one connection: the ref
-    /// check, BM25 and the nearest vectors (each with its chunks' rows), pipelined.
+    /// A question's reading of a snapshot on one connection: in one round trip the ref
+    /// check, BM25 (or the postings the reader ranks) and the nearest vectors (each with
+    /// its chunks' rows), pipelined; when the reader ranked BM25, a second for its
+    /// winners' rows.
     /// Running BM25 and the vector search on two connections side by side was measured
     /// slower under 16 clients: every question then waited for a second connection.
     pub fn search_snapshot(&self, ask: &SnapshotQuery<'_>) -> Result<SnapshotSearch> {
@@ -300,11 +304,11 @@ impl PgStore {
                 .iter()
                 .map(|t| statistics.get(t).map_or(0, |s| s.1))
                 .sum();
-            let avg = avg_terms.max(1.0);
-            Some(if pairs <= self.reader_bm25_pairs as i64 {
-                LexicalRanking::Reader(unique, weights, avg)
-            } else {
-                LexicalRanking::Database(unique, weights, avg)
+            Some(LexicalAsk {
+                terms: unique,
+                idf: weights,
+                avg: avg_terms.max(1.0),
+                by_reader: pairs <= self.reader_bm25_pairs as i64,
             })
         };
         let dims = snapshot.identity.dimensions;
@@ -346,13 +350,11 @@ impl PgStore {
                 client.prepare_cached(QUESTION_START),
                 client.prepare_cached(QUESTION_END),
                 async {
-                    match lexical {
-                        Some(LexicalRanking::Database(..)) => {
-                            client.prepare_cached(&lexical_text).await.map(Some)
-                        }
-                        Some(LexicalRanking::Reader(..)) => {
+                    match &lexical {
+                        Some(l) if l.by_reader => {
                             client.prepare_cached(SNAPSHOT_POSTINGS).await.map(Some)
                         }
+                        Some(_) => client.prepare_cached(&lexical_text).await.map(Some),
                         None => Ok(None),
                     }
                 },
@@ -363,10 +365,8 @@ impl PgStore {
                     }
                 },
                 async {
-                    match lexical {
-                        Some(LexicalRanking::Reader(..)) => {
-                            client.prepare_cached(&rows_text).await.map(Some)
-                        }
+                    match &lexical {
+                        Some(l) if l.by_reader => client.prepare_cached(&rows_text).await.map(Some),
                         _ => Ok(None),
                     }
                 },
@@ -381,21 +381,21 @@ impl PgStore {
             };
             let lexical_rows = async {
                 match (&lexical_stmt, &lexical) {
-                    (Some(stmt), Some(LexicalRanking::Reader(terms, ..))) => {
-                        client.query(stmt, &[&id, terms, &excluded]).await
+                    (Some(stmt), Some(l)) if l.by_reader => {
+                        client.query(stmt, &[&id, &l.terms, &excluded]).await
                     }
-                    (Some(stmt), Some(LexicalRanking::Database(terms, weights, avg))) => {
+                    (Some(stmt), Some(l)) => {
                         client
                             .query(
                                 stmt,
                                 &[
                                     &id,
-                                    terms,
-                                    weights,
+                                    &l.terms,
+                                    &l.idf,
                                     &lexical_limit,
                                     &excluded,
                                     &head_weight,
-                                    avg,
+                                    &l.avg,
                                 ],
                             )
                             .await
@@ -439,7 +439,7 @@ impl PgStore {
             };
             let vector = ranking(nearest_rows);
             let lexical = match (&lexical, &rows_stmt) {
-                (Some(LexicalRanking::Reader(_, idf, avg)), Some(rows_stmt)) => {
+                (Some(l), Some(rows_stmt)) if l.by_reader => {
                     let mut postings = Vec::with_capacity(lexical_rows.len());
                     for r in &lexical_rows {
                         let place = r.try_get::<_, i32>(0).map_err(err)?.max(1) - 1;
@@ -451,9 +451,9 @@ impl PgStore {
                         postings
                             .iter()
                             .map(|(t, c, f)| (*t, c.values(), f.values())),
-                        idf,
+                        &l.idf,
                         head_weight,
-                        *avg,
+                        l.avg,
                         lexical_limit as usize,
                     );
                     // The winners' rows, but those the vector ranking brought already.
