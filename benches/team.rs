@@ -8,7 +8,8 @@
 //! another 1% of the files changed, beside the time to re-chunk those files alone, and
 //! their medians; a process's first question, cold and warmed; search latency (median,
 //! p95) with 1 and with 16 concurrent clients, each client a reading engine of its own
-//! with a connection of its own, then the 16 through the default pool (`store.pool_size`),
+//! with a connection of its own (threads of one process: their questions run on its
+//! database runtime, as a server's concurrent requests do), then the 16 through the default pool (`store.pool_size`),
 //! the pool readied first as a server readies it;
 //! and the database's size. The corpus is copied to a temporary folder first (its mtimes
 //! kept), so the changes never touch it.

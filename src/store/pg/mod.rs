@@ -301,15 +301,15 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime> {
     Ok(RUNTIME.get_or_init(|| rt))
 }
 
-/// Runs `fut` with the database runtime and waits for it. Works from any thread, inside
-/// another runtime too (it never nests `block_on`).
+/// Runs `fut` on the database runtime and waits for it, from any thread (inside another
+/// runtime too: it never nests `block_on`). The future runs beside its connections'
+/// tasks, on the runtime's threads, and the caller is woken once, with the outcome: the
+/// servers' requests (from blocking tasks) always ran this way, and the CLI's now do too.
+/// Driven on the calling thread instead (as from 2026-12-02), every batch of rows the
+/// runtime read from the socket woke the asking thread: once a question's postings came
+/// to the reader, 22% of 16 clients' CPU went to switching threads, and their p95 was
+/// 16-38% higher in alternating runs (`bench/team-perf-ab-spawn.txt`).
 fn block<T: Send + 'static>(fut: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
-    if tokio::runtime::Handle::try_current().is_err() {
-        // On the calling thread (the connections' tasks stay on the runtime's): a
-        // question's rows are decoded by the thread that asked, not queued behind every
-        // other caller's on the runtime's two threads, measured with 16 clients.
-        return runtime()?.block_on(fut);
-    }
     let (tx, rx) = std::sync::mpsc::channel();
     runtime()?.spawn(async move {
         let _ = tx.send(fut.await);
