@@ -995,6 +995,61 @@ fn an_unreachable_database_is_named_without_its_password() {
     assert!(!err.contains("s3cret"), "{err}");
 }
 
+/// A question reads its snapshot's file list through the list's key even when the
+/// statistics are older than most snapshots (a burst of CI updates before autovacuum
+/// analyzes): planned from them, generically, it scanned every snapshot's list.
+#[test]
+fn a_question_reads_one_snapshots_files_when_the_statistics_know_of_one_snapshot_only() {
+    let db = TeamDb::create();
+    let (sb, _) = fixture_in_main(&db);
+    // Statistics of one snapshot (the first build analyzes), then 2,000 snapshots more,
+    // each listing every file, that autovacuum may not analyze meanwhile.
+    let admin = db.admin.clone();
+    execute(
+        &admin,
+        "ALTER TABLE snapshot_files SET (autovacuum_enabled = false);
+         ANALYZE snapshot_files;
+         INSERT INTO snapshots(repo_id, embedder, dimensions)
+           SELECT repo_id, embedder, dimensions FROM snapshots, generate_series(1, 2000);
+         INSERT INTO snapshot_files(snapshot_id, path, blob_id)
+           SELECT s.id, f.path, f.blob_id FROM snapshots s, snapshot_files f
+           WHERE s.id <> (SELECT snapshot_id FROM refs) AND f.snapshot_id = (SELECT snapshot_id FROM refs);",
+    );
+    let seq_scans = || {
+        count(
+            &admin,
+            "SELECT coalesce(seq_scan, 0) FROM pg_stat_user_tables WHERE relname = 'snapshot_files'",
+        )
+    };
+    let before = seq_scans();
+    let results = search_shared(
+        &bare_reader(),
+        &db.reader,
+        "main",
+        "parse the configuration file",
+        &NO_OVERLAY,
+    );
+    assert!(!results.is_empty(), "the question found nothing");
+    // A backend's counts are in once it has exited.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(
+        &admin,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND usename = 'ragls_reader'",
+    ) > 0
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = seq_scans();
+    assert_eq!(
+        after,
+        before,
+        "the question scanned the whole file list table {} time(s)",
+        after - before
+    );
+    drop(sb);
+}
+
 #[test]
 fn the_replica_serves_reads() {
     let db = TeamDb::create();
