@@ -63,6 +63,18 @@ const BM25_TOP: &str = "SELECT x.chunk_id,
               JOIN files sf ON sf.blob_id = p.blob_id) y) x
   GROUP BY x.chunk_id ORDER BY s DESC, x.chunk_id LIMIT $4";
 
+/// The file list's query, one text for [`SNAPSHOT_BLOBS`] and [`SNAPSHOT_POSTINGS`],
+/// which take the excluded paths as different parameters.
+macro_rules! snapshot_blobs {
+    ($excluded:literal) => {
+        concat!(
+            "SELECT blob_id FROM snapshot_files WHERE snapshot_id = $1 AND NOT (path = ANY(",
+            $excluded,
+            "::text[])) ORDER BY path"
+        )
+    };
+}
+
 /// The file versions of snapshot `$1` but those of the paths `$5`, for [`BM25_TOP`]: read
 /// once and joined by hash. Planned generically, the join probed the file lists' index
 /// once per matching row of the postings instead (0.8 ms of 2.6 for four terms on the
@@ -71,8 +83,7 @@ const BM25_TOP: &str = "SELECT x.chunk_id,
 /// read through it whatever the statistics say. A generic plan made from statistics of
 /// before a burst of updates (one snapshot then, 61 after sixty) read every snapshot's
 /// list instead: the postings query took 3.3-4.5 ms against 0.7-0.9.
-const SNAPSHOT_BLOBS: &str =
-    "SELECT blob_id FROM snapshot_files WHERE snapshot_id = $1 AND NOT (path = ANY($5::text[])) ORDER BY path";
+const SNAPSHOT_BLOBS: &str = snapshot_blobs!("$5");
 
 /// [`BM25_TOP`], then the winners' rows.
 fn lexical_sql() -> String {
@@ -88,11 +99,14 @@ fn lexical_sql() -> String {
 /// term's place in `$2` (from 1): what a reader ranks itself ([`bm25_ranked`]). The file
 /// versions are read once, in path order, and joined by hash, as for [`BM25_TOP`]
 /// ([`SNAPSHOT_BLOBS`]).
-const SNAPSHOT_POSTINGS: &str = "WITH files AS MATERIALIZED (
-       SELECT blob_id FROM snapshot_files WHERE snapshot_id = $1 AND NOT (path = ANY($3::text[])) ORDER BY path)
+const SNAPSHOT_POSTINGS: &str = concat!(
+    "WITH files AS MATERIALIZED (",
+    snapshot_blobs!("$3"),
+    ")
      SELECT q.o::integer, p.chunk_ids, p.figures
      FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
-     JOIN postings p ON p.term = q.t JOIN files sf ON sf.blob_id = p.blob_id";
+     JOIN postings p ON p.term = q.t JOIN files sf ON sf.blob_id = p.blob_id"
+);
 
 /// The rows (without texts) of the chunks `$1`, for the winners of a ranking made by the
 /// reader. The path is read per chunk: joined, the generic plan hashed the whole of
