@@ -142,7 +142,7 @@ pub fn index_shared(
     let answer: OnceLock<KnownVersions> = OnceLock::new();
     let (answered, prepared) = std::thread::scope(|s| {
         let asking = s.spawn(|| {
-            let _ = answer.set(store.known_versions(&keys)?);
+            let _ = answer.set(store.known_versions(&keys, &identity)?);
             Ok(())
         });
         let prepared: Vec<Option<(NewFileVersion, Vec<(TextHash, String)>)>> = changed_paths
@@ -165,7 +165,7 @@ pub fn index_shared(
         (known, prepared)
     });
     answered?;
-    let versions_known = answer.into_inner().unwrap_or_default();
+    let mut versions_known = answer.into_inner().unwrap_or_default();
     report.chunk_ms = chunk_started.elapsed().as_millis() as u64;
     // The new file versions go to the database at once, written while their texts are
     // embedded (each text once).
@@ -193,6 +193,13 @@ pub fn index_shared(
             }
         }
         versions.push(version);
+    }
+    // The reused versions' texts that lack a vector (their writer stopped before it
+    // stored them all) are embedded with the new ones.
+    for (text_hash, text) in std::mem::take(&mut versions_known.unembedded) {
+        if asked.insert(text_hash) {
+            needed.push((text_hash, text));
+        }
     }
     // Which texts the cache has is asked first: the answer comes while the versions'
     // rows are built and sent.
@@ -387,8 +394,8 @@ struct SharedSetup {
 /// Connects (a writer: the schema is created or migrated), resolves the ref and its
 /// base and reads the base's file list.
 fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<SharedSetup> {
-    // A writer works on up to six connections at once (its hold on the clean-up, its
-    // ref's transaction, two writing file versions, one storing vectors, one reading
+    // A writer works on up to seven connections at once (its hold on the clean-up, its
+    // ref's transaction, two writing file versions, two storing vectors, one reading
     // which versions and vectors the database has): a smaller
     // pool, set for the editors, would make it wait on itself.
     let mut config = config.clone();
@@ -512,20 +519,33 @@ fn embed_for_shared(
         .into_iter()
         .filter(|(h, _)| !cached.contains(h))
         .collect();
-    let mut storing = Pending::nothing();
+    // Vectors are stored on VECTOR_WRITERS connections at once: each new vector's
+    // insertion into the HNSW graph is the server's work of a whole process, and one
+    // connection storing them was most of a first build's time (a core busy, the other
+    // idle).
+    let mut storing: std::collections::VecDeque<Pending<()>> = std::collections::VecDeque::new();
+    let wait_all = |storing: std::collections::VecDeque<Pending<()>>| -> Result<()> {
+        let mut first_error = None;
+        for p in storing {
+            if let Err(e) = p.wait() {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    };
     for group in missing.chunks(embedder.batch_size().max(1) * 4) {
         let texts: Vec<&str> = group.iter().map(|(_, t)| t.as_str()).collect();
         let vectors = match embedder.embed(&texts) {
             Ok(v) => v,
             Err(e) => {
-                storing.wait()?;
+                wait_all(storing)?;
                 return Err(Error::Other(format!(
                     "embedding failed ({e}); the shared ref was not updated (vectors computed so far are cached)"
                 )));
             }
         };
         if vectors.len() != texts.len() {
-            storing.wait()?;
+            wait_all(storing)?;
             return Err(Error::Other(format!(
                 "the embedder returned {} vectors for {} texts; the shared ref was not updated",
                 vectors.len(),
@@ -534,11 +554,22 @@ fn embed_for_shared(
         }
         let items: Vec<(TextHash, Vec<f32>)> = group.iter().map(|(h, _)| *h).zip(vectors).collect();
         report.embedded += items.len() as u64;
-        storing.wait()?;
-        storing = store.put_vectors(identity, items)?;
+        if storing.len() >= VECTOR_WRITERS {
+            if let Some(oldest) = storing.pop_front() {
+                if let Err(e) = oldest.wait() {
+                    wait_all(storing)?;
+                    return Err(e);
+                }
+            }
+        }
+        storing.push_back(store.put_vectors(identity, items)?);
     }
-    Ok(storing)
+    // The last ones are waited for in the ref's transaction, before its commit.
+    Pending::all(storing.into())
 }
+
+/// Connections that store new vectors at once (see `embed_for_shared`).
+const VECTOR_WRITERS: usize = 2;
 
 /// Walks the workspace and hashes what changed on disk since this workspace last wrote
 /// a ref (size and mtime as the last run saw them); everything in a fresh CI checkout,
@@ -594,4 +625,4 @@ fn hash_workspace(root: &Path, config: &Config) -> Result<OnDisk> {
 }
 
 /// The connections a writer of the shared index may hold at once (see `shared_setup`).
-const WRITER_CONNECTIONS: usize = 6;
+const WRITER_CONNECTIONS: usize = 7;

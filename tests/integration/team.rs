@@ -5,7 +5,7 @@
 //! Without the server's variables these tests fail (never skip): run `scripts/test.sh`.
 
 use crate::common::{self, json_of, ok, stderr_of, ProviderSandbox, Sandbox, Settings};
-use crate::fake_provider::{Endpoint, FakeProvider};
+use crate::fake_provider::{Endpoint, Failure, FakeProvider};
 use crate::lsp_client::{LspClient, ServerOptions};
 use serde_json::{json, Value};
 use std::process::{Command, Output, Stdio};
@@ -493,6 +493,100 @@ fn start_paused_update(db: &TeamDb, sb: &Sandbox) -> (std::process::Child, std::
         std::thread::sleep(Duration::from_millis(20));
     }
     (child, release)
+}
+
+#[test]
+fn an_embedding_service_that_fails_partway_leaves_no_ref_and_keeps_the_vectors_stored_before() {
+    let db = TeamDb::create();
+    let fake = FakeProvider::start();
+    // One text a request, one request at a time: the update embeds 32 texts at a time
+    // (the embedder's batch of 8 requests, four batches) and stores two such groups at
+    // once.
+    let settings = Settings {
+        max_retries: 0,
+        rest: "[embedding]\nbatch_size = 1\nconcurrency = 1\n".into(),
+        ..Settings::default()
+    };
+    let sb = ProviderSandbox::empty_at(&fake.base_url(), &settings);
+    for (path, text) in common::FIXTURE {
+        sb.write(path, text);
+    }
+    for i in 0..40 {
+        sb.write(
+            &format!("extra/extra_{i}.py"),
+            &format!("def extra_function_{i}(x):\n    return x + {i}\n"),
+        );
+    }
+    // The model's dimension (one request), then two groups answered; every request
+    // after them refused.
+    fake.fail_next(
+        Endpoint::Embeddings,
+        Failure::Slow(Duration::ZERO),
+        1 + 2 * 32,
+    );
+    fake.fail_next(
+        Endpoint::Embeddings,
+        Failure::Status {
+            code: 400,
+            retry_after: None,
+        },
+        1000,
+    );
+    let failed = sb.ragls("index", &["--store", &db.writer, "--ref", "main"]);
+    assert_ne!(failed.code, Some(0), "{}", failed.stdout);
+    assert!(
+        failed.stderr.contains("embedding failed")
+            && failed.stderr.contains("the shared ref was not updated"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(count(&db.admin, "SELECT count(*) FROM refs"), 0);
+    eprintln!(
+        "DEBUG stderr {} requests {:?}",
+        failed.stderr,
+        fake.requests_to(Endpoint::Embeddings)
+            .iter()
+            .map(|r| r.body["input"].as_array().map(|a| a.len()))
+            .collect::<Vec<_>>()
+    );
+    // Both groups' vectors were stored before the update gave up.
+    assert_eq!(count(&db.admin, "SELECT count(*) FROM embeddings"), 64);
+
+    fake.reset();
+    // The next run lists the versions the failed one wrote, and embeds the texts whose
+    // vectors it had not stored: only those.
+    let done = sb
+        .ragls("index", &["--store", &db.writer, "--ref", "main", "--json"])
+        .ok()
+        .json();
+    assert_eq!(done["filesReused"], done["filesSeen"], "{done}");
+    let texts = count(
+        &db.admin,
+        "SELECT count(DISTINCT c.text_hash) FROM refs r
+         JOIN snapshot_files sf ON sf.snapshot_id = r.snapshot_id
+         JOIN chunks c ON c.blob_id = sf.blob_id WHERE r.name = 'main'",
+    ) as u64;
+    assert!(texts > 64, "the workspace needs a third group: {texts}");
+    assert_eq!(done["embedded"].as_u64(), Some(texts - 64), "{done}");
+    let sent: usize = fake
+        .requests_to(Endpoint::Embeddings)
+        .iter()
+        .map(|r| r.body["input"].as_array().map_or(1, Vec::len))
+        .sum();
+    // Plus the model's dimension, asked again: no ref recorded it yet.
+    assert_eq!(sent as u64, texts - 64 + 1, "{done}");
+    // Every chunk the ref lists has its vector.
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT count(*) FROM refs r
+             JOIN snapshot_files sf ON sf.snapshot_id = r.snapshot_id
+             JOIN chunks c ON c.blob_id = sf.blob_id
+             WHERE r.name = 'main'
+               AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.text_hash = c.text_hash)"
+        ),
+        0
+    );
 }
 
 /// A workspace holding the fixture, embedded through `fake` and indexed into `main`.

@@ -114,6 +114,10 @@ pub struct KnownVersions {
     /// Fresh file version ids, one per key asked about (those of known versions go
     /// unused): a new version's rows are written without waiting for its id.
     pub fresh_ids: Vec<i64>,
+    /// The known versions' chunk texts without a vector of the update's embedder, by
+    /// text hash: an update that wrote them failed or was killed before it stored
+    /// every vector. The update that lists them embeds these too.
+    pub unembedded: Vec<(TextHash, String)>,
 }
 
 /// New file versions written ([`PgStore::write_versions`]): each file's path and the

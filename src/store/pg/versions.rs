@@ -18,18 +18,26 @@ use std::collections::HashSet;
 
 impl PgStore {
     /// The ids of file versions the database has already, by (path, content hash), and
-    /// fresh ids for the others, in one round trip.
-    pub fn known_versions(&self, keys: &[(String, [u8; 32])]) -> Result<KnownVersions> {
+    /// fresh ids for the others, in one round trip; and the texts of those versions'
+    /// chunks that have no vector of embedder `id` (see [`KnownVersions::unembedded`]).
+    pub fn known_versions(
+        &self,
+        keys: &[(String, [u8; 32])],
+        id: &Identity,
+    ) -> Result<KnownVersions> {
         if keys.is_empty() {
             return Ok(KnownVersions::default());
         }
         let paths: Vec<String> = keys.iter().map(|(p, _)| p.clone()).collect();
         let hashes: Vec<Vec<u8>> = keys.iter().map(|(_, h)| h.to_vec()).collect();
         let wanted = keys.len() as i64;
+        let (embedder, dimensions) = (id.embedder.clone(), id.dimensions as i32);
         self.write_with(move |db| async move {
             let (by_key, count): (&[&(dyn tokio_postgres::types::ToSql + Sync)], _) =
                 (&[&paths, &hashes], [&wanted as &(dyn tokio_postgres::types::ToSql + Sync)]);
-            let (known, fresh) = tokio::join!(
+            let by_identity: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&paths, &hashes, &embedder, &dimensions];
+            let (known, fresh, unembedded) = tokio::join!(
                 db.query(
                     "SELECT b.path, b.content_hash, b.id, b.skip_reason IS NOT NULL FROM blobs b
                      JOIN unnest($1::text[], $2::bytea[]) AS k(path, hash) ON b.path = k.path AND b.content_hash = k.hash",
@@ -39,7 +47,15 @@ impl PgStore {
                     "SELECT array_agg(nextval('blobs_id_seq')) FROM generate_series(1, $1::bigint)",
                     &count,
                 ),
+                db.query(UNEMBEDDED_CHUNKS, &by_identity),
             );
+            let unembedded = unembedded?
+                .into_iter()
+                .map(|r| {
+                    let text = crate::chunk::embedding_text(r.get(1), r.get(2), r.get(3));
+                    (hash16(r.get::<_, &[u8]>(0)), text)
+                })
+                .collect();
             let known = known?;
             let skipped = known
                 .iter()
@@ -67,6 +83,7 @@ impl PgStore {
                 known,
                 skipped,
                 fresh_ids,
+                unembedded,
             })
         })
     }
@@ -219,14 +236,41 @@ impl<T: Default + Send + 'static> Pending<T> {
     }
 }
 
+impl Pending<()> {
+    /// Writes running side by side, as one: done when all are, the first error (in
+    /// the order given) its outcome. Each is waited for, failed or not: nothing is
+    /// left writing once it is done.
+    pub fn all(pending: Vec<Pending<()>>) -> Result<Pending<()>> {
+        match pending.len() {
+            0 => Ok(Pending(None)),
+            1 => Ok(pending.into_iter().next().unwrap_or(Pending(None))),
+            _ => Ok(Pending(Some(runtime()?.spawn(async move {
+                let mut outcome = Ok(());
+                for p in pending {
+                    if let Err(e) = p.finish().await {
+                        if outcome.is_ok() {
+                            outcome = Err(e);
+                        }
+                    }
+                }
+                outcome
+            })))),
+        }
+    }
+}
+
 /// Adds vectors to the shared embedding cache in a transaction of their own, committed
 /// without waiting for the disk (see the module's docs).
 async fn store_vectors(
     pool: Pool,
     at: String,
     id: Identity,
-    items: Vec<(TextHash, Vec<f32>)>,
+    mut items: Vec<(TextHash, Vec<f32>)>,
 ) -> Result<()> {
+    // In key order: two transactions adding some of the same texts (two writers' at
+    // once) then wait for each other's keys in one order, never in a cycle (a deadlock,
+    // which the server ends by failing one of them).
+    items.sort_unstable_by(|a, b| a.0 .0.cmp(&b.0 .0));
     let hashes: Vec<Vec<u8>> = items.iter().map(|(h, _)| h.0.to_vec()).collect();
     // The local index keeps vectors at half precision; the shared one alike, so both
     // rank the same neighbours.
@@ -249,6 +293,16 @@ async fn store_vectors(
     .await?;
     Ok(())
 }
+
+/// The chunks of the file versions `($1[i], $2[i])` (path, content hash) whose texts have
+/// no vector of embedder `$3` at `$4` dimensions: their text hash, path, symbol and text.
+/// A version is written ahead of its vectors (see [`PgStore::write_versions`]), so one
+/// written by an update that failed or was killed while embedding lacks some.
+const UNEMBEDDED_CHUNKS: &str = "SELECT c.text_hash, b.path, c.symbol, c.text FROM blobs b
+     JOIN unnest($1::text[], $2::bytea[]) AS k(path, hash) ON b.path = k.path AND b.content_hash = k.hash
+     JOIN chunks c ON c.blob_id = b.id
+     WHERE NOT EXISTS (SELECT 1 FROM embeddings e
+                       WHERE e.embedder = $3 AND e.dimensions = $4 AND e.text_hash = c.text_hash)";
 
 /// New file versions are written this many chunks at a time (with their postings, some
 /// fifty rows a chunk): few statements, each of a size the server takes in its stride.
