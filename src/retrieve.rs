@@ -348,17 +348,7 @@ mod tests {
             chunk: StoredChunk {
                 id: ChunkId(1),
                 path: path.into(),
-                chunk: crate::chunk::Chunk {
-                    language: crate::chunk::Language::Rust,
-                    kind: crate::chunk::ChunkKind::Function,
-                    symbol: String::new(),
-                    name: String::new(),
-                    start_byte: 0,
-                    end_byte: 1,
-                    start_line: 1,
-                    end_line: 1,
-                    text: "x".into(),
-                },
+                chunk: crate::chunk::Chunk::test_function("x"),
             },
             score,
             explain: Explain::default(),

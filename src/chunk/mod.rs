@@ -279,6 +279,24 @@ impl Chunk {
     }
 }
 
+#[cfg(test)]
+impl Chunk {
+    /// A one-line function chunk of `text`, for tests that need some chunk.
+    pub(crate) fn test_function(text: &str) -> Chunk {
+        Chunk {
+            language: Language::Rust,
+            kind: ChunkKind::Function,
+            symbol: String::new(),
+            name: String::new(),
+            start_byte: 0,
+            end_byte: text.len(),
+            start_line: 1,
+            end_line: 1,
+            text: text.into(),
+        }
+    }
+}
+
 /// The text given to embedders for a chunk at `path` with this symbol path and text
 /// (also used to re-embed stored chunks, so it must stay in step with the hash).
 pub fn embedding_text(path: &str, symbol: &str, text: &str) -> String {

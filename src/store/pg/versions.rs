@@ -625,17 +625,7 @@ mod tests {
             .map(|i| {
                 let words: Vec<String> = (0..terms_per_chunk).map(|t| format!("w{t}")).collect();
                 NewChunk {
-                    chunk: crate::chunk::Chunk {
-                        language: crate::chunk::Language::Rust,
-                        kind: crate::chunk::ChunkKind::Function,
-                        symbol: String::new(),
-                        name: String::new(),
-                        start_byte: 0,
-                        end_byte: 1,
-                        start_line: 1,
-                        end_line: 1,
-                        text: "x".into(),
-                    },
+                    chunk: crate::chunk::Chunk::test_function("x"),
                     text_hash: crate::store::text_hash(&format!("{path}{i}")),
                     head_terms: String::new(),
                     body_terms: words.join(" "),
