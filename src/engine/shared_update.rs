@@ -524,15 +524,8 @@ fn embed_for_shared(
     // connection storing them was most of a first build's time (a core busy, the other
     // idle).
     let mut storing: std::collections::VecDeque<Pending<()>> = std::collections::VecDeque::new();
-    let wait_all = |storing: std::collections::VecDeque<Pending<()>>| -> Result<()> {
-        let mut first_error = None;
-        for p in storing {
-            if let Err(e) = p.wait() {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    };
+    let wait_all =
+        |storing: std::collections::VecDeque<Pending<()>>| Pending::all(storing.into())?.wait();
     for group in missing.chunks(embedder.batch_size().max(1) * 4) {
         let texts: Vec<&str> = group.iter().map(|(_, t)| t.as_str()).collect();
         let vectors = match embedder.embed(&texts) {

@@ -87,6 +87,12 @@ pub struct NewFileVersion {
 }
 
 impl NewFileVersion {
+    /// The rows its write inserts, about: its chunks and its (term, chunk) postings
+    /// (grouped per term into fewer rows, in proportion).
+    fn rows(&self) -> usize {
+        self.chunks.len() + self.postings.iter().map(|p| p.counts.len()).sum::<usize>()
+    }
+
     pub fn new(
         path: String,
         content_hash: [u8; 32],

@@ -241,21 +241,18 @@ impl Pending<()> {
     /// the order given) its outcome. Each is waited for, failed or not: nothing is
     /// left writing once it is done.
     pub fn all(pending: Vec<Pending<()>>) -> Result<Pending<()>> {
-        match pending.len() {
-            0 => Ok(Pending(None)),
-            1 => Ok(pending.into_iter().next().unwrap_or(Pending(None))),
-            _ => Ok(Pending(Some(runtime()?.spawn(async move {
-                let mut outcome = Ok(());
-                for p in pending {
-                    if let Err(e) = p.finish().await {
-                        if outcome.is_ok() {
-                            outcome = Err(e);
-                        }
-                    }
-                }
-                outcome
-            })))),
+        if pending.len() <= 1 {
+            return Ok(pending.into_iter().next().unwrap_or(Pending(None)));
         }
+        Ok(Pending(Some(runtime()?.spawn(async move {
+            let mut outcome = Ok(());
+            for p in pending {
+                if let Err(e) = p.finish().await {
+                    outcome = outcome.and(Err(e));
+                }
+            }
+            outcome
+        }))))
     }
 }
 
@@ -323,13 +320,10 @@ fn writer_lanes(
     ids: &[i64],
     lanes: usize,
 ) -> Vec<(Vec<NewFileVersion>, Vec<i64>)> {
-    let rows = |v: &NewFileVersion| {
-        v.chunks.len() + v.postings.iter().map(|p| p.counts.len()).sum::<usize>()
-    };
     let mut order: Vec<(usize, NewFileVersion, i64)> = versions
         .into_iter()
         .zip(ids.iter().copied())
-        .map(|(v, id)| (rows(&v), v, id))
+        .map(|(v, id)| (v.rows(), v, id))
         .collect();
     order.sort_by(|a, b| b.0.cmp(&a.0));
     let mut out: Vec<(usize, Vec<NewFileVersion>, Vec<i64>)> = (0..lanes.max(1))
@@ -647,9 +641,7 @@ mod tests {
         ];
         let lanes = writer_lanes(versions, &[1, 2, 3, 4, 5], 2);
         let rows = |l: &(Vec<NewFileVersion>, Vec<i64>)| -> usize {
-            l.0.iter()
-                .map(|v| v.chunks.len() + v.postings.iter().map(|p| p.counts.len()).sum::<usize>())
-                .sum()
+            l.0.iter().map(NewFileVersion::rows).sum()
         };
         assert_eq!(lanes.len(), 2);
         // 610 rows for big.rs against 612 for the four others together.
