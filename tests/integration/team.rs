@@ -1722,7 +1722,8 @@ fn old_snapshots_are_cleaned_up_with_the_file_versions_only_they_had() {
 }
 
 /// Rewrites a database of this schema back to version 3's postings (a row per term and
-/// chunk, the figures in the covering term index), as ragls 0.x before schema 4 left it.
+/// chunk, the figures in the covering term index), as ragls 0.x before schema 4 left it
+/// (the versions after it are all in the postings' layout and their term index).
 const DOWN_TO_SCHEMA_3: &str = "
 CREATE TABLE postings_v3 (term text NOT NULL, blob_id bigint NOT NULL, chunk_id bigint NOT NULL,
     head smallint NOT NULL, body smallint NOT NULL, terms integer NOT NULL);
@@ -1734,7 +1735,7 @@ DROP TABLE postings;
 ALTER TABLE postings_v3 RENAME TO postings;
 CREATE INDEX postings_by_term ON postings(term) INCLUDE (blob_id, chunk_id, head, body, terms);
 CREATE INDEX postings_by_blob ON postings(blob_id);
-DELETE FROM ragls_schema WHERE version = 4;";
+DELETE FROM ragls_schema WHERE version >= 4;";
 
 #[test]
 fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_before() {
@@ -1788,9 +1789,18 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
     assert_eq!(report["filesChunked"], 0, "{report}");
     assert_eq!(
         count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
-        4
+        5
     );
     assert_eq!(count(&db.admin, "SELECT count(*) FROM postings"), grouped);
+    // Schema 5: the term index holds the terms alone (deduplicated), no covering columns.
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'postings'
+             AND indexname = 'postings_by_term' AND indexdef LIKE '%(term)' AND indexdef NOT LIKE '%INCLUDE%'"
+        ),
+        1
+    );
     let after = ranked(search_shared(
         &reader,
         &db.reader,
