@@ -25,10 +25,3 @@ pub mod stdio;
 pub mod store;
 pub mod tokenize;
 pub mod workspace;
-
-/// Every program built on the library (the binary, its tests and benchmarks) allocates
-/// through mimalloc: tree-sitter's parsers and the database client's row buffers make
-/// many small allocations and frees across threads, where glibc's allocator spent a
-/// few percent of a question's and a chunking's time consolidating its free lists.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
