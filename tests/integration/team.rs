@@ -1722,8 +1722,8 @@ fn old_snapshots_are_cleaned_up_with_the_file_versions_only_they_had() {
 }
 
 /// Rewrites a database of this schema back to version 3's postings (a row per term and
-/// chunk, the figures in the covering term index), as ragls 0.x before schema 4 left it
-/// (the versions after it are all in the postings' layout and their term index).
+/// chunk, the figures in the covering term index) and its HNSW indexes of whole vectors,
+/// as ragls 0.x before schema 4 left it.
 const DOWN_TO_SCHEMA_3: &str = "
 CREATE TABLE postings_v3 (term text NOT NULL, blob_id bigint NOT NULL, chunk_id bigint NOT NULL,
     head smallint NOT NULL, body smallint NOT NULL, terms integer NOT NULL);
@@ -1735,6 +1735,18 @@ DROP TABLE postings;
 ALTER TABLE postings_v3 RENAME TO postings;
 CREATE INDEX postings_by_term ON postings(term) INCLUDE (blob_id, chunk_id, head, body, terms);
 CREATE INDEX postings_by_blob ON postings(blob_id);
+DO $$
+DECLARE
+    half text;
+    dims integer;
+BEGIN
+    FOR half IN SELECT relname FROM pg_class WHERE relkind = 'i' AND relname ~ '^embeddings_hnsw_half_[0-9]+$' LOOP
+        dims := substring(half FROM '[0-9]+$')::integer;
+        EXECUTE format('CREATE INDEX embeddings_hnsw_%s ON embeddings USING hnsw '
+                       '((vector::vector(%s)) vector_cosine_ops) WHERE dimensions = %s', dims, dims, dims);
+        EXECUTE format('DROP INDEX %I', half);
+    END LOOP;
+END $$;
 DELETE FROM ragls_schema WHERE version >= 4;";
 
 #[test]
@@ -1763,7 +1775,15 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
     ));
     assert!(!before.is_empty());
     let grouped = count(&db.admin, "SELECT count(*) FROM postings");
+    let hnsw_indexes = |pattern: &str| {
+        count(
+            &db.admin,
+            &format!("SELECT count(*) FROM pg_indexes WHERE tablename = 'embeddings' AND indexname ~ '{pattern}'"),
+        )
+    };
     execute(&db.writer, DOWN_TO_SCHEMA_3);
+    assert_eq!(hnsw_indexes("^embeddings_hnsw_[0-9]+$"), 1);
+    assert_eq!(hnsw_indexes("^embeddings_hnsw_half_"), 0);
     let per_chunk = count(&db.admin, "SELECT count(*) FROM postings");
     assert!(
         per_chunk > grouped,
@@ -1789,8 +1809,11 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
     assert_eq!(report["filesChunked"], 0, "{report}");
     assert_eq!(
         count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
-        5
+        6
     );
+    // Schema 6: the vectors' HNSW index holds them in half precision, the old one is gone.
+    assert_eq!(hnsw_indexes("^embeddings_hnsw_[0-9]+$"), 0);
+    assert_eq!(hnsw_indexes("^embeddings_hnsw_half_[0-9]+$"), 1);
     assert_eq!(count(&db.admin, "SELECT count(*) FROM postings"), grouped);
     // Schema 5: the term index holds the terms alone (deduplicated), no covering columns.
     assert_eq!(
@@ -1916,7 +1939,25 @@ fn writers_that_meet_a_new_vector_dimension_at_once_create_its_index_once() {
     assert_eq!(
         count(
             &db.admin,
-            "SELECT count(*) FROM pg_indexes WHERE indexname = 'embeddings_hnsw_7'"
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'embeddings_hnsw_half_7'"
+        ),
+        1
+    );
+    // Half precision indexes models of up to 4,000 dimensions (3,072: OpenAI's large
+    // embeddings); over that, the vectors are searched without an index.
+    store.ensure_vector_index(3072).expect("3072");
+    store.ensure_vector_index(4001).expect("4001");
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT count(*) FROM pg_indexes WHERE indexname IN ('embeddings_hnsw_half_3072', 'embeddings_hnsw_half_4001')"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'embeddings_hnsw_half_3072'"
         ),
         1
     );

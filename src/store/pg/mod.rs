@@ -17,7 +17,8 @@
 //! SQLite index's FTS5 scores it (the statistics from the snapshot), so both backends
 //! rank alike — measured against PostgreSQL's own full-text search (`ts_rank`), which
 //! ranked worse and, counting term frequencies out of tsvectors, ran slower; vectors sit in a pgvector HNSW index (one partial index per
-//! dimension), kept at the cache's half-float precision as the local graph keeps them.
+//! dimension), kept at the cache's half-float precision as the local graph keeps them,
+//! so the index holds them as `halfvec`s (half the bytes) and loses nothing.
 //!
 //! This module only stores and queries; what to index, and merging with the local
 //! overlay, belong to the engine. Every call blocks (on a runtime of its own), so it can
@@ -57,7 +58,7 @@ pub use versions::Pending;
 
 /// The schema this ragls writes and reads. Each entry of `schema::MIGRATIONS` moves the
 /// database one version up; a database newer than this is refused, never downgraded.
-pub const PG_SCHEMA_VERSION: i32 = 5;
+pub const PG_SCHEMA_VERSION: i32 = 6;
 
 /// A snapshot of a ref: its id and the embedder its vectors came from.
 #[derive(Clone, Debug, PartialEq)]

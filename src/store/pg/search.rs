@@ -209,14 +209,16 @@ struct LexicalAsk {
 
 /// The `$4` chunks of snapshot `$1` nearest to `$2` (embedder `$3`), paths `$5` left
 /// out, with their rows: the HNSW index with pgvector's iterative scan for the filter.
+/// The distances are those of the index, in half precision (see schema 6); `$2` is sent
+/// whole (a `vector`) and cast here.
 fn nearest_sql(dims: usize) -> String {
     format!(
         "WITH nn AS (
-           SELECT e.text_hash, e.vector::vector({dims}) <=> $2::vector({dims}) AS d FROM embeddings e
+           SELECT e.text_hash, e.vector::halfvec({dims}) <=> $2::vector({dims})::halfvec({dims}) AS d FROM embeddings e
            WHERE e.dimensions = {dims} AND e.embedder = $3 AND EXISTS (
              SELECT 1 FROM chunks c JOIN snapshot_files sf ON sf.blob_id = c.blob_id
              WHERE c.text_hash = e.text_hash AND sf.snapshot_id = $1 AND NOT (sf.path = ANY($5::text[])))
-           ORDER BY e.vector::vector({dims}) <=> $2::vector({dims}) LIMIT $4)
+           ORDER BY e.vector::halfvec({dims}) <=> $2::vector({dims})::halfvec({dims}) LIMIT $4)
          SELECT c.id, (1 - nn.d)::real, {CHUNK_COLUMNS}
          FROM nn JOIN chunks c ON c.text_hash = nn.text_hash
          JOIN snapshot_files sf ON sf.blob_id = c.blob_id AND sf.snapshot_id = $1
