@@ -233,6 +233,7 @@ pub fn index_shared(
             identity: &identity,
             base: base_snapshot.as_ref().map(|s| s.id),
             replaced,
+            hold,
         }) {
             Ok(open) => Some(open),
             Err(e) => {
@@ -286,7 +287,6 @@ pub fn index_shared(
             changed,
             chunks_added: report.chunks_added,
             vectors: last_vectors,
-            hold,
         })?;
         if let Some(keeping) = keeping {
             keeping.keep(published.stamp);

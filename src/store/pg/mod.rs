@@ -145,6 +145,9 @@ pub struct RefUpdateStart<'a> {
     pub identity: &'a Identity,
     pub base: Option<i64>,
     pub replaced: Vec<String>,
+    /// The writer's hold on the clean-up: the publish's transaction runs on its
+    /// connection, and lets it go after the commit.
+    pub hold: CleanupHold,
 }
 
 /// The rest of a ref's new state, once its file versions are written
@@ -160,8 +163,6 @@ pub struct RefUpdate {
     /// The last vectors for the embedding cache, being stored: the ref switches once
     /// they are (see [`OpenPublish::finish`]).
     pub vectors: Pending<()>,
-    /// The writer's hold on the clean-up, released once the ref has switched.
-    pub hold: CleanupHold,
 }
 
 /// What publishing a ref wrote.

@@ -181,7 +181,7 @@ impl PgStore {
     }
 
     /// Begins a ref's update while its last file versions and vectors are being written:
-    /// on a connection of its own, its transaction opens, locks the ref, makes the new
+    /// on the hold's connection (see [`CleanupHold`]), its transaction opens, locks the ref, makes the new
     /// snapshot and lists in it the base's files that stay (the most rows a small
     /// update writes). [`OpenPublish::finish`] adds the changed files and
     /// switches the ref in the same transaction; an update dropped unfinished rolls it
@@ -192,6 +192,8 @@ impl PgStore {
     /// beside the writer's.
     pub fn begin_publish(&self, start: RefUpdateStart<'_>) -> Result<OpenPublish> {
         let (pool, at) = (self.primary.clone(), self.primary_at.clone());
+        let mut hold = start.hold;
+        let held = hold.0.take();
         let begun = Begun {
             repo: start.repo.to_string(),
             ref_name: start.ref_name.to_string(),
@@ -201,14 +203,17 @@ impl PgStore {
         };
         let (rest, rest_rx) = tokio::sync::oneshot::channel();
         let task = runtime()?.spawn(async move {
-            let mut client = pool.get().await.map_err(|e| db_error(&at, e))?;
+            let mut client = match held {
+                Some(client) => client,
+                None => pool.get().await.map_err(|e| db_error(&at, e))?,
+            };
             let outcome = begun.publish(&mut client, &at, rest_rx).await;
-            if outcome.is_err() {
-                // It may have stopped inside its transaction: the connection is closed,
-                // not given back to the pool open.
+            if !matches!(outcome, Ok((_, true))) {
+                // It may have stopped inside its transaction, or kept the hold: the
+                // connection is closed, not given back to the pool open.
                 drop(deadpool_postgres::Object::take(client));
             }
-            outcome
+            outcome.map(|(published, _)| published)
         });
         Ok(OpenPublish {
             rest: Some(rest),
@@ -262,12 +267,14 @@ impl Begun {
     /// The whole publish on its connection: the transaction's first part at once, the
     /// rest once `rest` brings it (and a roll-back, by an error, when it never does),
     /// then the clean-up when one is due and, after a large change, fresh statistics.
+    /// With the publish, whether the connection may go back to the pool (false: the
+    /// hold on the clean-up could not be let go).
     async fn publish(
         self,
         client: &mut deadpool_postgres::Object,
         at: &str,
         rest: tokio::sync::oneshot::Receiver<RefUpdate>,
-    ) -> Result<Published> {
+    ) -> Result<(Published, bool)> {
         let err = |e: tokio_postgres::Error| db_error(at, e);
         // Every statement is prepared up front, all in one round trip: sent as text,
         // each was prepared in a round trip of its own.
@@ -285,6 +292,7 @@ impl Begun {
             client.prepare_cached(stats_sql),
             client.prepare_cached(POINT_REF),
             client.prepare_cached(GARBAGE_DUE),
+            client.prepare_cached(RELEASE_HOLD),
         )
         .map_err(err)?;
         let opened = self.open(client, at, &statements).await?;
@@ -294,9 +302,9 @@ impl Begun {
             ));
         };
         let chunks_added = update.chunks_added;
-        let (snapshot, repo_id, total, garbage_due) =
+        let (snapshot, repo_id, total, garbage_due, released) =
             self.switch(client, at, &statements, opened, update).await?;
-        if garbage_due {
+        if garbage_due && released {
             collect_garbage(client, repo_id).await.map_err(err)?;
         }
         // A first build (or a large change) leaves the planner's statistics far off
@@ -346,10 +354,13 @@ impl Begun {
                 .batch_execute("ANALYZE blobs; ANALYZE embeddings;")
                 .await;
         }
-        Ok(Published {
-            snapshot: snapshot.id,
-            stamp: snapshot,
-        })
+        Ok((
+            Published {
+                snapshot: snapshot.id,
+                stamp: snapshot,
+            },
+            released,
+        ))
     }
 
     /// The transaction's first part, in one round trip (each statement reads once the
@@ -417,9 +428,10 @@ impl Begun {
 
     /// The transaction's second part, once the file versions are written: the changed
     /// files listed, the statistics, the ref switched (one round trip), then, once the
-    /// vectors are stored, the commit, with the hold on the clean-up let go beside it
-    /// and the question whether a clean-up is due after it. Returns the new snapshot's
-    /// stamp, its repository's id, its chunk count and whether a clean-up is due.
+    /// vectors are stored, the commit, with the hold on the clean-up let go after it
+    /// and the question whether a clean-up is due. Returns the new snapshot's stamp,
+    /// its repository's id, its chunk count, whether a clean-up is due and whether the
+    /// hold was let go.
     async fn switch(
         &self,
         client: &tokio_postgres::Client,
@@ -427,13 +439,13 @@ impl Begun {
         statements: &PublishStatements,
         (snapshot, repo_id, micros): (i64, i64, i64),
         update: RefUpdate,
-    ) -> Result<(SnapshotStamp, i64, i64, bool)> {
-        let (_, _, _, _, versions_kept, changed_files, stats, point, garbage_due) = statements;
+    ) -> Result<(SnapshotStamp, i64, i64, bool, bool)> {
+        let (_, _, _, _, versions_kept, changed_files, stats, point, garbage_due, release) =
+            statements;
         let RefUpdate {
             dropped,
             changed,
             vectors,
-            hold,
             ..
         } = update;
         let (paths, blob_ids): (Vec<String>, Vec<i64>) = changed.into_iter().unzip();
@@ -477,12 +489,13 @@ impl Begun {
         pointed.map_err(failed)?;
         vectors.finish().await?;
         fault_pause_in_publish().await;
-        // The hold is let go beside the commit (this writer's own hold would keep its
-        // clean-up out), and whether a clean-up is due is asked right after the commit.
-        let (committed, due, ()) = tokio::join!(
+        // The hold is let go right after the commit, in the same round trip (this
+        // writer's own hold would keep its clean-up out), and whether a clean-up is due
+        // is asked after that.
+        let (committed, released, due) = tokio::join!(
             client.batch_execute("COMMIT"),
+            async { client.execute(release, &[&GARBAGE_LOCK]).await },
             async { client.query_one(garbage_due, &[&repo_id]).await },
-            hold.release()
         );
         committed.map_err(failed)?;
         let due = due.map(|r| r.get::<_, bool>(0)).unwrap_or(false);
@@ -494,12 +507,14 @@ impl Begun {
             repo_id,
             total,
             due,
+            released.is_ok(),
         ))
     }
 }
 
 /// The statements of a publish, prepared on its connection (in `Begun::publish`'s order).
 type PublishStatements = (
+    tokio_postgres::Statement,
     tokio_postgres::Statement,
     tokio_postgres::Statement,
     tokio_postgres::Statement,
@@ -555,31 +570,13 @@ const VECTOR_INDEXES: &str = "SELECT coalesce(array_agg(c.relname::text), '{}') 
 
 /// A writer's hold on the clean-up of old snapshots and unlisted file versions: what it
 /// reads, reuses and writes ahead of its publish stays, however long it embeds. A
-/// session-level shared lock on a connection of its own ([`PgStore::open_update`]),
-/// released after the publish; when the hold is dropped otherwise (or its process dies)
-/// the connection is closed and the lock goes with it.
+/// session-level shared lock on a connection of its own ([`PgStore::open_update`]); the
+/// publish's transaction runs on that connection ([`PgStore::begin_publish`]) and lets
+/// the lock go after its commit ([`RELEASE_HOLD`]), so that an update opens one
+/// connection fewer (each a server process and an authentication). When the hold is
+/// dropped otherwise (or its process dies) the connection is closed and the lock goes
+/// with it.
 pub struct CleanupHold(Option<deadpool_postgres::Object>);
-
-impl CleanupHold {
-    /// Lets the clean-up in again; the connection goes back to the pool (closed if
-    /// the lock cannot be released).
-    async fn release(mut self) {
-        if let Some(client) = self.0.take() {
-            // Prepared once per connection: a statement sent as text takes a round
-            // trip of its own to prepare, and the commit waits for this one.
-            let released = match client
-                .prepare_cached("SELECT pg_advisory_unlock_shared($1)")
-                .await
-            {
-                Ok(statement) => client.execute(&statement, &[&GARBAGE_LOCK]).await,
-                Err(e) => Err(e),
-            };
-            if released.is_err() {
-                drop(deadpool_postgres::Object::take(client));
-            }
-        }
-    }
-}
 
 impl Drop for CleanupHold {
     fn drop(&mut self) {
@@ -725,6 +722,9 @@ async fn snapshot_files_on(
 /// and `snapshots`, whose per-row checks (a row lock on the referenced row for each
 /// posting, chunk and file written) were most of the cost of writing a ref.
 const GARBAGE_LOCK: i64 = 7261538;
+
+/// Lets a writer's hold on the clean-up go ([`CleanupHold`]), `$1` the [`GARBAGE_LOCK`].
+const RELEASE_HOLD: &str = "SELECT pg_advisory_unlock_shared($1)";
 
 /// Removes, in a transaction of its own, the repository's snapshots no ref points at
 /// any more and older than any search can still be reading (a reader resolves its

@@ -120,11 +120,17 @@ impl PgStore {
             )));
         }
         let fresh_ids = fresh_ids[..versions.len()].to_vec();
+        let chunks: usize = versions.iter().map(|v| v.chunks.len()).sum();
+        let lanes = if chunks < ONE_WRITER_BELOW_CHUNKS {
+            1
+        } else {
+            VERSION_WRITERS
+        };
         let (pool, at) = (self.primary.clone(), self.primary_at.clone());
         let task = runtime()?.spawn(async move {
             // The rows are built off the caller's thread: it goes on to embed.
             let lanes = tokio::task::spawn_blocking(move || {
-                writer_lanes(versions, &fresh_ids, VERSION_WRITERS)
+                writer_lanes(versions, &fresh_ids, lanes)
                     .into_iter()
                     .map(|(versions, ids)| version_batches(versions, &ids, VERSIONS_BATCH_CHUNKS))
                     .collect::<Vec<_>>()
@@ -307,6 +313,10 @@ const VERSIONS_BATCH_CHUNKS: usize = 2000;
 
 /// Connections that write new file versions at once.
 const VERSION_WRITERS: usize = 2;
+
+/// Fewer new chunks than this are written on one connection: a second one costs a
+/// server process and an authentication, more than it saves on a small update's rows.
+const ONE_WRITER_BELOW_CHUNKS: usize = 500;
 
 /// Shares new file versions (with their ids) among `lanes` connections, so that each
 /// writes about as many rows: the largest first, each to the lane with the fewest rows
