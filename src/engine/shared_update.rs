@@ -568,21 +568,27 @@ const VECTOR_WRITERS: usize = 2;
 /// a ref (size and mtime as the last run saw them); everything in a fresh CI checkout,
 /// whose mtimes are all new.
 fn hash_workspace(root: &Path, config: &Config) -> Result<OnDisk> {
-    let walk_options = WalkOptions {
-        max_file_bytes: config.index.max_file_bytes,
-        exclude: config.index.exclude.clone(),
-        index_secrets: config.index.index_secrets,
-        ..WalkOptions::default()
-    };
     let hash_started = Instant::now();
-    let walk_started = std::time::SystemTime::now();
-    let walked = workspace::walk(root, &walk_options).map_err(|e| Error::Usage(e.to_string()))?;
-    let max_bytes = config.index.max_file_bytes;
     let hash_cache = super::location::index_dir_for(root, config).ok();
     let remembered = hash_cache
         .as_deref()
         .map(|d| load_content_hashes_from(d, WRITER_HASHES_FILE))
         .unwrap_or_default();
+    let walk_options = WalkOptions {
+        max_file_bytes: config.index.max_file_bytes,
+        exclude: config.index.exclude.clone(),
+        index_secrets: config.index.index_secrets,
+        // A tree the size of the last run's is walked on one thread below
+        // SERIAL_WALK_BELOW_FILES: the parallel walker's threads cost more than they
+        // save there (see the constant).
+        threads: match remembered.len() {
+            n if n > 0 && n < SERIAL_WALK_BELOW_FILES => 1,
+            _ => 0,
+        },
+    };
+    let walk_started = std::time::SystemTime::now();
+    let walked = workspace::walk(root, &walk_options).map_err(|e| Error::Usage(e.to_string()))?;
+    let max_bytes = config.index.max_file_bytes;
     let read = std::sync::atomic::AtomicU64::new(0);
     let hashed: Vec<(String, Option<[u8; 32]>)> = walked
         .files
@@ -616,6 +622,12 @@ fn hash_workspace(root: &Path, config: &Config) -> Result<OnDisk> {
         hash_ms: hash_started.elapsed().as_millis() as u64,
     })
 }
+
+/// A writer whose last run hashed fewer files than this walks the workspace on one
+/// thread. Medians of 40 walks on two cores: the performance corpus (476 files) 1.96 ms
+/// on one thread against 2.8 on the parallel walker's two; bigcorp (3,254 files) 19 ms
+/// against 13.9.
+const SERIAL_WALK_BELOW_FILES: usize = 1500;
 
 /// The connections a writer of the shared index may hold at once (see `shared_setup`).
 const WRITER_CONNECTIONS: usize = 7;
