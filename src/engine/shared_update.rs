@@ -14,7 +14,7 @@ use super::writer_base::{Keeping, Remembered};
 use super::*;
 use crate::store::pg::{
     CleanupHold, KnownVersions, NewFileVersion, Pending, PgStore, RefUpdate, RefUpdateStart,
-    Snapshot, SnapshotFile, UpdateStart,
+    Snapshot, SnapshotFile, UpdateStart, Via,
 };
 use std::sync::OnceLock;
 
@@ -142,7 +142,7 @@ pub fn index_shared(
     let answer: OnceLock<KnownVersions> = OnceLock::new();
     let (answered, prepared) = std::thread::scope(|s| {
         let asking = s.spawn(|| {
-            let _ = answer.set(store.known_versions(&keys, &identity)?);
+            let _ = answer.set(store.known_versions(&keys, &identity, hold.connection())?);
             Ok(())
         });
         let prepared: Vec<Option<(NewFileVersion, Vec<(TextHash, String)>)>> = changed_paths
@@ -204,7 +204,7 @@ pub fn index_shared(
     // Which texts the cache has is asked first: the answer comes while the versions'
     // rows are built and sent.
     let hashes: Vec<TextHash> = needed.iter().map(|(h, _)| *h).collect();
-    let cached = store.cached_texts(&identity, &hashes)?;
+    let cached = store.cached_texts(&identity, &hashes, hold.connection())?;
     // Each new version's id and whether it is a skipped file, for the file list kept
     // for the next update.
     let new_ids: HashMap<String, (i64, bool)> = versions
@@ -214,16 +214,34 @@ pub fn index_shared(
         .collect();
     let writing = store.write_versions(versions, &versions_known.fresh_ids)?;
     let embed_started = Instant::now();
-    let embedded = embed_for_shared(store, &*embedder, &identity, needed, cached, &mut report);
+    let embedded = embed_for_shared(
+        store,
+        &*embedder,
+        &identity,
+        needed,
+        cached,
+        hold.connection(),
+        &mut report,
+    );
     report.embed_ms = embed_started.elapsed().as_millis() as u64;
+    let embedded = match embedded {
+        Ok(vectors) => vectors,
+        Err(e) => {
+            // Nothing is left writing when an update returns.
+            let _ = writing.wait();
+            return Err(e);
+        }
+    };
     // The ref's transaction begins now, listing the base's files that stay while the
     // new versions and vectors are still being written (see `PgStore::begin_publish`);
     // not before the embedding, which may wait on a remote model for minutes: an open
     // transaction holds back the server's vacuum (and may meet
     // `idle_in_transaction_session_timeout`).
     let nothing_to_switch = same_base && changed_paths.is_empty() && dropped.is_empty();
-    let open_publish = if nothing_to_switch || embedded.is_err() {
-        None
+    // The last vectors go with the publish (it waits for them before its transaction
+    // begins); without one they are waited for here.
+    let (open_publish, last_vectors) = if nothing_to_switch {
+        (None, embedded)
     } else {
         let mut replaced = dropped.clone();
         replaced.extend(changed_paths.iter().map(|(f, _)| f.rel_path.clone()));
@@ -234,24 +252,22 @@ pub fn index_shared(
             base: base_snapshot.as_ref().map(|s| s.id),
             replaced,
             hold,
+            vectors: embedded,
         }) {
-            Ok(open) => Some(open),
+            Ok(open) => (Some(open), Pending::nothing()),
             Err(e) => {
-                // Nothing is left writing when an update returns.
                 let _ = writing.wait();
-                if let Ok(vectors) = embedded {
-                    let _ = vectors.wait();
-                }
                 return Err(e);
             }
         }
     };
     // Waited for either way: nothing is left writing once this returns.
-    let written = writing.wait();
-    let last_vectors = embedded?;
-    let written = match written {
+    let written = match writing.wait() {
         Ok(w) => w,
         Err(e) => {
+            if let Some(open_publish) = open_publish {
+                open_publish.abandon();
+            }
             last_vectors.wait()?;
             return Err(e);
         }
@@ -273,8 +289,14 @@ pub fn index_shared(
     changed.extend(written.files);
     // Begun above whenever anything may change; when nothing did after all (the changed
     // files unreadable now), the transaction is rolled back as it is dropped.
-    let switching =
-        open_publish.filter(|_| !(same_base && changed.is_empty() && dropped.is_empty()));
+    let unchanged = same_base && changed.is_empty() && dropped.is_empty();
+    let switching = match open_publish {
+        Some(open_publish) if unchanged => {
+            open_publish.abandon();
+            None
+        }
+        open_publish => open_publish,
+    };
     if let Some(open_publish) = switching {
         let publish_started = Instant::now();
         // Written aside while the publish runs; kept under the new snapshot's stamp.
@@ -286,7 +308,6 @@ pub fn index_shared(
             dropped,
             changed,
             chunks_added: report.chunks_added,
-            vectors: last_vectors,
         })?;
         if let Some(keeping) = keeping {
             keeping.keep(published.stamp);
@@ -511,6 +532,7 @@ fn embed_for_shared(
     identity: &Identity,
     needed: Vec<(TextHash, String)>,
     cached: Pending<HashSet<TextHash>>,
+    held: Option<Via>,
     report: &mut SharedIndexReport,
 ) -> Result<Pending<()>> {
     let cached = cached.wait()?;
@@ -526,7 +548,14 @@ fn embed_for_shared(
     let mut storing: std::collections::VecDeque<Pending<()>> = std::collections::VecDeque::new();
     let wait_all =
         |storing: std::collections::VecDeque<Pending<()>>| Pending::all(storing.into())?.wait();
-    for group in missing.chunks(embedder.batch_size().max(1) * 4) {
+    let group_size = embedder.batch_size().max(1) * 4;
+    // A small update's vectors (one group) are stored on the connection of the writer's
+    // hold, which is idle until its publish: no connection of their own to open.
+    let via = match missing.len() <= group_size {
+        true => held,
+        false => None,
+    };
+    for group in missing.chunks(group_size) {
         let texts: Vec<&str> = group.iter().map(|(_, t)| t.as_str()).collect();
         let vectors = match embedder.embed(&texts) {
             Ok(v) => v,
@@ -555,7 +584,7 @@ fn embed_for_shared(
                 }
             }
         }
-        storing.push_back(store.put_vectors(identity, items)?);
+        storing.push_back(store.put_vectors(identity, items, via.clone())?);
     }
     // The last ones are waited for in the ref's transaction, before its commit.
     Pending::all(storing.into())

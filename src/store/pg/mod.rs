@@ -52,7 +52,7 @@ mod refs;
 mod schema;
 mod search;
 mod versions;
-pub use refs::{CleanupHold, OpenPublish, UpdateStart};
+pub use refs::{CleanupHold, HeldConnection, OpenPublish, UpdateStart};
 pub use search::{SnapshotQuery, SnapshotSearch};
 pub use versions::Pending;
 
@@ -148,6 +148,9 @@ pub struct RefUpdateStart<'a> {
     /// The writer's hold on the clean-up: the publish's transaction runs on its
     /// connection, and lets it go after the commit.
     pub hold: CleanupHold,
+    /// The update's last vectors for the embedding cache, being stored: the publish
+    /// begins once they are (some may be on the hold's connection).
+    pub vectors: Pending<()>,
 }
 
 /// The rest of a ref's new state, once its file versions are written
@@ -160,9 +163,6 @@ pub struct RefUpdate {
     /// Chunks the update's new file versions added (a large share has the tables'
     /// statistics refreshed after the switch).
     pub chunks_added: u64,
-    /// The last vectors for the embedding cache, being stored: the ref switches once
-    /// they are (see [`OpenPublish::finish`]).
-    pub vectors: Pending<()>,
 }
 
 /// What publishing a ref wrote.
@@ -333,14 +333,54 @@ fn block<T: Send + 'static>(fut: impl Future<Output = Result<T>> + Send + 'stati
 /// A pooled connection and where it goes (`host:port/database`): its queries' errors
 /// name the server, as every message about the database does.
 struct Db {
-    client: deadpool_postgres::Object,
+    client: Conn,
     at: String,
+}
+
+/// A connection a statement runs on: one of the pool's, or the writer's held one
+/// ([`CleanupHold`]), shared with whatever else runs on it then (its statements are
+/// pipelined).
+enum Conn {
+    Pooled(deadpool_postgres::Object),
+    Held(Arc<refs::HeldConnection>),
+}
+
+impl std::ops::Deref for Conn {
+    type Target = deadpool_postgres::ClientWrapper;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Conn::Pooled(object) => object,
+            Conn::Held(held) => held.client(),
+        }
+    }
+}
+
+/// Where a writer's statement runs: on the connection of its hold on the clean-up when
+/// it has one (see [`CleanupHold::connection`]), else on one of the pool's.
+#[derive(Clone)]
+pub enum Via {
+    Pool(Pool),
+    Held(Arc<refs::HeldConnection>),
 }
 
 impl Db {
     async fn get(pool: &Pool, at: String) -> Result<Db> {
         let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-        Ok(Db { client, at })
+        Ok(Db {
+            client: Conn::Pooled(client),
+            at,
+        })
+    }
+
+    async fn via(via: Via, at: String) -> Result<Db> {
+        match via {
+            Via::Pool(pool) => Db::get(&pool, at).await,
+            Via::Held(held) => Ok(Db {
+                client: Conn::Held(held),
+                at,
+            }),
+        }
     }
 
     /// The rows of `sql`, a statement prepared once per connection (sent as text, every
@@ -751,15 +791,17 @@ impl PgStore {
         self.read(async move { work(Db::get(&pool, at).await?).await })
     }
 
-    /// Runs `work` on a connection to the primary (writes, and what a writer reads).
-    fn write_with<T, F, Fut>(&self, work: F) -> Result<T>
+    /// Runs `work` on `via` (a writer's held connection), else on a connection of the
+    /// pool to the primary (writes, and what a writer reads).
+    fn write_via<T, F, Fut>(&self, via: Option<Via>, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(Db) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T>> + Send,
     {
-        let (pool, at) = (self.primary.clone(), self.primary_at.clone());
-        block(async move { work(Db::get(&pool, at).await?).await })
+        let via = via.unwrap_or_else(|| Via::Pool(self.primary.clone()));
+        let at = self.primary_at.clone();
+        block(async move { work(Db::via(via, at).await?).await })
     }
 
     /// Whether the reading side is considered away now (reads fail at once).

@@ -144,7 +144,7 @@ impl PgStore {
             );
             // Locked, the connection is the hold's from here: should anything below
             // fail, dropping it closes the connection, and the lock goes with it.
-            let locked = locked.map(|_| CleanupHold(Some(client)));
+            let locked = locked.map(|_| CleanupHold(Some(Arc::new(HeldConnection(Some(client))))));
             if check_schema {
                 let current = schema.as_ref().is_ok_and(|row| {
                     schema::schema_is_current_and_writable(row.get(0), row.get(1))
@@ -194,6 +194,7 @@ impl PgStore {
         let (pool, at) = (self.primary.clone(), self.primary_at.clone());
         let mut hold = start.hold;
         let held = hold.0.take();
+        let vectors = start.vectors;
         let begun = Begun {
             repo: start.repo.to_string(),
             ref_name: start.ref_name.to_string(),
@@ -203,7 +204,16 @@ impl PgStore {
         };
         let (rest, rest_rx) = tokio::sync::oneshot::channel();
         let task = runtime()?.spawn(async move {
-            let mut client = match held {
+            // The vectors first: some may be stored on the hold's connection, and the
+            // transaction must not take them in (they are kept whatever becomes of it).
+            vectors.finish().await?;
+            // Its other users are done now; should one not be, the publish takes a
+            // connection of its own (the hold goes when that user lets it go).
+            let mut client = match held.map(Arc::try_unwrap) {
+                Some(Ok(mut held)) => held.0.take(),
+                _ => None,
+            };
+            let mut client = match client.take() {
                 Some(client) => client,
                 None => pool.get().await.map_err(|e| db_error(&at, e))?,
             };
@@ -243,6 +253,20 @@ impl OpenPublish {
                 Error::Other(format!("publishing the ref stopped unexpectedly: {e}"))
             })?
         })
+    }
+}
+
+impl OpenPublish {
+    /// Rolls the transaction back and waits until its connection is let go (and the
+    /// update's vectors, which it waited for, are stored): nothing is left writing.
+    pub fn abandon(mut self) {
+        self.rest.take();
+        if let Some(task) = self.task.take() {
+            let _ = block(async move {
+                let _ = task.await;
+                Ok(())
+            });
+        }
     }
 }
 
@@ -443,10 +467,7 @@ impl Begun {
         let (_, _, _, _, versions_kept, changed_files, stats, point, garbage_due, release) =
             statements;
         let RefUpdate {
-            dropped,
-            changed,
-            vectors,
-            ..
+            dropped, changed, ..
         } = update;
         let (paths, blob_ids): (Vec<String>, Vec<i64>) = changed.into_iter().unzip();
         let mut distinct = blob_ids.clone();
@@ -487,7 +508,6 @@ impl Begun {
         listed.map_err(failed)?;
         let total: i64 = total.map_err(failed)?.get(0);
         pointed.map_err(failed)?;
-        vectors.finish().await?;
         fault_pause_in_publish().await;
         // The hold is let go right after the commit, in the same round trip (this
         // writer's own hold would keep its clean-up out), and whether a clean-up is due
@@ -576,12 +596,34 @@ const VECTOR_INDEXES: &str = "SELECT coalesce(array_agg(c.relname::text), '{}') 
 /// connection fewer (each a server process and an authentication). When the hold is
 /// dropped otherwise (or its process dies) the connection is closed and the lock goes
 /// with it.
-pub struct CleanupHold(Option<deadpool_postgres::Object>);
+/// Until then its connection also serves the update's lookups and, for a small update,
+/// its vectors ([`CleanupHold::connection`]): one connection fewer again.
+pub struct CleanupHold(Option<Arc<HeldConnection>>);
 
-impl Drop for CleanupHold {
+impl CleanupHold {
+    /// The hold's connection, for statements of the update that are done before its
+    /// publish begins (the publish waits for the update's vectors before its `BEGIN`:
+    /// nothing else is pipelined into its transaction).
+    pub fn connection(&self) -> Option<Via> {
+        self.0.clone().map(Via::Held)
+    }
+}
+
+/// The connection of a [`CleanupHold`]: closed when the last user lets it go, never
+/// returned to the pool, so that the session's lock goes with it.
+pub struct HeldConnection(Option<deadpool_postgres::Object>);
+
+impl HeldConnection {
+    pub(super) fn client(&self) -> &deadpool_postgres::ClientWrapper {
+        self.0
+            .as_ref()
+            .expect("a held connection is taken only by its last user")
+    }
+}
+
+impl Drop for HeldConnection {
     fn drop(&mut self) {
         if let Some(client) = self.0.take() {
-            // Closed, not returned to the pool: the session's lock goes with it.
             drop(deadpool_postgres::Object::take(client));
         }
     }

@@ -24,6 +24,7 @@ impl PgStore {
         &self,
         keys: &[(String, [u8; 32])],
         id: &Identity,
+        via: Option<Via>,
     ) -> Result<KnownVersions> {
         if keys.is_empty() {
             return Ok(KnownVersions::default());
@@ -32,7 +33,7 @@ impl PgStore {
         let hashes: Vec<Vec<u8>> = keys.iter().map(|(_, h)| h.to_vec()).collect();
         let wanted = keys.len() as i64;
         let (embedder, dimensions) = (id.embedder.clone(), id.dimensions as i32);
-        self.write_with(move |db| async move {
+        self.write_via(via, move |db| async move {
             let (by_key, count): (&[&(dyn tokio_postgres::types::ToSql + Sync)], _) =
                 (&[&paths, &hashes], [&wanted as &(dyn tokio_postgres::types::ToSql + Sync)]);
             let by_identity: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
@@ -172,14 +173,16 @@ impl PgStore {
         &self,
         id: &Identity,
         hashes: &[TextHash],
+        via: Option<Via>,
     ) -> Result<Pending<HashSet<TextHash>>> {
         if hashes.is_empty() {
             return Ok(Pending(None));
         }
-        let (pool, at, id) = (self.primary.clone(), self.primary_at.clone(), id.clone());
+        let via = via.unwrap_or_else(|| Via::Pool(self.primary.clone()));
+        let (at, id) = (self.primary_at.clone(), id.clone());
         let keys: Vec<Vec<u8>> = hashes.iter().map(|h| h.0.to_vec()).collect();
         Ok(Pending(Some(runtime()?.spawn(async move {
-            let db = Db::get(&pool, at).await?;
+            let db = Db::via(via, at).await?;
             let rows = db
                 .query(
                     "SELECT text_hash FROM embeddings
@@ -201,12 +204,13 @@ impl PgStore {
         &self,
         id: &Identity,
         items: Vec<(TextHash, Vec<f32>)>,
+        via: Option<Via>,
     ) -> Result<Pending<()>> {
         if items.is_empty() {
             return Ok(Pending(None));
         }
         Ok(Pending(Some(runtime()?.spawn(store_vectors(
-            self.primary.clone(),
+            via.unwrap_or_else(|| Via::Pool(self.primary.clone())),
             self.primary_at.clone(),
             id.clone(),
             items,
@@ -265,7 +269,7 @@ impl Pending<()> {
 /// Adds vectors to the shared embedding cache in a transaction of their own, committed
 /// without waiting for the disk (see the module's docs).
 async fn store_vectors(
-    pool: Pool,
+    via: Via,
     at: String,
     id: Identity,
     mut items: Vec<(TextHash, Vec<f32>)>,
@@ -284,7 +288,7 @@ async fn store_vectors(
             pgvector::Vector::from(v)
         })
         .collect();
-    let db = Db::get(&pool, at).await?;
+    let db = Db::via(via, at).await?;
     db.query(
         "WITH added AS (
            INSERT INTO embeddings(embedder, dimensions, text_hash, vector)
