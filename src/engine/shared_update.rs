@@ -415,10 +415,10 @@ struct SharedSetup {
 /// Connects (a writer: the schema is created or migrated), resolves the ref and its
 /// base and reads the base's file list.
 fn shared_setup(root: &Path, config: &Config, base: Option<&str>) -> Result<SharedSetup> {
-    // A writer works on up to seven connections at once (its hold on the clean-up, its
-    // ref's transaction, two writing file versions, two storing vectors, one reading
-    // which versions and vectors the database has): a smaller
-    // pool, set for the editors, would make it wait on itself.
+    // A writer works on up to five connections at once (its hold on the clean-up,
+    // which also reads what the database has and, later, runs the ref's transaction;
+    // two writing file versions; two storing a large update's vectors), and seven are
+    // allowed: a smaller pool, set for the editors, would make it wait on itself.
     let mut config = config.clone();
     config.store.pool_size = config.store.pool_size.max(WRITER_CONNECTIONS);
     let config = &config;
