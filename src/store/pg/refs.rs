@@ -578,11 +578,15 @@ const REF_SNAPSHOT: &str =
 
 /// The files of a ref's snapshot, by repository and ref name; none when that snapshot is
 /// the one stamped ($3 id, $4 creation time in microseconds), whose files the writer has.
-const REF_FILES: &str = "SELECT sf.path, b.content_hash, b.id, b.skip_reason IS NOT NULL
-     FROM refs r JOIN repos p ON p.id = r.repo_id JOIN snapshots s ON s.id = r.snapshot_id
-     JOIN snapshot_files sf ON sf.snapshot_id = r.snapshot_id JOIN blobs b ON b.id = sf.blob_id
-     WHERE p.name = $1 AND r.name = $2
-       AND (s.id, (extract(epoch FROM s.created_at) * 1000000)::bigint) IS DISTINCT FROM ($3::bigint, $4::bigint)";
+/// The stamp is checked first, in a CTE of its own: joined with the files, the planner
+/// listed every file and checked the stamp on each (on the performance corpus 0.9-1.2
+/// ms for an answer of no rows, against 0.06-0.1; 1.7 against 0.7 for the whole list).
+const REF_FILES: &str = "WITH s AS MATERIALIZED (
+       SELECT s.id FROM refs r JOIN repos p ON p.id = r.repo_id JOIN snapshots s ON s.id = r.snapshot_id
+       WHERE p.name = $1 AND r.name = $2
+         AND (s.id, (extract(epoch FROM s.created_at) * 1000000)::bigint) IS DISTINCT FROM ($3::bigint, $4::bigint))
+     SELECT sf.path, b.content_hash, b.id, b.skip_reason IS NOT NULL
+     FROM s JOIN snapshot_files sf ON sf.snapshot_id = s.id JOIN blobs b ON b.id = sf.blob_id";
 
 /// The HNSW indexes of the embedding cache there are (one per vector dimension).
 const VECTOR_INDEXES: &str = "SELECT coalesce(array_agg(c.relname::text), '{}') FROM pg_class c
