@@ -25,7 +25,8 @@ mkdir -p "$work"
 cp -a "$corpus" "$work/corpus"
 url="$RAGLS_TEST_PG_WRITER_URL"
 cd "$work/corpus"
-"$bin" index --store "$url" --ref main --set index.dir="$work/index" >/dev/null
+update() { "$bin" index --store "$url" --ref main --set index.dir="$work/index"; }
+update >/dev/null
 mapfile -t files < <(find . -type f -not -path './.git/*' | sort)
 now_us() { date +%s%6N; }
 for round in $(seq "$rounds"); do
@@ -33,8 +34,8 @@ for round in $(seq "$rounds"); do
   for ((i = (round * 7) % 100; i < ${#files[@]}; i += 100)); do
     printf '\n// changed for bench/team-cli.sh, round %s\n' "$round" >>"${files[$i]}"
   done
-  t=$(now_us); "$bin" index --store "$url" --ref main --set index.dir="$work/index" >/dev/null 2>&1; echo "update $(( $(now_us) - t ))"
-  t=$(now_us); "$bin" index --store "$url" --ref main --set index.dir="$work/index" >/dev/null 2>&1; echo "unchanged $(( $(now_us) - t ))"
+  t=$(now_us); update >/dev/null 2>&1; echo "update $(( $(now_us) - t ))"
+  t=$(now_us); update >/dev/null 2>&1; echo "unchanged $(( $(now_us) - t ))"
   t=$(now_us); "$bin" --version >/dev/null; echo "process $(( $(now_us) - t ))"
 done | python3 -c '
 import sys, collections
