@@ -68,23 +68,14 @@ const BM25_TOP: &str = "SELECT x.chunk_id,
 macro_rules! snapshot_blobs {
     ($excluded:literal) => {
         concat!(
-            "(SELECT blob_id FROM snapshot_files WHERE snapshot_id = $1 AND blob_id IS NOT NULL
-               AND NOT (path = ANY(",
+            "SELECT blob_id FROM snapshot_files WHERE snapshot_id = $1 AND NOT (path = ANY(",
             $excluded,
-            "::text[])) ORDER BY path)
-             UNION ALL
-             (SELECT r.blob_id FROM snapshot_files r
-              WHERE r.snapshot_id = (SELECT base_id FROM snapshots WHERE id = $1) AND NOT (r.path = ANY(",
-            $excluded,
-            "::text[]))
-                AND NOT EXISTS (SELECT 1 FROM snapshot_files o WHERE o.snapshot_id = $1 AND o.path = r.path)
-              ORDER BY r.path)"
+            "::text[])) ORDER BY path"
         )
     };
 }
 
-/// The file versions of snapshot `$1` but those of the paths `$5`, for [`BM25_TOP`] (its
-/// own rows, then, when it lists changes, its base's of the paths it does not list): read
+/// The file versions of snapshot `$1` but those of the paths `$5`, for [`BM25_TOP`]: read
 /// once and joined by hash. Planned generically, the join probed the file lists' index
 /// once per matching row of the postings instead (0.8 ms of 2.6 for four terms on the
 /// performance corpus; hashed, the query took 2.3). In path order: with sorts off for a
@@ -219,8 +210,7 @@ struct LexicalAsk {
 /// The `$4` chunks of snapshot `$1` nearest to `$2` (embedder `$3`), paths `$5` left
 /// out, with their rows: the HNSW index with pgvector's iterative scan, each vector it
 /// yields joined at once to the snapshot's chunks of its text (those that have none are
-/// the filter), the path from the snapshot's file list (or its base's, for a path a
-/// snapshot that lists changes does not list). Joined after a `LIMIT` on the
+/// the filter), the path from the snapshot's file list. Joined after a `LIMIT` on the
 /// vectors instead, every chunk and file was looked up twice: 400 questions in psql took
 /// 0.50-0.55 s against 0.56 (the same 50 rows). The scan's order is relaxed (see
 /// `QUESTION_START`): the reader sorts the rows by score ([`best_first`]). The distances
@@ -233,10 +223,7 @@ fn nearest_sql(dims: usize) -> String {
          FROM embeddings e
          CROSS JOIN LATERAL (
            SELECT {columns}, c.id FROM chunks c JOIN snapshot_files sf ON sf.blob_id = c.blob_id
-           WHERE c.text_hash = e.text_hash AND NOT (sf.path = ANY($5::text[]))
-             AND sf.snapshot_id = ANY(ARRAY[$1, (SELECT base_id FROM snapshots WHERE id = $1)])
-             AND (sf.snapshot_id = $1
-                  OR NOT EXISTS (SELECT 1 FROM snapshot_files o WHERE o.snapshot_id = $1 AND o.path = sf.path))) x
+           WHERE c.text_hash = e.text_hash AND sf.snapshot_id = $1 AND NOT (sf.path = ANY($5::text[]))) x
          WHERE e.dimensions = {dims} AND e.embedder = $3
          ORDER BY e.vector::halfvec({dims}) <=> $2::vector({dims})::halfvec({dims}) LIMIT $4"
     )
@@ -267,24 +254,10 @@ const CHUNK_TEXTS: &str = "SELECT id, text FROM chunks WHERE id = ANY($1::bigint
 /// A snapshot's chunk count and average chunk length in terms (BM25's N and avgdl).
 const SNAPSHOT_STATISTICS: &str = "SELECT chunk_count, (term_total::real / greatest(chunk_count, 1))::real FROM snapshots WHERE id = $1";
 
-/// Each term's document frequency in a snapshot (`$1`): the chunks of its files that
-/// have it, for the terms `$2`, each row with its term's place in `$2` (from 1; in no
-/// order, as sorts are off: see [`PgStore::idf`]). The file versions are read once, in
-/// path order, and joined by hash, as for [`BM25_TOP`] ([`SNAPSHOT_BLOBS`]). Probing the
-/// file lists once per posting, as before schema 7, took 1.4-1.6 ms for four terms on
-/// the performance corpus once a snapshot lists changes of a base (two lists to probe,
-/// and the changes), against 0.6-0.9 this way (pgbench; 0.4-0.5 for a full list before).
-const DOCUMENT_FREQUENCIES: &str = "WITH files AS MATERIALIZED (
-       (SELECT blob_id FROM snapshot_files WHERE snapshot_id = $1 AND blob_id IS NOT NULL ORDER BY path)
-       UNION ALL
-       (SELECT r.blob_id FROM snapshot_files r
-        WHERE r.snapshot_id = (SELECT base_id FROM snapshots WHERE id = $1)
-          AND NOT EXISTS (SELECT 1 FROM snapshot_files o WHERE o.snapshot_id = $1 AND o.path = r.path)
-        ORDER BY r.path))
-     SELECT u.o::integer, coalesce(sum(cardinality(p.chunk_ids)), 0)::bigint
-     FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o)
-     LEFT JOIN (postings p JOIN files f ON f.blob_id = p.blob_id) ON p.term = u.t
-     GROUP BY u.o";
+/// Each term's document frequency in a snapshot: the chunks of its files that have it.
+const DOCUMENT_FREQUENCIES: &str = "SELECT (SELECT coalesce(sum(cardinality(p.chunk_ids)), 0)::bigint FROM postings p JOIN snapshot_files sf
+       ON sf.blob_id = p.blob_id AND sf.snapshot_id = $1 WHERE p.term = u.t)
+     FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o) ORDER BY o";
 
 /// A chunk from a row whose column 0 is its id and `CHUNK_COLUMNS` start at `at`.
 fn chunk_of_row(r: &Row, at: usize) -> Option<StoredChunk> {
@@ -580,30 +553,24 @@ impl PgStore {
                 // generic plan: a custom one trusts the statistics of `snapshot_files`, which
                 // know nothing of a snapshot published since they were gathered ("1 row"),
                 // and probed the postings once per file of the snapshot: 0.4-1.2 s a question
-                // at a million lines right after an update, against 6-35 ms. Sorts off,
-                // as for a question's BM25: the file list is read through its key.
+                // at a million lines right after an update, against 6-35 ms.
                 let (snapshot_params, terms_params): (
                     [&(dyn tokio_postgres::types::ToSql + Sync); 1],
                     [&(dyn tokio_postgres::types::ToSql + Sync); 2],
                 ) = ([&snapshot], [&snapshot, &asked]);
                 let (_, row, rows, _) = tokio::try_join!(
-                    db.client.batch_execute(
-                        "SET plan_cache_mode = force_generic_plan; SET enable_sort = off"
-                    ),
+                    db.client
+                        .batch_execute("SET plan_cache_mode = force_generic_plan"),
                     db.client.query_one(&of_snapshot, &snapshot_params),
                     db.client.query(&of_terms, &terms_params),
-                    db.client
-                        .batch_execute("RESET plan_cache_mode; RESET enable_sort"),
+                    db.client.batch_execute("RESET plan_cache_mode"),
                 )
                 .map_err(err)?;
-                let mut counts = vec![0i64; asked.len()];
-                for r in rows {
-                    let place = r.get::<_, i32>(0).max(1) as usize - 1;
-                    if let Some(count) = counts.get_mut(place) {
-                        *count = r.get(1);
-                    }
-                }
-                Ok((row.get(0), row.get(1), counts))
+                Ok((
+                    row.get(0),
+                    row.get(1),
+                    rows.into_iter().map(|r| r.get(0)).collect(),
+                ))
             })?;
         let n = total.max(1) as f32;
         let mut cache = self.idf.lock().ok();
