@@ -34,8 +34,9 @@ for round in $(seq "$rounds"); do
   for ((i = (round * 7) % 100; i < ${#files[@]}; i += 100)); do
     printf '\n// changed for bench/team-cli.sh, round %s\n' "$round" >>"${files[$i]}"
   done
-  t=$(now_us); update >/dev/null 2>&1; echo "update $(( $(now_us) - t ))"
-  t=$(now_us); update >/dev/null 2>&1; echo "unchanged $(( $(now_us) - t ))"
+  # stderr kept: a failed update stops the run with its message, not a silent gap.
+  t=$(now_us); update >/dev/null; echo "update $(( $(now_us) - t ))"
+  t=$(now_us); update >/dev/null; echo "unchanged $(( $(now_us) - t ))"
   t=$(now_us); "$bin" --version >/dev/null; echo "process $(( $(now_us) - t ))"
 done | python3 -c '
 import sys, collections
