@@ -430,10 +430,13 @@ fn a_second_ref_with_three_changed_files_re_embeds_only_their_changed_chunks() {
     assert_eq!(
         count(
             &db.admin,
-            "SELECT count(*) FROM snapshots s JOIN LATERAL
-               (SELECT count(*) AS n, coalesce(sum(c.terms), 0) AS t FROM snapshot_files sf
-                JOIN chunks c ON c.blob_id = sf.blob_id WHERE sf.snapshot_id = s.id) r ON true
-             WHERE s.chunk_count <> r.n OR s.term_total <> r.t"
+            &format!(
+                "SELECT count(*) FROM snapshots s JOIN LATERAL
+                   (SELECT count(*) AS n, coalesce(sum(c.terms), 0) AS t FROM ({}) sf
+                    JOIN chunks c ON c.blob_id = sf.blob_id) r ON true
+                 WHERE s.chunk_count <> r.n OR s.term_total <> r.t",
+                files_of("s.id")
+            )
         ),
         0
     );
@@ -1699,9 +1702,38 @@ fn old_snapshots_are_cleaned_up_with_the_file_versions_only_they_had() {
         ),
     );
     index_shared(&sb, &db.writer, "main", &[]);
-    // Left: main's new snapshot and `keep`'s; the first version of retry.py went with
-    // the first snapshot, its chunks and postings with it; the second stays (`keep`).
-    assert_eq!(count(&db.admin, "SELECT count(*) FROM snapshots"), 2);
+    // Left: main's new snapshot, the full list it lists its changes from (main's
+    // first), and `keep`'s; main's second snapshot went. Every version of retry.py is
+    // still listed: the first by main's base, the second by `keep`, the third by main.
+    let left = "SELECT count(*) FROM snapshots";
+    assert_eq!(count(&db.admin, left), 3);
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT count(*) FROM snapshots s JOIN refs r ON r.snapshot_id = s.id
+             WHERE r.name = 'main' AND s.base_id = (SELECT min(id) FROM snapshots)"
+        ),
+        1
+    );
+    assert_eq!(versions("client/retry.py"), 3);
+    // `keep` goes; once its snapshot and main's third are old, the next update's
+    // clean-up removes them and the versions only they had (the second and third),
+    // with their chunks and postings.
+    execute(
+        &db.admin,
+        "DELETE FROM refs WHERE name = 'keep';
+         UPDATE snapshots SET created_at = now() - interval '2 hours'",
+    );
+    sb.write(
+        "client/retry.py",
+        text.replacen(
+            "def retry_with_backoff(",
+            "def retry_with_backoff_fourth(",
+            1,
+        ),
+    );
+    index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(count(&db.admin, left), 2);
     assert_eq!(versions("client/retry.py"), 2);
     for orphans in [
         "SELECT count(*) FROM snapshot_files sf WHERE NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.id = sf.snapshot_id)",
@@ -1712,13 +1744,31 @@ fn old_snapshots_are_cleaned_up_with_the_file_versions_only_they_had() {
         assert_eq!(count(&db.admin, orphans), 0, "{orphans}");
     }
     let reader = bare_reader();
-    for (ref_name, name) in [
-        ("main", "retry_with_backoff_third"),
-        ("keep", "retry_with_backoff_second"),
-    ] {
-        let hits = search_shared(&reader, &db.reader, ref_name, name, &NO_OVERLAY);
-        assert!(has_symbol(&hits, name), "{ref_name}: {hits:?}");
+    let hits = search_shared(
+        &reader,
+        &db.reader,
+        "main",
+        "retry_with_backoff_fourth",
+        &NO_OVERLAY,
+    );
+    assert!(has_symbol(&hits, "retry_with_backoff_fourth"), "{hits:?}");
+    for gone in ["retry_with_backoff_second", "retry_with_backoff_third"] {
+        let hits = search_shared(&reader, &db.reader, "main", gone, &NO_OVERLAY);
+        assert!(!has_symbol(&hits, gone), "{gone}: {hits:?}");
     }
+}
+
+/// The files of snapshot `id` (an SQL expression) as rows of (path, blob_id), its list
+/// resolved: its own rows (a removed file's have no version), and, when it lists the
+/// changes since a base, the base's rows of every other path.
+fn files_of(id: &str) -> String {
+    format!(
+        "SELECT path, blob_id FROM snapshot_files WHERE snapshot_id = {id} AND blob_id IS NOT NULL
+         UNION ALL
+         SELECT r.path, r.blob_id FROM snapshot_files r
+         WHERE r.snapshot_id = (SELECT base_id FROM snapshots WHERE id = {id})
+           AND NOT EXISTS (SELECT 1 FROM snapshot_files o WHERE o.snapshot_id = {id} AND o.path = r.path)"
+    )
 }
 
 /// Rewrites a database of this schema back to version 3's postings (a row per term and
@@ -1747,6 +1797,9 @@ BEGIN
         EXECUTE format('DROP INDEX %I', half);
     END LOOP;
 END $$;
+DROP INDEX snapshots_by_base;
+ALTER TABLE snapshots DROP COLUMN base_id;
+ALTER TABLE snapshot_files ALTER COLUMN blob_id SET NOT NULL;
 DELETE FROM ragls_schema WHERE version >= 4;";
 
 #[test]
@@ -1809,7 +1862,7 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
     assert_eq!(report["filesChunked"], 0, "{report}");
     assert_eq!(
         count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
-        6
+        7
     );
     // Schema 6: the vectors' HNSW index holds them in half precision, the old one is gone.
     assert_eq!(hnsw_indexes("^embeddings_hnsw_[0-9]+$"), 0);
@@ -1983,4 +2036,157 @@ fn a_readied_pool_holds_the_connections_asked_for_up_to_its_size_and_questions_r
     let (chunks, _) = store.sizes(snapshot.id).expect("sizes");
     assert!(chunks > 0);
     assert_eq!(count(&db.admin, &readers), 3);
+}
+
+/// What main's snapshot lists: `(base, rows, removed)`, base 0 when its list is full.
+fn main_list(db: &TeamDb) -> (i64, i64, i64) {
+    let of_main = "FROM refs r JOIN snapshots s ON s.id = r.snapshot_id WHERE r.name = 'main'";
+    (
+        count(
+            &db.admin,
+            &format!("SELECT coalesce(s.base_id, 0) {of_main}"),
+        ),
+        count(
+            &db.admin,
+            &format!("SELECT (SELECT count(*) FROM snapshot_files f WHERE f.snapshot_id = s.id) {of_main}"),
+        ),
+        count(
+            &db.admin,
+            &format!("SELECT (SELECT count(*) FROM snapshot_files f WHERE f.snapshot_id = s.id AND f.blob_id IS NULL) {of_main}"),
+        ),
+    )
+}
+
+#[test]
+fn a_small_update_lists_only_its_changes_and_a_large_one_every_file_again() {
+    let db = TeamDb::create();
+    let sb = Sandbox::empty();
+    let module = |i: usize, version: &str| {
+        format!("def handler_{i}_{version}(request):\n    return request.body + {i}\n")
+    };
+    for i in 0..40 {
+        sb.write(&format!("svc/m{i:02}.py"), module(i, "one"));
+    }
+    index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(main_list(&db), (0, 40, 0), "a first build lists every file");
+    let first = count(
+        &db.admin,
+        "SELECT snapshot_id FROM refs WHERE name = 'main'",
+    );
+
+    // Two files changed, one removed, one added: the new snapshot lists those four
+    // (the removed one without a version) and reads every other path from the first.
+    sb.write("svc/m00.py", module(0, "two"));
+    sb.write("svc/m01.py", module(1, "two"));
+    std::fs::remove_file(sb.path("svc/m02.py")).expect("remove a file");
+    sb.write(
+        "svc/added.py",
+        "def brand_new_handler(request):\n    return 42\n",
+    );
+    let report = index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(report["filesChunked"], 3, "{report}");
+    assert_eq!(main_list(&db), (first, 4, 1));
+    // One more change lists its own and carries the last update's: still from the first.
+    sb.write("svc/m03.py", module(3, "two"));
+    index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(main_list(&db), (first, 5, 1));
+
+    // Readers see the resolved list: the new versions, the added file, the untouched
+    // ones, and neither the old versions nor the removed file.
+    let reader = bare_reader();
+    let finds = |name: &str| {
+        let hits = search_shared(&reader, &db.reader, "main", name, &NO_OVERLAY);
+        has_symbol(&hits, name)
+    };
+    for present in [
+        "handler_0_two",
+        "handler_3_two",
+        "brand_new_handler",
+        "handler_7_one",
+    ] {
+        assert!(finds(present), "{present} is in main");
+    }
+    for gone in ["handler_0_one", "handler_2_one", "handler_3_one"] {
+        assert!(!finds(gone), "{gone} is not in main");
+    }
+    // BM25's statistics are those of the resolved list.
+    assert_eq!(
+        count(
+            &db.admin,
+            &format!(
+                "SELECT count(*) FROM snapshots s JOIN LATERAL
+                   (SELECT count(*) AS n, coalesce(sum(c.terms), 0) AS t FROM ({}) sf
+                    JOIN chunks c ON c.blob_id = sf.blob_id) r ON true
+                 WHERE s.chunk_count <> r.n OR s.term_total <> r.t",
+                files_of("s.id")
+            )
+        ),
+        0
+    );
+    // A writer without a list of its own (another checkout) reads the resolved list
+    // from the database: nothing to do.
+    let checkout = Sandbox::empty();
+    for i in 0..40 {
+        if i != 2 {
+            checkout.write(
+                &format!("svc/m{i:02}.py"),
+                sb.read(&format!("svc/m{i:02}.py")),
+            );
+        }
+    }
+    checkout.write("svc/added.py", sb.read("svc/added.py"));
+    let again = index_shared(&checkout, &db.writer, "main", &[]);
+    assert_eq!(again["filesChunked"], 0, "{again}");
+    assert_eq!(again["updated"], false, "{again}");
+
+    // 35 files changed: past the bound of a list of changes (32 rows, or a tenth of the
+    // files), the snapshot lists every file again, and the next updates list theirs
+    // from it.
+    for i in 4..39 {
+        sb.write(&format!("svc/m{i:02}.py"), module(i, "three"));
+    }
+    index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(main_list(&db), (0, 40, 0));
+    let third = count(
+        &db.admin,
+        "SELECT snapshot_id FROM refs WHERE name = 'main'",
+    );
+    sb.write("svc/m39.py", module(39, "two"));
+    index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(main_list(&db), (third, 1, 0));
+    for present in [
+        "handler_10_three",
+        "handler_39_two",
+        "handler_0_two",
+        "brand_new_handler",
+    ] {
+        assert!(finds(present), "{present} is in main");
+    }
+    assert!(!finds("handler_10_one"));
+    assert!(!finds("handler_2_one"));
+
+    // A file changed back to its content in the full list: its row names the very
+    // version the base lists, which a question leaves out of the base's rows (replaced)
+    // and reads from the snapshot's own.
+    sb.write("svc/m39.py", module(39, "one"));
+    index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(main_list(&db), (third, 1, 0));
+    // Each ranking alone: BM25's file list and the nearest vectors' join both read it.
+    for only in [
+        "retrieve.vector_candidates=0",
+        "retrieve.lexical_candidates=0",
+    ] {
+        let finds_by = |name: &str| {
+            let args = ["--set", "store.overlay=false", "--set", only];
+            has_symbol(
+                &search_shared(&reader, &db.reader, "main", name, &args),
+                name,
+            )
+        };
+        assert!(
+            finds_by("handler_39_one"),
+            "the restored version is in main ({only})"
+        );
+        assert!(!finds_by("handler_39_two"), "{only}");
+    }
 }

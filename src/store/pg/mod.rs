@@ -4,7 +4,8 @@
 //! Content-addressed: a file version (`blobs`: path + content hash) owns its chunks, so
 //! branches and repositories that share a file share its chunks; the embedding cache is
 //! keyed by (embedder, dimensions, text hash) and shared by everything. A ref names a
-//! snapshot (`snapshot_files`: path -> file version); a new state of a ref is written as
+//! snapshot (`snapshot_files`: path -> file version; a small update's snapshot lists only
+//! the paths it changed since a full list, its `base_id`, see [`FileList`]); a new state of a ref is written as
 //! a new snapshot and the ref switches to it in the same transaction, so a reader sees
 //! the old state or the new one, never a mix, and a writer killed mid-update leaves the
 //! ref as it was. New file versions are written before that transaction, in statements
@@ -48,6 +49,26 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+/// The files of snapshot `$id` (an SQL expression, as a literal), rows of (path,
+/// blob_id): its own rows but those of removed files, then, when it lists only changes
+/// ([`FileList::Changes`]), its base's rows of every path it does not list.
+macro_rules! files_of {
+    ($id:literal) => {
+        concat!(
+            "SELECT path, blob_id FROM snapshot_files WHERE snapshot_id = ",
+            $id,
+            " AND blob_id IS NOT NULL
+             UNION ALL
+             SELECT r.path, r.blob_id FROM snapshot_files r
+             WHERE r.snapshot_id = (SELECT base_id FROM snapshots WHERE id = ",
+            $id,
+            ") AND NOT EXISTS (SELECT 1 FROM snapshot_files o WHERE o.snapshot_id = ",
+            $id,
+            " AND o.path = r.path)"
+        )
+    };
+}
+
 mod refs;
 mod schema;
 mod search;
@@ -58,13 +79,32 @@ pub use versions::Pending;
 
 /// The schema this ragls writes and reads. Each entry of `schema::MIGRATIONS` moves the
 /// database one version up; a database newer than this is refused, never downgraded.
-pub const PG_SCHEMA_VERSION: i32 = 6;
+pub const PG_SCHEMA_VERSION: i32 = 7;
 
 /// A snapshot of a ref: its id and the embedder its vectors came from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
     pub id: i64,
     pub identity: Identity,
+    /// How its file list is kept (schema 7).
+    pub list: FileList,
+}
+
+/// How a snapshot's file list is kept: every file, or only what changed since a
+/// snapshot whose list is full (its rows: the changed paths, a removed file's without a
+/// version; every other path is the base's).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum FileList {
+    #[default]
+    Full,
+    Changes {
+        base: i64,
+        rows: i64,
+        /// The base's file versions of the paths listed (read with the snapshot): a
+        /// question passes them, so its statements read the base's list as they read a
+        /// full one, those versions left out, and resolve nothing themselves.
+        replaced: Arc<[i64]>,
+    },
 }
 
 /// A file of a snapshot: its version's content hash and blob id.
@@ -143,7 +183,9 @@ pub struct RefUpdateStart<'a> {
     pub repo: &'a str,
     pub ref_name: &'a str,
     pub identity: &'a Identity,
-    pub base: Option<i64>,
+    pub base: Option<&'a Snapshot>,
+    /// How many files the base has (its list resolved).
+    pub base_files: usize,
     pub replaced: Vec<String>,
     /// The writer's hold on the clean-up: the publish's transaction runs on its
     /// connection, and lets it go after the commit.
@@ -1036,6 +1078,7 @@ mod tests {
                 embedder: "builtin:hash-v1".into(),
                 dimensions: 4,
             },
+            list: FileList::Full,
         };
         let search = store.search_snapshot(&SnapshotQuery {
             repo: "payments",

@@ -183,7 +183,9 @@ impl PgStore {
     /// Begins a ref's update while its last file versions are being written: on the
     /// hold's connection (see [`CleanupHold`]), once the update's vectors are stored,
     /// its transaction opens, locks the ref, makes the new snapshot and lists in it the
-    /// base's files that stay (the most rows a small update writes). [`OpenPublish::finish`] adds the changed files and
+    /// base's files that stay: none when it lists only changes ([`new_list`]), the
+    /// changes of the base it carries when the base lists changes too, else every file
+    /// the base has but the replaced ones. [`OpenPublish::finish`] adds the changed files and
     /// switches the ref in the same transaction; an update dropped unfinished rolls it
     /// back. Measured on 1% updates of the performance corpus, the publish took 3.5 ms
     /// after the update's last write instead of 7.8 (medians of 40); the update as a
@@ -199,7 +201,8 @@ impl PgStore {
             repo: start.repo.to_string(),
             ref_name: start.ref_name.to_string(),
             identity: start.identity.clone(),
-            base: start.base,
+            base: start.base.map(|b| b.id),
+            list: new_list(start.base, start.base_files, start.replaced.len()),
             replaced: start.replaced,
         };
         let (rest, rest_rx) = tokio::sync::oneshot::channel();
@@ -284,7 +287,50 @@ struct Begun {
     ref_name: String,
     identity: Identity,
     base: Option<i64>,
+    list: NewList,
     replaced: Vec<String>,
+}
+
+/// How a publish lists its new snapshot's files ([`new_list`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NewList {
+    /// Every file: the base's that stay and the changed ones. `resolved`: the base
+    /// lists changes, and its list is resolved against its own base.
+    Full { resolved: bool },
+    /// Only the changes since the full list `base`: the update's, and, `carried`, those
+    /// of the update's base that stay (it lists changes of the same full list).
+    Changes { base: i64, carried: bool },
+}
+
+/// A snapshot lists only its changes while they are at most a tenth of its files, or
+/// this many rows whatever its size: a question reads a full list and the changes
+/// (more than a tenth and it reads much more than the snapshot has), and an update
+/// writes the changes since the last full list (more and it might as well write all).
+const CHANGES_ALWAYS_LISTED: usize = 32;
+
+/// How an update from `base` (with `base_files` files) that replaces `replaced` of its
+/// paths lists its files: its changes alone while those since the last full list stay
+/// within bounds ([`CHANGES_ALWAYS_LISTED`]), else every file (and the next updates list
+/// their changes from that list: a base is never a list of changes itself).
+fn new_list(base: Option<&Snapshot>, base_files: usize, replaced: usize) -> NewList {
+    let Some(base) = base else {
+        return NewList::Full { resolved: false };
+    };
+    let (full, carried) = match base.list {
+        FileList::Full => (base.id, 0),
+        FileList::Changes { base, rows, .. } => (base, rows.max(0) as usize),
+    };
+    let listed_changes = matches!(base.list, FileList::Changes { .. });
+    if carried + replaced <= (base_files / 10).max(CHANGES_ALWAYS_LISTED) {
+        NewList::Changes {
+            base: full,
+            carried: listed_changes,
+        }
+    } else {
+        NewList::Full {
+            resolved: listed_changes,
+        }
+    }
 }
 
 impl Begun {
@@ -306,11 +352,15 @@ impl Begun {
             Some(_) => STATS_FROM_BASE,
             None => STATS_FROM_SCRATCH,
         };
+        let kept_sql = match self.list {
+            NewList::Full { resolved: true } => BASE_FILES_KEPT,
+            _ => BASE_ROWS_KEPT,
+        };
         let statements = tokio::try_join!(
             client.prepare_cached(LOCK_REF),
             client.prepare_cached(OPEN_SNAPSHOT),
             client.prepare_cached("SELECT 1 FROM snapshots WHERE id = $1"),
-            client.prepare_cached(BASE_FILES_KEPT),
+            client.prepare_cached(kept_sql),
             client.prepare_cached("SELECT count(*) FROM blobs WHERE id = ANY($1::bigint[])"),
             client.prepare_cached(CHANGED_FILES),
             client.prepare_cached(stats_sql),
@@ -399,6 +449,10 @@ impl Begun {
     ) -> Result<(i64, i64, i64)> {
         let (lock, open, base_kept, kept_files, ..) = statements;
         let dimensions = self.identity.dimensions as i32;
+        let (list_base, copies) = match self.list {
+            NewList::Full { .. } => (None, true),
+            NewList::Changes { base, carried } => (Some(base), carried),
+        };
         // One writer per ref at a time; other refs update side by side. The shared lock
         // keeps the clean-up of old snapshots out while any ref is written (see
         // `collect_garbage`): what this update takes from the base, and the file
@@ -412,7 +466,10 @@ impl Begun {
             },
             async {
                 client
-                    .query_one(open, &[&self.repo, &self.identity.embedder, &dimensions])
+                    .query_one(
+                        open,
+                        &[&self.repo, &self.identity.embedder, &dimensions, &list_base],
+                    )
                     .await
             },
             async {
@@ -426,8 +483,8 @@ impl Begun {
             },
             async {
                 match self.base {
-                    Some(b) => client.execute(kept_files, &[&b, &self.replaced]).await,
-                    None => Ok(0),
+                    Some(b) if copies => client.execute(kept_files, &[&b, &self.replaced]).await,
+                    _ => Ok(0),
                 }
             },
         );
@@ -469,7 +526,20 @@ impl Begun {
         let RefUpdate {
             dropped, changed, ..
         } = update;
-        let (paths, blob_ids): (Vec<String>, Vec<i64>) = changed.into_iter().unzip();
+        let (mut paths, blob_ids): (Vec<String>, Vec<i64>) = changed.into_iter().unzip();
+        let mut listed_ids: Vec<Option<i64>> = blob_ids.iter().copied().map(Some).collect();
+        // A list of changes names each removed file, without a version: its base's row
+        // of that path is no longer the snapshot's.
+        if let NewList::Changes { .. } = self.list {
+            let changed: std::collections::HashSet<&String> = paths.iter().collect();
+            let removed: Vec<String> = dropped
+                .iter()
+                .filter(|p| !changed.contains(p))
+                .cloned()
+                .collect();
+            listed_ids.extend(removed.iter().map(|_| None));
+            paths.extend(removed);
+        }
         let mut distinct = blob_ids.clone();
         distinct.sort_unstable();
         distinct.dedup();
@@ -485,7 +555,7 @@ impl Begun {
             },
             async {
                 client
-                    .execute(changed_files, &[&snapshot, &paths, &blob_ids])
+                    .execute(changed_files, &[&snapshot, &paths, &listed_ids])
                     .await
             },
             async {
@@ -570,9 +640,17 @@ impl UpdateStart {
     }
 }
 
-/// A ref's snapshot by repository and ref name.
+/// A ref's snapshot by repository and ref name: its id, embedder, dimensions, creation
+/// time in microseconds, and the base whose changes it lists, with how many rows and the
+/// base's file versions of the paths it lists (see [`FileList`]).
 const REF_SNAPSHOT: &str =
-    "SELECT s.id, s.embedder, s.dimensions, (extract(epoch FROM s.created_at) * 1000000)::bigint
+    "SELECT s.id, s.embedder, s.dimensions, (extract(epoch FROM s.created_at) * 1000000)::bigint,
+            s.base_id, CASE WHEN s.base_id IS NULL THEN 0
+                            ELSE (SELECT count(*) FROM snapshot_files o WHERE o.snapshot_id = s.id) END,
+            CASE WHEN s.base_id IS NOT NULL THEN
+              (SELECT coalesce(array_agg(b.blob_id), '{}') FROM snapshot_files o
+               JOIN snapshot_files b ON b.snapshot_id = s.base_id AND b.path = o.path
+               WHERE o.snapshot_id = s.id) END
      FROM refs r JOIN repos p ON p.id = r.repo_id
      JOIN snapshots s ON s.id = r.snapshot_id WHERE p.name = $1 AND r.name = $2";
 
@@ -581,12 +659,16 @@ const REF_SNAPSHOT: &str =
 /// The stamp is checked first, in a CTE of its own: joined with the files, the planner
 /// listed every file and checked the stamp on each (on the performance corpus 0.9-1.2
 /// ms for an answer of no rows, against 0.06-0.1; 1.7 against 0.7 for the whole list).
-const REF_FILES: &str = "WITH s AS MATERIALIZED (
+const REF_FILES: &str = concat!(
+    "WITH s AS MATERIALIZED (
        SELECT s.id FROM refs r JOIN repos p ON p.id = r.repo_id JOIN snapshots s ON s.id = r.snapshot_id
        WHERE p.name = $1 AND r.name = $2
          AND (s.id, (extract(epoch FROM s.created_at) * 1000000)::bigint) IS DISTINCT FROM ($3::bigint, $4::bigint))
      SELECT sf.path, b.content_hash, b.id, b.skip_reason IS NOT NULL
-     FROM s JOIN snapshot_files sf ON sf.snapshot_id = s.id JOIN blobs b ON b.id = sf.blob_id";
+     FROM s CROSS JOIN LATERAL (",
+    files_of!("s.id"),
+    ") sf JOIN blobs b ON b.id = sf.blob_id"
+);
 
 /// The HNSW indexes of the embedding cache there are (one per vector dimension).
 const VECTOR_INDEXES: &str = "SELECT coalesce(array_agg(c.relname::text), '{}') FROM pg_class c
@@ -641,21 +723,31 @@ const LOCK_REF: &str =
 /// its creation time in microseconds (with the id, its [`SnapshotStamp`]).
 const OPEN_SNAPSHOT: &str = "WITH r AS (
        INSERT INTO repos(name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id)
-     INSERT INTO snapshots(repo_id, embedder, dimensions) SELECT id, $2, $3 FROM r
+     INSERT INTO snapshots(repo_id, embedder, dimensions, base_id) SELECT id, $2, $3, $4 FROM r
      RETURNING id, repo_id, (extract(epoch FROM created_at) * 1000000)::bigint";
 
 /// The statements of a publish after [`OPEN_SNAPSHOT`] are sent with it, before the new
 /// snapshot's id is known: they name it `currval('snapshots_id_seq')`.
 ///
-/// The base's ($1) files that stay in the new snapshot: all but the paths $2 (dropped or
-/// changed). In path order, so the primary key grows at its right edge (a new
-/// snapshot's keys sort after every other's).
-const BASE_FILES_KEPT: &str = "INSERT INTO snapshot_files(snapshot_id, path, blob_id)
+/// The rows of the base ($1) that stay in the new snapshot: all but those of the paths
+/// $2 (dropped or changed). A full list's files, or, when both list changes of the same
+/// full list, the base's changes (removed files' rows too). In path order, so the
+/// primary key grows at its right edge (a new snapshot's keys sort after every other's).
+const BASE_ROWS_KEPT: &str = "INSERT INTO snapshot_files(snapshot_id, path, blob_id)
      SELECT currval('snapshots_id_seq'), path, blob_id FROM snapshot_files
      WHERE snapshot_id = $1 AND path NOT IN (SELECT unnest($2::text[]))
      ORDER BY path";
 
-/// The changed files ($2 paths, $3 their versions) in the new snapshot $1.
+/// The files of the base ($1) that stay in a new full list, the base's list resolved
+/// (it lists changes): all but the paths $2.
+const BASE_FILES_KEPT: &str = concat!(
+    "INSERT INTO snapshot_files(snapshot_id, path, blob_id)
+     SELECT currval('snapshots_id_seq'), f.path, f.blob_id FROM (",
+    files_of!("$1::bigint"),
+    ") f WHERE f.path NOT IN (SELECT unnest($2::text[])) ORDER BY f.path"
+);
+
+/// The changed files ($2 paths, $3 their versions; NULL: removed) in the new snapshot $1.
 const CHANGED_FILES: &str = "INSERT INTO snapshot_files(snapshot_id, path, blob_id)
      SELECT $1::bigint, p, b FROM unnest($2::text[], $3::bigint[]) AS u(p, b) ORDER BY p";
 
@@ -665,9 +757,13 @@ const CHANGED_FILES: &str = "INSERT INTO snapshot_files(snapshot_id, path, blob_
 const STATS_FROM_BASE: &str = "UPDATE snapshots SET (chunk_count, term_total) = (
         SELECT b.chunk_count - d.n + a.n, b.term_total - d.t + a.t
         FROM snapshots b,
-             (SELECT count(c.id) AS n, coalesce(sum(c.terms), 0) AS t FROM snapshot_files sf
-              JOIN chunks c ON c.blob_id = sf.blob_id
-              WHERE sf.snapshot_id = $1 AND sf.path = ANY($2::text[])) d,
+             (SELECT count(c.id) AS n, coalesce(sum(c.terms), 0) AS t FROM (
+                SELECT sf.blob_id FROM snapshot_files sf WHERE sf.snapshot_id = $1 AND sf.path = ANY($2::text[])
+                UNION ALL
+                SELECT r.blob_id FROM snapshots s JOIN snapshot_files r ON r.snapshot_id = s.base_id
+                WHERE s.id = $1 AND r.path = ANY($2::text[])
+                  AND NOT EXISTS (SELECT 1 FROM snapshot_files o WHERE o.snapshot_id = $1 AND o.path = r.path)) sf
+              JOIN chunks c ON c.blob_id = sf.blob_id) d,
              (SELECT count(c.id) AS n, coalesce(sum(c.terms), 0) AS t
               FROM unnest($3::bigint[]) AS x(blob_id) JOIN chunks c ON c.blob_id = x.blob_id) a
         WHERE b.id = $1)
@@ -683,24 +779,40 @@ const POINT_REF: &str = "INSERT INTO refs(repo_id, name, snapshot_id)
      SELECT s.repo_id, $1, s.id FROM snapshots s WHERE s.id = currval('snapshots_id_seq')
      ON CONFLICT (repo_id, name) DO UPDATE SET snapshot_id = excluded.snapshot_id, updated_at = now()";
 
+/// Whether snapshot `s` may go (an SQL condition): older than a question can be
+/// reading, no ref points at it, and no snapshot that lists changes of it stays (none
+/// younger or pointed at; those that go, go in the same clean-up).
+macro_rules! snapshot_unused {
+    () => {
+        "s.created_at < now() - interval '1 hour'
+         AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.snapshot_id = s.id)
+         AND NOT EXISTS (SELECT 1 FROM snapshots k WHERE k.base_id = s.id
+                         AND (k.created_at >= now() - interval '1 hour'
+                              OR EXISTS (SELECT 1 FROM refs r WHERE r.snapshot_id = k.id)))"
+    };
+}
+
 /// Whether the clean-up has anything to remove ([`GARBAGE_FIND`]) for repository $1: asked
 /// after every publish, without a transaction or a lock, so that most publishes end there.
-const GARBAGE_DUE: &str = "SELECT EXISTS (SELECT 1 FROM snapshots s WHERE s.repo_id = $1
-        AND s.created_at < now() - interval '1 hour'
-        AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.snapshot_id = s.id))
-     OR EXISTS (SELECT 1 FROM pending_versions pv WHERE pv.created_at < now() - interval '1 hour')";
+const GARBAGE_DUE: &str = concat!(
+    "SELECT EXISTS (SELECT 1 FROM snapshots s WHERE s.repo_id = $1 AND ",
+    snapshot_unused!(),
+    ") OR EXISTS (SELECT 1 FROM pending_versions pv WHERE pv.created_at < now() - interval '1 hour')"
+);
 
 /// What the clean-up removes, when no writer holds its lock ($2) shared: the
-/// repository's ($1) snapshots no ref points at and older than a question can be
-/// reading, and the notes of file versions written over an hour ago (those no snapshot
-/// took are removed). Returns both lists' ids, empty when another writer publishes.
-const GARBAGE_FIND: &str = "WITH l AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($2) AS ok),
-     s AS (DELETE FROM snapshots s USING l WHERE l.ok AND s.repo_id = $1
-           AND s.created_at < now() - interval '1 hour'
-           AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.snapshot_id = s.id) RETURNING s.id),
+/// repository's ($1) snapshots that may go ([`snapshot_unused`]), and the notes of file
+/// versions written over an hour ago (those no snapshot took are removed). Returns both
+/// lists' ids, empty when another writer publishes.
+const GARBAGE_FIND: &str = concat!(
+    "WITH l AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($2) AS ok),
+     s AS (DELETE FROM snapshots s USING l WHERE l.ok AND s.repo_id = $1 AND ",
+    snapshot_unused!(),
+    " RETURNING s.id),
      p AS (DELETE FROM pending_versions pv USING l WHERE l.ok
            AND pv.created_at < now() - interval '1 hour' RETURNING pv.blob_id)
-     SELECT ARRAY(SELECT id FROM s), ARRAY(SELECT blob_id FROM p)";
+     SELECT ARRAY(SELECT id FROM s), ARRAY(SELECT blob_id FROM p)"
+);
 
 /// The snapshot a ref points at, on one pool.
 async fn snapshot_on(
@@ -721,6 +833,14 @@ fn snapshot_of_row(r: &tokio_postgres::Row) -> Snapshot {
         identity: Identity {
             embedder: r.get(1),
             dimensions: r.get::<_, i32>(2) as usize,
+        },
+        list: match r.get::<_, Option<i64>>(4) {
+            Some(base) => FileList::Changes {
+                base,
+                rows: r.get(5),
+                replaced: r.get::<_, Option<Vec<i64>>>(6).unwrap_or_default().into(),
+            },
+            None => FileList::Full,
         },
     }
 }
@@ -754,8 +874,11 @@ async fn snapshot_files_on(
     let db = Db::get(&pool, at).await?;
     let rows = db
         .query(
-            "SELECT sf.path, b.content_hash, b.id, b.skip_reason IS NOT NULL FROM snapshot_files sf
-             JOIN blobs b ON b.id = sf.blob_id WHERE sf.snapshot_id = $1",
+            concat!(
+                "SELECT sf.path, b.content_hash, b.id, b.skip_reason IS NOT NULL FROM (",
+                files_of!("$1::bigint"),
+                ") sf JOIN blobs b ON b.id = sf.blob_id"
+            ),
             &[&snapshot],
         )
         .await?;
@@ -791,7 +914,7 @@ async fn collect_garbage(
     let blobs: Vec<i64> = tx
         .query(
             "WITH f AS (DELETE FROM snapshot_files WHERE snapshot_id = ANY($1::bigint[]) RETURNING blob_id)
-             SELECT blob_id FROM f UNION SELECT unnest($2::bigint[])",
+             SELECT blob_id FROM f WHERE blob_id IS NOT NULL UNION SELECT unnest($2::bigint[])",
             &[&gone, &pending],
         )
         .await?
@@ -835,5 +958,74 @@ async fn fault_pause_in_publish() {
     let _ = std::fs::write(&reached, b"");
     while !release.exists() {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(id: i64, list: FileList) -> Snapshot {
+        Snapshot {
+            id,
+            identity: Identity {
+                embedder: "builtin:hash-v1".into(),
+                dimensions: 4,
+            },
+            list,
+        }
+    }
+
+    #[test]
+    fn a_first_build_lists_every_file() {
+        assert_eq!(new_list(None, 0, 500), NewList::Full { resolved: false });
+    }
+
+    #[test]
+    fn an_update_of_a_full_list_lists_its_changes_while_they_are_few() {
+        let full = snapshot(7, FileList::Full);
+        // A tenth of 1,000 files, or 32 rows for a smaller repository.
+        for (files, replaced) in [(1000, 100), (1000, 1), (40, 32), (3, 3)] {
+            assert_eq!(
+                new_list(Some(&full), files, replaced),
+                NewList::Changes {
+                    base: 7,
+                    carried: false
+                },
+                "{replaced} of {files}"
+            );
+        }
+        for (files, replaced) in [(1000, 101), (40, 33)] {
+            assert_eq!(
+                new_list(Some(&full), files, replaced),
+                NewList::Full { resolved: false },
+                "{replaced} of {files}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_update_of_a_list_of_changes_carries_them_from_the_same_full_list_or_lists_all() {
+        let changes = snapshot(
+            9,
+            FileList::Changes {
+                base: 7,
+                rows: 90,
+                replaced: Arc::from(Vec::new()),
+            },
+        );
+        // Never a list of changes of a list of changes: the base is the full one.
+        assert_eq!(
+            new_list(Some(&changes), 1000, 10),
+            NewList::Changes {
+                base: 7,
+                carried: true
+            }
+        );
+        // The changes carried count towards the bound.
+        assert_eq!(
+            new_list(Some(&changes), 1000, 11),
+            NewList::Full { resolved: true }
+        );
     }
 }

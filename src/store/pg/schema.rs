@@ -162,6 +162,17 @@ BEGIN
     END LOOP;
 END $$;
 "#,
+    // 7: a snapshot may list only what changed since a full list (`base_id`): its rows
+    // in `snapshot_files` are the paths it changed, a removed file's with no version
+    // (NULL); every other path is the base's. A small update wrote a copy of its base's
+    // whole list before (476 rows and their index entries on the performance corpus,
+    // the most rows it wrote). A base is always a full list: a publish whose changes
+    // outgrow its bound writes a full list again (see `refs::ListShape`).
+    r#"
+ALTER TABLE snapshots ADD COLUMN base_id bigint;
+CREATE INDEX snapshots_by_base ON snapshots(base_id) WHERE base_id IS NOT NULL;
+ALTER TABLE snapshot_files ALTER COLUMN blob_id DROP NOT NULL;
+"#,
 ];
 
 /// The tables a reader reads.

@@ -75,6 +75,30 @@ macro_rules! snapshot_blobs {
     };
 }
 
+/// [`snapshot_blobs`] for a snapshot that lists its changes to a base ([`FileList`]):
+/// `$1` is the base, whose list is read as a full one's but for the versions `$replaced`
+/// (the base's of the paths the snapshot lists: the reader passes them, read with the
+/// snapshot), then the snapshot's own rows `$own` (a removed file's has no version).
+/// Nothing is resolved per row: resolving the list in SQL (each base row probing the
+/// snapshot's for its path) made 16 clients' p95 a third higher.
+macro_rules! changed_blobs {
+    ($excluded:literal, $own:literal, $replaced:literal) => {
+        concat!(
+            "(SELECT blob_id FROM snapshot_files WHERE snapshot_id = $1 AND NOT (path = ANY(",
+            $excluded,
+            "::text[])) AND NOT (blob_id = ANY(",
+            $replaced,
+            "::bigint[])) ORDER BY path)
+             UNION ALL
+             (SELECT blob_id FROM snapshot_files WHERE snapshot_id = ",
+            $own,
+            "::bigint AND blob_id IS NOT NULL AND NOT (path = ANY(",
+            $excluded,
+            "::text[])) ORDER BY path)"
+        )
+    };
+}
+
 /// The file versions of snapshot `$1` but those of the paths `$5`, for [`BM25_TOP`]: read
 /// once and joined by hash. Planned generically, the join probed the file lists' index
 /// once per matching row of the postings instead (0.8 ms of 2.6 for four terms on the
@@ -85,28 +109,50 @@ macro_rules! snapshot_blobs {
 /// list instead: the postings query took 3.3-4.5 ms against 0.7-0.9.
 const SNAPSHOT_BLOBS: &str = snapshot_blobs!("$5");
 
-/// [`BM25_TOP`], then the winners' rows.
-fn lexical_sql() -> String {
+/// [`SNAPSHOT_BLOBS`] for a snapshot that lists changes: `$1` its base, `$8` its id, `$9`
+/// the base's versions it replaces ([`changed_blobs`]).
+const CHANGED_BLOBS: &str = changed_blobs!("$5", "$8", "$9");
+
+/// [`BM25_TOP`], then the winners' rows; `changes`: of a snapshot that lists changes
+/// ([`CHANGED_BLOBS`]).
+fn lexical_sql(changes: bool) -> String {
+    let files = if changes {
+        CHANGED_BLOBS
+    } else {
+        SNAPSHOT_BLOBS
+    };
     format!(
-        "WITH files AS MATERIALIZED ({SNAPSHOT_BLOBS}), top AS ({BM25_TOP})
+        "WITH files AS MATERIALIZED ({files}), top AS ({BM25_TOP})
          SELECT top.chunk_id, top.s, {CHUNK_COLUMNS}
          FROM top JOIN chunks c ON c.id = top.chunk_id JOIN blobs b ON b.id = c.blob_id
          ORDER BY top.s DESC, top.chunk_id"
     )
 }
 
+/// The postings of the terms `$2`, joined to the file versions listed first, each row
+/// with its term's place in `$2` (from 1).
+macro_rules! postings_of {
+    ($files:expr) => {
+        concat!(
+            "WITH files AS MATERIALIZED (",
+            $files,
+            ")
+             SELECT q.o::integer, p.chunk_ids, p.figures
+             FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
+             JOIN postings p ON p.term = q.t JOIN files sf ON sf.blob_id = p.blob_id"
+        )
+    };
+}
+
 /// The postings of the terms `$2` in snapshot `$1` but its paths `$3`, each row with its
 /// term's place in `$2` (from 1): what a reader ranks itself ([`bm25_ranked`]). The file
 /// versions are read once, in path order, and joined by hash, as for [`BM25_TOP`]
 /// ([`SNAPSHOT_BLOBS`]).
-const SNAPSHOT_POSTINGS: &str = concat!(
-    "WITH files AS MATERIALIZED (",
-    snapshot_blobs!("$3"),
-    ")
-     SELECT q.o::integer, p.chunk_ids, p.figures
-     FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
-     JOIN postings p ON p.term = q.t JOIN files sf ON sf.blob_id = p.blob_id"
-);
+const SNAPSHOT_POSTINGS: &str = postings_of!(snapshot_blobs!("$3"));
+
+/// [`SNAPSHOT_POSTINGS`] for a snapshot that lists changes: `$1` its base, `$4` its id,
+/// `$5` the base's versions it replaces ([`changed_blobs`]).
+const CHANGED_POSTINGS: &str = postings_of!(changed_blobs!("$3", "$4", "$5"));
 
 /// The rows (without texts) of the chunks `$1`, for the winners of a ranking made by the
 /// reader. The path is read per chunk: joined, the generic plan hashed the whole of
@@ -215,18 +261,44 @@ struct LexicalAsk {
 /// 0.50-0.55 s against 0.56 (the same 50 rows). The scan's order is relaxed (see
 /// `QUESTION_START`): the reader sorts the rows by score ([`best_first`]). The distances
 /// are those of the index, in half precision (see schema 6); `$2` is sent whole (a
-/// `vector`) and cast here.
-fn nearest_sql(dims: usize) -> String {
+/// `vector`) and cast here. `changes`: of a snapshot that lists its changes to a base,
+/// `$1` the base, `$6` the snapshot, `$7` the base's versions it replaces
+/// ([`changed_blobs`]): a chunk is the snapshot's when its version is in the snapshot's
+/// own rows or in the base's but those replaced.
+fn nearest_sql(dims: usize, changes: bool) -> String {
     let columns = CHUNK_COLUMNS.replacen("b.path", "sf.path", 1);
+    let listed = if changes {
+        "sf.snapshot_id = ANY(ARRAY[$1::bigint, $6::bigint])
+             AND (sf.snapshot_id = $6 OR NOT (sf.blob_id = ANY($7::bigint[])))"
+    } else {
+        "sf.snapshot_id = $1"
+    };
     format!(
         "SELECT x.id, (1 - (e.vector::halfvec({dims}) <=> $2::vector({dims})::halfvec({dims})))::real, x.*
          FROM embeddings e
          CROSS JOIN LATERAL (
            SELECT {columns}, c.id FROM chunks c JOIN snapshot_files sf ON sf.blob_id = c.blob_id
-           WHERE c.text_hash = e.text_hash AND sf.snapshot_id = $1 AND NOT (sf.path = ANY($5::text[]))) x
+           WHERE c.text_hash = e.text_hash AND {listed} AND NOT (sf.path = ANY($5::text[]))) x
          WHERE e.dimensions = {dims} AND e.embedder = $3
          ORDER BY e.vector::halfvec({dims}) <=> $2::vector({dims})::halfvec({dims}) LIMIT $4"
     )
+}
+
+/// A statement's parameter.
+type Param<'p> = &'p (dyn tokio_postgres::types::ToSql + Sync);
+
+/// The parameters of a full list's statement, then, for a snapshot that lists changes
+/// (`own`: its id and the base's versions it replaces), those two (see
+/// [`changed_blobs`], [`nearest_sql`]).
+fn with_changes<'p>(
+    mut params: Vec<Param<'p>>,
+    own: Option<(&'p i64, &'p Vec<i64>)>,
+) -> Vec<Param<'p>> {
+    if let Some((id, replaced)) = own {
+        params.push(id);
+        params.push(replaced);
+    }
+    params
 }
 
 /// Best score first, then the lower chunk id (the order `bm25_ranked` gives, and the
@@ -254,10 +326,29 @@ const CHUNK_TEXTS: &str = "SELECT id, text FROM chunks WHERE id = ANY($1::bigint
 /// A snapshot's chunk count and average chunk length in terms (BM25's N and avgdl).
 const SNAPSHOT_STATISTICS: &str = "SELECT chunk_count, (term_total::real / greatest(chunk_count, 1))::real FROM snapshots WHERE id = $1";
 
-/// Each term's document frequency in a snapshot: the chunks of its files that have it.
-const DOCUMENT_FREQUENCIES: &str = "SELECT (SELECT coalesce(sum(cardinality(p.chunk_ids)), 0)::bigint FROM postings p JOIN snapshot_files sf
-       ON sf.blob_id = p.blob_id AND sf.snapshot_id = $1 WHERE p.term = u.t)
-     FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o) ORDER BY o";
+/// Each term's document frequency in a snapshot whose list is full (`$1`): the chunks of
+/// its files that have it, for the terms `$2`, each row with its term's place in `$2`
+/// (from 1; in no order: see [`PgStore::idf`]), the file list probed per posting.
+const DOCUMENT_FREQUENCIES: &str =
+    "SELECT u.o::integer, (SELECT coalesce(sum(cardinality(p.chunk_ids)), 0)::bigint
+       FROM postings p JOIN snapshot_files sf ON sf.blob_id = p.blob_id AND sf.snapshot_id = $1
+       WHERE p.term = u.t)
+     FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o)";
+
+/// [`DOCUMENT_FREQUENCIES`] for a snapshot that lists changes (`$1` its base, `$3` its
+/// id, `$4` the base's versions it replaces: [`changed_blobs`]): its file versions read
+/// once, in path order, and joined by hash, as for [`BM25_TOP`]. Probing two lists per
+/// posting took 1.4-1.6 ms for four terms on the performance corpus against 0.6-0.9
+/// this way (pgbench; 0.4-0.5 for a full list's).
+const CHANGED_DOCUMENT_FREQUENCIES: &str = concat!(
+    "WITH files AS MATERIALIZED (",
+    changed_blobs!("'{}'", "$3", "$4"),
+    ")
+     SELECT u.o::integer, coalesce(sum(cardinality(p.chunk_ids)), 0)::bigint
+     FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o)
+     LEFT JOIN (postings p JOIN files f ON f.blob_id = p.blob_id) ON p.term = u.t
+     GROUP BY u.o"
+);
 
 /// A chunk from a row whose column 0 is its id and `CHUNK_COLUMNS` start at `at`.
 fn chunk_of_row(r: &Row, at: usize) -> Option<StoredChunk> {
@@ -322,7 +413,7 @@ impl PgStore {
         let lexical = if unique.is_empty() || ask.lexical_limit == 0 {
             None
         } else {
-            let (statistics, avg_terms) = self.idf(snapshot.id, &unique)?;
+            let (statistics, avg_terms) = self.idf(snapshot, &unique)?;
             let weights: Vec<f32> = unique
                 .iter()
                 .map(|t| statistics.get(t).map_or(0.0, |s| s.0))
@@ -347,6 +438,13 @@ impl PgStore {
         let pool = self.reader.clone();
         let at = self.reader_at.clone();
         let id = snapshot.id;
+        // The list the statements read as a full one (the snapshot's, or its base's), and,
+        // for a snapshot that lists changes, the base's versions it replaces.
+        let (list_id, replaced) = match &snapshot.list {
+            FileList::Full => (id, None),
+            FileList::Changes { base, replaced, .. } => (*base, Some(replaced.to_vec())),
+        };
+        let changes = replaced.is_some();
         let embedder = snapshot.identity.embedder.clone();
         let excluded = ask.excluded.to_vec();
         let (repo, ref_name) = (ask.repo.to_string(), ask.ref_name.to_string());
@@ -356,7 +454,12 @@ impl PgStore {
         let out = self.read(async move {
             let err = |e: tokio_postgres::Error| db_error(&at, e);
             let client = pool.get().await.map_err(|e| db_error(&at, e))?;
-            let (lexical_text, nearest_text) = (lexical_sql(), nearest_sql(dims));
+            let (lexical_text, nearest_text) = (lexical_sql(changes), nearest_sql(dims, changes));
+            let postings_text = if changes {
+                CHANGED_POSTINGS
+            } else {
+                SNAPSHOT_POSTINGS
+            };
             // The question's settings, made by its first statement and undone by its last
             // (`QUESTION_START`, `QUESTION_END`), all in the one round trip:
             // - No sorts: the planner may rank the snapshot's chunks by exact distance
@@ -380,7 +483,7 @@ impl PgStore {
                 async {
                     match &lexical {
                         Some(l) if l.by_reader => {
-                            client.prepare_cached(SNAPSHOT_POSTINGS).await.map(Some)
+                            client.prepare_cached(postings_text).await.map(Some)
                         }
                         Some(_) => client.prepare_cached(&lexical_text).await.map(Some),
                         None => Ok(None),
@@ -407,26 +510,29 @@ impl PgStore {
                     [&repo, &ref_name, &ef];
                 client.query_one(&start, &params).await
             };
+            // A snapshot that lists changes passes its id and the replaced versions after
+            // the parameters a full list's statements take.
+            let own = replaced.as_ref().map(|r| (&id, r));
             let lexical_rows = async {
                 match (&lexical_stmt, &lexical) {
                     (Some(stmt), Some(l)) if l.by_reader => {
-                        client.query(stmt, &[&id, &l.terms, &excluded]).await
+                        let params = with_changes(vec![&list_id, &l.terms, &excluded], own);
+                        client.query(stmt, &params).await
                     }
                     (Some(stmt), Some(l)) => {
-                        client
-                            .query(
-                                stmt,
-                                &[
-                                    &id,
-                                    &l.terms,
-                                    &l.idf,
-                                    &lexical_limit,
-                                    &excluded,
-                                    &head_weight,
-                                    &l.avg,
-                                ],
-                            )
-                            .await
+                        let params = with_changes(
+                            vec![
+                                &list_id,
+                                &l.terms,
+                                &l.idf,
+                                &lexical_limit,
+                                &excluded,
+                                &head_weight,
+                                &l.avg,
+                            ],
+                            own,
+                        );
+                        client.query(stmt, &params).await
                     }
                     _ => Ok(Vec::new()),
                 }
@@ -434,9 +540,11 @@ impl PgStore {
             let nearest_rows = async {
                 match (&nearest_stmt, &nearest) {
                     (Some(stmt), Some(q)) => {
-                        client
-                            .query(stmt, &[&id, q, &embedder, &vector_limit, &excluded])
-                            .await
+                        let params = with_changes(
+                            vec![&list_id, q, &embedder, &vector_limit, &excluded],
+                            own,
+                        );
+                        client.query(stmt, &params).await
                     }
                     _ => Ok(Vec::new()),
                 }
@@ -521,7 +629,12 @@ impl PgStore {
     /// BM25's statistics of a snapshot: each term's inverse document frequency among its
     /// chunks (FTS5's: ln((N - n + 0.5) / (n + 0.5)), at least 1e-6) and that count of
     /// chunks n, and the average chunk length in terms. A snapshot never changes, so they are kept per process.
-    fn idf(&self, snapshot: i64, terms: &[String]) -> Result<(HashMap<String, (f32, i64)>, f32)> {
+    fn idf(&self, of: &Snapshot, terms: &[String]) -> Result<(HashMap<String, (f32, i64)>, f32)> {
+        let snapshot = of.id;
+        let (list_id, replaced) = match &of.list {
+            FileList::Full => (snapshot, None),
+            FileList::Changes { base, replaced, .. } => (*base, Some(replaced.to_vec())),
+        };
         // The average length is kept under the empty term (no real term is empty).
         const AVERAGE: &str = "";
         let mut out = HashMap::new();
@@ -545,32 +658,41 @@ impl PgStore {
         let (total, average, counts): (i64, f32, Vec<i64>) =
             self.read_with(move |db| async move {
                 let err = |e: tokio_postgres::Error| db_error(&db.at, e);
-                let (of_snapshot, of_terms) = tokio::try_join!(
-                    db.prepared(SNAPSHOT_STATISTICS),
-                    db.prepared(DOCUMENT_FREQUENCIES)
-                )?;
+                let frequencies = match replaced {
+                    Some(_) => CHANGED_DOCUMENT_FREQUENCIES,
+                    None => DOCUMENT_FREQUENCIES,
+                };
+                let (of_snapshot, of_terms) =
+                    tokio::try_join!(db.prepared(SNAPSHOT_STATISTICS), db.prepared(frequencies))?;
                 // All in one round trip (a question with a new term waits for it), on a
                 // generic plan: a custom one trusts the statistics of `snapshot_files`, which
                 // know nothing of a snapshot published since they were gathered ("1 row"),
                 // and probed the postings once per file of the snapshot: 0.4-1.2 s a question
-                // at a million lines right after an update, against 6-35 ms.
-                let (snapshot_params, terms_params): (
-                    [&(dyn tokio_postgres::types::ToSql + Sync); 1],
-                    [&(dyn tokio_postgres::types::ToSql + Sync); 2],
-                ) = ([&snapshot], [&snapshot, &asked]);
+                // at a million lines right after an update, against 6-35 ms. Sorts off,
+                // as for a question's BM25: the file list is read through its key.
+                let snapshot_params: [Param<'_>; 1] = [&snapshot];
+                let terms_params = with_changes(
+                    vec![&list_id, &asked],
+                    replaced.as_ref().map(|r| (&snapshot, r)),
+                );
                 let (_, row, rows, _) = tokio::try_join!(
-                    db.client
-                        .batch_execute("SET plan_cache_mode = force_generic_plan"),
+                    db.client.batch_execute(
+                        "SET plan_cache_mode = force_generic_plan; SET enable_sort = off"
+                    ),
                     db.client.query_one(&of_snapshot, &snapshot_params),
                     db.client.query(&of_terms, &terms_params),
-                    db.client.batch_execute("RESET plan_cache_mode"),
+                    db.client
+                        .batch_execute("RESET plan_cache_mode; RESET enable_sort"),
                 )
                 .map_err(err)?;
-                Ok((
-                    row.get(0),
-                    row.get(1),
-                    rows.into_iter().map(|r| r.get(0)).collect(),
-                ))
+                let mut counts = vec![0i64; asked.len()];
+                for r in rows {
+                    let place = r.get::<_, i32>(0).max(1) as usize - 1;
+                    if let Some(count) = counts.get_mut(place) {
+                        *count = r.get(1);
+                    }
+                }
+                Ok((row.get(0), row.get(1), counts))
             })?;
         let n = total.max(1) as f32;
         let mut cache = self.idf.lock().ok();
@@ -594,8 +716,10 @@ impl PgStore {
     /// first question does not connect (a TCP and SCRAM handshake, a server process
     /// started) and prepare its statements first.
     pub fn warm_reader(&self, snapshot: &Snapshot, connections: usize) -> Result<()> {
-        self.idf(snapshot.id, &[])?;
+        self.idf(snapshot, &[])?;
         let dims = snapshot.identity.dimensions;
+        // The statements of the snapshot's shape (see `search_snapshot`).
+        let changes = matches!(snapshot.list, FileList::Changes { .. });
         let (pool, at) = (self.reader.clone(), self.reader_at.clone());
         let connections = connections.clamp(1, pool.status().max_size.max(1));
         self.read(async move {
@@ -603,13 +727,21 @@ impl PgStore {
                 let (pool, at) = (pool.clone(), at.clone());
                 async move {
                     let db = Db::get(&pool, at).await?;
-                    let (lexical, nearest, rows) =
-                        (lexical_sql(), nearest_sql(dims), chunk_rows_sql());
+                    let (lexical, nearest, rows) = (
+                        lexical_sql(changes),
+                        nearest_sql(dims, changes),
+                        chunk_rows_sql(),
+                    );
+                    let postings = if changes {
+                        CHANGED_POSTINGS
+                    } else {
+                        SNAPSHOT_POSTINGS
+                    };
                     tokio::try_join!(
                         db.prepared(QUESTION_START),
                         db.prepared(QUESTION_END),
                         db.prepared(&lexical),
-                        db.prepared(SNAPSHOT_POSTINGS),
+                        db.prepared(postings),
                         db.prepared(&rows),
                         db.prepared(CHUNK_TEXTS),
                         async {
