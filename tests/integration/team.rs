@@ -427,19 +427,7 @@ fn a_second_ref_with_three_changed_files_re_embeds_only_their_changed_chunks() {
         );
     }
     // The branch's BM25 statistics, updated from main's, are what a recount gives.
-    assert_eq!(
-        count(
-            &db.admin,
-            &format!(
-                "SELECT count(*) FROM snapshots s JOIN LATERAL
-                   (SELECT count(*) AS n, coalesce(sum(c.terms), 0) AS t FROM ({}) sf
-                    JOIN chunks c ON c.blob_id = sf.blob_id) r ON true
-                 WHERE s.chunk_count <> r.n OR s.term_total <> r.t",
-                files_of("s.id")
-            )
-        ),
-        0
-    );
+    assert_eq!(statistics_unlike_a_recount(&db), 0);
     // Both refs stand side by side.
     let reader = bare_reader();
     let on_feature = search_shared(
@@ -2038,6 +2026,21 @@ fn a_readied_pool_holds_the_connections_asked_for_up_to_its_size_and_questions_r
     assert_eq!(count(&db.admin, &readers), 3);
 }
 
+/// How many snapshots hold BM25 statistics (chunk count, terms) other than a count of
+/// their resolved file list's chunks gives.
+fn statistics_unlike_a_recount(db: &TeamDb) -> i64 {
+    count(
+        &db.admin,
+        &format!(
+            "SELECT count(*) FROM snapshots s JOIN LATERAL
+               (SELECT count(*) AS n, coalesce(sum(c.terms), 0) AS t FROM ({}) sf
+                JOIN chunks c ON c.blob_id = sf.blob_id) r ON true
+             WHERE s.chunk_count <> r.n OR s.term_total <> r.t",
+            files_of("s.id")
+        ),
+    )
+}
+
 /// What main's snapshot lists: `(base, rows, removed)`, base 0 when its list is full.
 fn main_list(db: &TeamDb) -> (i64, i64, i64) {
     let of_main = "FROM refs r JOIN snapshots s ON s.id = r.snapshot_id WHERE r.name = 'main'";
@@ -2110,19 +2113,7 @@ fn a_small_update_lists_only_its_changes_and_a_large_one_every_file_again() {
         assert!(!finds(gone), "{gone} is not in main");
     }
     // BM25's statistics are those of the resolved list.
-    assert_eq!(
-        count(
-            &db.admin,
-            &format!(
-                "SELECT count(*) FROM snapshots s JOIN LATERAL
-                   (SELECT count(*) AS n, coalesce(sum(c.terms), 0) AS t FROM ({}) sf
-                    JOIN chunks c ON c.blob_id = sf.blob_id) r ON true
-                 WHERE s.chunk_count <> r.n OR s.term_total <> r.t",
-                files_of("s.id")
-            )
-        ),
-        0
-    );
+    assert_eq!(statistics_unlike_a_recount(&db), 0);
     // A writer without a list of its own (another checkout) reads the resolved list
     // from the database: nothing to do.
     let checkout = Sandbox::empty();
