@@ -104,6 +104,9 @@ pub enum FileList {
         /// question passes them, so its statements read the base's list as they read a
         /// full one, those versions left out, and resolve nothing themselves.
         replaced: Arc<[i64]>,
+        /// The snapshot's own rows that name a version (path, version), in path order:
+        /// passed to a question's BM25 with those of excluded paths left out.
+        own: Arc<[(String, i64)]>,
     },
 }
 

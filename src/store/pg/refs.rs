@@ -641,8 +641,9 @@ impl UpdateStart {
 }
 
 /// A ref's snapshot by repository and ref name: its id, embedder, dimensions, creation
-/// time in microseconds, and the base whose changes it lists, with how many rows and the
-/// base's file versions of the paths it lists (see [`FileList`]).
+/// time in microseconds, and the base whose changes it lists, with how many rows, the
+/// base's file versions of the paths it lists and its own rows that name a version, as
+/// paths and versions in path order (see [`FileList`]).
 const REF_SNAPSHOT: &str =
     "SELECT s.id, s.embedder, s.dimensions, (extract(epoch FROM s.created_at) * 1000000)::bigint,
             s.base_id, CASE WHEN s.base_id IS NULL THEN 0
@@ -650,7 +651,13 @@ const REF_SNAPSHOT: &str =
             CASE WHEN s.base_id IS NOT NULL THEN
               (SELECT coalesce(array_agg(b.blob_id), '{}') FROM snapshot_files o
                JOIN snapshot_files b ON b.snapshot_id = s.base_id AND b.path = o.path
-               WHERE o.snapshot_id = s.id) END
+               WHERE o.snapshot_id = s.id) END,
+            CASE WHEN s.base_id IS NOT NULL THEN
+              (SELECT coalesce(array_agg(o.path ORDER BY o.path), '{}') FROM snapshot_files o
+               WHERE o.snapshot_id = s.id AND o.blob_id IS NOT NULL) END,
+            CASE WHEN s.base_id IS NOT NULL THEN
+              (SELECT coalesce(array_agg(o.blob_id ORDER BY o.path), '{}') FROM snapshot_files o
+               WHERE o.snapshot_id = s.id AND o.blob_id IS NOT NULL) END
      FROM refs r JOIN repos p ON p.id = r.repo_id
      JOIN snapshots s ON s.id = r.snapshot_id WHERE p.name = $1 AND r.name = $2";
 
@@ -839,6 +846,12 @@ fn snapshot_of_row(r: &tokio_postgres::Row) -> Snapshot {
                 base,
                 rows: r.get(5),
                 replaced: r.get::<_, Option<Vec<i64>>>(6).unwrap_or_default().into(),
+                own: r
+                    .get::<_, Option<Vec<String>>>(7)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .zip(r.get::<_, Option<Vec<i64>>>(8).unwrap_or_default())
+                    .collect(),
             },
             None => FileList::Full,
         },
@@ -1012,6 +1025,7 @@ mod tests {
                 base: 7,
                 rows: 90,
                 replaced: Arc::from(Vec::new()),
+                own: Arc::from(Vec::new()),
             },
         );
         // Never a list of changes of a list of changes: the base is the full one.

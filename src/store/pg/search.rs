@@ -77,8 +77,10 @@ macro_rules! snapshot_blobs {
 
 /// [`snapshot_blobs`] for a snapshot that lists its changes to a base ([`FileList`]):
 /// `$1` is the base, whose list is read as a full one's but for the versions `$replaced`
-/// (the base's of the paths the snapshot lists: the reader passes them, read with the
-/// snapshot), then the snapshot's own rows `$own` (a removed file's has no version).
+/// (the base's of the paths the snapshot lists), then the versions of the snapshot's own
+/// rows, `$own` (a removed file's has none), those of excluded paths left out: the reader
+/// passes both, read with the snapshot. Read from the table, the own rows doubled the
+/// list's estimated size, and the generic plan hashed the postings instead of the list.
 /// Nothing is resolved per row: resolving the list in SQL (each base row probing the
 /// snapshot's for its path) made 16 clients' p95 a third higher. The replaced versions
 /// are a hashed `NOT IN`: as `<> ALL` of the array (compared one by one, a parameter's
@@ -91,12 +93,9 @@ macro_rules! changed_blobs {
             "::text[])) AND blob_id NOT IN (SELECT unnest(",
             $replaced,
             "::bigint[])) ORDER BY path)
-             UNION ALL
-             (SELECT blob_id FROM snapshot_files WHERE snapshot_id = ",
+             UNION ALL SELECT unnest(",
             $own,
-            "::bigint AND blob_id IS NOT NULL AND NOT (path = ANY(",
-            $excluded,
-            "::text[])) ORDER BY path)"
+            "::bigint[])"
         )
     };
 }
@@ -111,8 +110,8 @@ macro_rules! changed_blobs {
 /// list instead: the postings query took 3.3-4.5 ms against 0.7-0.9.
 const SNAPSHOT_BLOBS: &str = snapshot_blobs!("$5");
 
-/// [`SNAPSHOT_BLOBS`] for a snapshot that lists changes: `$1` its base, `$8` its id, `$9`
-/// the base's versions it replaces ([`changed_blobs`]).
+/// [`SNAPSHOT_BLOBS`] for a snapshot that lists changes: `$1` its base, `$8` its own rows'
+/// versions, `$9` the base's versions it replaces ([`changed_blobs`]).
 const CHANGED_BLOBS: &str = changed_blobs!("$5", "$8", "$9");
 
 /// [`BM25_TOP`], then the winners' rows; `changes`: of a snapshot that lists changes
@@ -152,9 +151,18 @@ macro_rules! postings_of {
 /// ([`SNAPSHOT_BLOBS`]).
 const SNAPSHOT_POSTINGS: &str = postings_of!(snapshot_blobs!("$3"));
 
-/// [`SNAPSHOT_POSTINGS`] for a snapshot that lists changes: `$1` its base, `$4` its id,
-/// `$5` the base's versions it replaces ([`changed_blobs`]).
-const CHANGED_POSTINGS: &str = postings_of!(changed_blobs!("$3", "$4", "$5"));
+/// [`SNAPSHOT_POSTINGS`] for a snapshot that lists changes: `$1` its base, `$4` its own
+/// rows' versions, `$5` the base's versions it replaces ([`changed_blobs`]). A semi-join:
+/// as a join, the generic plan hashed the postings (thousands of rows with their arrays)
+/// rather than the file list, whose estimate the replaced versions halve.
+const CHANGED_POSTINGS: &str = concat!(
+    "WITH files AS MATERIALIZED (",
+    changed_blobs!("$3", "$4", "$5"),
+    ")
+     SELECT q.o::integer, p.chunk_ids, p.figures
+     FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
+     JOIN postings p ON p.term = q.t WHERE p.blob_id IN (SELECT blob_id FROM files)"
+);
 
 /// The rows (without texts) of the chunks `$1`, for the winners of a ranking made by the
 /// reader. The path is read per chunk: joined, the generic plan hashed the whole of
@@ -289,17 +297,10 @@ fn nearest_sql(dims: usize, changes: bool) -> String {
 /// A statement's parameter.
 type Param<'p> = &'p (dyn tokio_postgres::types::ToSql + Sync);
 
-/// The parameters of a full list's statement, then, for a snapshot that lists changes
-/// (`own`: its id and the base's versions it replaces), those two (see
-/// [`changed_blobs`], [`nearest_sql`]).
-fn with_changes<'p>(
-    mut params: Vec<Param<'p>>,
-    own: Option<(&'p i64, &'p Vec<i64>)>,
-) -> Vec<Param<'p>> {
-    if let Some((id, replaced)) = own {
-        params.push(id);
-        params.push(replaced);
-    }
+/// The parameters of a full list's statement, then, for a snapshot that lists changes,
+/// the two its statements take besides (see [`changed_blobs`], [`nearest_sql`]).
+fn with_changes<'p>(mut params: Vec<Param<'p>>, changes: Option<[Param<'p>; 2]>) -> Vec<Param<'p>> {
+    params.extend(changes.into_iter().flatten());
     params
 }
 
@@ -338,7 +339,7 @@ const DOCUMENT_FREQUENCIES: &str =
      FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o)";
 
 /// [`DOCUMENT_FREQUENCIES`] for a snapshot that lists changes (`$1` its base, `$3` its
-/// id, `$4` the base's versions it replaces: [`changed_blobs`]): its file versions read
+/// own rows' versions, `$4` the base's versions it replaces: [`changed_blobs`]): its file versions read
 /// once, in path order, and joined by hash, as for [`BM25_TOP`]. Probing two lists per
 /// posting took 1.4-1.6 ms for four terms on the performance corpus against 0.6-0.9
 /// this way (pgbench; 0.4-0.5 for a full list's).
@@ -442,9 +443,21 @@ impl PgStore {
         let id = snapshot.id;
         // The list the statements read as a full one (the snapshot's, or its base's), and,
         // for a snapshot that lists changes, the base's versions it replaces.
-        let (list_id, replaced) = match &snapshot.list {
-            FileList::Full => (id, None),
-            FileList::Changes { base, replaced, .. } => (*base, Some(replaced.to_vec())),
+        let (list_id, replaced, own) = match &snapshot.list {
+            FileList::Full => (id, None, Vec::new()),
+            FileList::Changes {
+                base,
+                replaced,
+                own,
+                ..
+            } => {
+                let own: Vec<i64> = own
+                    .iter()
+                    .filter(|(path, _)| !ask.excluded.contains(path))
+                    .map(|(_, version)| *version)
+                    .collect();
+                (*base, Some(replaced.to_vec()), own)
+            }
         };
         let changes = replaced.is_some();
         let embedder = snapshot.identity.embedder.clone();
@@ -514,11 +527,15 @@ impl PgStore {
             };
             // A snapshot that lists changes passes its id and the replaced versions after
             // the parameters a full list's statements take.
-            let own = replaced.as_ref().map(|r| (&id, r));
+            // BM25's statements take the snapshot's own versions, the nearest vectors' its
+            // id (see `changed_blobs`, `nearest_sql`).
+            let lexical_changes = replaced.as_ref().map(|r| [&own as Param<'_>, r]);
+            let nearest_changes = replaced.as_ref().map(|r| [&id as Param<'_>, r]);
             let lexical_rows = async {
                 match (&lexical_stmt, &lexical) {
                     (Some(stmt), Some(l)) if l.by_reader => {
-                        let params = with_changes(vec![&list_id, &l.terms, &excluded], own);
+                        let params =
+                            with_changes(vec![&list_id, &l.terms, &excluded], lexical_changes);
                         client.query(stmt, &params).await
                     }
                     (Some(stmt), Some(l)) => {
@@ -532,7 +549,7 @@ impl PgStore {
                                 &head_weight,
                                 &l.avg,
                             ],
-                            own,
+                            lexical_changes,
                         );
                         client.query(stmt, &params).await
                     }
@@ -544,7 +561,7 @@ impl PgStore {
                     (Some(stmt), Some(q)) => {
                         let params = with_changes(
                             vec![&list_id, q, &embedder, &vector_limit, &excluded],
-                            own,
+                            nearest_changes,
                         );
                         client.query(stmt, &params).await
                     }
@@ -633,9 +650,20 @@ impl PgStore {
     /// chunks n, and the average chunk length in terms. A snapshot never changes, so they are kept per process.
     fn idf(&self, of: &Snapshot, terms: &[String]) -> Result<(HashMap<String, (f32, i64)>, f32)> {
         let snapshot = of.id;
-        let (list_id, replaced) = match &of.list {
-            FileList::Full => (snapshot, None),
-            FileList::Changes { base, replaced, .. } => (*base, Some(replaced.to_vec())),
+        let (list_id, replaced, own) = match &of.list {
+            FileList::Full => (snapshot, None, Vec::new()),
+            FileList::Changes {
+                base,
+                replaced,
+                own,
+                ..
+            } => (
+                *base,
+                Some(replaced.to_vec()),
+                own.iter()
+                    .map(|(_, version)| *version)
+                    .collect::<Vec<i64>>(),
+            ),
         };
         // The average length is kept under the empty term (no real term is empty).
         const AVERAGE: &str = "";
@@ -675,7 +703,7 @@ impl PgStore {
                 let snapshot_params: [Param<'_>; 1] = [&snapshot];
                 let terms_params = with_changes(
                     vec![&list_id, &asked],
-                    replaced.as_ref().map(|r| (&snapshot, r)),
+                    replaced.as_ref().map(|r| [&own as Param<'_>, r]),
                 );
                 let (_, row, rows, _) = tokio::try_join!(
                     db.client.batch_execute(
