@@ -1898,7 +1898,7 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
 #[test]
 fn bm25_ranked_by_the_reader_from_sent_postings_ranks_as_the_database_ranks() {
     let db = TeamDb::create();
-    let (_sb, _) = fixture_in_main(&db);
+    let (sb, _) = fixture_in_main(&db);
     let reader = bare_reader();
     let ranked = |reader_pairs: &str, question: &str| -> Vec<(String, u64, f64)> {
         let setting = format!("store.reader_bm25_pairs={reader_pairs}");
@@ -1919,33 +1919,48 @@ fn bm25_ranked_by_the_reader_from_sent_postings_ranks_as_the_database_ranks() {
         })
         .collect()
     };
-    for question in [
-        "retry the request with backoff",
-        "ledger balance",
-        "parse the configuration file",
-    ] {
-        // The default sends a small fixture's postings to the reader; 0 has the
-        // database rank them ([`BM25_TOP`]).
-        let by_reader = ranked("20000", question);
-        let by_database = ranked("0", question);
-        assert!(!by_reader.is_empty(), "{question}");
-        assert_eq!(
-            by_reader.len(),
-            by_database.len(),
-            "{question}: {by_reader:?}\n{by_database:?}"
-        );
-        for (r, d) in by_reader.iter().zip(&by_database) {
+    let ranked_alike = || {
+        for question in [
+            "retry the request with backoff",
+            "ledger balance",
+            "parse the configuration file",
+        ] {
+            // The default sends a small fixture's postings to the reader; 0 has the
+            // database rank them ([`BM25_TOP`]).
+            let by_reader = ranked("20000", question);
+            let by_database = ranked("0", question);
+            assert!(!by_reader.is_empty(), "{question}");
             assert_eq!(
-                (&r.0, r.1),
-                (&d.0, d.1),
+                by_reader.len(),
+                by_database.len(),
                 "{question}: {by_reader:?}\n{by_database:?}"
             );
-            assert!(
-                (r.2 - d.2).abs() < 1e-5,
-                "{question}: {by_reader:?}\n{by_database:?}"
-            );
+            for (r, d) in by_reader.iter().zip(&by_database) {
+                assert_eq!(
+                    (&r.0, r.1),
+                    (&d.0, d.1),
+                    "{question}: {by_reader:?}\n{by_database:?}"
+                );
+                assert!(
+                    (r.2 - d.2).abs() < 1e-5,
+                    "{question}: {by_reader:?}\n{by_database:?}"
+                );
+            }
         }
-    }
+    };
+    // On a full file list, then, after a small update, on a list of changes (whose
+    // statements take the base's replaced versions and the snapshot's own).
+    ranked_alike();
+    let before = ranked("20000", "retry the request with backoff");
+    let text = sb.read("client/retry.py");
+    sb.write(
+        "client/retry.py",
+        text.replacen("def retry_with_backoff(", "def retry_ledger_backoff(", 1),
+    );
+    index_shared(&sb, &db.writer, "main", &[]);
+    assert_ne!(main_list(&db).0, 0, "main lists its changes to a base");
+    assert_ne!(before, ranked("20000", "retry the request with backoff"));
+    ranked_alike();
 }
 
 #[test]

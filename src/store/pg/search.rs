@@ -130,26 +130,18 @@ fn lexical_sql(changes: bool) -> String {
     )
 }
 
-/// The postings of the terms `$2`, joined to the file versions listed first, each row
-/// with its term's place in `$2` (from 1).
-macro_rules! postings_of {
-    ($files:expr) => {
-        concat!(
-            "WITH files AS MATERIALIZED (",
-            $files,
-            ")
-             SELECT q.o::integer, p.chunk_ids, p.figures
-             FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
-             JOIN postings p ON p.term = q.t JOIN files sf ON sf.blob_id = p.blob_id"
-        )
-    };
-}
-
 /// The postings of the terms `$2` in snapshot `$1` but its paths `$3`, each row with its
 /// term's place in `$2` (from 1): what a reader ranks itself ([`bm25_ranked`]). The file
 /// versions are read once, in path order, and joined by hash, as for [`BM25_TOP`]
 /// ([`SNAPSHOT_BLOBS`]).
-const SNAPSHOT_POSTINGS: &str = postings_of!(snapshot_blobs!("$3"));
+const SNAPSHOT_POSTINGS: &str = concat!(
+    "WITH files AS MATERIALIZED (",
+    snapshot_blobs!("$3"),
+    ")
+     SELECT q.o::integer, p.chunk_ids, p.figures
+     FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
+     JOIN postings p ON p.term = q.t JOIN files sf ON sf.blob_id = p.blob_id"
+);
 
 /// [`SNAPSHOT_POSTINGS`] for a snapshot that lists changes: `$1` its base, `$4` its own
 /// rows' versions, `$5` the base's versions it replaces ([`changed_blobs`]). A semi-join:
