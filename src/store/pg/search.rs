@@ -296,6 +296,29 @@ fn with_changes<'p>(mut params: Vec<Param<'p>>, changes: Option<[Param<'p>; 2]>)
     params
 }
 
+/// What a question's statements take for a snapshot's file list: the list they read as a
+/// full one (the snapshot's, or its base's) and, for a snapshot that lists changes, the
+/// base's versions it replaces and its own versions but those of the `excluded` paths
+/// (see [`changed_blobs`]).
+fn list_parameters(snapshot: &Snapshot, excluded: &[String]) -> (i64, Option<Vec<i64>>, Vec<i64>) {
+    match &snapshot.list {
+        FileList::Full => (snapshot.id, None, Vec::new()),
+        FileList::Changes {
+            base,
+            replaced,
+            own,
+            ..
+        } => {
+            let own = own
+                .iter()
+                .filter(|(path, _)| !excluded.contains(path))
+                .map(|(_, version)| *version)
+                .collect();
+            (*base, Some(replaced.to_vec()), own)
+        }
+    }
+}
+
 /// Best score first, then the lower chunk id (the order `bm25_ranked` gives, and the
 /// vector ranking's once sorted).
 fn best_first(a: &(ChunkId, f32), b: &(ChunkId, f32)) -> std::cmp::Ordering {
@@ -433,24 +456,7 @@ impl PgStore {
         let pool = self.reader.clone();
         let at = self.reader_at.clone();
         let id = snapshot.id;
-        // The list the statements read as a full one (the snapshot's, or its base's), and,
-        // for a snapshot that lists changes, the base's versions it replaces.
-        let (list_id, replaced, own) = match &snapshot.list {
-            FileList::Full => (id, None, Vec::new()),
-            FileList::Changes {
-                base,
-                replaced,
-                own,
-                ..
-            } => {
-                let own: Vec<i64> = own
-                    .iter()
-                    .filter(|(path, _)| !ask.excluded.contains(path))
-                    .map(|(_, version)| *version)
-                    .collect();
-                (*base, Some(replaced.to_vec()), own)
-            }
-        };
+        let (list_id, replaced, own) = list_parameters(snapshot, ask.excluded);
         let changes = replaced.is_some();
         let embedder = snapshot.identity.embedder.clone();
         let excluded = ask.excluded.to_vec();
@@ -642,21 +648,7 @@ impl PgStore {
     /// chunks n, and the average chunk length in terms. A snapshot never changes, so they are kept per process.
     fn idf(&self, of: &Snapshot, terms: &[String]) -> Result<(HashMap<String, (f32, i64)>, f32)> {
         let snapshot = of.id;
-        let (list_id, replaced, own) = match &of.list {
-            FileList::Full => (snapshot, None, Vec::new()),
-            FileList::Changes {
-                base,
-                replaced,
-                own,
-                ..
-            } => (
-                *base,
-                Some(replaced.to_vec()),
-                own.iter()
-                    .map(|(_, version)| *version)
-                    .collect::<Vec<i64>>(),
-            ),
-        };
+        let (list_id, replaced, own) = list_parameters(of, &[]);
         // The average length is kept under the empty term (no real term is empty).
         const AVERAGE: &str = "";
         let mut out = HashMap::new();
