@@ -1850,7 +1850,15 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
     assert_eq!(report["filesChunked"], 0, "{report}");
     assert_eq!(
         count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
-        7
+        8
+    );
+    // Schema 8: the postings' only index is by term.
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'postings' AND indexname <> 'postings_by_term'"
+        ),
+        0
     );
     // Schema 6: the vectors' HNSW index holds them in half precision, the old one is gone.
     assert_eq!(hnsw_indexes("^embeddings_hnsw_[0-9]+$"), 0);

@@ -944,8 +944,10 @@ async fn collect_garbage(
         .into_iter()
         .map(|r| r.get(0))
         .collect();
+    // No index finds a version's postings (schema 8): one pass over the table, the
+    // versions hashed (as `= ANY` of the array, each row would be compared with each).
     tx.execute(
-        "DELETE FROM postings WHERE blob_id = ANY($1::bigint[])",
+        "DELETE FROM postings WHERE blob_id IN (SELECT unnest($1::bigint[]))",
         &[&blobs],
     )
     .await?;
