@@ -174,10 +174,10 @@ CREATE INDEX snapshots_by_base ON snapshots(base_id) WHERE base_id IS NOT NULL;
 ALTER TABLE snapshot_files ALTER COLUMN blob_id DROP NOT NULL;
 "#,
     // 8: no index of the postings by file version. Only the clean-up looked postings up
-    // that way (a version's postings go with it), and keeping the index was most of
-    // what an update's postings cost to insert: 1,446 rows (five files) took 7.5-10 ms
-    // with it and 5.2-6.3 without (the heap alone 0.15). The clean-up reads the table
-    // once instead (see `collect_garbage`).
+    // that way (a version's postings go with it), and keeping the index was an eighth of
+    // what an update's postings cost to insert: five files' 1,446 rows took 8.6-10.0 ms
+    // with it and 7.4-8.4 without (alternating runs; the heap alone takes 0.2, the term
+    // index the rest). The clean-up reads the table once instead (see `collect_garbage`).
     r#"
 DROP INDEX IF EXISTS postings_by_blob;
 "#,
