@@ -646,20 +646,19 @@ impl UpdateStart {
 /// paths and versions in path order (see [`FileList`]).
 const REF_SNAPSHOT: &str =
     "SELECT s.id, s.embedder, s.dimensions, (extract(epoch FROM s.created_at) * 1000000)::bigint,
-            s.base_id, CASE WHEN s.base_id IS NULL THEN 0
-                            ELSE (SELECT count(*) FROM snapshot_files o WHERE o.snapshot_id = s.id) END,
-            CASE WHEN s.base_id IS NOT NULL THEN
-              (SELECT coalesce(array_agg(b.blob_id), '{}') FROM snapshot_files o
-               JOIN snapshot_files b ON b.snapshot_id = s.base_id AND b.path = o.path
-               WHERE o.snapshot_id = s.id) END,
-            CASE WHEN s.base_id IS NOT NULL THEN
-              (SELECT coalesce(array_agg(o.path ORDER BY o.path), '{}') FROM snapshot_files o
-               WHERE o.snapshot_id = s.id AND o.blob_id IS NOT NULL) END,
-            CASE WHEN s.base_id IS NOT NULL THEN
-              (SELECT coalesce(array_agg(o.blob_id ORDER BY o.path), '{}') FROM snapshot_files o
-               WHERE o.snapshot_id = s.id AND o.blob_id IS NOT NULL) END
+            s.base_id, l.rows, l.replaced, l.paths, l.versions
      FROM refs r JOIN repos p ON p.id = r.repo_id
-     JOIN snapshots s ON s.id = r.snapshot_id WHERE p.name = $1 AND r.name = $2";
+     JOIN snapshots s ON s.id = r.snapshot_id
+     -- The snapshot's own rows, read once (none for a full list: its rows are not needed).
+     CROSS JOIN LATERAL (
+       SELECT count(*) AS rows,
+              coalesce(array_agg(b.blob_id) FILTER (WHERE b.snapshot_id IS NOT NULL), '{}') AS replaced,
+              coalesce(array_agg(o.path ORDER BY o.path) FILTER (WHERE o.blob_id IS NOT NULL), '{}') AS paths,
+              coalesce(array_agg(o.blob_id ORDER BY o.path) FILTER (WHERE o.blob_id IS NOT NULL), '{}') AS versions
+       FROM snapshot_files o
+       LEFT JOIN snapshot_files b ON b.snapshot_id = s.base_id AND b.path = o.path
+       WHERE o.snapshot_id = s.id AND s.base_id IS NOT NULL) l
+     WHERE p.name = $1 AND r.name = $2";
 
 /// The files of a ref's snapshot, by repository and ref name; none when that snapshot is
 /// the one stamped ($3 id, $4 creation time in microseconds), whose files the writer has.

@@ -354,8 +354,8 @@ const DOCUMENT_FREQUENCIES: &str =
      FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o)";
 
 /// [`DOCUMENT_FREQUENCIES`] for a snapshot that lists changes (`$1` its base, `$3` its
-/// own rows' versions, `$4` the base's versions it replaces: [`changed_blobs`]): its file versions read
-/// once, in path order, and joined by hash, as for [`BM25_TOP`]. Probing two lists per
+/// own rows' versions, `$4` the base's versions it replaces: [`changed_blobs`]): its file
+/// versions read once, in path order, and joined by hash, as for [`BM25_TOP`]. Probing two lists per
 /// posting took 1.4-1.6 ms for four terms on the performance corpus against 0.6-0.9
 /// this way (pgbench; 0.4-0.5 for a full list's).
 const CHANGED_DOCUMENT_FREQUENCIES: &str = concat!(
@@ -523,10 +523,9 @@ impl PgStore {
                     [&repo, &ref_name, &ef];
                 client.query_one(&start, &params).await
             };
-            // A snapshot that lists changes passes its id and the replaced versions after
-            // the parameters a full list's statements take.
-            // BM25's statements take the snapshot's own versions, the nearest vectors' its
-            // id (see `changed_blobs`, `nearest_sql`).
+            // A snapshot that lists changes passes two more after the parameters a full
+            // list's statements take: BM25's its own versions, the nearest vectors' its id,
+            // each then the replaced versions (see `changed_blobs`, `nearest_sql`).
             let lexical_changes = replaced.as_ref().map(|r| [&own as Param<'_>, r]);
             let nearest_changes = replaced.as_ref().map(|r| [&id as Param<'_>, r]);
             let lexical_rows = async {
