@@ -1822,15 +1822,15 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
             &format!("SELECT count(*) FROM pg_indexes WHERE tablename = 'embeddings' AND indexname ~ '{pattern}'"),
         )
     };
-    // Schema 9: a writer builds the HNSW graph with the embedded index's parameters.
-    let graphs_of_schema_9 = || {
+    // A writer makes the HNSW index with ragls's graph parameters (`HNSW_GRAPH`).
+    assert_eq!(
         count(
             &db.admin,
             "SELECT count(*) FROM pg_class WHERE relname ~ '^embeddings_hnsw_half_[0-9]+$'
-             AND reloptions @> ARRAY['m=12', 'ef_construction=40']",
-        )
-    };
-    assert_eq!(graphs_of_schema_9(), 1);
+             AND reloptions @> ARRAY['m=12', 'ef_construction=64']",
+        ),
+        1
+    );
     execute(&db.writer, DOWN_TO_SCHEMA_3);
     assert_eq!(hnsw_indexes("^embeddings_hnsw_[0-9]+$"), 1);
     assert_eq!(hnsw_indexes("^embeddings_hnsw_half_"), 0);
@@ -1859,12 +1859,8 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
     assert_eq!(report["filesChunked"], 0, "{report}");
     assert_eq!(
         count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
-        9
+        8
     );
-    // Schema 9: the half-precision index migration 6 built is rebuilt with the embedded
-    // index's graph parameters (pgvector's defaults before).
-    assert_eq!(graphs_of_schema_9(), 1);
-    assert_eq!(hnsw_indexes("^embeddings_hnsw_9_"), 0);
     // Schema 8: the postings' only index is by term.
     assert_eq!(
         count(
