@@ -977,6 +977,147 @@ fn sslmode_require_against_a_server_without_tls_says_what_to_change() {
     );
 }
 
+/// A TLS front for the test server, as a managed PostgreSQL with a private CA has one
+/// (the PyPI server is built without OpenSSL): it answers a client's SSLRequest with 'S',
+/// takes the TLS handshake with the certificate in `tests/fixtures/tls` (signed by its
+/// `ca.pem`, for 127.0.0.1), and relays the session to the server in the clear. A client
+/// that does not ask for TLS is hung up on. It stops with the test.
+struct TlsFront {
+    port: u16,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl TlsFront {
+    fn start(upstream: &str) -> TlsFront {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(fixtures.join("server.pem"))
+                .expect("server.pem")
+                .collect::<Result<_, _>>()
+                .expect("server.pem's certificate");
+        let key = PrivateKeyDer::from_pem_file(fixtures.join("server.key")).expect("server.key");
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("the fixture certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("a port");
+        let port = listener.local_addr().expect("its port").port();
+        let upstream = upstream.to_string();
+        runtime.spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    // SSLRequest: its length (8) and the code 1234 << 16 | 5679.
+                    let mut request = [0u8; 8];
+                    if client.read_exact(&mut request).await.is_err()
+                        || request != [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]
+                        || client.write_all(b"S").await.is_err()
+                    {
+                        return;
+                    }
+                    let Ok(mut tls) = acceptor.accept(client).await else {
+                        return;
+                    };
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+                });
+            }
+        });
+        TlsFront {
+            port,
+            _runtime: runtime,
+        }
+    }
+
+    /// `url` (a test URL) through this front.
+    fn url(&self, url: &str) -> String {
+        let host_port = url_host_port(url);
+        url.replacen(&host_port, &format!("127.0.0.1:{}", self.port), 1)
+    }
+}
+
+/// The `host:port` of a `postgres://user:password@host:port/db` URL.
+fn url_host_port(url: &str) -> String {
+    let after_at = url.rsplit_once('@').map_or(url, |(_, rest)| rest);
+    after_at.split('/').next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_server_behind_tls_with_a_private_ca_is_reached_with_sslrootcert() {
+    let db = TeamDb::create();
+    let front = TlsFront::start(&url_host_port(&db.writer));
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+    let sb = Sandbox::with_project();
+    // The CA named in the URL: the ref is built and searched through TLS (the front
+    // relays nothing before a handshake), libpq's `verify-full` taken as ragls's
+    // `require`, which verifies as much.
+    let writer = format!(
+        "{}?sslmode=verify-full&sslrootcert={ca}",
+        front.url(&db.writer)
+    );
+    let report = index_shared(&sb, &writer, "main", &[]);
+    assert_eq!(report["updated"], true, "{report}");
+    let reader = format!("{}?sslmode=require&sslrootcert={ca}", front.url(&db.reader));
+    let hits = search_shared(
+        &bare_reader(),
+        &reader,
+        "main",
+        "evict least recently used",
+        &NO_OVERLAY,
+    );
+    assert!(
+        hits.iter().any(|h| h["path"] == "src/cache/lru.rs"),
+        "{hits:?}"
+    );
+
+    // Not named, the default (`prefer`) meets a certificate no public CA signed: the
+    // writer stops and says what to add.
+    let out = team(&sb, "index", &front.url(&db.writer), "main", &[]);
+    let err = stderr_of(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("TLS handshake")
+            && err.contains("sslrootcert=/path/to/ca.pem")
+            && err.contains("PGSSLROOTCERT"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("ragls-test-writer"),
+        "never the password: {err}"
+    );
+    // PGSSLROOTCERT names it as libpq's does.
+    let out = team_cmd(&sb, "index", &front.url(&db.writer), "main", &["--json"])
+        .env("PGSSLROOTCERT", ca)
+        .output()
+        .expect("run ragls");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+
+    // A CA file that is not there is a settings error, said before connecting.
+    let missing = format!("{}?sslrootcert=/nonexistent/ca.pem", front.url(&db.writer));
+    let err = refused(&team(&sb, "index", &missing, "main", &[]));
+    assert!(
+        err.contains("sslrootcert /nonexistent/ca.pem cannot be read"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_reader_not_granted_select_is_told_what_to_grant_and_answers_locally() {
     let db = TeamDb::create();

@@ -72,6 +72,7 @@ macro_rules! files_of {
 mod refs;
 mod schema;
 mod search;
+mod tls;
 mod versions;
 pub use refs::{CleanupHold, HeldConnection, OpenPublish, UpdateStart};
 pub use search::{SnapshotQuery, SnapshotSearch};
@@ -519,7 +520,8 @@ fn pgpass_lookup(text: &str, want: [&str; 4]) -> Option<Vec<u8>> {
 }
 
 fn make_pool(url: &str, size: usize) -> Result<(Pool, String)> {
-    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+    let tls_options = tls::split_tls_options(url);
+    let mut config = tokio_postgres::Config::from_str(&tls_options.url).map_err(|e| {
         Error::Config(format!(
             "store.url {} is not a PostgreSQL URL ({e}); expected postgres://user@host:port/database",
             scrub_url(url)
@@ -537,15 +539,7 @@ fn make_pool(url: &str, size: usize) -> Result<(Pool, String)> {
         config.application_name("ragls");
     }
     let at = describe(&config);
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let tls_config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| Error::Other(format!("cannot set up TLS: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls_config = tls::client_config(tls_options.root_cert.as_deref())?;
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config);
     let manager = Manager::from_config(
         config,
@@ -654,13 +648,18 @@ fn db_error<E: std::fmt::Display + std::fmt::Debug + 'static>(at: &str, e: E) ->
             "the server of the shared index at {at} has no such database ({detail}): create it (README, \"For teams\") or fix the database's name in store.url"
         ));
     }
-    // TLS asked for and not agreed on: the server offers none, or its certificate is
-    // not one the web PKI roots vouch for.
+    // TLS asked for and not agreed on: the server offers none, or its certificate does
+    // not chain to a CA ragls trusts.
     if lower_debug.contains("kind: tls") {
         // `kind: Tls, cause: Some("server does not support TLS")`
         let cause = quoted_after(&debug, "kind: Tls, cause: Some(").unwrap_or(detail);
+        if cause.contains("does not support TLS") {
+            return Error::SharedUnreachable(format!(
+                "the TLS handshake with the shared index at {at} failed ({cause}): `sslmode=require` needs a server that offers TLS; on a network you trust, use `sslmode=prefer` or `sslmode=disable` in store.url"
+            ));
+        }
         return Error::SharedUnreachable(format!(
-            "the TLS handshake with the shared index at {at} failed ({cause}): with `sslmode=require` the server must offer TLS with a certificate from a public CA (ragls checks the web PKI roots); on a network you trust, use `sslmode=prefer` or `sslmode=disable` in store.url"
+            "the TLS handshake with the shared index at {at} failed ({cause}): ragls verifies the server's certificate against the public CAs; for a private CA (a managed PostgreSQL's, your company's) add `sslrootcert=/path/to/ca.pem` to store.url or set PGSSLROOTCERT; on a network you trust, `sslmode=disable`"
         ));
     }
     if unreachable {
