@@ -961,20 +961,25 @@ fn a_database_without_pgvector_is_named_with_the_statement_to_run() {
 fn sslmode_require_against_a_server_without_tls_says_what_to_change() {
     let db = TeamDb::create();
     let sb = Sandbox::with_project();
-    let url = format!("{}?sslmode=require", db.writer);
-    let out = team(&sb, "index", &url, "main", &[]);
-    let err = stderr_of(&out);
-    assert_ne!(out.status.code(), Some(0), "{err}");
+    let err = failed_index(&sb, &format!("{}?sslmode=require", db.writer));
     assert!(
         err.contains("TLS handshake")
             && err.contains("server does not support TLS")
             && err.contains("sslmode=prefer"),
         "{err}"
     );
+}
+
+/// What `ragls index --store URL` said as it failed (never the test writer's password).
+fn failed_index(sb: &Sandbox, url: &str) -> String {
+    let out = team(sb, "index", url, "main", &[]);
+    let err = stderr_of(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(
         !err.contains("ragls-test-writer"),
         "never the password: {err}"
     );
+    err
 }
 
 /// A TLS front for the test server, as a managed PostgreSQL with a private CA has one
@@ -1089,18 +1094,12 @@ fn a_server_behind_tls_with_a_private_ca_is_reached_with_sslrootcert() {
 
     // Not named, the default (`prefer`) meets a certificate no public CA signed: the
     // writer stops and says what to add.
-    let out = team(&sb, "index", &front.url(&db.writer), "main", &[]);
-    let err = stderr_of(&out);
-    assert_ne!(out.status.code(), Some(0), "{err}");
+    let err = failed_index(&sb, &front.url(&db.writer));
     assert!(
         err.contains("TLS handshake")
             && err.contains("sslrootcert=/path/to/ca.pem")
             && err.contains("PGSSLROOTCERT"),
         "{err}"
-    );
-    assert!(
-        !err.contains("ragls-test-writer"),
-        "never the password: {err}"
     );
     // PGSSLROOTCERT names it as libpq's does.
     let out = team_cmd(&sb, "index", &front.url(&db.writer), "main", &["--json"])
