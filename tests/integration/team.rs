@@ -994,6 +994,12 @@ struct TlsFront {
 
 impl TlsFront {
     fn start(upstream: &str) -> TlsFront {
+        TlsFront::start_asking(upstream, None)
+    }
+
+    /// A front that also asks each client for a certificate signed by `client_ca`'s
+    /// (`tests/fixtures/tls/client-ca.pem`).
+    fn start_asking(upstream: &str, client_ca: Option<&str>) -> TlsFront {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1004,14 +1010,29 @@ impl TlsFront {
                 .collect::<Result<_, _>>()
                 .expect("server.pem's certificate");
         let key = PrivateKeyDer::from_pem_file(fixtures.join("server.key")).expect("server.key");
-        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("the fixture certificate");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions");
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(name) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_file_iter(fixtures.join(name)).expect(name) {
+                    roots.add(cert.expect(name)).expect(name);
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    std::sync::Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .expect("a client verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let config = builder
+            .with_single_cert(certs, key)
+            .expect("the fixture certificate");
         let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -1113,6 +1134,36 @@ fn a_server_behind_tls_with_a_private_ca_is_reached_with_sslrootcert() {
     let err = refused(&team(&sb, "index", &missing, "main", &[]));
     assert!(
         err.contains("sslrootcert /nonexistent/ca.pem cannot be read"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_server_that_asks_for_a_client_certificate_is_given_sslcert_and_sslkey() {
+    let db = TeamDb::create();
+    let front = TlsFront::start_asking(&url_host_port(&db.writer), Some("client-ca.pem"));
+    let tls = |name: &str| format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"));
+    let sb = Sandbox::with_project();
+    let writer = format!(
+        "{}?sslmode=require&sslrootcert={}&sslcert={}&sslkey={}",
+        front.url(&db.writer),
+        tls("ca.pem"),
+        tls("client.pem"),
+        tls("client.key")
+    );
+    let report = index_shared(&sb, &writer, "main", &[]);
+    assert_eq!(report["updated"], true, "{report}");
+    // Without one the server ends the handshake, and the message says what to give.
+    let without = format!(
+        "{}?sslmode=require&sslrootcert={}",
+        front.url(&db.writer),
+        tls("ca.pem")
+    );
+    let err = failed_index(&sb, &without);
+    assert!(
+        err.contains("ended the TLS session (CertificateRequired)")
+            && err.contains("sslcert=")
+            && err.contains("sslkey="),
         "{err}"
     );
 }

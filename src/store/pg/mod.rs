@@ -539,7 +539,7 @@ fn make_pool(url: &str, size: usize) -> Result<(Pool, String)> {
         config.application_name("ragls");
     }
     let at = describe(&config);
-    let tls_config = tls::client_config(tls_options.root_cert.as_deref())?;
+    let tls_config = tls::client_config(&tls_options)?;
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config);
     let manager = Manager::from_config(
         config,
@@ -646,6 +646,22 @@ fn db_error<E: std::fmt::Display + std::fmt::Debug + 'static>(at: &str, e: E) ->
     if no_database {
         return Error::SharedUnreachable(format!(
             "the server of the shared index at {at} has no such database ({detail}): create it (README, \"For teams\") or fix the database's name in store.url"
+        ));
+    }
+    // The server ended the TLS session for want of a client certificate (rustls hears
+    // its alert on the first read, after the handshake: `AlertReceived(CertificateRequired)`),
+    // or refused the one given.
+    if lower_debug.contains("alertreceived(certificaterequired)")
+        || lower_debug.contains("alertreceived(badcertificate)")
+        || lower_debug.contains("alertreceived(unknownca)")
+    {
+        let alert = debug
+            .split("AlertReceived(")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .unwrap_or("a TLS alert");
+        return Error::SharedUnreachable(format!(
+            "the shared index at {at} ended the TLS session ({alert}): it asks for a client certificate it trusts; give `sslcert=/path/to/client.pem&sslkey=/path/to/client.key` in store.url (or PGSSLCERT and PGSSLKEY)"
         ));
     }
     // TLS asked for and not agreed on: the server offers none, or its certificate does
