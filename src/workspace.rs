@@ -207,12 +207,29 @@ impl std::error::Error for WalkError {}
 /// index plus the skipped paths with reasons. Only stats files (never reads
 /// their contents), so an unchanged tree is cheap to re-walk.
 pub fn walk(root: &Path, opts: &WalkOptions) -> Result<WalkOutcome, WalkError> {
-    walk_impl(root, opts, false)
+    walk_impl(root, opts, false, None)
+}
+
+/// [`walk`], telling `on_file` of each file to index as the walk finds it (on the
+/// walker's thread, before the walk is done): work on a file can start while the rest
+/// of the tree is walked. A file may be told of and yet not be in the outcome (the
+/// same file reached twice through a symlink is kept once).
+pub fn walk_visiting(
+    root: &Path,
+    opts: &WalkOptions,
+    on_file: &(dyn Fn(&WalkedFile) + Sync),
+) -> Result<WalkOutcome, WalkError> {
+    walk_impl(root, opts, false, Some(on_file))
 }
 
 /// `hermetic` leaves out everything outside `root` (global gitignore, ignore
 /// files in parent directories) so that tests do not depend on the machine.
-fn walk_impl(root: &Path, opts: &WalkOptions, hermetic: bool) -> Result<WalkOutcome, WalkError> {
+fn walk_impl(
+    root: &Path,
+    opts: &WalkOptions,
+    hermetic: bool,
+    on_file: Option<&(dyn Fn(&WalkedFile) + Sync)>,
+) -> Result<WalkOutcome, WalkError> {
     let missing = || WalkError::RootMissing(root.to_path_buf());
     let meta = fs::metadata(root).map_err(|_| missing())?;
     if !meta.is_dir() {
@@ -251,6 +268,7 @@ fn walk_impl(root: &Path, opts: &WalkOptions, hermetic: bool) -> Result<WalkOutc
     builder.build_parallel().visit(&mut CollectorBuilder {
         ctx: &ctx,
         sink: &sink,
+        on_file,
     });
 
     let mut files = Vec::new();
@@ -414,6 +432,7 @@ struct RawFile {
 struct CollectorBuilder<'a> {
     ctx: &'a Ctx,
     sink: &'a Mutex<Vec<Part>>,
+    on_file: Option<&'a (dyn Fn(&WalkedFile) + Sync)>,
 }
 
 impl<'s> ParallelVisitorBuilder<'s> for CollectorBuilder<'s> {
@@ -421,6 +440,7 @@ impl<'s> ParallelVisitorBuilder<'s> for CollectorBuilder<'s> {
         Box::new(Collector {
             ctx: self.ctx,
             sink: self.sink,
+            on_file: self.on_file,
             part: Part::default(),
         })
     }
@@ -429,6 +449,7 @@ impl<'s> ParallelVisitorBuilder<'s> for CollectorBuilder<'s> {
 struct Collector<'a> {
     ctx: &'a Ctx,
     sink: &'a Mutex<Vec<Part>>,
+    on_file: Option<&'a (dyn Fn(&WalkedFile) + Sync)>,
     part: Part,
 }
 
@@ -502,15 +523,19 @@ impl Collector<'_> {
         }
         let rel_path = rel.into_owned();
         let via_link = dent.path_is_symlink();
+        let file = WalkedFile {
+            rel_path,
+            size: md.len(),
+            mtime_ns: mtime_ns(&md),
+            abs_path: dent.into_path(),
+        };
+        if let Some(on_file) = self.on_file {
+            on_file(&file);
+        }
         self.part.files.push(RawFile {
             id: file_id(&md),
             via_link,
-            file: WalkedFile {
-                rel_path,
-                size: md.len(),
-                mtime_ns: mtime_ns(&md),
-                abs_path: dent.into_path(),
-            },
+            file,
         });
     }
 
@@ -643,7 +668,7 @@ mod tests {
 
     /// Walk without the machine's global gitignore or parent ignore files.
     fn walk_with(root: &Path, opts: &WalkOptions) -> WalkOutcome {
-        walk_impl(root, opts, true).unwrap()
+        walk_impl(root, opts, true, None).unwrap()
     }
 
     fn walk_default(root: &Path) -> WalkOutcome {
@@ -659,6 +684,29 @@ mod tests {
             .iter()
             .map(|(p, r)| (p.as_str(), r.as_str()))
             .collect()
+    }
+
+    #[test]
+    fn a_visiting_walk_tells_of_each_file_it_keeps_and_of_nothing_it_skips() {
+        let dir = tree(&[
+            (".gitignore", "*.log\n"),
+            ("src/main.rs", "fn main() {}"),
+            ("src/lib.rs", "pub fn f() {}"),
+            ("run.log", "x"),
+            (".env", "KEY=secret"),
+        ]);
+        let told = Mutex::new(Vec::new());
+        let out = walk_impl(
+            dir.path(),
+            &WalkOptions::default(),
+            true,
+            Some(&|f: &WalkedFile| told.lock().unwrap().push(f.rel_path.clone())),
+        )
+        .unwrap();
+        let mut told = told.into_inner().unwrap();
+        told.sort();
+        assert_eq!(told, paths(&out));
+        assert_eq!(told, [".gitignore", "src/lib.rs", "src/main.rs"]);
     }
 
     #[test]

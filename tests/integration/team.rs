@@ -1753,6 +1753,35 @@ fn a_writer_rereads_only_the_files_changed_on_disk_since_its_last_run_and_misses
     assert!(has_symbol(&hits, "gxt"), "{hits:?}");
 }
 
+#[test]
+fn a_file_changed_back_to_the_bases_content_is_not_chunked_though_the_walk_began_it() {
+    let db = TeamDb::create();
+    let (sb, _) = fixture_in_main(&db);
+    let original = sb.read("src/cache/lru.rs");
+    sb.write(
+        "src/cache/lru.rs",
+        original.replacen("pub fn get(&mut self", "pub fn gxt(&mut self", 1),
+    );
+    let feature = index_shared(&sb, &db.writer, "feature", &["--base", "main"]);
+    assert_eq!(feature["filesChunked"], 1, "{feature}");
+    // The writer's last snapshot (feature's) has the edit; main, the base now, has the
+    // file as it is again: the walk chunks it early, and the update drops that.
+    sb.write("src/cache/lru.rs", &original);
+    let back = index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(back["filesChunked"], 0, "{back}");
+    assert_eq!(back["chunksAdded"], 0, "{back}");
+    assert_eq!(back["updated"], false, "{back}");
+    // And the early chunking is used when the file does differ from the base.
+    sb.write(
+        "src/cache/lru.rs",
+        original.replacen("pub fn get(&mut self", "pub fn gyt(&mut self", 1),
+    );
+    let changed = index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(changed["filesChunked"], 1, "{changed}");
+    let hits = search_shared(&bare_reader(), &db.reader, "main", "gyt", &NO_OVERLAY);
+    assert!(has_symbol(&hits, "gyt"), "{hits:?}");
+}
+
 /// The file list a writer keeps of the snapshot it made last (`writer_base`).
 fn kept_base(sb: &Sandbox) -> std::path::PathBuf {
     sb.index.join("shared-writer-base.tsv")
