@@ -97,7 +97,8 @@ pub fn index_shared(
         });
         (setup, on_disk)
     });
-    let mut early_chunked = early.map(EarlyChunks::finish).unwrap_or_default();
+    // Collected once the database is being asked about the changed files (below).
+    let early = early.map(EarlyChunks::begun);
     let SharedSetup {
         shared,
         embedder,
@@ -151,15 +152,11 @@ pub fn index_shared(
         _ => false,
     };
     let chunk_started = Instant::now();
-    // The changed files chunked during the walk, each where its content is the one
-    // chunked (a file that changed again since is chunked anew).
-    let chunked_early: Vec<Option<ChunkedFile>> = changed_paths
-        .iter()
-        .map(|(f, hash)| match early_chunked.remove(&f.rel_path) {
-            Some((h, version)) if h == *hash => Some(version),
-            _ => None,
-        })
-        .collect();
+    // The connection the new versions are written on opens while they are chunked.
+    let opened_writer = match changed_paths.is_empty() {
+        true => None,
+        false => store.open_writer().ok(),
+    };
     // Which changed files' versions the database has already (another ref's, an earlier
     // state's) is asked while the files are chunked: once the answer is in, a file it
     // names is not chunked; one chunked before it came is dropped.
@@ -169,6 +166,16 @@ pub fn index_shared(
             let _ = answer.set(store.known_versions(&keys, &identity, hold.connection())?);
             Ok(())
         });
+        // The changed files chunked during the walk, each where its content is the one
+        // chunked (a file that changed again since is chunked anew).
+        let mut early_chunked = early.map(BegunChunks::wait).unwrap_or_default();
+        let chunked_early: Vec<Option<ChunkedFile>> = changed_paths
+            .iter()
+            .map(|(f, hash)| match early_chunked.remove(&f.rel_path) {
+                Some((h, version)) if h == *hash => Some(version),
+                _ => None,
+            })
+            .collect();
         let prepared: Vec<ChunkedFile> = changed_paths
             .par_iter()
             .zip(chunked_early)
@@ -240,7 +247,7 @@ pub fn index_shared(
         .zip(&versions_known.fresh_ids)
         .map(|(v, id)| (v.path.clone(), (*id, v.skip_reason.is_some())))
         .collect();
-    let writing = store.write_versions(versions, &versions_known.fresh_ids)?;
+    let writing = store.write_versions(versions, &versions_known.fresh_ids, opened_writer)?;
     let embed_started = Instant::now();
     let embedded = embed_for_shared(
         store,
@@ -688,20 +695,33 @@ fn hash_workspace(root: &Path, config: &Config, early: Option<&EarlyChunks>) -> 
     let walked = workspace::walk_visiting(root, &walk_options, &on_file)
         .map_err(|e| Error::Usage(e.to_string()))?;
     let hashed_early = hashed_early.into_inner().unwrap_or_else(|e| e.into_inner());
-    let hashed: Vec<(String, Option<[u8; 32]>)> = walked
+    // What is known without reading, then the rest read on every core. Not on the
+    // thread pool when nothing is left to read: the files chunked early keep it busy,
+    // and a parallel pass would wait for them.
+    let mut hashed: Vec<(String, Option<Option<[u8; 32]>>)> = walked
         .files
-        .par_iter()
+        .iter()
         .map(|f| {
-            let hash = match (unchanged_on_disk(f), hashed_early.get(&f.rel_path)) {
-                (Some(hash), _) => Some(hash),
-                (None, Some(hash)) => *hash,
-                (None, None) => {
-                    read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    content_hash(&f.abs_path, max_bytes)
-                }
+            let known = match unchanged_on_disk(f) {
+                Some(hash) => Some(Some(hash)),
+                None => hashed_early.get(&f.rel_path).copied(),
             };
-            (f.rel_path.clone(), hash)
+            (f.rel_path.clone(), known)
         })
+        .collect();
+    if hashed.iter().any(|(_, known)| known.is_none()) {
+        hashed
+            .par_iter_mut()
+            .zip(&walked.files)
+            .filter(|((_, known), _)| known.is_none())
+            .for_each(|((_, known), f)| {
+                read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                *known = Some(content_hash(&f.abs_path, max_bytes));
+            });
+    }
+    let hashed: Vec<(String, Option<[u8; 32]>)> = hashed
+        .into_iter()
+        .map(|(path, known)| (path, known.flatten()))
         .collect();
     let remembering = hash_cache
         .as_deref()
@@ -778,17 +798,30 @@ impl<'a> EarlyChunks<'a> {
         });
     }
 
-    /// Waits for the files begun and returns each by path, with the hash it was chunked for.
-    fn finish(self) -> HashMap<String, ([u8; 32], ChunkedFile)> {
-        let started = self.started.into_inner();
-        drop(self.sender);
-        let receiver = self
-            .receiver
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner());
-        receiver
+    /// The files begun, to wait for: the walk is done with the last snapshot's list.
+    fn begun(self) -> BegunChunks {
+        BegunChunks {
+            started: self.started.into_inner(),
+            receiver: self
+                .receiver
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+}
+
+/// The files [`EarlyChunks`] began chunking.
+struct BegunChunks {
+    started: usize,
+    receiver: std::sync::mpsc::Receiver<EarlyChunk>,
+}
+
+impl BegunChunks {
+    /// Waits for them and returns each by path, with the hash it was chunked for.
+    fn wait(self) -> HashMap<String, ([u8; 32], ChunkedFile)> {
+        self.receiver
             .iter()
-            .take(started)
+            .take(self.started)
             .filter_map(|(path, hash, version)| Some((path, (hash, version?))))
             .collect()
     }

@@ -76,7 +76,7 @@ mod tls;
 mod versions;
 pub use refs::{CleanupHold, HeldConnection, OpenPublish, UpdateStart};
 pub use search::{SnapshotQuery, SnapshotSearch};
-pub use versions::Pending;
+pub use versions::{OpenedWriter, Pending};
 
 /// The schema this ragls writes and reads. Each entry of `schema::MIGRATIONS` moves the
 /// database one version up; a database newer than this is refused, never downgraded.
