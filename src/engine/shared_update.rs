@@ -48,7 +48,8 @@ pub struct SharedIndexReport {
     pub updated: bool,
     pub snapshot: i64,
     pub elapsed_ms: u64,
-    /// Time spent reading and chunking the changed files.
+    /// Time spent reading and chunking the changed files once the walk was done (those
+    /// chunked while it went on count only as far as they were waited for).
     pub chunk_ms: u64,
     /// Time spent walking the workspace and hashing the files changed on disk.
     pub hash_ms: u64,
