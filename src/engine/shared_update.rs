@@ -82,9 +82,10 @@ pub fn index_shared(
     let remembered = super::location::index_dir_for(root, config)
         .ok()
         .and_then(|dir| Remembered::load(&dir));
+    let (early_done, early_results) = std::sync::mpsc::channel();
     let early = remembered
         .as_ref()
-        .map(|r| EarlyChunks::new(&r.files, budget, max_bytes));
+        .map(|r| EarlyChunks::new(&r.files, budget, max_bytes, early_done));
     // The walk and the hashing need nothing from the database: they run beside
     // connecting, migrating and reading the base's file list (each some milliseconds,
     // most of a small update's time before it).
@@ -99,7 +100,10 @@ pub fn index_shared(
         (setup, on_disk)
     });
     // Collected once the database is being asked about the changed files (below).
-    let early = early.map(EarlyChunks::begun);
+    let early = BegunChunks {
+        started: early.map_or(0, EarlyChunks::started),
+        results: early_results,
+    };
     let SharedSetup {
         shared,
         embedder,
@@ -169,7 +173,7 @@ pub fn index_shared(
         });
         // The changed files chunked during the walk, each where its content is the one
         // chunked (a file that changed again since is chunked anew).
-        let mut early_chunked = early.map(BegunChunks::wait).unwrap_or_default();
+        let mut early_chunked = early.wait();
         let chunked_early: Vec<Option<ChunkedFile>> = changed_paths
             .iter()
             .map(|(f, hash)| match early_chunked.remove(&f.rel_path) {
@@ -753,9 +757,8 @@ struct EarlyChunks<'a> {
     budget: ChunkBudget,
     max_bytes: u64,
     started: std::sync::atomic::AtomicUsize,
-    sender: std::sync::mpsc::Sender<EarlyChunk>,
-    // Only read once the walk is done; a mutex makes it shareable with the walker.
-    receiver: Mutex<std::sync::mpsc::Receiver<EarlyChunk>>,
+    /// Where each file begun is sent once chunked ([`BegunChunks`] receives them).
+    done: std::sync::mpsc::Sender<EarlyChunk>,
 }
 
 /// The most files hashed and chunked during the walk: past them (a checkout of another
@@ -768,15 +771,14 @@ impl<'a> EarlyChunks<'a> {
         last_list: &'a HashMap<String, SnapshotFile>,
         budget: ChunkBudget,
         max_bytes: u64,
+        done: std::sync::mpsc::Sender<EarlyChunk>,
     ) -> Self {
-        let (sender, receiver) = std::sync::mpsc::channel();
         EarlyChunks {
             last_list,
             budget,
             max_bytes,
             started: Default::default(),
-            sender,
-            receiver: Mutex::new(receiver),
+            done,
         }
     }
 
@@ -785,7 +787,7 @@ impl<'a> EarlyChunks<'a> {
         if self.last_list.get(&f.rel_path).map(|s| s.content_hash) == Some(hash) {
             return;
         }
-        let sender = self.sender.clone();
+        let sender = self.done.clone();
         let (f, budget, max_bytes) = (f.clone(), self.budget, self.max_bytes);
         self.started
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -799,28 +801,22 @@ impl<'a> EarlyChunks<'a> {
         });
     }
 
-    /// The files begun, to wait for: the walk is done with the last snapshot's list.
-    fn begun(self) -> BegunChunks {
-        BegunChunks {
-            started: self.started.into_inner(),
-            receiver: self
-                .receiver
-                .into_inner()
-                .unwrap_or_else(|e| e.into_inner()),
-        }
+    /// How many files were begun (the walk is done with the last snapshot's list).
+    fn started(self) -> usize {
+        self.started.into_inner()
     }
 }
 
 /// The files [`EarlyChunks`] began chunking.
 struct BegunChunks {
     started: usize,
-    receiver: std::sync::mpsc::Receiver<EarlyChunk>,
+    results: std::sync::mpsc::Receiver<EarlyChunk>,
 }
 
 impl BegunChunks {
     /// Waits for them and returns each by path, with the hash it was chunked for.
     fn wait(self) -> HashMap<String, ([u8; 32], ChunkedFile)> {
-        self.receiver
+        self.results
             .iter()
             .take(self.started)
             .filter_map(|(path, hash, version)| Some((path, (hash, version?))))

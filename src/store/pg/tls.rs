@@ -216,8 +216,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pem");
         let e = client_config(&roots(missing.to_str().unwrap()))
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string();
         assert!(
             e.contains("cannot be read") && e.contains("sslrootcert"),
@@ -227,8 +226,7 @@ mod tests {
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let e = client_config(&roots(empty.to_str().unwrap()))
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string();
         assert!(e.contains("holds no certificate"), "{e}");
     }
@@ -252,14 +250,14 @@ mod tests {
             client_cert: o.client_cert.clone(),
             ..TlsOptions::default()
         };
-        let e = client_config(&half).err().expect("refused").to_string();
+        let e = client_config(&half).expect_err("refused").to_string();
         assert!(e.contains("both sslcert and sslkey"), "{e}");
         // A key that is not the certificate's.
         let wrong = TlsOptions {
             client_key: Some(fixture("server.key")),
             ..o
         };
-        let e = client_config(&wrong).err().expect("refused").to_string();
+        let e = client_config(&wrong).expect_err("refused").to_string();
         assert!(e.contains("does not go with sslcert"), "{e}");
     }
 }
