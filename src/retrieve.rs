@@ -143,6 +143,8 @@ pub fn hybrid(
         vector: embedded,
         vector_limit: rc.vector_candidates,
         ef: rc.ef_search,
+        // Where texts are read apart, the pool's come with the rankings, most likely.
+        texts_top: pool,
     })?;
     if let (Some(q), true) = (&embedded, c.rescore_lexical) {
         rescore_lexical(c, q, &lexical, &mut vector)?;

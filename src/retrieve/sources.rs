@@ -80,6 +80,9 @@ pub struct RankingQuery<'a> {
     pub vector: Option<&'a [f32]>,
     pub vector_limit: usize,
     pub ef: usize,
+    /// A source that reads texts apart ([`Rankings::chunks`]) reads those of each
+    /// ranking's best this many with the rankings (the pool's, most likely).
+    pub texts_top: usize,
 }
 
 /// One person's index: the SQLite store and the loaded vector graph (`None` when vector
@@ -150,6 +153,7 @@ impl CandidateSource for SharedSnapshot<'_> {
             vector: None,
             vector_limit: 0,
             ef: 0,
+            texts_top: 0,
         };
         Ok(self.rankings(&ask)?.lexical)
     }
@@ -166,6 +170,7 @@ impl CandidateSource for SharedSnapshot<'_> {
             vector: Some(query),
             vector_limit: limit,
             ef,
+            texts_top: 0,
         };
         Ok(self.rankings(&ask)?.vector)
     }
@@ -201,6 +206,7 @@ impl CandidateSource for SharedSnapshot<'_> {
             vector_limit: ask.vector_limit,
             ef: ask.ef,
             excluded: self.excluded,
+            texts_top: ask.texts_top,
         })?;
         self.moved.set(found.moved);
         Ok(Rankings {

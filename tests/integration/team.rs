@@ -2137,7 +2137,7 @@ fn bm25_ranked_by_the_reader_from_sent_postings_ranks_as_the_database_ranks() {
     let db = TeamDb::create();
     let (sb, _) = fixture_in_main(&db);
     let reader = bare_reader();
-    let ranked = |reader_pairs: &str, question: &str| -> Vec<(String, u64, f64)> {
+    let ranked = |reader_pairs: &str, question: &str| -> Vec<(String, u64, f64, String)> {
         let setting = format!("store.reader_bm25_pairs={reader_pairs}");
         search_shared(
             &reader,
@@ -2152,6 +2152,7 @@ fn bm25_ranked_by_the_reader_from_sent_postings_ranks_as_the_database_ranks() {
                 h["path"].as_str().unwrap_or_default().to_string(),
                 h["start_line"].as_u64().unwrap_or_default(),
                 h["score"].as_f64().unwrap_or_default(),
+                h["snippet"].as_str().unwrap_or_default().to_string(),
             )
         })
         .collect()
@@ -2182,6 +2183,10 @@ fn bm25_ranked_by_the_reader_from_sent_postings_ranks_as_the_database_ranks() {
                     (r.2 - d.2).abs() < 1e-5,
                     "{question}: {by_reader:?}\n{by_database:?}"
                 );
+                // The reader reads its pool's texts with its winners' rows; the database's
+                // ranking has them read afterwards: the same code either way.
+                assert!(!r.3.trim().is_empty(), "{question}: {r:?}");
+                assert_eq!(r.3, d.3, "{question}");
             }
         }
     };

@@ -1109,6 +1109,7 @@ mod tests {
             vector_limit: 10,
             ef: 64,
             excluded: &[],
+            texts_top: 10,
         });
         assert!(matches!(search, Err(Error::SharedUnreachable(_))));
         assert_eq!(store.read_attempts(), 1, "no read went to the database");

@@ -7,14 +7,18 @@
 //! per connection (a statement sent as text costs a round trip of its own to prepare).
 //! Measured on the performance corpus, the round trips and the waits for a second
 //! pooled connection, not the server's work, were most of a question's time. The rows
-//! come without their texts; a second, small query reads those of the pool
-//! ([`PgStore::chunk_texts`]).
+//! come without their texts: only some 30 of the ~90 candidates make the pool.
 //!
 //! BM25 is ranked by the reader, not the database, while the query's postings are few
 //! (`store.reader_bm25_pairs`): the database finds them and sends them; the reader sums
-//! them ([`bm25_ranked`]) and reads its winners' rows in a second round trip. Unnesting,
-//! grouping and scoring every (term, chunk) pair was some 70% of the database's time
-//! per question, and 16 editors share one database while each has its own cores.
+//! them ([`bm25_ranked`]) and, in a second round trip on the same connection, reads its
+//! winners' rows with the texts of both rankings' best ([`SnapshotQuery::texts_top`]).
+//! Unnesting, grouping and scoring every (term, chunk) pair was some 70% of the
+//! database's time per question, and 16 editors share one database while each has its
+//! own cores. Texts still missing once the pool is chosen (the database ranked BM25, or
+//! a prior lifted a chunk from further down) are read then ([`PgStore::chunk_texts`]):
+//! a round trip that each question paid before, and one more wait for the thread that
+//! asks, which is what sets the 16 clients' p95 on two cores.
 
 use super::*;
 use tokio_postgres::Row;
@@ -156,16 +160,20 @@ const CHANGED_POSTINGS: &str = concat!(
      JOIN postings p ON p.term = q.t WHERE p.blob_id IN (SELECT blob_id FROM files)"
 );
 
-/// The rows (without texts) of the chunks `$1`, for the winners of a ranking made by the
-/// reader. The path is read per chunk: joined, the generic plan hashed the whole of
-/// `blobs` for some 50 chunks.
+/// The rows of the chunks `$1`, each with its text when it is one of `$2` (else NULL): for
+/// a ranking made by the reader, its winners' rows, read with the texts of both rankings'
+/// best (see [`SnapshotQuery::texts_top`]). The path is read per chunk: joined, the
+/// generic plan hashed the whole of `blobs` for some 50 chunks.
 fn chunk_rows_sql() -> String {
     let columns = CHUNK_COLUMNS.replacen(
         "b.path",
         "(SELECT b.path FROM blobs b WHERE b.id = c.blob_id)",
         1,
     );
-    format!("SELECT c.id, {columns} FROM chunks c WHERE c.id = ANY($1::bigint[])")
+    format!(
+        "SELECT c.id, CASE WHEN c.id = ANY($2::bigint[]) THEN c.text END, {columns}
+         FROM chunks c WHERE c.id = ANY($1::bigint[])"
+    )
 }
 
 /// A `bigint[]` read in place from the row the server sent (binary), without copying its
@@ -404,11 +412,16 @@ pub struct SnapshotQuery<'a> {
     pub vector_limit: usize,
     pub ef: usize,
     pub excluded: &'a [String],
+    /// The texts of each ranking's best this many are read with the rows (where the
+    /// reader ranks BM25, in the same round trip as its winners' rows); the others' are
+    /// left empty, for [`PgStore::chunk_texts`].
+    pub texts_top: usize,
 }
 
 /// What a question read: both rankings (best first), the rows of every chunk they
-/// name (without their texts: [`PgStore::chunk_texts`]), and whether the ref had moved
-/// away from the snapshot read.
+/// name (with the texts of each ranking's best [`SnapshotQuery::texts_top`] where the
+/// reader ranked BM25, the others' empty: [`PgStore::chunk_texts`]), and whether the ref
+/// had moved away from the snapshot read.
 pub struct SnapshotSearch {
     pub lexical: Vec<(ChunkId, f32)>,
     pub vector: Vec<(ChunkId, f32)>,
@@ -422,7 +435,7 @@ impl PgStore {
     /// A question's reading of a snapshot on one connection: in one round trip the ref
     /// check, BM25 (or the postings the reader ranks) and the nearest vectors (each with
     /// its chunks' rows), pipelined; when the reader ranked BM25, a second for its
-    /// winners' rows.
+    /// winners' rows and the likely pool's texts.
     /// Running BM25 and the vector search on two connections side by side was measured
     /// slower under 16 clients: every question then waited for a second connection.
     pub fn search_snapshot(&self, ask: &SnapshotQuery<'_>) -> Result<SnapshotSearch> {
@@ -463,6 +476,7 @@ impl PgStore {
         let (repo, ref_name) = (ask.repo.to_string(), ask.ref_name.to_string());
         let (lexical_limit, vector_limit) = (ask.lexical_limit as i64, ask.vector_limit as i64);
         let head_weight = ask.head_weight;
+        let texts_top = ask.texts_top;
         let ef = ask.ef.max(ask.vector_limit).min(1000);
         let out = self.read(async move {
             let err = |e: tokio_postgres::Error| db_error(&at, e);
@@ -609,16 +623,32 @@ impl PgStore {
                         l.avg,
                         lexical_limit as usize,
                     );
-                    // The winners' rows, but those the vector ranking brought already.
-                    let missing: Vec<i64> = ranked
+                    // The winners' rows, but those the vector ranking brought already,
+                    // and the texts of both rankings' best.
+                    let mut texts: Vec<i64> = Vec::with_capacity(2 * texts_top);
+                    texts.extend(ranked.iter().take(texts_top).map(|(id, _)| id.0));
+                    texts.extend(vector.iter().take(texts_top).map(|(id, _)| id.0));
+                    let mut read: Vec<i64> = ranked
                         .iter()
                         .filter(|(id, _)| !chunks.contains_key(id))
                         .map(|(id, _)| id.0)
                         .collect();
-                    if !missing.is_empty() {
-                        for r in client.query(rows_stmt, &[&missing]).await.map_err(err)? {
-                            if let Some(chunk) = chunk_of_row(&r, 1) {
-                                chunks.entry(chunk.id).or_insert(chunk);
+                    read.extend(&texts);
+                    read.sort_unstable();
+                    read.dedup();
+                    if !read.is_empty() {
+                        for r in client
+                            .query(rows_stmt, &[&read, &texts])
+                            .await
+                            .map_err(err)?
+                        {
+                            let Some(chunk) = chunk_of_row(&r, 2) else {
+                                continue;
+                            };
+                            let text: Option<String> = r.try_get(1).map_err(err)?;
+                            let held = chunks.entry(chunk.id).or_insert(chunk);
+                            if let Some(text) = text {
+                                held.chunk.text = text;
                             }
                         }
                     }
