@@ -160,6 +160,37 @@ const CHANGED_POSTINGS: &str = concat!(
      JOIN postings p ON p.term = q.t WHERE p.blob_id IN (SELECT blob_id FROM files)"
 );
 
+/// [`SNAPSHOT_POSTINGS`] for a question with terms whose statistics the reader has not
+/// kept yet (they are read in the same round trip: [`DOCUMENT_FREQUENCIES`]): the
+/// postings are sent only while they are at most `$4` pairs in all, else none (the
+/// database ranks them then, [`BM25_TOP`]). The count is a window over the rows the
+/// join makes, so nothing is read twice.
+const SNAPSHOT_POSTINGS_AT_MOST: &str = concat!(
+    "WITH files AS MATERIALIZED (",
+    snapshot_blobs!("$3"),
+    ")
+     SELECT x.o, x.chunk_ids, x.figures FROM (
+       SELECT q.o::integer AS o, p.chunk_ids, p.figures,
+              sum(cardinality(p.chunk_ids)) OVER () AS pairs
+       FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
+       JOIN postings p ON p.term = q.t JOIN files sf ON sf.blob_id = p.blob_id) x
+     WHERE x.pairs <= $4"
+);
+
+/// [`SNAPSHOT_POSTINGS_AT_MOST`] for a snapshot that lists changes, as
+/// [`CHANGED_POSTINGS`] (`$5` its own rows' versions, `$6` the base's it replaces).
+const CHANGED_POSTINGS_AT_MOST: &str = concat!(
+    "WITH files AS MATERIALIZED (",
+    changed_blobs!("$3", "$5", "$6"),
+    ")
+     SELECT x.o, x.chunk_ids, x.figures FROM (
+       SELECT q.o::integer AS o, p.chunk_ids, p.figures,
+              sum(cardinality(p.chunk_ids)) OVER () AS pairs
+       FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
+       JOIN postings p ON p.term = q.t WHERE p.blob_id IN (SELECT blob_id FROM files)) x
+     WHERE x.pairs <= $4"
+);
+
 /// The rows of the chunks `$1`, each with its text when it is one of `$2` (else NULL): for
 /// a ranking made by the reader, its winners' rows, read with the texts of both rankings'
 /// best (see [`SnapshotQuery::texts_top`]). The path is read per chunk: joined, the
@@ -258,9 +289,99 @@ where
 /// ([`SNAPSHOT_POSTINGS`]), or the database ([`BM25_TOP`]).
 struct LexicalAsk {
     terms: Vec<String>,
+    /// Each term's idf (0 for those of `unknown`, until read).
     idf: Vec<f32>,
-    avg: f32,
+    /// The average chunk length (`None` until read).
+    avg: Option<f32>,
+    /// Each term's count of chunks (0 for those of `unknown`, until read).
+    counts: Vec<i64>,
     by_reader: bool,
+    /// The terms whose statistics this process has not kept yet: read in the question's
+    /// round trip, with the snapshot's, while its postings come with a limit
+    /// ([`SNAPSHOT_POSTINGS_AT_MOST`]).
+    unknown: Vec<String>,
+}
+
+impl LexicalAsk {
+    /// Whether the question reads statistics ([`LexicalAsk::unknown`], or the average).
+    fn reads_statistics(&self) -> bool {
+        !self.unknown.is_empty() || self.avg.is_none()
+    }
+}
+
+/// A term's inverse document frequency among a snapshot's `total` chunks, `count` of
+/// which have it (FTS5's: ln((N - n + 0.5) / (n + 0.5)), at least 1e-6).
+fn idf_of(total: i64, count: i64) -> f32 {
+    let (n, df) = (total.max(1) as f32, count as f32);
+    ((n - df + 0.5) / (df + 0.5)).ln().max(1e-6)
+}
+
+/// BM25's statistics kept per process: by (snapshot, term), the term's idf and count of
+/// chunks; the snapshot's average chunk length and chunk count under the empty term (no
+/// real term is empty). A snapshot never changes.
+pub(super) type KeptStatistics = Mutex<HashMap<(i64, String), (f32, i64)>>;
+
+/// The average length's key in [`KeptStatistics`].
+const AVERAGE: &str = "";
+
+/// What [`KeptStatistics`] has of `terms` in `snapshot`: those kept, those not, and the
+/// average chunk length.
+fn kept_statistics(
+    kept: &KeptStatistics,
+    snapshot: i64,
+    terms: &[String],
+) -> (HashMap<String, (f32, i64)>, Vec<String>, Option<f32>) {
+    let mut out = HashMap::new();
+    let mut missing = Vec::new();
+    let mut average = None;
+    match kept.lock() {
+        Ok(cache) => {
+            average = cache.get(&(snapshot, AVERAGE.to_string())).map(|a| a.0);
+            for t in terms {
+                match cache.get(&(snapshot, t.clone())) {
+                    Some(v) => {
+                        out.insert(t.clone(), *v);
+                    }
+                    None => missing.push(t.clone()),
+                }
+            }
+        }
+        Err(_) => missing = terms.to_vec(),
+    }
+    (out, missing, average)
+}
+
+/// Keeps what was read of a snapshot: its chunk count `total` and average length, and
+/// each term's count of chunks; returns the terms' (idf, count).
+fn keep_statistics(
+    kept: &KeptStatistics,
+    snapshot: i64,
+    total: i64,
+    average: f32,
+    terms: &[String],
+    counts: &[i64],
+) -> Vec<(f32, i64)> {
+    let read: Vec<(f32, i64)> = counts.iter().map(|&c| (idf_of(total, c), c)).collect();
+    if let Ok(mut cache) = kept.lock() {
+        cache.insert((snapshot, AVERAGE.to_string()), (average, total));
+        for (t, v) in terms.iter().zip(&read) {
+            cache.insert((snapshot, t.clone()), *v);
+        }
+    }
+    read
+}
+
+/// The counts of chunks per term from a statement's rows (the term's place in the asked
+/// list from 1, its count), for `n` terms.
+fn counts_of_rows(rows: &[Row], n: usize) -> Vec<i64> {
+    let mut counts = vec![0i64; n];
+    for r in rows {
+        let place = r.get::<_, i32>(0).max(1) as usize - 1;
+        if let Some(count) = counts.get_mut(place) {
+            *count = r.get(1);
+        }
+    }
+    counts
 }
 
 /// The `$4` chunks of snapshot `$1` nearest to `$2` (embedder `$3`), paths `$5` left
@@ -444,21 +565,35 @@ impl PgStore {
         let lexical = if unique.is_empty() || ask.lexical_limit == 0 {
             None
         } else {
-            let (statistics, avg_terms) = self.idf(snapshot, &unique)?;
-            let weights: Vec<f32> = unique
+            // Statistics not kept yet are read with the question (no round trip of their
+            // own), and its postings sent only while they are few enough
+            // ([`SNAPSHOT_POSTINGS_AT_MOST`]).
+            let (mut statistics, mut unknown, mut avg) =
+                kept_statistics(&self.idf, snapshot.id, &unique);
+            let limit = self.reader_bm25_pairs as i64;
+            if limit == 0 && (!unknown.is_empty() || avg.is_none()) {
+                // The database always ranks: it is sent the idf, read first.
+                let (read, average) = self.idf(snapshot, &unique)?;
+                (statistics, avg) = (read, Some(average));
+                unknown.clear();
+            }
+            let idf: Vec<f32> = unique
                 .iter()
                 .map(|t| statistics.get(t).map_or(0.0, |s| s.0))
                 .collect();
-            // At most this many postings come back (the excluded paths' are not sent).
-            let pairs: i64 = unique
+            let counts: Vec<i64> = unique
                 .iter()
                 .map(|t| statistics.get(t).map_or(0, |s| s.1))
-                .sum();
+                .collect();
+            // At most this many postings come back (the excluded paths' are not sent).
+            let pairs: i64 = counts.iter().sum();
             Some(LexicalAsk {
                 terms: unique,
-                idf: weights,
-                avg: avg_terms.max(1.0),
-                by_reader: pairs <= self.reader_bm25_pairs as i64,
+                idf,
+                avg,
+                counts,
+                by_reader: limit > 0 && (!unknown.is_empty() || pairs <= limit),
+                unknown,
             })
         };
         let dims = snapshot.identity.dimensions;
@@ -478,14 +613,25 @@ impl PgStore {
         let head_weight = ask.head_weight;
         let texts_top = ask.texts_top;
         let ef = ask.ef.max(ask.vector_limit).min(1000);
+        let limit = self.reader_bm25_pairs as i64;
+        let kept = self.idf.clone();
+        let (stats_list, stats_replaced, stats_own) = list_parameters(snapshot, &[]);
         let out = self.read(async move {
+            let mut lexical = lexical;
             let err = |e: tokio_postgres::Error| db_error(&at, e);
             let client = pool.get().await.map_err(|e| db_error(&at, e))?;
             let (lexical_text, nearest_text) = (lexical_sql(changes), nearest_sql(dims, changes));
-            let postings_text = if changes {
-                CHANGED_POSTINGS
+            let reads_statistics = lexical.as_ref().is_some_and(LexicalAsk::reads_statistics);
+            let postings_text = match (changes, reads_statistics) {
+                (false, false) => SNAPSHOT_POSTINGS,
+                (true, false) => CHANGED_POSTINGS,
+                (false, true) => SNAPSHOT_POSTINGS_AT_MOST,
+                (true, true) => CHANGED_POSTINGS_AT_MOST,
+            };
+            let frequencies_text = if changes {
+                CHANGED_DOCUMENT_FREQUENCIES
             } else {
-                SNAPSHOT_POSTINGS
+                DOCUMENT_FREQUENCIES
             };
             // The question's settings, made by its first statement and undone by its last
             // (`QUESTION_START`, `QUESTION_END`), all in the one round trip:
@@ -498,44 +644,81 @@ impl PgStore {
             //   question's values (BM25's custom plan cost 0.55 ms of its 2 ms; the
             //   throughput of 16 clients went up a fifth). Their shapes do not depend on
             //   the values: the terms and the excluded paths are arrays, the snapshot one
-            //   of many.
+            //   of many. The statistics' statements need both as well (see `idf`).
             // Undone at the end: the pool also serves the writer's one-off statements,
             // which keep PostgreSQL's choices.
             let ef = ef.to_string();
             // Prepared once per connection (the first use pipelines them).
             let rows_text = chunk_rows_sql();
-            let (start, end, lexical_stmt, nearest_stmt, rows_stmt) = tokio::try_join!(
-                client.prepare_cached(QUESTION_START),
-                client.prepare_cached(QUESTION_END),
-                async {
-                    match &lexical {
-                        Some(l) if l.by_reader => {
-                            client.prepare_cached(postings_text).await.map(Some)
+            let (start, end, lexical_stmt, nearest_stmt, rows_stmt, statistics_stmts) =
+                tokio::try_join!(
+                    client.prepare_cached(QUESTION_START),
+                    client.prepare_cached(QUESTION_END),
+                    async {
+                        match &lexical {
+                            Some(l) if l.by_reader => {
+                                client.prepare_cached(postings_text).await.map(Some)
+                            }
+                            Some(_) => client.prepare_cached(&lexical_text).await.map(Some),
+                            None => Ok(None),
                         }
-                        Some(_) => client.prepare_cached(&lexical_text).await.map(Some),
-                        None => Ok(None),
-                    }
-                },
-                async {
-                    match nearest {
-                        Some(_) => client.prepare_cached(&nearest_text).await.map(Some),
-                        None => Ok(None),
-                    }
-                },
-                async {
-                    match &lexical {
-                        Some(l) if l.by_reader => client.prepare_cached(&rows_text).await.map(Some),
-                        _ => Ok(None),
-                    }
-                },
-            )
-            .map_err(err)?;
+                    },
+                    async {
+                        match nearest {
+                            Some(_) => client.prepare_cached(&nearest_text).await.map(Some),
+                            None => Ok(None),
+                        }
+                    },
+                    async {
+                        match &lexical {
+                            Some(l) if l.by_reader => {
+                                client.prepare_cached(&rows_text).await.map(Some)
+                            }
+                            _ => Ok(None),
+                        }
+                    },
+                    async {
+                        if !reads_statistics {
+                            return Ok(None);
+                        }
+                        let (of_snapshot, of_terms) = tokio::try_join!(
+                            client.prepare_cached(SNAPSHOT_STATISTICS),
+                            client.prepare_cached(frequencies_text)
+                        )?;
+                        Ok(Some((of_snapshot, of_terms)))
+                    },
+                )
+                .map_err(err)?;
             // First on the wire (the futures are polled in order): the ref check and the
-            // settings; then the rankings; last the settings undone.
+            // settings; the statistics not kept yet; then the rankings; last the settings
+            // undone.
             let now = async {
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
                     [&repo, &ref_name, &ef];
                 client.query_one(&start, &params).await
+            };
+            let unknown: Vec<String> = lexical
+                .as_ref()
+                .map(|l| l.unknown.clone())
+                .unwrap_or_default();
+            let statistics = async {
+                match &statistics_stmts {
+                    Some((of_snapshot, of_terms)) => {
+                        let snapshot_params: [Param<'_>; 1] = [&id];
+                        let terms_params = with_changes(
+                            vec![&stats_list, &unknown],
+                            stats_replaced
+                                .as_ref()
+                                .map(|r| [&stats_own as Param<'_>, r]),
+                        );
+                        let (row, rows) = tokio::try_join!(
+                            client.query_one(of_snapshot, &snapshot_params),
+                            client.query(of_terms, &terms_params),
+                        )?;
+                        Ok(Some((row, rows)))
+                    }
+                    None => Ok(None),
+                }
             };
             // A snapshot that lists changes passes two more after the parameters a full
             // list's statements take: BM25's its own versions, the nearest vectors' its id,
@@ -544,12 +727,20 @@ impl PgStore {
             let nearest_changes = replaced.as_ref().map(|r| [&id as Param<'_>, r]);
             let lexical_rows = async {
                 match (&lexical_stmt, &lexical) {
+                    (Some(stmt), Some(l)) if l.by_reader && reads_statistics => {
+                        let params = with_changes(
+                            vec![&list_id, &l.terms, &excluded, &limit],
+                            lexical_changes,
+                        );
+                        client.query(stmt, &params).await
+                    }
                     (Some(stmt), Some(l)) if l.by_reader => {
                         let params =
                             with_changes(vec![&list_id, &l.terms, &excluded], lexical_changes);
                         client.query(stmt, &params).await
                     }
                     (Some(stmt), Some(l)) => {
+                        let avg = l.avg.unwrap_or(1.0).max(1.0);
                         let params = with_changes(
                             vec![
                                 &list_id,
@@ -558,7 +749,7 @@ impl PgStore {
                                 &lexical_limit,
                                 &excluded,
                                 &head_weight,
-                                &l.avg,
+                                &avg,
                             ],
                             lexical_changes,
                         );
@@ -580,8 +771,8 @@ impl PgStore {
                 }
             };
             let undone = client.execute(&end, &[]);
-            let (now, lexical_rows, nearest_rows, _) =
-                match tokio::try_join!(now, lexical_rows, nearest_rows, undone) {
+            let (now, statistics, mut lexical_rows, nearest_rows, _) =
+                match tokio::try_join!(now, statistics, lexical_rows, nearest_rows, undone) {
                     Ok(found) => found,
                     Err(e) => {
                         // Stopped half way, the question may have left its settings on
@@ -591,6 +782,53 @@ impl PgStore {
                     }
                 };
             let now: Option<i64> = now.try_get(0).map_err(err)?;
+            // The statistics read: kept, and put in their terms' places.
+            if let (Some((row, rows)), Some(l)) = (&statistics, lexical.as_mut()) {
+                let total = row.try_get::<_, Option<i64>>(0).map_err(err)?.unwrap_or(0);
+                let average: f32 = row.try_get(1).map_err(err)?;
+                let counts = counts_of_rows(rows, l.unknown.len());
+                let read = keep_statistics(&kept, id, total, average, &l.unknown, &counts);
+                for (t, (idf, count)) in l.unknown.iter().zip(read) {
+                    if let Some(place) = l.terms.iter().position(|x| x == t) {
+                        l.idf[place] = idf;
+                        l.counts[place] = count;
+                    }
+                }
+                l.avg = Some(average);
+            }
+            // More postings than a reader ranks were held back: the database ranks them,
+            // in a second round trip with the question's settings again.
+            if let (Some(l), true) = (lexical.as_mut(), reads_statistics) {
+                if lexical_rows.is_empty() && l.counts.iter().sum::<i64>() > limit {
+                    l.by_reader = false;
+                    let stmt = client.prepare_cached(&lexical_text).await.map_err(err)?;
+                    let avg = l.avg.unwrap_or(1.0).max(1.0);
+                    let params = with_changes(
+                        vec![
+                            &list_id,
+                            &l.terms,
+                            &l.idf,
+                            &lexical_limit,
+                            &excluded,
+                            &head_weight,
+                            &avg,
+                        ],
+                        lexical_changes,
+                    );
+                    let params_start: [Param<'_>; 3] = [&repo, &ref_name, &ef];
+                    match tokio::try_join!(
+                        client.query_one(&start, &params_start),
+                        client.query(&stmt, &params),
+                        client.execute(&end, &[]),
+                    ) {
+                        Ok((_, rows, _)) => lexical_rows = rows,
+                        Err(e) => {
+                            drop(deadpool_postgres::Object::take(client));
+                            return Err(err(e));
+                        }
+                    }
+                }
+            }
             let mut chunks = HashMap::with_capacity(lexical_rows.len() + nearest_rows.len());
             let mut ranking = |rows: Vec<Row>| -> Vec<(ChunkId, f32)> {
                 rows.iter()
@@ -620,7 +858,7 @@ impl PgStore {
                             .map(|(t, c, f)| (*t, c.values(), f.values())),
                         &l.idf,
                         head_weight,
-                        l.avg,
+                        l.avg.unwrap_or(1.0).max(1.0),
                         lexical_limit as usize,
                     );
                     // The winners' rows, but those the vector ranking brought already,
@@ -673,27 +911,12 @@ impl PgStore {
     }
 
     /// BM25's statistics of a snapshot: each term's inverse document frequency among its
-    /// chunks (FTS5's: ln((N - n + 0.5) / (n + 0.5)), at least 1e-6) and that count of
-    /// chunks n, and the average chunk length in terms. A snapshot never changes, so they are kept per process.
+    /// chunks ([`idf_of`]) and that count of chunks, and the average chunk length in
+    /// terms, read once per process ([`KeptStatistics`]).
     fn idf(&self, of: &Snapshot, terms: &[String]) -> Result<(HashMap<String, (f32, i64)>, f32)> {
         let snapshot = of.id;
         let (list_id, replaced, own) = list_parameters(of, &[]);
-        // The average length is kept under the empty term (no real term is empty).
-        const AVERAGE: &str = "";
-        let mut out = HashMap::new();
-        let mut missing = Vec::new();
-        let mut average = None;
-        if let Ok(cache) = self.idf.lock() {
-            average = cache.get(&(snapshot, AVERAGE.to_string())).map(|a| a.0);
-            for t in terms {
-                match cache.get(&(snapshot, t.clone())) {
-                    Some(v) => {
-                        out.insert(t.clone(), *v);
-                    }
-                    None => missing.push(t.clone()),
-                }
-            }
-        }
+        let (mut out, missing, average) = kept_statistics(&self.idf, snapshot, terms);
         if let (true, Some(average)) = (missing.is_empty(), average) {
             return Ok((out, average));
         }
@@ -707,12 +930,12 @@ impl PgStore {
                 };
                 let (of_snapshot, of_terms) =
                     tokio::try_join!(db.prepared(SNAPSHOT_STATISTICS), db.prepared(frequencies))?;
-                // All in one round trip (a question with a new term waits for it), on a
-                // generic plan: a custom one trusts the statistics of `snapshot_files`, which
-                // know nothing of a snapshot published since they were gathered ("1 row"),
-                // and probed the postings once per file of the snapshot: 0.4-1.2 s a question
-                // at a million lines right after an update, against 6-35 ms. Sorts off,
-                // as for a question's BM25: the file list is read through its key.
+                // All in one round trip, on a generic plan: a custom one trusts the
+                // statistics of `snapshot_files`, which know nothing of a snapshot
+                // published since they were gathered ("1 row"), and probed the postings
+                // once per file of the snapshot: 0.4-1.2 s a question at a million lines
+                // right after an update, against 6-35 ms. Sorts off, as for a question's
+                // BM25: the file list is read through its key.
                 let snapshot_params: [Param<'_>; 1] = [&snapshot];
                 let terms_params = with_changes(
                     vec![&list_id, &asked],
@@ -728,28 +951,15 @@ impl PgStore {
                         .batch_execute("RESET plan_cache_mode; RESET enable_sort"),
                 )
                 .map_err(err)?;
-                let mut counts = vec![0i64; asked.len()];
-                for r in rows {
-                    let place = r.get::<_, i32>(0).max(1) as usize - 1;
-                    if let Some(count) = counts.get_mut(place) {
-                        *count = r.get(1);
-                    }
-                }
-                Ok((row.get(0), row.get(1), counts))
+                let counts = counts_of_rows(&rows, asked.len());
+                Ok((
+                    row.get::<_, Option<i64>>(0).unwrap_or(0),
+                    row.get(1),
+                    counts,
+                ))
             })?;
-        let n = total.max(1) as f32;
-        let mut cache = self.idf.lock().ok();
-        if let Some(cache) = cache.as_mut() {
-            cache.insert((snapshot, AVERAGE.to_string()), (average, total));
-        }
-        for (t, count) in missing.into_iter().zip(counts) {
-            let df = count as f32;
-            let idf = ((n - df + 0.5) / (df + 0.5)).ln().max(1e-6);
-            if let Some(cache) = cache.as_mut() {
-                cache.insert((snapshot, t.clone()), (idf, count));
-            }
-            out.insert(t, (idf, count));
-        }
+        let read = keep_statistics(&self.idf, snapshot, total, average, &missing, &counts);
+        out.extend(missing.into_iter().zip(read));
         Ok((out, average))
     }
 
@@ -780,11 +990,19 @@ impl PgStore {
                     } else {
                         SNAPSHOT_POSTINGS
                     };
+                    let (postings_at_most, frequencies) = if changes {
+                        (CHANGED_POSTINGS_AT_MOST, CHANGED_DOCUMENT_FREQUENCIES)
+                    } else {
+                        (SNAPSHOT_POSTINGS_AT_MOST, DOCUMENT_FREQUENCIES)
+                    };
                     tokio::try_join!(
                         db.prepared(QUESTION_START),
                         db.prepared(QUESTION_END),
                         db.prepared(&lexical),
                         db.prepared(postings),
+                        db.prepared(postings_at_most),
+                        db.prepared(SNAPSHOT_STATISTICS),
+                        db.prepared(frequencies),
                         db.prepared(&rows),
                         db.prepared(CHUNK_TEXTS),
                         async {
