@@ -321,6 +321,9 @@ fn idf_of(total: i64, count: i64) -> f32 {
 /// real term is empty). A snapshot never changes.
 pub(super) type KeptStatistics = Mutex<HashMap<(i64, String), (f32, i64)>>;
 
+/// A term's (idf, count of chunks), by term.
+type TermStatistics = HashMap<String, (f32, i64)>;
+
 /// The average length's key in [`KeptStatistics`].
 const AVERAGE: &str = "";
 
@@ -330,7 +333,7 @@ fn kept_statistics(
     kept: &KeptStatistics,
     snapshot: i64,
     terms: &[String],
-) -> (HashMap<String, (f32, i64)>, Vec<String>, Option<f32>) {
+) -> (TermStatistics, Vec<String>, Option<f32>) {
     let mut out = HashMap::new();
     let mut missing = Vec::new();
     let mut average = None;
@@ -913,7 +916,7 @@ impl PgStore {
     /// BM25's statistics of a snapshot: each term's inverse document frequency among its
     /// chunks ([`idf_of`]) and that count of chunks, and the average chunk length in
     /// terms, read once per process ([`KeptStatistics`]).
-    fn idf(&self, of: &Snapshot, terms: &[String]) -> Result<(HashMap<String, (f32, i64)>, f32)> {
+    fn idf(&self, of: &Snapshot, terms: &[String]) -> Result<(TermStatistics, f32)> {
         let snapshot = of.id;
         let (list_id, replaced, own) = list_parameters(of, &[]);
         let (mut out, missing, average) = kept_statistics(&self.idf, snapshot, terms);
