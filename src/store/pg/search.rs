@@ -574,8 +574,13 @@ impl PgStore {
             let (mut statistics, mut unknown, mut avg) =
                 kept_statistics(&self.idf, snapshot.id, &unique);
             let limit = self.reader_bm25_pairs as i64;
-            if limit == 0 && (!unknown.is_empty() || avg.is_none()) {
-                // The database always ranks: it is sent the idf, read first.
+            let kept_pairs: i64 = unique
+                .iter()
+                .map(|t| statistics.get(t).map_or(0, |s| s.1))
+                .sum();
+            if (limit == 0 || kept_pairs > limit) && (!unknown.is_empty() || avg.is_none()) {
+                // The database will rank them (always, or these terms' postings alone are
+                // more than a reader ranks): it is sent the idf, read first.
                 let (read, average) = self.idf(snapshot, &unique)?;
                 (statistics, avg) = (read, Some(average));
                 unknown.clear();
