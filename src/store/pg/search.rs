@@ -21,6 +21,7 @@
 //! asks, which is what sets the 16 clients' p95 on two cores.
 
 use super::*;
+use statistics::*;
 use tokio_postgres::Row;
 
 /// A question's first statement: the snapshot ref `$2` of repository `$1` points at now
@@ -103,6 +104,9 @@ macro_rules! changed_blobs {
         )
     };
 }
+
+// After the file lists' macros, which its statements use too.
+mod statistics;
 
 /// The file versions of snapshot `$1` but those of the paths `$5`, for [`BM25_TOP`]: read
 /// once and joined by hash. Planned generically, the join probed the file lists' index
@@ -291,8 +295,9 @@ struct LexicalAsk {
     terms: Vec<String>,
     /// Each term's idf (0 for those of `unknown`, until read).
     idf: Vec<f32>,
-    /// The average chunk length (`None` until read).
-    avg: Option<f32>,
+    /// The average chunk length, at least 1 (1 until read: `avg_known`).
+    avg: f32,
+    avg_known: bool,
     /// Each term's count of chunks (0 for those of `unknown`, until read).
     counts: Vec<i64>,
     by_reader: bool,
@@ -305,86 +310,27 @@ struct LexicalAsk {
 impl LexicalAsk {
     /// Whether the question reads statistics ([`LexicalAsk::unknown`], or the average).
     fn reads_statistics(&self) -> bool {
-        !self.unknown.is_empty() || self.avg.is_none()
+        !self.unknown.is_empty() || !self.avg_known
     }
-}
 
-/// A term's inverse document frequency among a snapshot's `total` chunks, `count` of
-/// which have it (FTS5's: ln((N - n + 0.5) / (n + 0.5)), at least 1e-6).
-fn idf_of(total: i64, count: i64) -> f32 {
-    let (n, df) = (total.max(1) as f32, count as f32);
-    ((n - df + 0.5) / (df + 0.5)).ln().max(1e-6)
-}
-
-/// BM25's statistics kept per process: by (snapshot, term), the term's idf and count of
-/// chunks; the snapshot's average chunk length and chunk count under the empty term (no
-/// real term is empty). A snapshot never changes.
-pub(super) type KeptStatistics = Mutex<HashMap<(i64, String), (f32, i64)>>;
-
-/// A term's (idf, count of chunks), by term.
-type TermStatistics = HashMap<String, (f32, i64)>;
-
-/// The average length's key in [`KeptStatistics`].
-const AVERAGE: &str = "";
-
-/// What [`KeptStatistics`] has of `terms` in `snapshot`: those kept, those not, and the
-/// average chunk length.
-fn kept_statistics(
-    kept: &KeptStatistics,
-    snapshot: i64,
-    terms: &[String],
-) -> (TermStatistics, Vec<String>, Option<f32>) {
-    let mut out = HashMap::new();
-    let mut missing = Vec::new();
-    let mut average = None;
-    match kept.lock() {
-        Ok(cache) => {
-            average = cache.get(&(snapshot, AVERAGE.to_string())).map(|a| a.0);
-            for t in terms {
-                match cache.get(&(snapshot, t.clone())) {
-                    Some(v) => {
-                        out.insert(t.clone(), *v);
-                    }
-                    None => missing.push(t.clone()),
-                }
-            }
-        }
-        Err(_) => missing = terms.to_vec(),
+    /// [`BM25_TOP`]'s parameters (a list of changes' two follow: [`with_changes`]).
+    fn top_params<'p>(
+        &'p self,
+        list_id: &'p i64,
+        limit: &'p i64,
+        excluded: &'p Vec<String>,
+        head_weight: &'p f32,
+    ) -> Vec<Param<'p>> {
+        vec![
+            list_id,
+            &self.terms,
+            &self.idf,
+            limit,
+            excluded,
+            head_weight,
+            &self.avg,
+        ]
     }
-    (out, missing, average)
-}
-
-/// Keeps what was read of a snapshot: its chunk count `total` and average length, and
-/// each term's count of chunks; returns the terms' (idf, count).
-fn keep_statistics(
-    kept: &KeptStatistics,
-    snapshot: i64,
-    total: i64,
-    average: f32,
-    terms: &[String],
-    counts: &[i64],
-) -> Vec<(f32, i64)> {
-    let read: Vec<(f32, i64)> = counts.iter().map(|&c| (idf_of(total, c), c)).collect();
-    if let Ok(mut cache) = kept.lock() {
-        cache.insert((snapshot, AVERAGE.to_string()), (average, total));
-        for (t, v) in terms.iter().zip(&read) {
-            cache.insert((snapshot, t.clone()), *v);
-        }
-    }
-    read
-}
-
-/// The counts of chunks per term from a statement's rows (the term's place in the asked
-/// list from 1, its count), for `n` terms.
-fn counts_of_rows(rows: &[Row], n: usize) -> Vec<i64> {
-    let mut counts = vec![0i64; n];
-    for r in rows {
-        let place = r.get::<_, i32>(0).max(1) as usize - 1;
-        if let Some(count) = counts.get_mut(place) {
-            *count = r.get(1);
-        }
-    }
-    counts
 }
 
 /// The `$4` chunks of snapshot `$1` nearest to `$2` (embedder `$3`), paths `$5` left
@@ -472,33 +418,6 @@ fn bm25_terms(terms: &[String]) -> Vec<String> {
 
 /// The texts of the chunks `$1` ([`PgStore::chunk_texts`]).
 const CHUNK_TEXTS: &str = "SELECT id, text FROM chunks WHERE id = ANY($1::bigint[])";
-
-/// A snapshot's chunk count and average chunk length in terms (BM25's N and avgdl).
-const SNAPSHOT_STATISTICS: &str = "SELECT chunk_count, (term_total::real / greatest(chunk_count, 1))::real FROM snapshots WHERE id = $1";
-
-/// Each term's document frequency in a snapshot whose list is full (`$1`): the chunks of
-/// its files that have it, for the terms `$2`, each row with its term's place in `$2`
-/// (from 1; in no order: see [`PgStore::idf`]), the file list probed per posting.
-const DOCUMENT_FREQUENCIES: &str =
-    "SELECT u.o::integer, (SELECT coalesce(sum(cardinality(p.chunk_ids)), 0)::bigint
-       FROM postings p JOIN snapshot_files sf ON sf.blob_id = p.blob_id AND sf.snapshot_id = $1
-       WHERE p.term = u.t)
-     FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o)";
-
-/// [`DOCUMENT_FREQUENCIES`] for a snapshot that lists changes (`$1` its base, `$3` its
-/// own rows' versions, `$4` the base's versions it replaces: [`changed_blobs`]): its file
-/// versions read once, in path order, and joined by hash, as for [`BM25_TOP`]. Probing two lists per
-/// posting took 1.4-1.6 ms for four terms on the performance corpus against 0.6-0.9
-/// this way (pgbench; 0.4-0.5 for a full list's).
-const CHANGED_DOCUMENT_FREQUENCIES: &str = concat!(
-    "WITH files AS MATERIALIZED (",
-    changed_blobs!("'{}'", "$3", "$4"),
-    ")
-     SELECT u.o::integer, coalesce(sum(cardinality(p.chunk_ids)), 0)::bigint
-     FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o)
-     LEFT JOIN (postings p JOIN files f ON f.blob_id = p.blob_id) ON p.term = u.t
-     GROUP BY u.o"
-);
 
 /// A chunk from a row whose column 0 is its id and `CHUNK_COLUMNS` start at `at`.
 fn chunk_of_row(r: &Row, at: usize) -> Option<StoredChunk> {
@@ -598,7 +517,8 @@ impl PgStore {
             Some(LexicalAsk {
                 terms: unique,
                 idf,
-                avg,
+                avg: avg.unwrap_or(1.0).max(1.0),
+                avg_known: avg.is_some(),
                 counts,
                 by_reader: limit > 0 && (!unknown.is_empty() || pairs <= limit),
                 unknown,
@@ -748,17 +668,8 @@ impl PgStore {
                         client.query(stmt, &params).await
                     }
                     (Some(stmt), Some(l)) => {
-                        let avg = l.avg.unwrap_or(1.0).max(1.0);
                         let params = with_changes(
-                            vec![
-                                &list_id,
-                                &l.terms,
-                                &l.idf,
-                                &lexical_limit,
-                                &excluded,
-                                &head_weight,
-                                &avg,
-                            ],
+                            l.top_params(&list_id, &lexical_limit, &excluded, &head_weight),
                             lexical_changes,
                         );
                         client.query(stmt, &params).await
@@ -802,7 +713,8 @@ impl PgStore {
                         l.counts[place] = count;
                     }
                 }
-                l.avg = Some(average);
+                l.avg = average.max(1.0);
+                l.avg_known = true;
             }
             // More postings than a reader ranks were held back: the database ranks them,
             // in a second round trip with the question's settings again.
@@ -810,17 +722,8 @@ impl PgStore {
                 if lexical_rows.is_empty() && l.counts.iter().sum::<i64>() > limit {
                     l.by_reader = false;
                     let stmt = client.prepare_cached(&lexical_text).await.map_err(err)?;
-                    let avg = l.avg.unwrap_or(1.0).max(1.0);
                     let params = with_changes(
-                        vec![
-                            &list_id,
-                            &l.terms,
-                            &l.idf,
-                            &lexical_limit,
-                            &excluded,
-                            &head_weight,
-                            &avg,
-                        ],
+                        l.top_params(&list_id, &lexical_limit, &excluded, &head_weight),
                         lexical_changes,
                     );
                     let params_start: [Param<'_>; 3] = [&repo, &ref_name, &ef];
@@ -866,7 +769,7 @@ impl PgStore {
                             .map(|(t, c, f)| (*t, c.values(), f.values())),
                         &l.idf,
                         head_weight,
-                        l.avg.unwrap_or(1.0).max(1.0),
+                        l.avg,
                         lexical_limit as usize,
                     );
                     // The winners' rows, but those the vector ranking brought already,
@@ -916,59 +819,6 @@ impl PgStore {
             self.forget_ref(ask.repo, ask.ref_name);
         }
         Ok(out)
-    }
-
-    /// BM25's statistics of a snapshot: each term's inverse document frequency among its
-    /// chunks ([`idf_of`]) and that count of chunks, and the average chunk length in
-    /// terms, read once per process ([`KeptStatistics`]).
-    fn idf(&self, of: &Snapshot, terms: &[String]) -> Result<(TermStatistics, f32)> {
-        let snapshot = of.id;
-        let (list_id, replaced, own) = list_parameters(of, &[]);
-        let (mut out, missing, average) = kept_statistics(&self.idf, snapshot, terms);
-        if let (true, Some(average)) = (missing.is_empty(), average) {
-            return Ok((out, average));
-        }
-        let asked = missing.clone();
-        let (total, average, counts): (i64, f32, Vec<i64>) =
-            self.read_with(move |db| async move {
-                let err = |e: tokio_postgres::Error| db_error(&db.at, e);
-                let frequencies = match replaced {
-                    Some(_) => CHANGED_DOCUMENT_FREQUENCIES,
-                    None => DOCUMENT_FREQUENCIES,
-                };
-                let (of_snapshot, of_terms) =
-                    tokio::try_join!(db.prepared(SNAPSHOT_STATISTICS), db.prepared(frequencies))?;
-                // All in one round trip, on a generic plan: a custom one trusts the
-                // statistics of `snapshot_files`, which know nothing of a snapshot
-                // published since they were gathered ("1 row"), and probed the postings
-                // once per file of the snapshot: 0.4-1.2 s a question at a million lines
-                // right after an update, against 6-35 ms. Sorts off, as for a question's
-                // BM25: the file list is read through its key.
-                let snapshot_params: [Param<'_>; 1] = [&snapshot];
-                let terms_params = with_changes(
-                    vec![&list_id, &asked],
-                    replaced.as_ref().map(|r| [&own as Param<'_>, r]),
-                );
-                let (_, row, rows, _) = tokio::try_join!(
-                    db.client.batch_execute(
-                        "SET plan_cache_mode = force_generic_plan; SET enable_sort = off"
-                    ),
-                    db.client.query_one(&of_snapshot, &snapshot_params),
-                    db.client.query(&of_terms, &terms_params),
-                    db.client
-                        .batch_execute("RESET plan_cache_mode; RESET enable_sort"),
-                )
-                .map_err(err)?;
-                let counts = counts_of_rows(&rows, asked.len());
-                Ok((
-                    row.get::<_, Option<i64>>(0).unwrap_or(0),
-                    row.get(1),
-                    counts,
-                ))
-            })?;
-        let read = keep_statistics(&self.idf, snapshot, total, average, &missing, &counts);
-        out.extend(missing.into_iter().zip(read));
-        Ok((out, average))
     }
 
     /// Readies the reading pool for questions on `snapshot`: `connections` of it (at
