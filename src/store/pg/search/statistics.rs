@@ -168,3 +168,44 @@ impl PgStore {
         Ok((out, average))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idf_is_fts5s_and_never_below_its_floor() {
+        // ln((N - n + 0.5) / (n + 0.5))
+        assert!((idf_of(100, 1) - (99.5f32 / 1.5).ln()).abs() < 1e-6);
+        assert!(idf_of(100, 1) > idf_of(100, 10), "rarer terms weigh more");
+        // A term in more than half the chunks would weigh below zero: FTS5 floors it.
+        assert_eq!(idf_of(100, 80), 1e-6);
+        // An empty snapshot counts as one chunk (no division by zero, no NaN).
+        assert!(idf_of(0, 0).is_finite());
+    }
+
+    #[test]
+    fn statistics_kept_for_one_snapshot_are_found_for_it_alone() {
+        let kept = KeptStatistics::default();
+        let terms = ["ledger".to_string(), "balance".to_string()];
+        let (found, missing, average) = kept_statistics(&kept, 7, &terms);
+        assert!(found.is_empty());
+        assert_eq!(missing, terms.to_vec());
+        assert_eq!(average, None);
+
+        let read = keep_statistics(&kept, 7, 100, 42.5, &terms[..1], &[3]);
+        assert_eq!(read, vec![(idf_of(100, 3), 3)]);
+        let (found, missing, average) = kept_statistics(&kept, 7, &terms);
+        assert_eq!(found.get("ledger"), Some(&(idf_of(100, 3), 3)));
+        assert_eq!(
+            missing,
+            vec!["balance".to_string()],
+            "only what was read is kept"
+        );
+        assert_eq!(average, Some(42.5));
+        // Another snapshot of the same ref knows nothing of it.
+        let (found, missing, average) = kept_statistics(&kept, 8, &terms);
+        assert!(found.is_empty() && average.is_none());
+        assert_eq!(missing.len(), 2);
+    }
+}
