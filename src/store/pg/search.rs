@@ -493,10 +493,13 @@ impl PgStore {
             let (mut statistics, mut unknown, mut avg) =
                 kept_statistics(&self.idf, snapshot.id, &unique);
             let limit = self.reader_bm25_pairs as i64;
-            let kept_pairs: i64 = unique
-                .iter()
-                .map(|t| statistics.get(t).map_or(0, |s| s.1))
-                .sum();
+            let counts_of = |statistics: &TermStatistics| -> Vec<i64> {
+                unique
+                    .iter()
+                    .map(|t| statistics.get(t).map_or(0, |s| s.1))
+                    .collect()
+            };
+            let kept_pairs: i64 = counts_of(&statistics).iter().sum();
             if (limit == 0 || kept_pairs > limit) && (!unknown.is_empty() || avg.is_none()) {
                 // The database will rank them (always, or these terms' postings alone are
                 // more than a reader ranks): it is sent the idf, read first.
@@ -508,10 +511,7 @@ impl PgStore {
                 .iter()
                 .map(|t| statistics.get(t).map_or(0.0, |s| s.0))
                 .collect();
-            let counts: Vec<i64> = unique
-                .iter()
-                .map(|t| statistics.get(t).map_or(0, |s| s.1))
-                .collect();
+            let counts = counts_of(&statistics);
             // At most this many postings come back (the excluded paths' are not sent).
             let pairs: i64 = counts.iter().sum();
             Some(LexicalAsk {
@@ -543,7 +543,12 @@ impl PgStore {
         let ef = ask.ef.max(ask.vector_limit).min(1000);
         let limit = self.reader_bm25_pairs as i64;
         let kept = self.idf.clone();
-        let (stats_list, stats_replaced, stats_own) = list_parameters(snapshot, &[]);
+        // The whole list's parameters, for statistics read with the question (they count
+        // every file, the excluded ones too).
+        let whole_list = lexical
+            .as_ref()
+            .filter(|l| l.reads_statistics())
+            .map(|_| list_parameters(snapshot, &[]));
         let out = self.read(async move {
             let mut lexical = lexical;
             let err = |e: tokio_postgres::Error| db_error(&at, e);
@@ -630,14 +635,12 @@ impl PgStore {
                 .map(|l| l.unknown.clone())
                 .unwrap_or_default();
             let statistics = async {
-                match &statistics_stmts {
-                    Some((of_snapshot, of_terms)) => {
+                match (&statistics_stmts, &whole_list) {
+                    (Some((of_snapshot, of_terms)), Some((list, replaced, own))) => {
                         let snapshot_params: [Param<'_>; 1] = [&id];
                         let terms_params = with_changes(
-                            vec![&stats_list, &unknown],
-                            stats_replaced
-                                .as_ref()
-                                .map(|r| [&stats_own as Param<'_>, r]),
+                            vec![list, &unknown],
+                            replaced.as_ref().map(|r| [own as Param<'_>, r]),
                         );
                         let (row, rows) = tokio::try_join!(
                             client.query_one(of_snapshot, &snapshot_params),
@@ -645,7 +648,7 @@ impl PgStore {
                         )?;
                         Ok(Some((row, rows)))
                     }
-                    None => Ok(None),
+                    _ => Ok(None),
                 }
             };
             // A snapshot that lists changes passes two more after the parameters a full
