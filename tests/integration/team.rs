@@ -1981,15 +1981,20 @@ fn files_of(id: &str) -> String {
 
 /// Rewrites a database of this schema back to version 3's postings (a row per term and
 /// chunk, the figures in the covering term index) and its HNSW indexes of whole vectors,
-/// as ragls 0.x before schema 4 left it.
+/// as ragls 0.x before schema 4 left it, its chunks' ids from a sequence as those of a
+/// database made before schema 3.
 const DOWN_TO_SCHEMA_3: &str = "
 CREATE TABLE postings_v3 (term text NOT NULL, blob_id bigint NOT NULL, chunk_id bigint NOT NULL,
     head smallint NOT NULL, body smallint NOT NULL, terms integer NOT NULL);
 INSERT INTO postings_v3
-    SELECT p.term, p.blob_id, u.chunk_id, (u.f >> 48)::smallint, ((u.f >> 32) & 65535)::smallint,
-           (u.f & 4294967295)::integer
-    FROM postings p, unnest(p.chunk_ids, p.figures) AS u(chunk_id, f);
+    SELECT p.term, p.blob_id, (p.blob_id << 24) | ((u.f >> 40) & 16777215),
+           ((u.f >> 32) & 255)::smallint, least((u.f >> 16) & 65535, 32767)::smallint,
+           (u.f & 65535)::integer
+    FROM postings p, unnest(p.packed) AS u(f);
 DROP TABLE postings;
+CREATE TEMP TABLE sequence_ids AS SELECT id AS made, row_number() OVER (ORDER BY id) AS taken FROM chunks;
+UPDATE postings_v3 p SET chunk_id = s.taken FROM sequence_ids s WHERE p.chunk_id = s.made;
+UPDATE chunks c SET id = s.taken FROM sequence_ids s WHERE c.id = s.made;
 ALTER TABLE postings_v3 RENAME TO postings;
 CREATE INDEX postings_by_term ON postings(term) INCLUDE (blob_id, chunk_id, head, body, terms);
 CREATE INDEX postings_by_blob ON postings(blob_id);
@@ -2055,6 +2060,8 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
     assert_eq!(hnsw_indexes("^embeddings_hnsw_[0-9]+$"), 1);
     assert_eq!(hnsw_indexes("^embeddings_hnsw_half_"), 0);
     let per_chunk = count(&db.admin, "SELECT count(*) FROM postings");
+    let made_ids = "SELECT count(*) FROM chunks WHERE id = ((blob_id << 24) | ord)";
+    assert_eq!(count(&db.admin, made_ids), 0);
     assert!(
         per_chunk > grouped,
         "{per_chunk} rows per chunk, {grouped} grouped"
@@ -2079,7 +2086,13 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
     assert_eq!(report["filesChunked"], 0, "{report}");
     assert_eq!(
         count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
-        8
+        9
+    );
+    // Schema 9: every chunk's id is made from its version's and its place again, as the
+    // postings name them.
+    assert_eq!(
+        count(&db.admin, made_ids),
+        count(&db.admin, "SELECT count(*) FROM chunks")
     );
     // Schema 8: the postings' only index is by term.
     assert_eq!(
@@ -2130,6 +2143,85 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
         &NO_OVERLAY,
     );
     assert!(has_symbol(&hits, "retry_after_migrating"), "{hits:?}");
+}
+
+/// Rewrites a database of this schema back to version 8's postings (each chunk's id and
+/// its packed figures in two arrays), its reader granted `SELECT` table by table rather
+/// than by default privileges.
+const DOWN_TO_SCHEMA_8: &str = "
+CREATE TABLE postings_v8 (term text NOT NULL, blob_id bigint NOT NULL,
+    chunk_ids bigint[] NOT NULL, figures bigint[] NOT NULL);
+INSERT INTO postings_v8
+    SELECT p.term, p.blob_id, array_agg((p.blob_id << 24) | ((u.f >> 40) & 16777215) ORDER BY u.o),
+           array_agg((((u.f >> 32) & 255) << 48) | (((u.f >> 16) & 65535) << 32) | (u.f & 65535) ORDER BY u.o)
+    FROM postings p, unnest(p.packed) WITH ORDINALITY AS u(f, o) GROUP BY p.term, p.blob_id;
+DROP TABLE postings;
+ALTER TABLE postings_v8 RENAME TO postings;
+CREATE INDEX postings_by_term ON postings(term);
+ALTER DEFAULT PRIVILEGES FOR ROLE ragls_writer REVOKE SELECT ON TABLES FROM ragls_reader;
+REVOKE SELECT ON postings FROM ragls_reader;
+GRANT SELECT ON postings TO ragls_reader;
+DELETE FROM ragls_schema WHERE version >= 9;";
+
+#[test]
+fn a_schema_8_database_gets_one_number_a_posting_and_its_readers_keep_reading_it() {
+    let db = TeamDb::create();
+    let (sb, _) = fixture_in_main(&db);
+    let reader = bare_reader();
+    let ranked = |pairs: &str| -> Vec<(String, u64, f64)> {
+        search_shared(
+            &reader,
+            &db.reader,
+            "main",
+            "retry the request with backoff",
+            &[
+                "--set",
+                "store.overlay=false",
+                "--set",
+                &format!("store.reader_bm25_pairs={pairs}"),
+            ],
+        )
+        .iter()
+        .map(|h| {
+            (
+                h["path"].as_str().unwrap_or_default().to_string(),
+                h["start_line"].as_u64().unwrap_or_default(),
+                h["score"].as_f64().unwrap_or_default(),
+            )
+        })
+        .collect()
+    };
+    let before = ranked("20000");
+    assert!(!before.is_empty());
+    let elements = "SELECT sum(cardinality(packed))::bigint FROM postings";
+    let pairs = count(&db.admin, elements);
+    execute(&db.writer, DOWN_TO_SCHEMA_8);
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT sum(cardinality(chunk_ids))::bigint FROM postings"
+        ),
+        pairs
+    );
+
+    // The next writer migrates it: as many postings, one number each, and the reader,
+    // granted the old table alone, reads the new one and ranks as before, whether it
+    // ranks BM25 itself or the database does.
+    let report = index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(report["filesChunked"], 0, "{report}");
+    assert_eq!(
+        count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
+        9
+    );
+    assert_eq!(count(&db.admin, elements), pairs);
+    for reader_pairs in ["20000", "0"] {
+        let after = ranked(reader_pairs);
+        assert_eq!(before.len(), after.len(), "{before:?}\n{after:?}");
+        for (b, a) in before.iter().zip(&after) {
+            assert_eq!((&b.0, b.1), (&a.0, a.1), "{before:?}\n{after:?}");
+            assert!((b.2 - a.2).abs() < 1e-6, "{before:?}\n{after:?}");
+        }
+    }
 }
 
 #[test]

@@ -80,7 +80,7 @@ pub use versions::{OpenedWriter, Pending};
 
 /// The schema this ragls writes and reads. Each entry of `schema::MIGRATIONS` moves the
 /// database one version up; a database newer than this is refused, never downgraded.
-pub const PG_SCHEMA_VERSION: i32 = 8;
+pub const PG_SCHEMA_VERSION: i32 = 9;
 
 /// A snapshot of a ref: its id and the embedder its vectors came from.
 #[derive(Clone, Debug, PartialEq)]

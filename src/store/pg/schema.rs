@@ -181,6 +181,54 @@ ALTER TABLE snapshot_files ALTER COLUMN blob_id DROP NOT NULL;
     r#"
 DROP INDEX IF EXISTS postings_by_blob;
 "#,
+    // 9: a posting is one array element, not two: the chunk's place in its file version
+    // packed with the counts (`versions::posting`), its id made from the row's version
+    // and the place (`versions::chunk_id`). The server sends an array element by
+    // element, and a question's postings are thousands: 16 clients' postings statements
+    // took a third less CPU in all (2,900 -> 4,000 a second on the performance corpus),
+    // and the table is a third smaller. Chunks whose ids a sequence gave (before schema
+    // 3) take their made ids, their postings first read by the old ones. The new table
+    // gets the old one's grants (a reader granted `SELECT` table by table keeps reading).
+    r#"
+ALTER TABLE postings RENAME TO postings_8;
+CREATE TABLE postings (
+    term text NOT NULL,
+    blob_id bigint NOT NULL,
+    -- One element per chunk of the version that has the term: its place in the version
+    -- << 40 | the term's occurrences in its head << 32 | in its body << 16 | its length.
+    packed bigint[] NOT NULL
+);
+INSERT INTO postings(term, blob_id, packed)
+SELECT p.term, p.blob_id,
+       array_agg((o.ord << 40) | (least(u.f >> 48, 255) << 32)
+                 | (least((u.f >> 32) & 65535, 65535) << 16) | least(u.f & 4294967295, 65535)
+                 ORDER BY o.ord)
+FROM postings_8 p
+CROSS JOIN LATERAL unnest(p.chunk_ids, p.figures) AS u(chunk_id, f)
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN u.chunk_id >> 24 = p.blob_id THEN u.chunk_id & 16777215
+                ELSE (SELECT c.ord::bigint FROM chunks c WHERE c.id = u.chunk_id) END AS ord) o
+WHERE o.ord IS NOT NULL
+GROUP BY p.term, p.blob_id ORDER BY p.term, p.blob_id;
+DO $$
+DECLARE
+    g record;
+BEGIN
+    -- Whoever could read the old table can read the new one, granted table by table too.
+    FOR g IN SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END AS who,
+                    a.privilege_type AS what
+             FROM pg_class c, aclexplode(c.relacl) a
+             WHERE c.oid = 'postings_8'::regclass AND a.grantee <> c.relowner
+    LOOP
+        EXECUTE format('GRANT %s ON postings TO %s', g.what, g.who);
+    END LOOP;
+END $$;
+DROP TABLE postings_8;
+CREATE INDEX postings_by_term ON postings(term);
+UPDATE chunks SET id = -id WHERE id <> ((blob_id << 24) | ord);
+UPDATE chunks SET id = (blob_id << 24) | ord WHERE id < 0;
+ANALYZE postings;
+"#,
 ];
 
 /// The tables a reader reads.

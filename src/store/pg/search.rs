@@ -54,15 +54,18 @@ const CHUNK_COLUMNS: &str =
 /// BM25 (FTS5's bm25(): per query term, idf * w * (k1 + 1) / (w + k1 * (1 - b + b * len / avg)),
 /// w = head_weight * (the term's head occurrences) + (its body occurrences)): the best
 /// `$4` chunks and their scores. $1 snapshot, $2 terms, $3 their idf, $5 excluded paths,
-/// $6 head weight, $7 average length. A row of postings holds a term's figures for every
-/// chunk of one file version that has it, in arrays unnested in the select list (in
-/// `FROM`, a function scan stored each row's elements first: 3.9 ms against 2.6).
+/// $6 head weight, $7 average length. A row of postings holds a term's postings for every
+/// chunk of one file version that has it, in an array unnested in the select list (in
+/// `FROM`, a function scan stored each row's elements first: 3.9 ms against 2.6), each
+/// element packed as `versions::posting` packs it, the chunk's id made from the row's
+/// version and the chunk's place as `versions::chunk_id` makes it.
 const BM25_TOP: &str = "SELECT x.chunk_id,
        sum(x.idf * (($6::real * x.head + x.body) * 2.2::real)
            / (($6::real * x.head + x.body) + 1.2::real * (0.25::real + 0.75::real * x.terms / $7::real)))::real AS s
-  FROM (SELECT y.idf, y.chunk_id, (y.f >> 48)::real AS head, ((y.f >> 32) & 65535)::real AS body,
-               (y.f & 4294967295)::real AS terms
-        FROM (SELECT q.idf, unnest(p.chunk_ids) AS chunk_id, unnest(p.figures) AS f
+  FROM (SELECT y.idf, (y.blob_id << 24) | ((y.f >> 40) & 16777215) AS chunk_id,
+               ((y.f >> 32) & 255)::real AS head, ((y.f >> 16) & 65535)::real AS body,
+               (y.f & 65535)::real AS terms
+        FROM (SELECT q.idf, p.blob_id, unnest(p.packed) AS f
               FROM unnest($2::text[], $3::real[]) AS q(t, idf)
               JOIN postings p ON p.term = q.t
               JOIN files sf ON sf.blob_id = p.blob_id) y) x
@@ -139,14 +142,14 @@ fn lexical_sql(changes: bool) -> String {
 }
 
 /// The postings of the terms `$2` in snapshot `$1` but its paths `$3`, each row with its
-/// term's place in `$2` (from 1): what a reader ranks itself ([`bm25_ranked`]). The file
-/// versions are read once, in path order, and joined by hash, as for [`BM25_TOP`]
-/// ([`SNAPSHOT_BLOBS`]).
+/// term's place in `$2` (from 1) and its file version: what a reader ranks itself
+/// ([`bm25_ranked`]). The file versions are read once, in path order, and joined by
+/// hash, as for [`BM25_TOP`] ([`SNAPSHOT_BLOBS`]).
 const SNAPSHOT_POSTINGS: &str = concat!(
     "WITH files AS MATERIALIZED (",
     snapshot_blobs!("$3"),
     ")
-     SELECT q.o::integer, p.chunk_ids, p.figures
+     SELECT q.o::integer, p.blob_id, p.packed
      FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
      JOIN postings p ON p.term = q.t JOIN files sf ON sf.blob_id = p.blob_id"
 );
@@ -159,7 +162,7 @@ const CHANGED_POSTINGS: &str = concat!(
     "WITH files AS MATERIALIZED (",
     changed_blobs!("$3", "$4", "$5"),
     ")
-     SELECT q.o::integer, p.chunk_ids, p.figures
+     SELECT q.o::integer, p.blob_id, p.packed
      FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
      JOIN postings p ON p.term = q.t WHERE p.blob_id IN (SELECT blob_id FROM files)"
 );
@@ -173,9 +176,9 @@ const SNAPSHOT_POSTINGS_AT_MOST: &str = concat!(
     "WITH files AS MATERIALIZED (",
     snapshot_blobs!("$3"),
     ")
-     SELECT x.o, x.chunk_ids, x.figures FROM (
-       SELECT q.o::integer AS o, p.chunk_ids, p.figures,
-              sum(cardinality(p.chunk_ids)) OVER () AS pairs
+     SELECT x.o, x.blob_id, x.packed FROM (
+       SELECT q.o::integer AS o, p.blob_id, p.packed,
+              sum(cardinality(p.packed)) OVER () AS pairs
        FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
        JOIN postings p ON p.term = q.t JOIN files sf ON sf.blob_id = p.blob_id) x
      WHERE x.pairs <= $4"
@@ -187,9 +190,9 @@ const CHANGED_POSTINGS_AT_MOST: &str = concat!(
     "WITH files AS MATERIALIZED (",
     changed_blobs!("$3", "$5", "$6"),
     ")
-     SELECT x.o, x.chunk_ids, x.figures FROM (
-       SELECT q.o::integer AS o, p.chunk_ids, p.figures,
-              sum(cardinality(p.chunk_ids)) OVER () AS pairs
+     SELECT x.o, x.blob_id, x.packed FROM (
+       SELECT q.o::integer AS o, p.blob_id, p.packed,
+              sum(cardinality(p.packed)) OVER () AS pairs
        FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
        JOIN postings p ON p.term = q.t WHERE p.blob_id IN (SELECT blob_id FROM files)) x
      WHERE x.pairs <= $4"
@@ -243,8 +246,8 @@ impl Int8Array<'_> {
 
 /// BM25 exactly as [`BM25_TOP`] computes it (the same `f32` operations, each chunk's
 /// terms summed in the order the rows came), over postings the reader was sent: each
-/// row is (the term's place in `idf`, its chunk ids, their packed figures). The best
-/// `limit`, best first, ties by chunk id.
+/// row is (the term's place in `idf`, its file version, its postings packed as
+/// [`versions::posting`] packs them). The best `limit`, best first, ties by chunk id.
 fn bm25_ranked<I, C>(
     rows: I,
     idf: &[f32],
@@ -253,19 +256,18 @@ fn bm25_ranked<I, C>(
     limit: usize,
 ) -> Vec<(ChunkId, f32)>
 where
-    I: IntoIterator<Item = (usize, C, C)>,
+    I: IntoIterator<Item = (usize, i64, C)>,
     C: IntoIterator<Item = i64>,
 {
     let mut scored: Vec<(i64, f32)> = Vec::new();
-    for (term, chunks, figures) in rows {
+    for (term, blob_id, postings) in rows {
         let Some(&idf) = idf.get(term) else { continue };
-        for (chunk, f) in chunks.into_iter().zip(figures) {
-            let head = (f >> 48) as f32;
-            let body = ((f >> 32) & 65535) as f32;
-            let terms = (f & 4_294_967_295) as f32;
+        for p in postings {
+            let (ord, head, body, terms) = versions::posting_fields(p);
+            let (head, body, terms) = (head as f32, body as f32, terms as f32);
             let w = head_weight * head + body;
             scored.push((
-                chunk,
+                versions::chunk_id(blob_id, ord as usize),
                 idf * (w * 2.2) / (w + 1.2 * (0.25 + 0.75 * terms / avg_terms)),
             ));
         }
@@ -762,14 +764,12 @@ impl PgStore {
                     let mut postings = Vec::with_capacity(lexical_rows.len());
                     for r in &lexical_rows {
                         let place = r.try_get::<_, i32>(0).map_err(err)?.max(1) - 1;
-                        let chunks: Int8Array = r.try_get(1).map_err(err)?;
-                        let figures: Int8Array = r.try_get(2).map_err(err)?;
-                        postings.push((place as usize, chunks, figures));
+                        let blob_id: i64 = r.try_get(1).map_err(err)?;
+                        let packed: Int8Array = r.try_get(2).map_err(err)?;
+                        postings.push((place as usize, blob_id, packed));
                     }
                     let ranked = bm25_ranked(
-                        postings
-                            .iter()
-                            .map(|(t, c, f)| (*t, c.values(), f.values())),
+                        postings.iter().map(|(t, b, p)| (*t, *b, p.values())),
                         &l.idf,
                         head_weight,
                         l.avg,
@@ -967,9 +967,14 @@ impl PgStore {
 mod tests {
     use super::*;
 
-    /// Packs a chunk's figures for one term as the writer stores them.
-    fn figures(head: i64, body: i64, terms: i64) -> i64 {
-        (head << 48) | (body << 32) | terms
+    /// A chunk's posting for one term as the writer stores it: chunk `ord` of a version.
+    fn posting(ord: i64, head: u32, body: u32, terms: i32) -> i64 {
+        versions::posting(ord, head, body, terms)
+    }
+
+    /// The id of chunk `ord` of file version 3, which the tests' postings are of.
+    fn id(ord: usize) -> i64 {
+        versions::chunk_id(3, ord)
     }
 
     /// BM25 of one term in one chunk, in `f64`, as FTS5 defines it (k1 1.2, b 0.75).
@@ -982,18 +987,18 @@ mod tests {
     fn a_reader_ranks_postings_by_bm25_summed_over_the_query_terms() {
         // Term 0 ("ledger") in chunks 7 and 9, term 1 ("balance") in chunks 9 and 11.
         let rows = vec![
-            (0, vec![7, 9], vec![figures(1, 2, 40), figures(0, 1, 80)]),
-            (1, vec![9, 11], vec![figures(0, 3, 80), figures(0, 1, 10)]),
+            (0, 3, vec![posting(7, 1, 2, 40), posting(9, 0, 1, 80)]),
+            (1, 3, vec![posting(9, 0, 3, 80), posting(11, 0, 1, 10)]),
         ];
         let idf = [1.5f32, 0.75];
         let ranked = bm25_ranked(rows.clone(), &idf, 2.0, 50.0, 10);
         let expected = [
             (
-                9,
+                id(9),
                 bm25(1.5, 2.0, 0.0, 1.0, 80.0, 50.0) + bm25(0.75, 2.0, 0.0, 3.0, 80.0, 50.0),
             ),
-            (7, bm25(1.5, 2.0, 1.0, 2.0, 40.0, 50.0)),
-            (11, bm25(0.75, 2.0, 0.0, 1.0, 10.0, 50.0)),
+            (id(7), bm25(1.5, 2.0, 1.0, 2.0, 40.0, 50.0)),
+            (id(11), bm25(0.75, 2.0, 0.0, 1.0, 10.0, 50.0)),
         ];
         let mut by_score = expected.to_vec();
         by_score.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -1014,18 +1019,18 @@ mod tests {
                 .iter()
                 .map(|(id, _)| id.0)
                 .collect::<Vec<_>>(),
-            vec![7, 9]
+            vec![id(7), id(9)]
         );
     }
 
     #[test]
     fn equal_scores_rank_by_chunk_id_as_the_database_orders_them() {
-        let same = figures(0, 1, 20);
-        let rows = vec![(0, vec![30, 10, 20], vec![same, same, same])];
+        let same = |ord| posting(ord, 0, 1, 20);
+        let rows = vec![(0, 3, vec![same(30), same(10), same(20)])];
         let ranked = bm25_ranked(rows.clone(), &[1.0], 2.0, 20.0, 2);
         assert_eq!(
             ranked.iter().map(|(id, _)| id.0).collect::<Vec<_>>(),
-            vec![10, 20]
+            vec![id(10), id(20)]
         );
         assert!(bm25_ranked(rows.clone(), &[1.0], 2.0, 20.0, 0).is_empty());
     }

@@ -396,11 +396,11 @@ fn writer_lanes(
 /// trip to take ids from a sequence. Ids taken from the `chunks` sequence (before schema
 /// version 3) stay below them: a version has fewer than 2^24 chunks, so the sequence
 /// never passed 2^24 times the largest version id then, and new version ids are larger.
-fn chunk_id(blob_id: i64, ord: usize) -> i64 {
+pub(super) fn chunk_id(blob_id: i64, ord: usize) -> i64 {
     (blob_id << CHUNK_ORD_BITS) | ord as i64
 }
 
-const CHUNK_ORD_BITS: u32 = 24;
+pub(super) const CHUNK_ORD_BITS: u32 = 24;
 
 /// New file versions' rows, column by column as their statements take them.
 #[derive(Default)]
@@ -438,20 +438,41 @@ struct ChunkColumns {
 struct PostingColumns {
     term: Vec<String>,
     chunk_id: Vec<i64>,
-    /// The term's occurrences in the chunk's head and body and the chunk's length in
-    /// terms, packed as the table keeps them ([`posting_figures`]).
-    figures: Vec<i64>,
+    /// The postings, packed as the table keeps them ([`posting`]).
+    packed: Vec<i64>,
     /// One per row, in term order: the row's term and file version, and where its
-    /// chunks' figures lie in the columns above (1-based, inclusive, as SQL slices).
+    /// chunks' postings lie in the columns above (1-based, inclusive, as SQL slices).
     groups: PostingGroups,
 }
 
-/// A posting's figures in one number, as `postings.figures` keeps them: head << 48 |
-/// body << 32 | length (BM25 unnests one array, not three).
-fn posting_figures(head: u32, body: u32, length: i32) -> i64 {
-    let head = head.min(i16::MAX as u32) as i64;
-    let body = body.min(i16::MAX as u32) as i64;
-    (head << 48) | (body << 32) | length.max(0) as i64
+/// A posting in one number, as `postings.packed` keeps it: the chunk's place in its file
+/// version (its id is made from the two: [`chunk_id`]) << 40 | the term's occurrences in
+/// its head << 32 | in its body << 16 | the chunk's length in terms. One array element a
+/// (term, chunk), not two: the server sends an array element by element, and a
+/// question's postings are thousands of them. The counts are held at their fields'
+/// largest (255 in a head, 65,535 in a body or a length: a chunk of the default 2,000
+/// bytes has some 400 terms).
+pub(super) fn posting(ord: i64, head: u32, body: u32, length: i32) -> i64 {
+    let head = head.min(POSTING_HEAD_MAX) as i64;
+    let body = body.min(POSTING_COUNT_MAX) as i64;
+    let length = length.clamp(0, POSTING_COUNT_MAX as i32) as i64;
+    (ord & ((1 << CHUNK_ORD_BITS) - 1)) << 40 | head << 32 | body << 16 | length
+}
+
+/// The largest head count a posting holds ([`posting`]).
+const POSTING_HEAD_MAX: u32 = 255;
+/// The largest body count and length a posting holds ([`posting`]).
+const POSTING_COUNT_MAX: u32 = 65_535;
+
+/// A posting's fields ([`posting`]): the chunk's place in its version, the term's head
+/// and body counts, the chunk's length.
+pub(super) fn posting_fields(p: i64) -> (i64, u32, u32, u32) {
+    (
+        (p >> 40) & ((1 << CHUNK_ORD_BITS) - 1),
+        ((p >> 32) & 255) as u32,
+        ((p >> 16) & 65_535) as u32,
+        (p & 65_535) as u32,
+    )
 }
 
 #[derive(Default)]
@@ -495,7 +516,7 @@ fn version_batches(
             for (term, (head, body)) in p.counts {
                 q.term.push(term);
                 q.chunk_id.push(id);
-                q.figures.push(posting_figures(head, body, p.terms));
+                q.packed.push(posting(ord as i64, head, body, p.terms));
             }
         }
         batch.blob_id.push(blob_id);
@@ -529,7 +550,7 @@ impl PostingColumns {
             .map(|&i| std::mem::take(&mut term[i]))
             .collect();
         self.chunk_id = order.iter().map(|&i| self.chunk_id[i]).collect();
-        self.figures = order.iter().map(|&i| self.figures[i]).collect();
+        self.packed = order.iter().map(|&i| self.packed[i]).collect();
         let g = &mut self.groups;
         let blob_of = |i: usize| self.chunk_id[i] >> CHUNK_ORD_BITS;
         for i in 0..self.term.len() {
@@ -569,8 +590,8 @@ const INSERT_VERSIONS: &str = "WITH v AS (
                start_line, end_line, text, text_hash, terms)
        WHERE u.blob_id IN (SELECT id FROM added)),
      p AS (
-       INSERT INTO postings(term, blob_id, chunk_ids, figures)
-       SELECT g.term, g.blob_id, ($23::bigint[])[g.first:g.last], ($24::bigint[])[g.first:g.last]
+       INSERT INTO postings(term, blob_id, packed)
+       SELECT g.term, g.blob_id, ($23::bigint[])[g.first:g.last]
        FROM unnest($19::text[], $20::bigint[], $21::integer[], $22::integer[]) AS g(term, blob_id, first, last)
        WHERE g.blob_id IN (SELECT id FROM added))
      SELECT path, id, added, set_config('synchronous_commit', 'off', true) FROM v";
@@ -610,8 +631,7 @@ async fn insert_versions(
                 &p.groups.blob_id,
                 &p.groups.first,
                 &p.groups.last,
-                &p.chunk_id,
-                &p.figures,
+                &p.packed,
             ],
         )
         .await?;
@@ -641,7 +661,7 @@ mod tests {
         let (a, b) = (chunk_id(7, 1), chunk_id(7, 2));
         let c = chunk_id(9, 1);
         let mut p = PostingColumns::default();
-        for (term, chunk, figures) in [
+        for (term, chunk, packed) in [
             ("parse", b, 2),
             ("token", a, 3),
             ("parse", c, 4),
@@ -649,7 +669,7 @@ mod tests {
         ] {
             p.term.push(term.to_string());
             p.chunk_id.push(chunk);
-            p.figures.push(figures);
+            p.packed.push(packed);
         }
         p.grouped();
         let g = &p.groups;
@@ -661,7 +681,7 @@ mod tests {
             (vec![1, 3, 4], vec![2, 3, 4])
         );
         assert_eq!(p.chunk_id, [a, b, c, a]);
-        assert_eq!(p.figures, [1, 2, 4, 3]);
+        assert_eq!(p.packed, [1, 2, 4, 3]);
     }
 
     fn version_of(path: &str, chunks: usize, terms_per_chunk: usize) -> NewFileVersion {
@@ -716,11 +736,18 @@ mod tests {
     }
 
     #[test]
-    fn a_postings_figures_pack_head_body_and_length_as_bm25_unpacks_them() {
-        let f = posting_figures(3, 70_000, 412);
-        assert_eq!(f >> 48, 3);
-        // Counts beyond a smallint are held at its largest, as before.
-        assert_eq!((f >> 32) & 65535, i16::MAX as i64);
-        assert_eq!(f & 4294967295, 412);
+    fn a_posting_packs_its_chunks_place_and_counts_and_unpacks_to_them() {
+        let p = posting(7, 3, 1_200, 412);
+        assert_eq!(posting_fields(p), (7, 3, 1_200, 412));
+        // The chunk's id comes back from its version's id and the place.
+        let (ord, ..) = posting_fields(p);
+        assert_eq!(chunk_id(42, ord as usize), chunk_id(42, 7));
+        // Counts beyond a field are held at its largest; the largest place fits, though
+        // the number's sign bit is set then.
+        let largest = (1 << CHUNK_ORD_BITS) - 1;
+        let p = posting(largest, 300, 70_000, 90_000);
+        assert!(p < 0);
+        assert_eq!(posting_fields(p), (largest, 255, 65_535, 65_535));
+        assert_eq!(posting_fields(posting(1, 0, 0, -5)), (1, 0, 0, 0));
     }
 }

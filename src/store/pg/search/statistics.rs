@@ -16,7 +16,7 @@ pub(super) const SNAPSHOT_STATISTICS: &str = "SELECT chunk_count, (term_total::r
 /// its files that have it, for the terms `$2`, each row with its term's place in `$2`
 /// (from 1; in no order: see [`PgStore::idf`]), the file list probed per posting.
 pub(super) const DOCUMENT_FREQUENCIES: &str =
-    "SELECT u.o::integer, (SELECT coalesce(sum(cardinality(p.chunk_ids)), 0)::bigint
+    "SELECT u.o::integer, (SELECT coalesce(sum(cardinality(p.packed)), 0)::bigint
        FROM postings p JOIN snapshot_files sf ON sf.blob_id = p.blob_id AND sf.snapshot_id = $1
        WHERE p.term = u.t)
      FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o)";
@@ -30,7 +30,7 @@ pub(super) const CHANGED_DOCUMENT_FREQUENCIES: &str = concat!(
     "WITH files AS MATERIALIZED (",
     changed_blobs!("'{}'", "$3", "$4"),
     ")
-     SELECT u.o::integer, coalesce(sum(cardinality(p.chunk_ids)), 0)::bigint
+     SELECT u.o::integer, coalesce(sum(cardinality(p.packed)), 0)::bigint
      FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o)
      LEFT JOIN (postings p JOIN files f ON f.blob_id = p.blob_id) ON p.term = u.t
      GROUP BY u.o"
