@@ -1979,6 +1979,28 @@ fn files_of(id: &str) -> String {
     )
 }
 
+/// Each hit's path, first line and score, in rank order.
+fn ranking(hits: &[Value]) -> Vec<(String, u64, f64)> {
+    hits.iter()
+        .map(|h| {
+            (
+                h["path"].as_str().unwrap_or_default().to_string(),
+                h["start_line"].as_u64().unwrap_or_default(),
+                h["score"].as_f64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// The same hits in the same order, each with the same score (to float rounding).
+fn assert_ranked_alike(before: &[(String, u64, f64)], after: &[(String, u64, f64)]) {
+    assert_eq!(before.len(), after.len(), "{before:?}\n{after:?}");
+    for (b, a) in before.iter().zip(after) {
+        assert_eq!((&b.0, b.1), (&a.0, a.1), "{before:?}\n{after:?}");
+        assert!((b.2 - a.2).abs() < 1e-6, "{before:?}\n{after:?}");
+    }
+}
+
 /// Rewrites a database of this schema back to version 3's postings (a row per term and
 /// chunk, the figures in the covering term index) and its HNSW indexes of whole vectors,
 /// as ragls 0.x before schema 4 left it, its chunks' ids from a sequence as those of a
@@ -2020,19 +2042,8 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
     let db = TeamDb::create();
     let (sb, _) = fixture_in_main(&db);
     let reader = bare_reader();
-    let ranked = |hits: Vec<Value>| -> Vec<(String, u64, f64)> {
-        hits.iter()
-            .map(|h| {
-                (
-                    h["path"].as_str().unwrap_or_default().to_string(),
-                    h["start_line"].as_u64().unwrap_or_default(),
-                    h["score"].as_f64().unwrap_or_default(),
-                )
-            })
-            .collect()
-    };
     let question = "retry the request with backoff";
-    let before = ranked(search_shared(
+    let before = ranking(&search_shared(
         &reader,
         &db.reader,
         "main",
@@ -2115,18 +2126,14 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
         ),
         1
     );
-    let after = ranked(search_shared(
+    let after = ranking(&search_shared(
         &reader,
         &db.reader,
         "main",
         question,
         &NO_OVERLAY,
     ));
-    assert_eq!(before.len(), after.len(), "{before:?}\n{after:?}");
-    for (b, a) in before.iter().zip(&after) {
-        assert_eq!((&b.0, b.1), (&a.0, a.1), "{before:?}\n{after:?}");
-        assert!((b.2 - a.2).abs() < 1e-6, "{before:?}\n{after:?}");
-    }
+    assert_ranked_alike(&before, &after);
 
     // And it writes the new layout on top of the migrated one.
     let text = sb.read("client/retry.py");
@@ -2146,8 +2153,8 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
 }
 
 /// Rewrites a database of this schema back to version 8's postings (each chunk's id and
-/// its packed figures in two arrays), its reader granted `SELECT` table by table rather
-/// than by default privileges.
+/// its packed figures in two arrays), its reader granted `SELECT` on each table as it was
+/// made (the default privileges then revoked: tables made later are not readable to it).
 const DOWN_TO_SCHEMA_8: &str = "
 CREATE TABLE postings_v8 (term text NOT NULL, blob_id bigint NOT NULL,
     chunk_ids bigint[] NOT NULL, figures bigint[] NOT NULL);
@@ -2159,8 +2166,6 @@ DROP TABLE postings;
 ALTER TABLE postings_v8 RENAME TO postings;
 CREATE INDEX postings_by_term ON postings(term);
 ALTER DEFAULT PRIVILEGES FOR ROLE ragls_writer REVOKE SELECT ON TABLES FROM ragls_reader;
-REVOKE SELECT ON postings FROM ragls_reader;
-GRANT SELECT ON postings TO ragls_reader;
 DELETE FROM ragls_schema WHERE version >= 9;";
 
 #[test]
@@ -2169,7 +2174,7 @@ fn a_schema_8_database_gets_one_number_a_posting_and_its_readers_keep_reading_it
     let (sb, _) = fixture_in_main(&db);
     let reader = bare_reader();
     let ranked = |pairs: &str| -> Vec<(String, u64, f64)> {
-        search_shared(
+        ranking(&search_shared(
             &reader,
             &db.reader,
             "main",
@@ -2180,16 +2185,7 @@ fn a_schema_8_database_gets_one_number_a_posting_and_its_readers_keep_reading_it
                 "--set",
                 &format!("store.reader_bm25_pairs={pairs}"),
             ],
-        )
-        .iter()
-        .map(|h| {
-            (
-                h["path"].as_str().unwrap_or_default().to_string(),
-                h["start_line"].as_u64().unwrap_or_default(),
-                h["score"].as_f64().unwrap_or_default(),
-            )
-        })
-        .collect()
+        ))
     };
     let before = ranked("20000");
     assert!(!before.is_empty());
@@ -2215,12 +2211,7 @@ fn a_schema_8_database_gets_one_number_a_posting_and_its_readers_keep_reading_it
     );
     assert_eq!(count(&db.admin, elements), pairs);
     for reader_pairs in ["20000", "0"] {
-        let after = ranked(reader_pairs);
-        assert_eq!(before.len(), after.len(), "{before:?}\n{after:?}");
-        for (b, a) in before.iter().zip(&after) {
-            assert_eq!((&b.0, b.1), (&a.0, a.1), "{before:?}\n{after:?}");
-            assert!((b.2 - a.2).abs() < 1e-6, "{before:?}\n{after:?}");
-        }
+        assert_ranked_alike(&before, &ranked(reader_pairs));
     }
 }
 
