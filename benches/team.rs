@@ -61,7 +61,7 @@ fn main() {
     // 1% of the files changed, a function appended to each: forty times, each time the
     // next of five sets of 1% in turn. One small update's figures move with the machine
     // by a factor of two, and the first rounds are the slower: on one binary the median
-    // of five rounds came out 5.6-5.9x re-chunking where forty gave 4.3-4.7x.
+    // of five rounds came out 5.6-5.9x re-chunking where forty gave 4.3-4.8x.
     let mut files = Vec::new();
     collect_files(&root, &mut files);
     files.sort();
