@@ -732,6 +732,7 @@ fn file_versions_a_killed_writer_left_unlisted_are_removed_by_the_clean_up_after
         unlisted,
         "SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = c.blob_id)",
         "SELECT count(*) FROM postings p WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = p.blob_id)",
+        "SELECT count(*) FROM snapshot_postings sp WHERE NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.id = sp.snapshot_id)",
     ] {
         assert_eq!(count(&db.admin, orphans), 0, "{orphans}");
     }
@@ -2006,6 +2007,7 @@ fn assert_ranked_alike(before: &[(String, u64, f64)], after: &[(String, u64, f64
 /// as ragls 0.x before schema 4 left it, its chunks' ids from a sequence as those of a
 /// database made before schema 3.
 const DOWN_TO_SCHEMA_3: &str = "
+DROP TABLE snapshot_postings;
 CREATE TABLE postings_v3 (term text NOT NULL, blob_id bigint NOT NULL, chunk_id bigint NOT NULL,
     head smallint NOT NULL, body smallint NOT NULL, terms integer NOT NULL);
 INSERT INTO postings_v3
@@ -2097,7 +2099,7 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
     assert_eq!(report["filesChunked"], 0, "{report}");
     assert_eq!(
         count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
-        9
+        10
     );
     // Schema 9: every chunk's id is made from its version's and its place again, as the
     // postings name them.
@@ -2117,12 +2119,13 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
     assert_eq!(hnsw_indexes("^embeddings_hnsw_[0-9]+$"), 0);
     assert_eq!(hnsw_indexes("^embeddings_hnsw_half_[0-9]+$"), 1);
     assert_eq!(count(&db.admin, "SELECT count(*) FROM postings"), grouped);
-    // Schema 5: the term index holds the terms alone (deduplicated), no covering columns.
+    // Schema 5: the term index has no covering columns; schema 10: it holds the terms and
+    // their file versions.
     assert_eq!(
         count(
             &db.admin,
             "SELECT count(*) FROM pg_indexes WHERE tablename = 'postings'
-             AND indexname = 'postings_by_term' AND indexdef LIKE '%(term)' AND indexdef NOT LIKE '%INCLUDE%'"
+             AND indexname = 'postings_by_term' AND indexdef LIKE '%(term, blob_id)' AND indexdef NOT LIKE '%INCLUDE%'"
         ),
         1
     );
@@ -2156,6 +2159,7 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
 /// its packed figures in two arrays), its reader granted `SELECT` on each table as it was
 /// made (the default privileges then revoked: tables made later are not readable to it).
 const DOWN_TO_SCHEMA_8: &str = "
+DROP TABLE snapshot_postings;
 CREATE TABLE postings_v8 (term text NOT NULL, blob_id bigint NOT NULL,
     chunk_ids bigint[] NOT NULL, figures bigint[] NOT NULL);
 INSERT INTO postings_v8
@@ -2207,11 +2211,87 @@ fn a_schema_8_database_gets_one_number_a_posting_and_its_readers_keep_reading_it
     assert_eq!(report["filesChunked"], 0, "{report}");
     assert_eq!(
         count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
-        9
+        10
     );
     assert_eq!(count(&db.admin, elements), pairs);
     for reader_pairs in ["20000", "0"] {
         assert_ranked_alike(&before, &ranked(reader_pairs));
+    }
+}
+
+/// Rewrites a database of this schema back to version 9: no postings by term for whole
+/// file lists, the term index by term alone; its reader granted `SELECT` on each table
+/// as it was made (the default privileges then revoked: tables made later are not
+/// readable to it).
+const DOWN_TO_SCHEMA_9: &str = "
+DROP TABLE snapshot_postings;
+DROP INDEX postings_by_term;
+CREATE INDEX postings_by_term ON postings(term);
+ALTER DEFAULT PRIVILEGES FOR ROLE ragls_writer REVOKE SELECT ON TABLES FROM ragls_reader;
+DELETE FROM ragls_schema WHERE version >= 10;";
+
+#[test]
+fn a_schema_9_database_gets_its_whole_lists_postings_by_term_and_its_readers_keep_reading_it() {
+    let db = TeamDb::create();
+    let (sb, _) = fixture_in_main(&db);
+    // main lists its changes to its first snapshot.
+    let text = sb.read("client/retry.py");
+    sb.write(
+        "client/retry.py",
+        text.replacen("def retry_with_backoff(", "def retry_request_backoff(", 1),
+    );
+    index_shared(&sb, &db.writer, "main", &[]);
+    assert_ne!(main_list(&db).0, 0, "main lists its changes to a base");
+    let reader = bare_reader();
+    let ranked = |pairs: &str, question: &str| -> Vec<(String, u64, f64)> {
+        let setting = format!("store.reader_bm25_pairs={pairs}");
+        ranking(&search_shared(
+            &reader,
+            &db.reader,
+            "main",
+            question,
+            &["--set", "store.overlay=false", "--set", &setting],
+        ))
+    };
+    let questions = [
+        "retry the request with backoff",
+        "parse the configuration file",
+    ];
+    let before: Vec<_> = questions.iter().map(|q| ranked("20000", q)).collect();
+    assert!(before.iter().all(|b| !b.is_empty()));
+    execute(&db.writer, DOWN_TO_SCHEMA_9);
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT count(*) FROM pg_class WHERE relname = 'snapshot_postings'"
+        ),
+        0
+    );
+
+    // The next writer migrates it: every whole list gets its postings by term, the term
+    // index takes the file version, and the reader, granted the postings table alone,
+    // reads the new table too and ranks as before, whether it ranks BM25 itself or the
+    // database does.
+    let report = index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(report["filesChunked"], 0, "{report}");
+    assert_eq!(
+        count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
+        10
+    );
+    assert!(count(&db.admin, "SELECT count(*) FROM snapshot_postings") > 0);
+    assert_eq!(list_postings_unlike_a_recount(&db), 0);
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'postings'
+             AND indexname = 'postings_by_term' AND indexdef LIKE '%(term, blob_id)'"
+        ),
+        1
+    );
+    for (question, before) in questions.iter().zip(&before) {
+        for pairs in ["20000", "0"] {
+            assert_ranked_alike(before, &ranked(pairs, question));
+        }
     }
 }
 
@@ -2289,6 +2369,74 @@ fn bm25_ranked_by_the_reader_from_sent_postings_ranks_as_the_database_ranks() {
     assert_ne!(main_list(&db).0, 0, "main lists its changes to a base");
     assert_ne!(before, ranked("20000", "retry the request with backoff"));
     ranked_alike();
+}
+
+#[test]
+fn a_list_of_changes_ranks_as_a_whole_list_of_the_same_files_and_a_local_edit_drops_the_shared_copy(
+) {
+    let db = TeamDb::create();
+    let (sb, _) = fixture_in_main(&db);
+    assert_eq!(list_postings_unlike_a_recount(&db), 0);
+    // main lists its changes to its first snapshot: a file changed, one removed, one
+    // added. Its readers read the base's postings by term, drop the replaced versions'
+    // and add its own versions'.
+    let text = sb.read("client/retry.py");
+    sb.write(
+        "client/retry.py",
+        text.replacen("def retry_with_backoff(", "def retry_request_backoff(", 1),
+    );
+    std::fs::remove_file(sb.path("server/handlers.go")).expect("remove a file");
+    sb.write(
+        "client/backoff_policy.py",
+        "def backoff_policy(request, attempt):\n    \"\"\"How long a request waits before its retry.\"\"\"\n    return min(2 ** attempt, 30)\n",
+    );
+    index_shared(&sb, &db.writer, "main", &[]);
+    assert_ne!(main_list(&db).0, 0, "main lists its changes to a base");
+    // The same files in a ref of their own: a whole list.
+    index_shared(&sb, &db.writer, "whole", &[]);
+    assert_eq!(list_postings_unlike_a_recount(&db), 0);
+    let reader = bare_reader();
+    let ranked = |sb: &Sandbox, ref_name: &str, question: &str, settings: &[&str]| {
+        ranking(&search_shared(sb, &db.reader, ref_name, question, settings))
+    };
+    for question in [
+        "retry the request with backoff",
+        "how long does a request wait",
+        "handler for the server",
+    ] {
+        for pairs in ["20000", "3", "0"] {
+            let setting = format!("store.reader_bm25_pairs={pairs}");
+            let settings = ["--set", "store.overlay=false", "--set", &setting];
+            let of_changes = ranked(&reader, "main", question, &settings);
+            assert!(!of_changes.is_empty(), "{question}");
+            assert_ranked_alike(&of_changes, &ranked(&reader, "whole", question, &settings));
+        }
+    }
+
+    // A local edit of a file that main takes from its base, its lines moved down: its
+    // shared copy's postings are dropped by the reader as the database drops its rows
+    // (a stale copy would rank with the old lines), and the edit is found.
+    let path = "client/config_loader.py";
+    let config = sb.read(path);
+    sb.write(
+        path,
+        format!(
+            "{}{config}\ndef local_config_budget(request):\n    return 3\n",
+            "# local note\n".repeat(5)
+        ),
+    );
+    for question in ["parse the configuration file", "local config budget"] {
+        let overlay = |pairs: &str| {
+            let setting = format!("store.reader_bm25_pairs={pairs}");
+            ranked(&sb, "main", question, &["--set", &setting])
+        };
+        let by_reader = overlay("20000");
+        assert_ranked_alike(&by_reader, &overlay("0"));
+        assert!(
+            by_reader.iter().any(|h| h.0 == path),
+            "{question}: {by_reader:?}"
+        );
+    }
 }
 
 #[test]
@@ -2381,6 +2529,23 @@ fn statistics_unlike_a_recount(db: &TeamDb) -> i64 {
              WHERE s.chunk_count <> r.n OR s.term_total <> r.t",
             files_of("s.id")
         ),
+    )
+}
+
+/// How many (snapshot, term) postings by term disagree with a recount from the postings
+/// of the snapshot's files: a whole list's are its files' postings of the term, 16 bytes
+/// each; a list of changes has none (its readers read its base's).
+fn list_postings_unlike_a_recount(db: &TeamDb) -> i64 {
+    count(
+        &db.admin,
+        "WITH recount AS (
+           SELECT f.snapshot_id, p.term, sum(cardinality(p.packed)) * 16 AS bytes
+           FROM snapshots s JOIN snapshot_files f ON f.snapshot_id = s.id
+           JOIN postings p ON p.blob_id = f.blob_id
+           WHERE s.base_id IS NULL GROUP BY f.snapshot_id, p.term)
+         SELECT count(*) FROM recount r FULL JOIN snapshot_postings sp
+           ON sp.snapshot_id = r.snapshot_id AND sp.term = r.term
+         WHERE r.bytes IS DISTINCT FROM octet_length(sp.postings)",
     )
 }
 
@@ -2481,6 +2646,8 @@ fn a_small_update_lists_only_its_changes_and_a_large_one_every_file_again() {
     }
     index_shared(&sb, &db.writer, "main", &[]);
     assert_eq!(main_list(&db), (0, 40, 0));
+    // Its postings by term are written with it.
+    assert_eq!(list_postings_unlike_a_recount(&db), 0);
     let third = count(
         &db.admin,
         "SELECT snapshot_id FROM refs WHERE name = 'main'",

@@ -69,6 +69,26 @@ macro_rules! files_of {
     };
 }
 
+/// Each term's postings in whole file lists (schema 10's `snapshot_postings`), for the
+/// snapshots whose `f.snapshot_id` the condition `$snapshots` (an SQL literal) picks: rows
+/// of (snapshot, term, postings), the postings one `bytea` of 16 bytes each, the file
+/// version's id and then the packed posting (`versions::posting`), both as `int8send`
+/// writes them (big-endian), in version order. Read as `versions::list_postings` reads
+/// them. Made by the publish of a whole list, and by the migration for the lists before.
+macro_rules! list_postings_of {
+    ($snapshots:literal) => {
+        concat!(
+            "SELECT f.snapshot_id, p.term,
+                    string_agg(int8send(p.blob_id) || int8send(e), ''::bytea ORDER BY p.blob_id, e)
+             FROM snapshot_files f JOIN postings p ON p.blob_id = f.blob_id
+             CROSS JOIN LATERAL unnest(p.packed) AS e
+             WHERE ",
+            $snapshots,
+            " GROUP BY f.snapshot_id, p.term"
+        )
+    };
+}
+
 mod refs;
 mod schema;
 mod search;
@@ -80,7 +100,7 @@ pub use versions::{OpenedWriter, Pending};
 
 /// The schema this ragls writes and reads. Each entry of `schema::MIGRATIONS` moves the
 /// database one version up; a database newer than this is refused, never downgraded.
-pub const PG_SCHEMA_VERSION: i32 = 9;
+pub const PG_SCHEMA_VERSION: i32 = 10;
 
 /// A snapshot of a ref: its id and the embedder its vectors came from.
 #[derive(Clone, Debug, PartialEq)]

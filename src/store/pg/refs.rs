@@ -543,7 +543,7 @@ impl Begun {
         let mut distinct = blob_ids.clone();
         distinct.sort_unstable();
         distinct.dedup();
-        let (versions_kept, listed, total, pointed) = tokio::join!(
+        let (versions_kept, listed, total, pointed, list_postings) = tokio::join!(
             async {
                 match distinct.is_empty() {
                     true => Ok(0),
@@ -565,6 +565,20 @@ impl Begun {
                 }
             },
             async { client.execute(point, &[&self.ref_name]).await },
+            // Last: it reads the files listed above. A list of changes has none: its
+            // readers read its base's (and the statement is not even prepared: a writer's
+            // connections are new each run, and preparing costs the server a parse).
+            async {
+                if let NewList::Full { .. } = self.list {
+                    let list_postings = client.prepare(LIST_POSTINGS).await?;
+                    client
+                        .batch_execute("SET LOCAL enable_nestloop = off")
+                        .await?;
+                    client.execute(&list_postings, &[&snapshot]).await?;
+                    client.batch_execute("RESET enable_nestloop").await?;
+                }
+                Ok(())
+            },
         );
         let failed = |e: tokio_postgres::Error| db_error(at, e);
         // The file versions listed outlive this transaction too, if a clean-up did not
@@ -578,6 +592,7 @@ impl Begun {
         listed.map_err(failed)?;
         let total: i64 = total.map_err(failed)?.get(0);
         pointed.map_err(failed)?;
+        list_postings.map_err(failed)?;
         fault_pause_in_publish().await;
         // The hold is let go right after the commit, in the same round trip (this
         // writer's own hold would keep its clean-up out), and whether a clean-up is due
@@ -780,6 +795,15 @@ const STATS_FROM_SCRATCH: &str = "UPDATE snapshots SET (chunk_count, term_total)
         FROM snapshot_files sf JOIN chunks c ON c.blob_id = sf.blob_id WHERE sf.snapshot_id = currval('snapshots_id_seq'))
      WHERE id = currval('snapshots_id_seq') RETURNING chunk_count";
 
+/// A whole list's postings by term ([`list_postings_of`]), written as it is published: `$1`
+/// the new snapshot. Its file list is new, and the planner's statistics may know nothing
+/// of it ("1 row"): it is joined by hash (the publish turns nested loops off first), as
+/// the postings have no index by file version.
+const LIST_POSTINGS: &str = concat!(
+    "INSERT INTO snapshot_postings (snapshot_id, term, postings) ",
+    list_postings_of!("f.snapshot_id = $1")
+);
+
 /// Switches the ref named $1 (of the new snapshot's repository) to the new snapshot.
 const POINT_REF: &str = "INSERT INTO refs(repo_id, name, snapshot_id)
      SELECT s.repo_id, $1, s.id FROM snapshots s WHERE s.id = currval('snapshots_id_seq')
@@ -908,7 +932,7 @@ const RELEASE_HOLD: &str = "SELECT pg_advisory_unlock_shared($1)";
 
 /// Removes, in a transaction of its own, the repository's snapshots no ref points at
 /// any more and older than any search can still be reading (a reader resolves its
-/// snapshot once per question), then the file versions (with their chunks and
+/// snapshot once per question), with their postings by term, then the file versions (with their chunks and
 /// postings) that no snapshot has any more. Skipped while another writer publishes
 /// (the next writer's turn comes); the embedding cache stays: it is what makes the
 /// next branch cheap.
@@ -923,6 +947,11 @@ async fn collect_garbage(
     if gone.is_empty() && pending.is_empty() {
         return Ok(());
     }
+    tx.execute(
+        "DELETE FROM snapshot_postings WHERE snapshot_id = ANY($1::bigint[])",
+        &[&gone],
+    )
+    .await?;
     let blobs: Vec<i64> = tx
         .query(
             "WITH f AS (DELETE FROM snapshot_files WHERE snapshot_id = ANY($1::bigint[]) RETURNING blob_id)

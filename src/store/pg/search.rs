@@ -71,8 +71,7 @@ const BM25_TOP: &str = "SELECT x.chunk_id,
               JOIN files sf ON sf.blob_id = p.blob_id) y) x
   GROUP BY x.chunk_id ORDER BY s DESC, x.chunk_id LIMIT $4";
 
-/// The file list's query, one text for [`SNAPSHOT_BLOBS`] and [`SNAPSHOT_POSTINGS`],
-/// which take the excluded paths as different parameters.
+/// The file list's query for [`SNAPSHOT_BLOBS`], the excluded paths `$excluded`.
 macro_rules! snapshot_blobs {
     ($excluded:literal) => {
         concat!(
@@ -141,62 +140,40 @@ fn lexical_sql(changes: bool) -> String {
     )
 }
 
-/// The postings of the terms `$2` in snapshot `$1` but its paths `$3`, each row with its
-/// term's place in `$2` (from 1) and its file version: what a reader ranks itself
-/// ([`bm25_ranked`]). The file versions are read once, in path order, and joined by
-/// hash, as for [`BM25_TOP`] ([`SNAPSHOT_BLOBS`]).
-const SNAPSHOT_POSTINGS: &str = concat!(
-    "WITH files AS MATERIALIZED (",
-    snapshot_blobs!("$3"),
-    ")
-     SELECT q.o::integer, p.blob_id, p.packed
+/// The postings of the terms `$2` in the whole file list `$1` (a list of changes' base),
+/// a row per term (schema 10's `snapshot_postings`): the term's place in `$2` (from 1)
+/// and its postings in one value ([`versions::list_postings`]), what a reader ranks
+/// itself ([`bm25_ranked`]). The reader drops the versions of the excluded paths
+/// ([`LISTED_VERSIONS`]) and, for a list of changes, those it replaced; a list of
+/// changes' own versions' postings come apart ([`OWN_POSTINGS`]). A row per term and
+/// file version before (400-700 for four terms on the performance corpus), each joined
+/// to the file list: 16 clients ran 3,100 such statements a second, 14,500 of these.
+const LIST_POSTINGS: &str = "SELECT q.o::integer, s.postings
      FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
-     JOIN postings p ON p.term = q.t JOIN files sf ON sf.blob_id = p.blob_id"
-);
+     JOIN snapshot_postings s ON s.snapshot_id = $1 AND s.term = q.t";
 
-/// [`SNAPSHOT_POSTINGS`] for a snapshot that lists changes: `$1` its base, `$4` its own
-/// rows' versions, `$5` the base's versions it replaces ([`changed_blobs`]). A semi-join:
-/// as a join, the generic plan hashed the postings (thousands of rows with their arrays)
-/// rather than the file list, whose estimate the replaced versions halve.
-const CHANGED_POSTINGS: &str = concat!(
-    "WITH files AS MATERIALIZED (",
-    changed_blobs!("$3", "$4", "$5"),
-    ")
-     SELECT q.o::integer, p.blob_id, p.packed
+/// [`LIST_POSTINGS`] for a question with terms whose statistics the reader has not kept
+/// yet (they are read in the same round trip: [`DOCUMENT_FREQUENCIES`]): the postings
+/// are sent only while the list's are at most `$3` in all, else none (the database ranks
+/// them then, [`BM25_TOP`]). A value's size is known without reading it.
+const LIST_POSTINGS_AT_MOST: &str = "SELECT x.o, x.postings FROM (
+       SELECT q.o::integer AS o, s.postings, sum(octet_length(s.postings)) OVER () AS bytes
+       FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
+       JOIN snapshot_postings s ON s.snapshot_id = $1 AND s.term = q.t) x
+     WHERE x.bytes <= $3::bigint * 16";
+
+/// The postings of the terms `$2` in a list of changes' own file versions `$1`, rows of
+/// (the term's place in `$2`, from 1; the version; its postings, as
+/// `postings.packed`), found by (term, version) in the term index (schema 10).
+const OWN_POSTINGS: &str = "SELECT q.o::integer, p.blob_id, p.packed
      FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
-     JOIN postings p ON p.term = q.t WHERE p.blob_id IN (SELECT blob_id FROM files)"
-);
+     JOIN postings p ON p.term = q.t AND p.blob_id = ANY($1::bigint[])";
 
-/// [`SNAPSHOT_POSTINGS`] for a question with terms whose statistics the reader has not
-/// kept yet (they are read in the same round trip: [`DOCUMENT_FREQUENCIES`]): the
-/// postings are sent only while they are at most `$4` pairs in all, else none (the
-/// database ranks them then, [`BM25_TOP`]). The count is a window over the rows the
-/// join makes, so nothing is read twice.
-const SNAPSHOT_POSTINGS_AT_MOST: &str = concat!(
-    "WITH files AS MATERIALIZED (",
-    snapshot_blobs!("$3"),
-    ")
-     SELECT x.o, x.blob_id, x.packed FROM (
-       SELECT q.o::integer AS o, p.blob_id, p.packed,
-              sum(cardinality(p.packed)) OVER () AS pairs
-       FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
-       JOIN postings p ON p.term = q.t JOIN files sf ON sf.blob_id = p.blob_id) x
-     WHERE x.pairs <= $4"
-);
-
-/// [`SNAPSHOT_POSTINGS_AT_MOST`] for a snapshot that lists changes, as
-/// [`CHANGED_POSTINGS`] (`$5` its own rows' versions, `$6` the base's it replaces).
-const CHANGED_POSTINGS_AT_MOST: &str = concat!(
-    "WITH files AS MATERIALIZED (",
-    changed_blobs!("$3", "$5", "$6"),
-    ")
-     SELECT x.o, x.blob_id, x.packed FROM (
-       SELECT q.o::integer AS o, p.blob_id, p.packed,
-              sum(cardinality(p.packed)) OVER () AS pairs
-       FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
-       JOIN postings p ON p.term = q.t WHERE p.blob_id IN (SELECT blob_id FROM files)) x
-     WHERE x.pairs <= $4"
-);
+/// The versions of the paths `$2` in the file list `$1`: those of the excluded paths,
+/// whose postings a reader drops from [`LIST_POSTINGS`]' (a list of changes' own rows
+/// leave them out already: [`list_parameters`]).
+const LISTED_VERSIONS: &str = "SELECT blob_id FROM snapshot_files
+     WHERE snapshot_id = $1 AND path = ANY($2::text[]) AND blob_id IS NOT NULL";
 
 /// The rows of the chunks `$1`, each with its text when it is one of `$2` (else NULL): for
 /// a ranking made by the reader, its winners' rows, read with the texts of both rankings'
@@ -245,32 +222,30 @@ impl Int8Array<'_> {
 }
 
 /// BM25 exactly as [`BM25_TOP`] computes it (the same `f32` operations, each chunk's
-/// terms summed in the order the rows came), over postings the reader was sent: each
-/// row is (the term's place in `idf`, its file version, its postings packed as
-/// [`versions::posting`] packs them). The best `limit`, best first, ties by chunk id.
-fn bm25_ranked<I, C>(
-    rows: I,
+/// terms summed in the order the postings came), over postings the reader was sent:
+/// each (the term's place in `idf`, its file version, the posting packed as
+/// [`versions::posting`] packs it). The best `limit`, best first, ties by chunk id.
+fn bm25_ranked<I>(
+    postings: I,
     idf: &[f32],
     head_weight: f32,
     avg_terms: f32,
     limit: usize,
 ) -> Vec<(ChunkId, f32)>
 where
-    I: IntoIterator<Item = (usize, i64, C)>,
-    C: IntoIterator<Item = i64>,
+    I: IntoIterator<Item = (usize, i64, i64)>,
 {
-    let mut scored: Vec<(i64, f32)> = Vec::new();
-    for (term, blob_id, postings) in rows {
+    let postings = postings.into_iter();
+    let mut scored: Vec<(i64, f32)> = Vec::with_capacity(postings.size_hint().0);
+    for (term, blob_id, p) in postings {
         let Some(&idf) = idf.get(term) else { continue };
-        for p in postings {
-            let (ord, head, body, terms) = versions::posting_fields(p);
-            let (head, body, terms) = (head as f32, body as f32, terms as f32);
-            let w = head_weight * head + body;
-            scored.push((
-                versions::chunk_id(blob_id, ord as usize),
-                idf * (w * 2.2) / (w + 1.2 * (0.25 + 0.75 * terms / avg_terms)),
-            ));
-        }
+        let (ord, head, body, terms) = versions::posting_fields(p);
+        let (head, body, terms) = (head as f32, body as f32, terms as f32);
+        let w = head_weight * head + body;
+        scored.push((
+            versions::chunk_id(blob_id, ord as usize),
+            idf * (w * 2.2) / (w + 1.2 * (0.25 + 0.75 * terms / avg_terms)),
+        ));
     }
     // A stable sort by chunk keeps each chunk's terms in their order; then one sum each.
     scored.sort_by_key(|&(chunk, _)| chunk);
@@ -292,7 +267,7 @@ where
 
 /// A question's BM25 ([`PgStore::search_snapshot`]): its terms, their idf, the average
 /// chunk length, and who ranks it: the reader, from the postings it is sent
-/// ([`SNAPSHOT_POSTINGS`]), or the database ([`BM25_TOP`]).
+/// ([`LIST_POSTINGS`]), or the database ([`BM25_TOP`]).
 struct LexicalAsk {
     terms: Vec<String>,
     /// Each term's idf (0 for those of `unknown`, until read).
@@ -305,7 +280,7 @@ struct LexicalAsk {
     by_reader: bool,
     /// The terms whose statistics this process has not kept yet: read in the question's
     /// round trip, with the snapshot's, while its postings come with a limit
-    /// ([`SNAPSHOT_POSTINGS_AT_MOST`]).
+    /// ([`LIST_POSTINGS_AT_MOST`]).
     unknown: Vec<String>,
 }
 
@@ -492,7 +467,7 @@ impl PgStore {
         } else {
             // Statistics not kept yet are read with the question (no round trip of their
             // own), and its postings sent only while they are few enough
-            // ([`SNAPSHOT_POSTINGS_AT_MOST`]).
+            // ([`LIST_POSTINGS_AT_MOST`]).
             let (mut statistics, mut unknown, mut avg) =
                 kept_statistics(&self.idf, snapshot.id, &unique);
             let limit = self.reader_bm25_pairs as i64;
@@ -558,12 +533,15 @@ impl PgStore {
             let client = pool.get().await.map_err(|e| db_error(&at, e))?;
             let (lexical_text, nearest_text) = (lexical_sql(changes), nearest_sql(dims, changes));
             let reads_statistics = lexical.as_ref().is_some_and(LexicalAsk::reads_statistics);
-            let postings_text = match (changes, reads_statistics) {
-                (false, false) => SNAPSHOT_POSTINGS,
-                (true, false) => CHANGED_POSTINGS,
-                (false, true) => SNAPSHOT_POSTINGS_AT_MOST,
-                (true, true) => CHANGED_POSTINGS_AT_MOST,
+            let postings_text = match reads_statistics {
+                false => LIST_POSTINGS,
+                true => LIST_POSTINGS_AT_MOST,
             };
+            // What a reader that ranks BM25 reads besides its list's postings: a list of
+            // changes' own versions' postings, and the excluded paths' versions.
+            let by_reader = lexical.as_ref().is_some_and(|l| l.by_reader);
+            let reads_own = by_reader && !own.is_empty();
+            let reads_excluded = by_reader && !excluded.is_empty();
             let frequencies_text = if changes {
                 CHANGED_DOCUMENT_FREQUENCIES
             } else {
@@ -586,45 +564,63 @@ impl PgStore {
             let ef = ef.to_string();
             // Prepared once per connection (the first use pipelines them).
             let rows_text = chunk_rows_sql();
-            let (start, end, lexical_stmt, nearest_stmt, rows_stmt, statistics_stmts) =
-                tokio::try_join!(
-                    client.prepare_cached(QUESTION_START),
-                    client.prepare_cached(QUESTION_END),
-                    async {
-                        match &lexical {
-                            Some(l) if l.by_reader => {
-                                client.prepare_cached(postings_text).await.map(Some)
-                            }
-                            Some(_) => client.prepare_cached(&lexical_text).await.map(Some),
-                            None => Ok(None),
+            let (
+                start,
+                end,
+                lexical_stmt,
+                nearest_stmt,
+                rows_stmt,
+                statistics_stmts,
+                own_stmt,
+                excluded_stmt,
+            ) = tokio::try_join!(
+                client.prepare_cached(QUESTION_START),
+                client.prepare_cached(QUESTION_END),
+                async {
+                    match &lexical {
+                        Some(l) if l.by_reader => {
+                            client.prepare_cached(postings_text).await.map(Some)
                         }
-                    },
-                    async {
-                        match nearest {
-                            Some(_) => client.prepare_cached(&nearest_text).await.map(Some),
-                            None => Ok(None),
-                        }
-                    },
-                    async {
-                        match &lexical {
-                            Some(l) if l.by_reader => {
-                                client.prepare_cached(&rows_text).await.map(Some)
-                            }
-                            _ => Ok(None),
-                        }
-                    },
-                    async {
-                        if !reads_statistics {
-                            return Ok(None);
-                        }
-                        let (of_snapshot, of_terms) = tokio::try_join!(
-                            client.prepare_cached(SNAPSHOT_STATISTICS),
-                            client.prepare_cached(frequencies_text)
-                        )?;
-                        Ok(Some((of_snapshot, of_terms)))
-                    },
-                )
-                .map_err(err)?;
+                        Some(_) => client.prepare_cached(&lexical_text).await.map(Some),
+                        None => Ok(None),
+                    }
+                },
+                async {
+                    match nearest {
+                        Some(_) => client.prepare_cached(&nearest_text).await.map(Some),
+                        None => Ok(None),
+                    }
+                },
+                async {
+                    match &lexical {
+                        Some(l) if l.by_reader => client.prepare_cached(&rows_text).await.map(Some),
+                        _ => Ok(None),
+                    }
+                },
+                async {
+                    if !reads_statistics {
+                        return Ok(None);
+                    }
+                    let (of_snapshot, of_terms) = tokio::try_join!(
+                        client.prepare_cached(SNAPSHOT_STATISTICS),
+                        client.prepare_cached(frequencies_text)
+                    )?;
+                    Ok(Some((of_snapshot, of_terms)))
+                },
+                async {
+                    match reads_own {
+                        true => client.prepare_cached(OWN_POSTINGS).await.map(Some),
+                        false => Ok(None),
+                    }
+                },
+                async {
+                    match reads_excluded {
+                        true => client.prepare_cached(LISTED_VERSIONS).await.map(Some),
+                        false => Ok(None),
+                    }
+                },
+            )
+            .map_err(err)?;
             // First on the wire (the futures are polled in order): the ref check and the
             // settings; the statistics not kept yet; then the rankings; last the settings
             // undone.
@@ -662,16 +658,10 @@ impl PgStore {
             let lexical_rows = async {
                 match (&lexical_stmt, &lexical) {
                     (Some(stmt), Some(l)) if l.by_reader && reads_statistics => {
-                        let params = with_changes(
-                            vec![&list_id, &l.terms, &excluded, &limit],
-                            lexical_changes,
-                        );
-                        client.query(stmt, &params).await
+                        client.query(stmt, &[&list_id, &l.terms, &limit]).await
                     }
                     (Some(stmt), Some(l)) if l.by_reader => {
-                        let params =
-                            with_changes(vec![&list_id, &l.terms, &excluded], lexical_changes);
-                        client.query(stmt, &params).await
+                        client.query(stmt, &[&list_id, &l.terms]).await
                     }
                     (Some(stmt), Some(l)) => {
                         let params = with_changes(
@@ -695,9 +685,29 @@ impl PgStore {
                     _ => Ok(Vec::new()),
                 }
             };
+            let own_rows = async {
+                match (&own_stmt, &lexical) {
+                    (Some(stmt), Some(l)) => client.query(stmt, &[&own, &l.terms]).await,
+                    _ => Ok(Vec::new()),
+                }
+            };
+            let excluded_rows = async {
+                match &excluded_stmt {
+                    Some(stmt) => client.query(stmt, &[&list_id, &excluded]).await,
+                    None => Ok(Vec::new()),
+                }
+            };
             let undone = client.execute(&end, &[]);
-            let (now, statistics, mut lexical_rows, nearest_rows, _) =
-                match tokio::try_join!(now, statistics, lexical_rows, nearest_rows, undone) {
+            let (now, statistics, mut lexical_rows, own_rows, excluded_rows, nearest_rows, _) =
+                match tokio::try_join!(
+                    now,
+                    statistics,
+                    lexical_rows,
+                    own_rows,
+                    excluded_rows,
+                    nearest_rows,
+                    undone
+                ) {
                     Ok(found) => found,
                     Err(e) => {
                         // Stopped half way, the question may have left its settings on
@@ -762,15 +772,43 @@ impl PgStore {
             vector.sort_by(best_first);
             let lexical = match (&lexical, &rows_stmt) {
                 (Some(l), Some(rows_stmt)) if l.by_reader => {
-                    let mut postings = Vec::with_capacity(lexical_rows.len());
+                    // The list's postings but those of the versions it no longer has
+                    // (replaced, or of excluded paths), then its own versions'; each in
+                    // its terms' order, as the database sums them.
+                    let mut dropped: Vec<i64> = replaced.clone().unwrap_or_default();
+                    for r in &excluded_rows {
+                        dropped.push(r.try_get(0).map_err(err)?);
+                    }
+                    dropped.sort_unstable();
+                    dropped.dedup();
+                    let mut listed = Vec::with_capacity(lexical_rows.len());
                     for r in &lexical_rows {
+                        let place = r.try_get::<_, i32>(0).map_err(err)?.max(1) - 1;
+                        let bytes: &[u8] = r.try_get(1).map_err(err)?;
+                        listed.push((place as usize, bytes));
+                    }
+                    listed.sort_by_key(|&(place, _)| place);
+                    let mut own_postings = Vec::with_capacity(own_rows.len());
+                    for r in &own_rows {
                         let place = r.try_get::<_, i32>(0).map_err(err)?.max(1) - 1;
                         let blob_id: i64 = r.try_get(1).map_err(err)?;
                         let packed: Int8Array = r.try_get(2).map_err(err)?;
-                        postings.push((place as usize, blob_id, packed));
+                        own_postings.push((place as usize, blob_id, packed));
                     }
+                    own_postings.sort_by_key(|&(place, ..)| place);
+                    let from_list = listed.iter().flat_map(|&(place, bytes)| {
+                        versions::list_postings(bytes)
+                            .filter(|(blob_id, _)| {
+                                dropped.is_empty() || dropped.binary_search(blob_id).is_err()
+                            })
+                            .map(move |(blob_id, p)| (place, blob_id, p))
+                    });
+                    let from_own = own_postings.iter().flat_map(|(place, blob_id, p)| {
+                        let (place, blob_id) = (*place, *blob_id);
+                        p.values().map(move |p| (place, blob_id, p))
+                    });
                     let ranked = bm25_ranked(
-                        postings.iter().map(|(t, b, p)| (*t, *b, p.values())),
+                        from_list.chain(from_own),
                         &l.idf,
                         head_weight,
                         l.avg,
@@ -847,22 +885,23 @@ impl PgStore {
                         nearest_sql(dims, changes),
                         chunk_rows_sql(),
                     );
-                    let postings = if changes {
-                        CHANGED_POSTINGS
+                    let frequencies = if changes {
+                        CHANGED_DOCUMENT_FREQUENCIES
                     } else {
-                        SNAPSHOT_POSTINGS
-                    };
-                    let (postings_at_most, frequencies) = if changes {
-                        (CHANGED_POSTINGS_AT_MOST, CHANGED_DOCUMENT_FREQUENCIES)
-                    } else {
-                        (SNAPSHOT_POSTINGS_AT_MOST, DOCUMENT_FREQUENCIES)
+                        DOCUMENT_FREQUENCIES
                     };
                     tokio::try_join!(
                         db.prepared(QUESTION_START),
                         db.prepared(QUESTION_END),
                         db.prepared(&lexical),
-                        db.prepared(postings),
-                        db.prepared(postings_at_most),
+                        db.prepared(LIST_POSTINGS),
+                        db.prepared(LIST_POSTINGS_AT_MOST),
+                        async {
+                            match changes {
+                                true => db.prepared(OWN_POSTINGS).await.map(Some),
+                                false => Ok(None),
+                            }
+                        },
                         db.prepared(SNAPSHOT_STATISTICS),
                         db.prepared(frequencies),
                         db.prepared(&rows),
@@ -988,8 +1027,10 @@ mod tests {
     fn a_reader_ranks_postings_by_bm25_summed_over_the_query_terms() {
         // Term 0 ("ledger") in chunks 7 and 9, term 1 ("balance") in chunks 9 and 11.
         let rows = vec![
-            (0, 3, vec![posting(7, 1, 2, 40), posting(9, 0, 1, 80)]),
-            (1, 3, vec![posting(9, 0, 3, 80), posting(11, 0, 1, 10)]),
+            (0, 3, posting(7, 1, 2, 40)),
+            (0, 3, posting(9, 0, 1, 80)),
+            (1, 3, posting(9, 0, 3, 80)),
+            (1, 3, posting(11, 0, 1, 10)),
         ];
         let idf = [1.5f32, 0.75];
         let ranked = bm25_ranked(rows.clone(), &idf, 2.0, 50.0, 10);
@@ -1027,7 +1068,7 @@ mod tests {
     #[test]
     fn equal_scores_rank_by_chunk_id_as_the_database_orders_them() {
         let same = |ord| posting(ord, 0, 1, 20);
-        let rows = vec![(0, 3, vec![same(30), same(10), same(20)])];
+        let rows = vec![(0, 3, same(30)), (0, 3, same(10)), (0, 3, same(20))];
         let ranked = bm25_ranked(rows.clone(), &[1.0], 2.0, 20.0, 2);
         assert_eq!(
             ranked.iter().map(|(id, _)| id.0).collect::<Vec<_>>(),

@@ -475,6 +475,17 @@ pub(super) fn posting_fields(p: i64) -> (i64, u32, u32, u32) {
     )
 }
 
+/// A whole file list's postings of a term as `snapshot_postings` keeps them
+/// ([`list_postings_of`]): 16 bytes each, the file version's id and then the posting
+/// ([`posting`]), both big-endian. Yields (version, posting); a short tail is ignored.
+pub(super) fn list_postings(bytes: &[u8]) -> impl Iterator<Item = (i64, i64)> + '_ {
+    bytes.chunks_exact(16).map(|b| {
+        let (version, posting) = b.split_at(8);
+        let number = |b: &[u8]| b.try_into().map(i64::from_be_bytes).unwrap_or_default();
+        (number(version), number(posting))
+    })
+}
+
 #[derive(Default)]
 struct PostingGroups {
     term: Vec<String>,
@@ -749,5 +760,23 @@ mod tests {
         assert!(p < 0);
         assert_eq!(posting_fields(p), (largest, 255, 65_535, 65_535));
         assert_eq!(posting_fields(posting(1, 0, 0, -5)), (1, 0, 0, 0));
+    }
+
+    #[test]
+    fn a_lists_postings_of_a_term_read_back_as_the_database_wrote_them() {
+        // `int8send(blob_id) || int8send(packed)`, posting after posting: big-endian.
+        let written = [
+            (5_i64, posting(2, 1, 3, 40)),
+            (9, posting((1 << 24) - 1, 0, 1, 7)),
+        ];
+        let mut bytes: Vec<u8> = written
+            .iter()
+            .flat_map(|(v, p)| v.to_be_bytes().into_iter().chain(p.to_be_bytes()))
+            .collect();
+        assert_eq!(list_postings(&bytes).collect::<Vec<_>>(), written);
+        // A torn tail is no posting.
+        bytes.extend([0, 1, 2]);
+        assert_eq!(list_postings(&bytes).count(), 2);
+        assert_eq!(list_postings(&[]).count(), 0);
     }
 }

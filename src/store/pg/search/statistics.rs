@@ -12,29 +12,26 @@ use tokio_postgres::Row;
 /// A snapshot's chunk count and average chunk length in terms (BM25's N and avgdl).
 pub(super) const SNAPSHOT_STATISTICS: &str = "SELECT chunk_count, (term_total::real / greatest(chunk_count, 1))::real FROM snapshots WHERE id = $1";
 
-/// Each term's document frequency in a snapshot whose list is full (`$1`): the chunks of
-/// its files that have it, for the terms `$2`, each row with its term's place in `$2`
-/// (from 1; in no order: see [`PgStore::idf`]), the file list probed per posting.
+/// Each term's document frequency in a snapshot whose list is full (`$1`): its count of
+/// postings there (schema 10's `snapshot_postings`, 16 bytes a posting: a value's size
+/// is known without reading it), for the terms `$2`, each row with its term's place in
+/// `$2` (from 1).
 pub(super) const DOCUMENT_FREQUENCIES: &str =
-    "SELECT u.o::integer, (SELECT coalesce(sum(cardinality(p.packed)), 0)::bigint
-       FROM postings p JOIN snapshot_files sf ON sf.blob_id = p.blob_id AND sf.snapshot_id = $1
-       WHERE p.term = u.t)
+    "SELECT u.o::integer, coalesce((SELECT octet_length(s.postings) / 16
+       FROM snapshot_postings s WHERE s.snapshot_id = $1 AND s.term = u.t), 0)::bigint
      FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o)";
 
 /// [`DOCUMENT_FREQUENCIES`] for a snapshot that lists changes (`$1` its base, `$3` its
-/// own rows' versions, `$4` the base's versions it replaces: [`changed_blobs`]): its file
-/// versions read once, in path order, and joined by hash, as for [`BM25_TOP`]. Probing two lists per
-/// posting took 1.4-1.6 ms for four terms on the performance corpus against 0.6-0.9
-/// this way (pgbench; 0.4-0.5 for a full list's).
-pub(super) const CHANGED_DOCUMENT_FREQUENCIES: &str = concat!(
-    "WITH files AS MATERIALIZED (",
-    changed_blobs!("'{}'", "$3", "$4"),
-    ")
-     SELECT u.o::integer, coalesce(sum(cardinality(p.packed)), 0)::bigint
-     FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o)
-     LEFT JOIN (postings p JOIN files f ON f.blob_id = p.blob_id) ON p.term = u.t
-     GROUP BY u.o"
-);
+/// own rows' versions, `$4` the base's versions it replaces): the base's count, less the
+/// replaced versions' postings, plus its own versions', those found by (term, version).
+pub(super) const CHANGED_DOCUMENT_FREQUENCIES: &str =
+    "SELECT u.o::integer, (coalesce((SELECT octet_length(s.postings) / 16
+       FROM snapshot_postings s WHERE s.snapshot_id = $1 AND s.term = u.t), 0)
+       + coalesce((SELECT sum(cardinality(p.packed)) FROM postings p
+                   WHERE p.term = u.t AND p.blob_id = ANY($3::bigint[])), 0)
+       - coalesce((SELECT sum(cardinality(p.packed)) FROM postings p
+                   WHERE p.term = u.t AND p.blob_id = ANY($4::bigint[])), 0))::bigint
+     FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o)";
 
 /// A term's inverse document frequency among a snapshot's `total` chunks, `count` of
 /// which have it (FTS5's: ln((N - n + 0.5) / (n + 0.5)), at least 1e-6).
