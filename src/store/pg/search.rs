@@ -319,7 +319,10 @@ impl LexicalAsk {
 /// `QUESTION_START`): the reader sorts the rows by score ([`best_first`]). The distances
 /// are those of the index, in half precision (see schema 6); `$2` is sent whole (a
 /// `vector`) and cast here, once (a sub-select: written in place, a generic plan cast it
-/// again for every row, a fiftieth of the machine's time under 16 clients). `changes`: of a snapshot that lists its changes to a base,
+/// again for every row, a fiftieth of the machine's time under 16 clients). Each row's
+/// distance is returned and ordered by as one column: a score computed beside the
+/// `ORDER BY` was a second cast and distance a row. `changes`: of a snapshot that lists
+/// its changes to a base,
 /// `$1` the base, `$6` the snapshot, `$7` the base's versions it replaces
 /// ([`changed_blobs`]): a chunk is the snapshot's when its version is in the snapshot's
 /// own rows or in the base's but those replaced.
@@ -332,13 +335,13 @@ fn nearest_sql(dims: usize, changes: bool) -> String {
         "sf.snapshot_id = $1"
     };
     format!(
-        "SELECT x.id, (1 - (e.vector::halfvec({dims}) <=> (SELECT $2::vector({dims})::halfvec({dims}))))::real, x.*
+        "SELECT x.id, e.vector::halfvec({dims}) <=> (SELECT $2::vector({dims})::halfvec({dims})) AS distance, x.*
          FROM embeddings e
          CROSS JOIN LATERAL (
            SELECT {columns}, c.id FROM chunks c JOIN snapshot_files sf ON sf.blob_id = c.blob_id
            WHERE c.text_hash = e.text_hash AND {listed} AND NOT (sf.path = ANY($5::text[]))) x
          WHERE e.dimensions = {dims} AND e.embedder = $3
-         ORDER BY e.vector::halfvec({dims}) <=> (SELECT $2::vector({dims})::halfvec({dims})) LIMIT $4"
+         ORDER BY distance LIMIT $4"
     )
 }
 
@@ -757,18 +760,24 @@ impl PgStore {
                 }
             }
             let mut chunks = HashMap::with_capacity(lexical_rows.len() + nearest_rows.len());
-            let mut ranking = |rows: Vec<Row>| -> Vec<(ChunkId, f32)> {
+            // Each row's score from its second column: BM25's, or the cosine distance of
+            // the nearest vectors (the similarity is 1 - it, computed as the database
+            // computed it before: in double precision, then rounded to single).
+            let mut ranking = |rows: Vec<Row>, distances: bool| -> Vec<(ChunkId, f32)> {
                 rows.iter()
                     .filter_map(|r| {
                         let chunk = chunk_of_row(r, 2)?;
-                        let score = r.get::<_, Option<f32>>(1).unwrap_or(0.0);
+                        let score = match distances {
+                            true => r.get::<_, Option<f64>>(1).map_or(0.0, |d| (1.0 - d) as f32),
+                            false => r.get::<_, Option<f32>>(1).unwrap_or(0.0),
+                        };
                         let id = chunk.id;
                         chunks.entry(id).or_insert(chunk);
                         Some((id, score))
                     })
                     .collect()
             };
-            let mut vector = ranking(nearest_rows);
+            let mut vector = ranking(nearest_rows, true);
             vector.sort_by(best_first);
             let lexical = match (&lexical, &rows_stmt) {
                 (Some(l), Some(rows_stmt)) if l.by_reader => {
@@ -848,7 +857,7 @@ impl PgStore {
                         .filter(|(id, _)| chunks.contains_key(id))
                         .collect()
                 }
-                _ => ranking(lexical_rows),
+                _ => ranking(lexical_rows, false),
             };
             Ok(SnapshotSearch {
                 lexical,
