@@ -3,6 +3,32 @@
 
 use super::*;
 
+/// A migration's statement that grants on table `$to` what was granted on `$from` to
+/// anyone but its owner: a reader granted `SELECT` table by table (not by default
+/// privileges) keeps reading when a migration replaces or adds a table.
+macro_rules! grants_copied {
+    ($from:literal, $to:literal) => {
+        concat!(
+            "DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END AS who,
+                    a.privilege_type AS what
+             FROM pg_class c, aclexplode(c.relacl) a
+             WHERE c.oid = '",
+            $from,
+            "'::regclass AND a.grantee <> c.relowner
+    LOOP
+        EXECUTE format('GRANT %s ON ",
+            $to,
+            " TO %s', g.what, g.who);
+    END LOOP;
+END $$;"
+        )
+    };
+}
+
 const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
     r#"
@@ -189,7 +215,8 @@ DROP INDEX IF EXISTS postings_by_blob;
     // and the table is a third smaller. Chunks whose ids a sequence gave (before schema
     // 3) take their made ids, their postings first read by the old ones. The new table
     // gets the old one's grants (a reader granted `SELECT` table by table keeps reading).
-    r#"
+    concat!(
+        r#"
 ALTER TABLE postings RENAME TO postings_8;
 CREATE TABLE postings (
     term text NOT NULL,
@@ -210,25 +237,16 @@ CROSS JOIN LATERAL (
                 ELSE (SELECT c.ord::bigint FROM chunks c WHERE c.id = u.chunk_id) END AS ord) o
 WHERE o.ord IS NOT NULL
 GROUP BY p.term, p.blob_id ORDER BY p.term, p.blob_id;
-DO $$
-DECLARE
-    g record;
-BEGIN
-    -- Whoever could read the old table can read the new one, granted table by table too.
-    FOR g IN SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END AS who,
-                    a.privilege_type AS what
-             FROM pg_class c, aclexplode(c.relacl) a
-             WHERE c.oid = 'postings_8'::regclass AND a.grantee <> c.relowner
-    LOOP
-        EXECUTE format('GRANT %s ON postings TO %s', g.what, g.who);
-    END LOOP;
-END $$;
+"#,
+        grants_copied!("postings_8", "postings"),
+        r#"
 DROP TABLE postings_8;
 CREATE INDEX postings_by_term ON postings(term);
 UPDATE chunks SET id = -id WHERE id <> ((blob_id << 24) | ord);
 UPDATE chunks SET id = (blob_id << 24) | ord WHERE id < 0;
 ANALYZE postings;
-"#,
+"#
+    ),
     // 10: each term's postings in a whole file list, in one value (`snapshot_postings`,
     // made as the list is published: `list_postings_of`). A reader read a question's
     // postings as a row per term and file version (some 400-700 for four terms on the
@@ -256,18 +274,9 @@ INSERT INTO snapshot_postings (snapshot_id, term, postings)
         list_postings_of!("f.snapshot_id IN (SELECT id FROM snapshots WHERE base_id IS NULL)"),
         r#";
 RESET enable_nestloop;
-DO $$
-DECLARE
-    g record;
-BEGIN
-    FOR g IN SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END AS who,
-                    a.privilege_type AS what
-             FROM pg_class c, aclexplode(c.relacl) a
-             WHERE c.oid = 'postings'::regclass AND a.grantee <> c.relowner
-    LOOP
-        EXECUTE format('GRANT %s ON snapshot_postings TO %s', g.what, g.who);
-    END LOOP;
-END $$;
+"#,
+        grants_copied!("postings", "snapshot_postings"),
+        r#"
 DROP INDEX postings_by_term;
 CREATE INDEX postings_by_term ON postings(term, blob_id);
 ANALYZE snapshot_postings;
