@@ -905,6 +905,8 @@ impl PgStore {
                         db.prepared(&lexical),
                         db.prepared(LIST_POSTINGS),
                         db.prepared(LIST_POSTINGS_AT_MOST),
+                        // An editor's questions leave its local edits' paths out.
+                        db.prepared(LISTED_VERSIONS),
                         async {
                             match changes {
                                 true => db.prepared(OWN_POSTINGS).await.map(Some),
