@@ -932,8 +932,8 @@ const RELEASE_HOLD: &str = "SELECT pg_advisory_unlock_shared($1)";
 
 /// Removes, in a transaction of its own, the repository's snapshots no ref points at
 /// any more and older than any search can still be reading (a reader resolves its
-/// snapshot once per question), with their postings by term, then the file versions (with their chunks and
-/// postings) that no snapshot has any more. Skipped while another writer publishes
+/// snapshot once per question), with their postings by term, then the file versions
+/// (with their chunks and postings) that no snapshot has any more. Skipped while another writer publishes
 /// (the next writer's turn comes); the embedding cache stays: it is what makes the
 /// next branch cheap.
 async fn collect_garbage(
