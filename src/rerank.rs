@@ -118,25 +118,14 @@ pub fn rerank(
     min_score: f32,
     notes: &mut Vec<String>,
 ) -> String {
-    let reorder = |hits: &[SearchHit], order: Vec<(usize, f32)>| -> Vec<SearchHit> {
-        order
-            .into_iter()
-            .filter_map(|(i, score)| hits.get(i).map(|h| SearchHit { score, ..h.clone() }))
-            .collect()
-    };
     let mut by = offline.name();
     match offline.order_explained(query, hits, top_k) {
         Ok(order) => {
-            *hits = order
-                .into_iter()
-                .filter_map(|(i, score, features)| {
-                    hits.get(i).map(|h| {
-                        let mut h = SearchHit { score, ..h.clone() };
-                        h.explain.offline = features;
-                        h
-                    })
-                })
-                .collect()
+            let order = order.into_iter().map(|(i, s, features)| (i, (s, features)));
+            *hits = in_order(std::mem::take(hits), order, |h, (score, features)| {
+                h.score = score;
+                h.explain.offline = features;
+            });
         }
         Err(e) => notes.push(format!(
             "offline rerank failed ({e}); using the fused order"
@@ -150,7 +139,7 @@ pub fn rerank(
                 if kept.is_empty() && !hits.is_empty() {
                     notes.push(format!("no source reached rerank.min_score = {min_score}"));
                 }
-                *hits = reorder(hits, kept);
+                *hits = in_order(std::mem::take(hits), kept, |h, score| h.score = score);
                 by = remote.name();
                 for h in hits.iter_mut() {
                     h.explain.remote = Some(RemoteScore {
@@ -163,6 +152,25 @@ pub fn rerank(
         }
     }
     by
+}
+
+/// The hits at the places `order` names, in its order, each given what the order says
+/// of it (`set`): moved, not copied (a hit carries its chunk's text). A place named
+/// again is dropped.
+fn in_order<X>(
+    hits: Vec<SearchHit>,
+    order: impl IntoIterator<Item = (usize, X)>,
+    mut set: impl FnMut(&mut SearchHit, X),
+) -> Vec<SearchHit> {
+    let mut slots: Vec<Option<SearchHit>> = hits.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|(i, said)| {
+            let mut h = slots.get_mut(i)?.take()?;
+            set(&mut h, said);
+            Some(h)
+        })
+        .collect()
 }
 
 /// What the offline reranker needs to know of a candidate.

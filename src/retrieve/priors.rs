@@ -52,12 +52,12 @@ pub fn apply(query: &str, hits: &mut Vec<SearchHit>, rc: &RetrieveConfig) {
         sort(hits);
     }
     if rc.file_decay < 1.0 {
-        let mut seen: std::collections::HashMap<(&std::path::Path, String), i32> =
-            std::collections::HashMap::new();
+        let mut seen: std::collections::HashMap<(&std::path::Path, &str), i32> =
+            std::collections::HashMap::with_capacity(hits.len());
         let mut factors = Vec::with_capacity(hits.len());
         for h in hits.iter() {
             let n = seen
-                .entry((h.root.as_path(), h.chunk.path.clone()))
+                .entry((h.root.as_path(), h.chunk.path.as_str()))
                 .or_insert(0);
             let past = (*n - rc.file_decay_after.max(1) as i32 + 1).max(0);
             factors.push(rc.file_decay.powi(past));

@@ -235,8 +235,7 @@ fn bm25_ranked<I>(
 where
     I: IntoIterator<Item = (usize, i64, i64)>,
 {
-    let postings = postings.into_iter();
-    let mut scored: Vec<(i64, f32)> = Vec::with_capacity(postings.size_hint().0);
+    let mut scored: Vec<(i64, u32, f32)> = Vec::new();
     for (term, blob_id, p) in postings {
         let Some(&idf) = idf.get(term) else { continue };
         let (ord, head, body, terms) = versions::posting_fields(p);
@@ -244,13 +243,15 @@ where
         let w = head_weight * head + body;
         scored.push((
             versions::chunk_id(blob_id, ord as usize),
+            term as u32,
             idf * (w * 2.2) / (w + 1.2 * (0.25 + 0.75 * terms / avg_terms)),
         ));
     }
-    // A stable sort by chunk keeps each chunk's terms in their order; then one sum each.
-    scored.sort_by_key(|&(chunk, _)| chunk);
+    // Each chunk's terms in their order (a term has one posting a chunk, and a chunk's
+    // postings come in their terms' order), then one sum each.
+    scored.sort_unstable_by_key(|&(chunk, term, _)| (chunk, term));
     let mut ranked: Vec<(i64, f32)> = Vec::with_capacity(scored.len());
-    for (chunk, s) in scored {
+    for (chunk, _, s) in scored {
         match ranked.last_mut() {
             Some((last, sum)) if *last == chunk => *sum += s,
             _ => ranked.push((chunk, s)),
