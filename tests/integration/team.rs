@@ -196,6 +196,13 @@ fn bare_reader() -> Sandbox {
 
 const NO_OVERLAY: [&str; 2] = ["--set", "store.overlay=false"];
 
+/// Rewrites `path` in the workspace with the first `from` in it changed to `to`.
+fn rename_in(sb: &Sandbox, path: &str, from: &str, to: &str) {
+    let text = sb.read(path);
+    assert!(text.contains(from), "{path} has {from}");
+    sb.write(path, text.replacen(from, to, 1));
+}
+
 fn has_symbol(results: &[Value], name: &str) -> bool {
     results
         .iter()
@@ -349,9 +356,7 @@ fn a_second_ref_with_three_changed_files_re_embeds_only_their_changed_chunks() {
         ),
     ];
     for (path, from, to) in files {
-        let text = sb.read(path);
-        assert!(text.contains(from), "{path} has {from}");
-        sb.write(path, text.replacen(from, to, 1));
+        rename_in(&sb, path, from, to);
     }
     let second = sb
         .ragls(
@@ -1993,6 +1998,22 @@ fn ranking(hits: &[Value]) -> Vec<(String, u64, f64)> {
         .collect()
 }
 
+/// The ranking of `question` on `ref_name` without the overlay, BM25 ranked by the reader
+/// while the postings are at most `pairs` (0: by the database).
+fn ranked_shared(
+    reader: &Sandbox,
+    db: &TeamDb,
+    ref_name: &str,
+    question: &str,
+    pairs: &str,
+) -> Vec<(String, u64, f64)> {
+    let setting = format!("store.reader_bm25_pairs={pairs}");
+    let settings = ["--set", "store.overlay=false", "--set", &setting];
+    ranking(&search_shared(
+        reader, &db.reader, ref_name, question, &settings,
+    ))
+}
+
 /// The same hits in the same order, each with the same score (to float rounding).
 fn assert_ranked_alike(before: &[(String, u64, f64)], after: &[(String, u64, f64)]) {
     assert_eq!(before.len(), after.len(), "{before:?}\n{after:?}");
@@ -2139,10 +2160,11 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
     assert_ranked_alike(&before, &after);
 
     // And it writes the new layout on top of the migrated one.
-    let text = sb.read("client/retry.py");
-    sb.write(
+    rename_in(
+        &sb,
         "client/retry.py",
-        text.replacen("def retry_with_backoff(", "def retry_after_migrating(", 1),
+        "def retry_with_backoff(",
+        "def retry_after_migrating(",
     );
     index_shared(&sb, &db.writer, "main", &[]);
     let hits = search_shared(
@@ -2177,19 +2199,14 @@ fn a_schema_8_database_gets_one_number_a_posting_and_its_readers_keep_reading_it
     let db = TeamDb::create();
     let (sb, _) = fixture_in_main(&db);
     let reader = bare_reader();
-    let ranked = |pairs: &str| -> Vec<(String, u64, f64)> {
-        ranking(&search_shared(
+    let ranked = |pairs: &str| {
+        ranked_shared(
             &reader,
-            &db.reader,
+            &db,
             "main",
             "retry the request with backoff",
-            &[
-                "--set",
-                "store.overlay=false",
-                "--set",
-                &format!("store.reader_bm25_pairs={pairs}"),
-            ],
-        ))
+            pairs,
+        )
     };
     let before = ranked("20000");
     assert!(!before.is_empty());
@@ -2235,24 +2252,16 @@ fn a_schema_9_database_gets_its_whole_lists_postings_by_term_and_its_readers_kee
     let db = TeamDb::create();
     let (sb, _) = fixture_in_main(&db);
     // main lists its changes to its first snapshot.
-    let text = sb.read("client/retry.py");
-    sb.write(
+    rename_in(
+        &sb,
         "client/retry.py",
-        text.replacen("def retry_with_backoff(", "def retry_request_backoff(", 1),
+        "def retry_with_backoff(",
+        "def retry_request_backoff(",
     );
     index_shared(&sb, &db.writer, "main", &[]);
     assert_ne!(main_list(&db).0, 0, "main lists its changes to a base");
     let reader = bare_reader();
-    let ranked = |pairs: &str, question: &str| -> Vec<(String, u64, f64)> {
-        let setting = format!("store.reader_bm25_pairs={pairs}");
-        ranking(&search_shared(
-            &reader,
-            &db.reader,
-            "main",
-            question,
-            &["--set", "store.overlay=false", "--set", &setting],
-        ))
-    };
+    let ranked = |pairs: &str, question: &str| ranked_shared(&reader, &db, "main", question, pairs);
     let questions = [
         "retry the request with backoff",
         "parse the configuration file",
@@ -2360,10 +2369,11 @@ fn bm25_ranked_by_the_reader_from_sent_postings_ranks_as_the_database_ranks() {
     // statements take the base's replaced versions and the snapshot's own).
     ranked_alike();
     let before = ranked("20000", "retry the request with backoff");
-    let text = sb.read("client/retry.py");
-    sb.write(
+    rename_in(
+        &sb,
         "client/retry.py",
-        text.replacen("def retry_with_backoff(", "def retry_ledger_backoff(", 1),
+        "def retry_with_backoff(",
+        "def retry_ledger_backoff(",
     );
     index_shared(&sb, &db.writer, "main", &[]);
     assert_ne!(main_list(&db).0, 0, "main lists its changes to a base");
@@ -2380,10 +2390,11 @@ fn a_list_of_changes_ranks_as_a_whole_list_of_the_same_files_and_a_local_edit_dr
     // main lists its changes to its first snapshot: a file changed, one removed, one
     // added. Its readers read the base's postings by term, drop the replaced versions'
     // and add its own versions'.
-    let text = sb.read("client/retry.py");
-    sb.write(
+    rename_in(
+        &sb,
         "client/retry.py",
-        text.replacen("def retry_with_backoff(", "def retry_request_backoff(", 1),
+        "def retry_with_backoff(",
+        "def retry_request_backoff(",
     );
     std::fs::remove_file(sb.path("server/handlers.go")).expect("remove a file");
     sb.write(
@@ -2396,20 +2407,16 @@ fn a_list_of_changes_ranks_as_a_whole_list_of_the_same_files_and_a_local_edit_dr
     index_shared(&sb, &db.writer, "whole", &[]);
     assert_eq!(list_postings_unlike_a_recount(&db), 0);
     let reader = bare_reader();
-    let ranked = |sb: &Sandbox, ref_name: &str, question: &str, settings: &[&str]| {
-        ranking(&search_shared(sb, &db.reader, ref_name, question, settings))
-    };
     for question in [
         "retry the request with backoff",
         "how long does a request wait",
         "handler for the server",
     ] {
         for pairs in ["20000", "3", "0"] {
-            let setting = format!("store.reader_bm25_pairs={pairs}");
-            let settings = ["--set", "store.overlay=false", "--set", &setting];
-            let of_changes = ranked(&reader, "main", question, &settings);
+            let of_changes = ranked_shared(&reader, &db, "main", question, pairs);
             assert!(!of_changes.is_empty(), "{question}");
-            assert_ranked_alike(&of_changes, &ranked(&reader, "whole", question, &settings));
+            let of_whole = ranked_shared(&reader, &db, "whole", question, pairs);
+            assert_ranked_alike(&of_changes, &of_whole);
         }
     }
 
@@ -2428,7 +2435,13 @@ fn a_list_of_changes_ranks_as_a_whole_list_of_the_same_files_and_a_local_edit_dr
     for question in ["parse the configuration file", "local config budget"] {
         let overlay = |pairs: &str| {
             let setting = format!("store.reader_bm25_pairs={pairs}");
-            ranked(&sb, "main", question, &["--set", &setting])
+            ranking(&search_shared(
+                &sb,
+                &db.reader,
+                "main",
+                question,
+                &["--set", &setting],
+            ))
         };
         let by_reader = overlay("20000");
         assert_ranked_alike(&by_reader, &overlay("0"));
