@@ -222,9 +222,14 @@ impl Int8Array<'_> {
 }
 
 /// BM25 exactly as [`BM25_TOP`] computes it (the same `f32` operations, each chunk's
-/// terms summed in the order the postings came), over postings the reader was sent:
-/// each (the term's place in `idf`, its file version, the posting packed as
-/// [`versions::posting`] packs it). The best `limit`, best first, ties by chunk id.
+/// terms summed in their order), over postings the reader was sent: each (the term's
+/// place in `idf`, its file version, the posting packed as [`versions::posting`] packs
+/// it). The best `limit`, best first, ties by chunk id.
+///
+/// Each term's postings are kept apart and merged by chunk: a whole list's come by
+/// chunk already (`list_postings_of` orders them by version and posting), so only a
+/// term with a list of changes' own postings after them is sorted. Sorting every
+/// (chunk, term) pair instead was a seventh of the reader's CPU under 16 clients.
 fn bm25_ranked<I>(
     postings: I,
     idf: &[f32],
@@ -235,27 +240,45 @@ fn bm25_ranked<I>(
 where
     I: IntoIterator<Item = (usize, i64, i64)>,
 {
-    let mut scored: Vec<(i64, u32, f32)> = Vec::new();
+    let mut by_term: Vec<Vec<(i64, f32)>> = vec![Vec::new(); idf.len()];
     for (term, blob_id, p) in postings {
         let Some(&idf) = idf.get(term) else { continue };
         let (ord, head, body, terms) = versions::posting_fields(p);
         let (head, body, terms) = (head as f32, body as f32, terms as f32);
         let w = head_weight * head + body;
-        scored.push((
+        by_term[term].push((
             versions::chunk_id(blob_id, ord as usize),
-            term as u32,
             idf * (w * 2.2) / (w + 1.2 * (0.25 + 0.75 * terms / avg_terms)),
         ));
     }
-    // Each chunk's terms in their order (a term has one posting a chunk, and a chunk's
-    // postings come in their terms' order), then one sum each.
-    scored.sort_unstable_by_key(|&(chunk, term, _)| (chunk, term));
-    let mut ranked: Vec<(i64, f32)> = Vec::with_capacity(scored.len());
-    for (chunk, _, s) in scored {
-        match ranked.last_mut() {
-            Some((last, sum)) if *last == chunk => *sum += s,
-            _ => ranked.push((chunk, s)),
+    for postings in &mut by_term {
+        if !postings.is_sorted_by_key(|&(chunk, _)| chunk) {
+            // Stable: a term's postings of one chunk (there is one) keep their order.
+            postings.sort_by_key(|&(chunk, _)| chunk);
         }
+    }
+    // Every term's next posting; a chunk's sum takes its terms in their order.
+    let mut next = vec![0usize; by_term.len()];
+    let longest = by_term.iter().map(Vec::len).max().unwrap_or(0);
+    let mut ranked: Vec<(i64, f32)> = Vec::with_capacity(longest);
+    loop {
+        let least = by_term
+            .iter()
+            .zip(&next)
+            .filter_map(|(postings, &i)| postings.get(i).map(|&(chunk, _)| chunk))
+            .min();
+        let Some(chunk) = least else { break };
+        let mut sum: Option<f32> = None;
+        for (postings, i) in by_term.iter().zip(&mut next) {
+            while let Some(&(c, s)) = postings.get(*i) {
+                if c != chunk {
+                    break;
+                }
+                sum = Some(sum.map_or(s, |sum| sum + s));
+                *i += 1;
+            }
+        }
+        ranked.extend(sum.map(|s| (chunk, s)));
     }
     let best_first = |a: &(i64, f32), b: &(i64, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
     if ranked.len() > limit && limit > 0 {
@@ -1074,6 +1097,90 @@ mod tests {
                 .map(|(id, _)| id.0)
                 .collect::<Vec<_>>(),
             vec![id(7), id(9)]
+        );
+    }
+
+    #[test]
+    fn postings_in_any_order_sum_each_chunks_terms_in_the_terms_order() {
+        // Five terms over chunks of three versions, each term's postings in chunk order
+        // (a whole list's) and then out of it (a list of changes' own), the terms
+        // interleaved: every chunk's score is the f32 sum of its terms' in term order,
+        // as the database's sum() makes it.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut draw = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let idf = [0.3f32, 2.5, 1.1, 0.07, 4.0];
+        let mut rows = Vec::new();
+        for term in 0..idf.len() {
+            let mut listed: Vec<(i64, i64)> = (0..40)
+                .map(|_| (1 + draw(2) as i64, draw(60) as i64))
+                .collect();
+            listed.sort_unstable();
+            listed.dedup();
+            let own: Vec<(i64, i64)> = (0..8).map(|_| (7, draw(60) as i64)).collect();
+            let mut own = own;
+            own.sort_unstable();
+            own.dedup();
+            own.reverse();
+            for (blob, ord) in listed.into_iter().chain(own) {
+                let p = posting(
+                    ord,
+                    draw(3) as u32,
+                    1 + draw(9) as u32,
+                    5 + draw(300) as i32,
+                );
+                rows.push((term, blob, p));
+            }
+        }
+        // Interleave the terms as rows of several statements would come.
+        for i in (1..rows.len()).rev() {
+            if draw(3) == 0 {
+                let j = i - 1;
+                if rows[i].0 != rows[j].0 {
+                    rows.swap(i, j);
+                }
+            }
+        }
+        let score = |term: usize, p: i64| {
+            let (_, head, body, terms) = versions::posting_fields(p);
+            let w = 2.0f32 * head as f32 + body as f32;
+            idf[term] * (w * 2.2) / (w + 1.2 * (0.25 + 0.75 * terms as f32 / 50.0))
+        };
+        let mut by_chunk: std::collections::BTreeMap<i64, Vec<(usize, f32)>> = Default::default();
+        for &(term, blob, p) in &rows {
+            let (ord, ..) = versions::posting_fields(p);
+            by_chunk
+                .entry(versions::chunk_id(blob, ord as usize))
+                .or_default()
+                .push((term, score(term, p)));
+        }
+        let mut expected: Vec<(i64, f32)> = by_chunk
+            .into_iter()
+            .map(|(chunk, mut terms)| {
+                terms.sort_by_key(|&(term, _)| term);
+                let mut sum = terms[0].1;
+                for &(_, s) in &terms[1..] {
+                    sum += s;
+                }
+                (chunk, sum)
+            })
+            .collect();
+        expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        expected.truncate(25);
+        let ranked = bm25_ranked(rows, &idf, 2.0, 50.0, 25);
+        assert_eq!(
+            ranked
+                .iter()
+                .map(|(id, s)| (id.0, s.to_bits()))
+                .collect::<Vec<_>>(),
+            expected
+                .iter()
+                .map(|&(id, s)| (id, s.to_bits()))
+                .collect::<Vec<_>>()
         );
     }
 
