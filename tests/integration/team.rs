@@ -2120,7 +2120,7 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
     assert_eq!(report["filesChunked"], 0, "{report}");
     assert_eq!(
         count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
-        10
+        11
     );
     // Schema 9: every chunk's id is made from its version's and its place again, as the
     // postings name them.
@@ -2228,7 +2228,7 @@ fn a_schema_8_database_gets_one_number_a_posting_and_its_readers_keep_reading_it
     assert_eq!(report["filesChunked"], 0, "{report}");
     assert_eq!(
         count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
-        10
+        11
     );
     assert_eq!(count(&db.admin, elements), pairs);
     for reader_pairs in ["20000", "0"] {
@@ -2285,7 +2285,7 @@ fn a_schema_9_database_gets_its_whole_lists_postings_by_term_and_its_readers_kee
     assert_eq!(report["filesChunked"], 0, "{report}");
     assert_eq!(
         count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
-        10
+        11
     );
     assert!(count(&db.admin, "SELECT count(*) FROM snapshot_postings") > 0);
     assert_eq!(list_postings_unlike_a_recount(&db), 0);
@@ -2297,6 +2297,95 @@ fn a_schema_9_database_gets_its_whole_lists_postings_by_term_and_its_readers_kee
         ),
         1
     );
+    for (question, before) in questions.iter().zip(&before) {
+        for pairs in ["20000", "0"] {
+            assert_ranked_alike(before, &ranked(pairs, question));
+        }
+    }
+}
+
+/// Rewrites a database of this schema back to version 10: each whole list's postings by
+/// term 16 bytes a posting (the file version's id beside each), no count column.
+const DOWN_TO_SCHEMA_10: &str = "
+TRUNCATE snapshot_postings;
+ALTER TABLE snapshot_postings DROP COLUMN n;
+INSERT INTO snapshot_postings (snapshot_id, term, postings)
+SELECT f.snapshot_id, p.term,
+       string_agg(int8send(p.blob_id) || int8send(e), ''::bytea ORDER BY p.blob_id, e)
+FROM snapshot_files f JOIN postings p ON p.blob_id = f.blob_id
+CROSS JOIN LATERAL unnest(p.packed) AS e
+WHERE f.snapshot_id IN (SELECT id FROM snapshots WHERE base_id IS NULL)
+GROUP BY f.snapshot_id, p.term;
+DELETE FROM ragls_schema WHERE version >= 11;";
+
+#[test]
+fn a_schema_10_database_gets_a_version_once_a_group_and_its_readers_rank_as_before() {
+    let db = TeamDb::create();
+    let (sb, _) = fixture_in_main(&db);
+    // main lists its changes to its first snapshot, whose postings by term it reads.
+    rename_in(
+        &sb,
+        "client/retry.py",
+        "def retry_with_backoff(",
+        "def retry_request_backoff(",
+    );
+    index_shared(&sb, &db.writer, "main", &[]);
+    assert_ne!(main_list(&db).0, 0, "main lists its changes to a base");
+    let reader = bare_reader();
+    let ranked = |pairs: &str, question: &str| ranked_shared(&reader, &db, "main", question, pairs);
+    let questions = [
+        "retry the request with backoff",
+        "parse the configuration file",
+    ];
+    let before: Vec<_> = questions.iter().map(|q| ranked("20000", q)).collect();
+    assert!(before.iter().all(|b| !b.is_empty()));
+    let bytes = "SELECT sum(octet_length(postings))::bigint FROM snapshot_postings";
+    let grouped = count(&db.admin, bytes);
+    execute(&db.writer, DOWN_TO_SCHEMA_10);
+    let pairs = count(
+        &db.admin,
+        "SELECT sum(octet_length(postings) / 16)::bigint FROM snapshot_postings",
+    );
+    assert_eq!(count(&db.admin, bytes), 16 * pairs);
+    assert!(
+        grouped < 16 * pairs,
+        "{grouped} bytes grouped, {pairs} postings"
+    );
+
+    // A reader of this ragls answers from its local index, told to have a writer migrate
+    // the shared one. The next writer does: every whole list's postings rewritten and
+    // counted, and ranked as before, whether the reader ranks BM25 itself or the database
+    // does.
+    let unmigrated = sb.ragls(
+        "search",
+        &[
+            "--store",
+            &db.reader,
+            "--ref",
+            "main",
+            "--set",
+            "store.overlay=false",
+            "retry",
+        ],
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&unmigrated.stdout),
+        String::from_utf8_lossy(&unmigrated.stderr)
+    );
+    assert!(
+        said.contains("schema version 10, older than this ragls")
+            && said.contains("results from the local index only"),
+        "{said}"
+    );
+    let report = index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(report["filesChunked"], 0, "{report}");
+    assert_eq!(
+        count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
+        11
+    );
+    assert_eq!(count(&db.admin, bytes), grouped);
+    assert_eq!(list_postings_unlike_a_recount(&db), 0);
     for (question, before) in questions.iter().zip(&before) {
         for pairs in ["20000", "0"] {
             assert_ranked_alike(before, &ranked(pairs, question));
@@ -2546,19 +2635,21 @@ fn statistics_unlike_a_recount(db: &TeamDb) -> i64 {
 }
 
 /// How many (snapshot, term) postings by term disagree with a recount from the postings
-/// of the snapshot's files: a whole list's are its files' postings of the term, 16 bytes
-/// each; a list of changes has none (its readers read its base's).
+/// of the snapshot's files: a whole list's are its files' postings of the term, counted
+/// in `n`, in a group per file version (12 bytes, then 8 a posting); a list of changes
+/// has none (its readers read its base's).
 fn list_postings_unlike_a_recount(db: &TeamDb) -> i64 {
     count(
         &db.admin,
         "WITH recount AS (
-           SELECT f.snapshot_id, p.term, sum(cardinality(p.packed)) * 16 AS bytes
+           SELECT f.snapshot_id, p.term, sum(cardinality(p.packed)) AS n,
+                  count(*) * 12 + sum(cardinality(p.packed)) * 8 AS bytes
            FROM snapshots s JOIN snapshot_files f ON f.snapshot_id = s.id
            JOIN postings p ON p.blob_id = f.blob_id
            WHERE s.base_id IS NULL GROUP BY f.snapshot_id, p.term)
          SELECT count(*) FROM recount r FULL JOIN snapshot_postings sp
            ON sp.snapshot_id = r.snapshot_id AND sp.term = r.term
-         WHERE r.bytes IS DISTINCT FROM octet_length(sp.postings)",
+         WHERE r.bytes IS DISTINCT FROM octet_length(sp.postings) OR r.n IS DISTINCT FROM sp.n",
     )
 }
 

@@ -69,19 +69,23 @@ macro_rules! files_of {
     };
 }
 
-/// Each term's postings in whole file lists (schema 10's `snapshot_postings`), for the
+/// Each term's postings in whole file lists (`snapshot_postings`, schema 11), for the
 /// snapshots whose `f.snapshot_id` the condition `$snapshots` (an SQL literal) picks: rows
-/// of (snapshot, term, postings), the postings one `bytea` of 16 bytes each, the file
-/// version's id and then the packed posting (`versions::posting`), both as `int8send`
-/// writes them (big-endian), in version order. Read as `versions::list_postings` reads
-/// them. Made by the publish of a whole list, and by the migration for the lists before.
+/// of (snapshot, term, count of postings, postings). The postings are one `bytea`, a group
+/// per file version in version order: its id (`int8send`), its count (`int4send`), then
+/// its packed postings (`versions::posting`, `int8send` each) in their row's order, all
+/// big-endian. Read as `versions::list_postings` reads them. A version's id once, not per
+/// posting: 9.5-11 bytes a posting for common terms instead of 16 (schema 10), which a
+/// question's reader is sent. Made by the publish of a whole list, and by the migration
+/// for the lists before.
 macro_rules! list_postings_of {
     ($snapshots:literal) => {
         concat!(
-            "SELECT f.snapshot_id, p.term,
-                    string_agg(int8send(p.blob_id) || int8send(e), ''::bytea ORDER BY p.blob_id, e)
+            "SELECT f.snapshot_id, p.term, count(*)::integer,
+                    string_agg(CASE WHEN u.o = 1 THEN int8send(p.blob_id) || int4send(cardinality(p.packed))
+                                    ELSE ''::bytea END || int8send(u.e), ''::bytea ORDER BY p.blob_id, u.o)
              FROM snapshot_files f JOIN postings p ON p.blob_id = f.blob_id
-             CROSS JOIN LATERAL unnest(p.packed) AS e
+             CROSS JOIN LATERAL unnest(p.packed) WITH ORDINALITY AS u(e, o)
              WHERE ",
             $snapshots,
             " GROUP BY f.snapshot_id, p.term"
@@ -100,7 +104,7 @@ pub use versions::{OpenedWriter, Pending};
 
 /// The schema this ragls writes and reads. Each entry of `schema::MIGRATIONS` moves the
 /// database one version up; a database newer than this is refused, never downgraded.
-pub const PG_SCHEMA_VERSION: i32 = 10;
+pub const PG_SCHEMA_VERSION: i32 = 11;
 
 /// A snapshot of a ref: its id and the embedder its vectors came from.
 #[derive(Clone, Debug, PartialEq)]

@@ -800,7 +800,7 @@ const STATS_FROM_SCRATCH: &str = "UPDATE snapshots SET (chunk_count, term_total)
 /// of it ("1 row"): it is joined by hash (the publish turns nested loops off first), as
 /// the postings have no index by file version.
 const LIST_POSTINGS: &str = concat!(
-    "INSERT INTO snapshot_postings (snapshot_id, term, postings) ",
+    "INSERT INTO snapshot_postings (snapshot_id, term, n, postings) ",
     list_postings_of!("f.snapshot_id = $1")
 );
 

@@ -155,12 +155,12 @@ const LIST_POSTINGS: &str = "SELECT q.o::integer, s.postings
 /// [`LIST_POSTINGS`] for a question with terms whose statistics the reader has not kept
 /// yet (they are read in the same round trip: [`DOCUMENT_FREQUENCIES`]): the postings
 /// are sent only while the list's are at most `$3` in all, else none (the database ranks
-/// them then, [`BM25_TOP`]). A value's size is known without reading it.
+/// them then, [`BM25_TOP`]). The counts are read without the values.
 const LIST_POSTINGS_AT_MOST: &str = "SELECT x.o, x.postings FROM (
-       SELECT q.o::integer AS o, s.postings, sum(octet_length(s.postings)) OVER () AS bytes
+       SELECT q.o::integer AS o, s.postings, sum(s.n) OVER () AS pairs
        FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
        JOIN snapshot_postings s ON s.snapshot_id = $1 AND s.term = q.t) x
-     WHERE x.bytes <= $3::bigint * 16";
+     WHERE x.pairs <= $3::bigint";
 
 /// The postings of the terms `$2` in a list of changes' own file versions `$1`, rows of
 /// (the term's place in `$2`, from 1; the version; its postings, as

@@ -476,14 +476,31 @@ pub(super) fn posting_fields(p: i64) -> (i64, u32, u32, u32) {
 }
 
 /// A whole file list's postings of a term as `snapshot_postings` keeps them
-/// ([`list_postings_of`]): 16 bytes each, the file version's id and then the posting
-/// ([`posting`]), both big-endian. Yields (version, posting); a short tail is ignored.
+/// ([`list_postings_of`]), a group per file version in the order of their ids: the
+/// version's id (8 bytes), its count of postings (4), then each posting ([`posting`], 8),
+/// all big-endian. Yields (version, posting); a torn group yields what it holds whole.
 pub(super) fn list_postings(bytes: &[u8]) -> impl Iterator<Item = (i64, i64)> + '_ {
-    bytes.chunks_exact(16).map(|b| {
-        let (version, posting) = b.split_at(8);
-        let number = |b: &[u8]| b.try_into().map(i64::from_be_bytes).unwrap_or_default();
-        (number(version), number(posting))
+    let number = |b: &[u8]| b.try_into().map(i64::from_be_bytes).unwrap_or_default();
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        let (head, after) = rest.split_at_checked(12)?;
+        let version = number(&head[..8]);
+        let count = u32::from_be_bytes(head[8..].try_into().ok()?) as usize;
+        let whole = (after.len() / 8).min(count);
+        let (postings, next) = after.split_at(if whole == count {
+            count * 8
+        } else {
+            after.len()
+        });
+        rest = next;
+        Some(
+            postings
+                .chunks_exact(8)
+                .take(whole)
+                .map(move |p| (version, number(p))),
+        )
     })
+    .flatten()
 }
 
 #[derive(Default)]
@@ -764,19 +781,36 @@ mod tests {
 
     #[test]
     fn a_lists_postings_of_a_term_read_back_as_the_database_wrote_them() {
-        // `int8send(blob_id) || int8send(packed)`, posting after posting: big-endian.
-        let written = [
-            (5_i64, posting(2, 1, 3, 40)),
-            (9, posting((1 << 24) - 1, 0, 1, 7)),
+        // `int8send(blob_id) || int4send(count)`, then `int8send(packed)` per posting,
+        // version after version: big-endian.
+        let groups = [
+            (5_i64, vec![posting(2, 1, 3, 40), posting(4, 0, 1, 12)]),
+            (9, vec![posting((1 << 24) - 1, 0, 1, 7)]),
         ];
-        let mut bytes: Vec<u8> = written
+        let mut bytes = Vec::new();
+        for (version, postings) in &groups {
+            bytes.extend(version.to_be_bytes());
+            bytes.extend((postings.len() as u32).to_be_bytes());
+            for p in postings {
+                bytes.extend(p.to_be_bytes());
+            }
+        }
+        let written: Vec<(i64, i64)> = groups
             .iter()
-            .flat_map(|(v, p)| v.to_be_bytes().into_iter().chain(p.to_be_bytes()))
+            .flat_map(|(v, ps)| ps.iter().map(move |p| (*v, *p)))
             .collect();
         assert_eq!(list_postings(&bytes).collect::<Vec<_>>(), written);
-        // A torn tail is no posting.
+        // A torn group yields its whole postings; a torn header, none.
+        let mut torn = bytes.clone();
+        torn.extend(11_i64.to_be_bytes());
+        torn.extend(3_u32.to_be_bytes());
+        torn.extend(posting(1, 0, 1, 5).to_be_bytes());
+        torn.extend([0, 1, 2]);
+        let read: Vec<(i64, i64)> = list_postings(&torn).collect();
+        assert_eq!(read.len(), 4);
+        assert_eq!(read[3], (11, posting(1, 0, 1, 5)));
         bytes.extend([0, 1, 2]);
-        assert_eq!(list_postings(&bytes).count(), 2);
+        assert_eq!(list_postings(&bytes).count(), 3);
         assert_eq!(list_postings(&[]).count(), 0);
     }
 }

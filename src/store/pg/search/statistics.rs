@@ -13,19 +13,16 @@ use tokio_postgres::Row;
 pub(super) const SNAPSHOT_STATISTICS: &str = "SELECT chunk_count, (term_total::real / greatest(chunk_count, 1))::real FROM snapshots WHERE id = $1";
 
 /// Each term's document frequency in a snapshot whose list is full (`$1`): its count of
-/// postings there (schema 10's `snapshot_postings`, 16 bytes a posting: a value's size
-/// is known without reading it), for the terms `$2`, each row with its term's place in
-/// `$2` (from 1).
-pub(super) const DOCUMENT_FREQUENCIES: &str =
-    "SELECT u.o::integer, coalesce((SELECT octet_length(s.postings) / 16
+/// postings there (`snapshot_postings.n`, read without the value), for the terms `$2`,
+/// each row with its term's place in `$2` (from 1).
+pub(super) const DOCUMENT_FREQUENCIES: &str = "SELECT u.o::integer, coalesce((SELECT s.n
        FROM snapshot_postings s WHERE s.snapshot_id = $1 AND s.term = u.t), 0)::bigint
      FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o)";
 
 /// [`DOCUMENT_FREQUENCIES`] for a snapshot that lists changes (`$1` its base, `$3` its
 /// own rows' versions, `$4` the base's versions it replaces): the base's count, less the
 /// replaced versions' postings, plus its own versions', those found by (term, version).
-pub(super) const CHANGED_DOCUMENT_FREQUENCIES: &str =
-    "SELECT u.o::integer, (coalesce((SELECT octet_length(s.postings) / 16
+pub(super) const CHANGED_DOCUMENT_FREQUENCIES: &str = "SELECT u.o::integer, (coalesce((SELECT s.n
        FROM snapshot_postings s WHERE s.snapshot_id = $1 AND s.term = u.t), 0)
        + coalesce((SELECT sum(cardinality(p.packed)) FROM postings p
                    WHERE p.term = u.t AND p.blob_id = ANY($3::bigint[])), 0)
