@@ -2236,6 +2236,28 @@ fn a_schema_8_database_gets_one_number_a_posting_and_its_readers_keep_reading_it
     }
 }
 
+/// The fixture in main, then main listing its changes to its first snapshot (one file's
+/// function renamed), whose postings by term its readers read: for the migrations' tests.
+fn main_listing_its_changes(db: &TeamDb) -> Sandbox {
+    let (sb, _) = fixture_in_main(db);
+    rename_in(
+        &sb,
+        "client/retry.py",
+        "def retry_with_backoff(",
+        "def retry_request_backoff(",
+    );
+    index_shared(&sb, &db.writer, "main", &[]);
+    assert_ne!(main_list(db).0, 0, "main lists its changes to a base");
+    sb
+}
+
+/// What the migrations' tests ask before and after: a question of the renamed file, and
+/// one of files left as they were.
+const MIGRATED_QUESTIONS: [&str; 2] = [
+    "retry the request with backoff",
+    "parse the configuration file",
+];
+
 /// Rewrites a database of this schema back to version 9: no postings by term for whole
 /// file lists, the term index by term alone; its reader granted `SELECT` on each table
 /// as it was made (the default privileges then revoked: tables made later are not
@@ -2250,22 +2272,10 @@ DELETE FROM ragls_schema WHERE version >= 10;";
 #[test]
 fn a_schema_9_database_gets_its_whole_lists_postings_by_term_and_its_readers_keep_reading_it() {
     let db = TeamDb::create();
-    let (sb, _) = fixture_in_main(&db);
-    // main lists its changes to its first snapshot.
-    rename_in(
-        &sb,
-        "client/retry.py",
-        "def retry_with_backoff(",
-        "def retry_request_backoff(",
-    );
-    index_shared(&sb, &db.writer, "main", &[]);
-    assert_ne!(main_list(&db).0, 0, "main lists its changes to a base");
+    let sb = main_listing_its_changes(&db);
     let reader = bare_reader();
     let ranked = |pairs: &str, question: &str| ranked_shared(&reader, &db, "main", question, pairs);
-    let questions = [
-        "retry the request with backoff",
-        "parse the configuration file",
-    ];
+    let questions = MIGRATED_QUESTIONS;
     let before: Vec<_> = questions.iter().map(|q| ranked("20000", q)).collect();
     assert!(before.iter().all(|b| !b.is_empty()));
     execute(&db.writer, DOWN_TO_SCHEMA_9);
@@ -2321,22 +2331,10 @@ DELETE FROM ragls_schema WHERE version >= 11;";
 #[test]
 fn a_schema_10_database_gets_a_version_once_a_group_and_its_readers_rank_as_before() {
     let db = TeamDb::create();
-    let (sb, _) = fixture_in_main(&db);
-    // main lists its changes to its first snapshot, whose postings by term it reads.
-    rename_in(
-        &sb,
-        "client/retry.py",
-        "def retry_with_backoff(",
-        "def retry_request_backoff(",
-    );
-    index_shared(&sb, &db.writer, "main", &[]);
-    assert_ne!(main_list(&db).0, 0, "main lists its changes to a base");
+    let sb = main_listing_its_changes(&db);
     let reader = bare_reader();
     let ranked = |pairs: &str, question: &str| ranked_shared(&reader, &db, "main", question, pairs);
-    let questions = [
-        "retry the request with backoff",
-        "parse the configuration file",
-    ];
+    let questions = MIGRATED_QUESTIONS;
     let before: Vec<_> = questions.iter().map(|q| ranked("20000", q)).collect();
     assert!(before.iter().all(|b| !b.is_empty()));
     let bytes = "SELECT sum(octet_length(postings))::bigint FROM snapshot_postings";
