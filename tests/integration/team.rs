@@ -2251,12 +2251,20 @@ fn main_listing_its_changes(db: &TeamDb) -> Sandbox {
     sb
 }
 
-/// What the migrations' tests ask before and after: a question of the renamed file, and
-/// one of files left as they were.
-const MIGRATED_QUESTIONS: [&str; 2] = [
-    "retry the request with backoff",
-    "parse the configuration file",
-];
+/// What the migrations' tests ask before and after, ranked with this BM25 limit (each
+/// ranking checked not empty): a question of the renamed file, and one of files left as
+/// they were.
+fn migrated_rankings(reader: &Sandbox, db: &TeamDb, pairs: &str) -> Vec<Vec<(String, u64, f64)>> {
+    let rankings: Vec<_> = [
+        "retry the request with backoff",
+        "parse the configuration file",
+    ]
+    .iter()
+    .map(|q| ranked_shared(reader, db, "main", q, pairs))
+    .collect();
+    assert!(rankings.iter().all(|r| !r.is_empty()), "{rankings:?}");
+    rankings
+}
 
 /// Rewrites a database of this schema back to version 9: no postings by term for whole
 /// file lists, the term index by term alone; its reader granted `SELECT` on each table
@@ -2274,10 +2282,7 @@ fn a_schema_9_database_gets_its_whole_lists_postings_by_term_and_its_readers_kee
     let db = TeamDb::create();
     let sb = main_listing_its_changes(&db);
     let reader = bare_reader();
-    let ranked = |pairs: &str, question: &str| ranked_shared(&reader, &db, "main", question, pairs);
-    let questions = MIGRATED_QUESTIONS;
-    let before: Vec<_> = questions.iter().map(|q| ranked("20000", q)).collect();
-    assert!(before.iter().all(|b| !b.is_empty()));
+    let before = migrated_rankings(&reader, &db, "20000");
     execute(&db.writer, DOWN_TO_SCHEMA_9);
     assert_eq!(
         count(
@@ -2307,9 +2312,9 @@ fn a_schema_9_database_gets_its_whole_lists_postings_by_term_and_its_readers_kee
         ),
         1
     );
-    for (question, before) in questions.iter().zip(&before) {
-        for pairs in ["20000", "0"] {
-            assert_ranked_alike(before, &ranked(pairs, question));
+    for pairs in ["20000", "0"] {
+        for (before, after) in before.iter().zip(migrated_rankings(&reader, &db, pairs)) {
+            assert_ranked_alike(before, &after);
         }
     }
 }
@@ -2333,10 +2338,7 @@ fn a_schema_10_database_gets_a_version_once_a_group_and_its_readers_rank_as_befo
     let db = TeamDb::create();
     let sb = main_listing_its_changes(&db);
     let reader = bare_reader();
-    let ranked = |pairs: &str, question: &str| ranked_shared(&reader, &db, "main", question, pairs);
-    let questions = MIGRATED_QUESTIONS;
-    let before: Vec<_> = questions.iter().map(|q| ranked("20000", q)).collect();
-    assert!(before.iter().all(|b| !b.is_empty()));
+    let before = migrated_rankings(&reader, &db, "20000");
     let bytes = "SELECT sum(octet_length(postings))::bigint FROM snapshot_postings";
     let grouped = count(&db.admin, bytes);
     execute(&db.writer, DOWN_TO_SCHEMA_10);
@@ -2384,9 +2386,9 @@ fn a_schema_10_database_gets_a_version_once_a_group_and_its_readers_rank_as_befo
     );
     assert_eq!(count(&db.admin, bytes), grouped);
     assert_eq!(list_postings_unlike_a_recount(&db), 0);
-    for (question, before) in questions.iter().zip(&before) {
-        for pairs in ["20000", "0"] {
-            assert_ranked_alike(before, &ranked(pairs, question));
+    for pairs in ["20000", "0"] {
+        for (before, after) in before.iter().zip(migrated_rankings(&reader, &db, pairs)) {
+            assert_ranked_alike(before, &after);
         }
     }
 }
