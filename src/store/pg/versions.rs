@@ -486,19 +486,10 @@ pub(super) fn list_postings(bytes: &[u8]) -> impl Iterator<Item = (i64, i64)> + 
         let (head, after) = rest.split_at_checked(12)?;
         let version = number(&head[..8]);
         let count = u32::from_be_bytes(head[8..].try_into().ok()?) as usize;
-        let whole = (after.len() / 8).min(count);
-        let (postings, next) = after.split_at(if whole == count {
-            count * 8
-        } else {
-            after.len()
-        });
+        // A torn group ends the value: it takes the rest, whole postings only.
+        let (postings, next) = after.split_at(count.saturating_mul(8).min(after.len()));
         rest = next;
-        Some(
-            postings
-                .chunks_exact(8)
-                .take(whole)
-                .map(move |p| (version, number(p))),
-        )
+        Some(postings.chunks_exact(8).map(move |p| (version, number(p))))
     })
     .flatten()
 }
