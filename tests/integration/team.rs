@@ -1788,6 +1788,35 @@ fn a_file_changed_back_to_the_bases_content_is_not_chunked_though_the_walk_began
     assert!(has_symbol(&hits, "gyt"), "{hits:?}");
 }
 
+#[test]
+fn a_file_the_ref_has_that_a_new_ignore_rule_leaves_out_leaves_the_ref_though_it_changed() {
+    let db = TeamDb::create();
+    let (sb, _) = fixture_in_main(&db);
+    // Changed on disk since the writer's last run, whose file list has it, and
+    // gitignored from now on: it leaves the ref, its new content unindexed.
+    let original = sb.read("src/cache/lru.rs");
+    sb.write(
+        "src/cache/lru.rs",
+        original.replacen("pub fn get(&mut self", "pub fn gzt(&mut self", 1),
+    );
+    sb.write(".gitignore", "src/cache/\n");
+    let report = index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(report["filesRemoved"], 1, "{report}");
+    assert_eq!(
+        report["filesChunked"], 1,
+        "only the .gitignore itself: {report}"
+    );
+    let hits = search_shared(&bare_reader(), &db.reader, "main", "gzt", &NO_OVERLAY);
+    assert!(!has_symbol(&hits, "gzt"), "{hits:?}");
+    let listed = count(
+        &db.admin,
+        "SELECT count(*) FROM refs r JOIN snapshots s ON s.id = r.snapshot_id
+         JOIN snapshot_files f ON f.snapshot_id = s.id
+         WHERE r.name = 'main' AND f.path = 'src/cache/lru.rs' AND f.blob_id IS NOT NULL",
+    );
+    assert_eq!(listed, 0, "the ignored file is not listed");
+}
+
 /// The file list a writer keeps of the snapshot it made last (`writer_base`).
 fn kept_base(sb: &Sandbox) -> std::path::PathBuf {
     sb.index.join("shared-writer-base.tsv")
