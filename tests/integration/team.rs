@@ -1739,10 +1739,7 @@ fn a_writer_rereads_only_the_files_changed_on_disk_since_its_last_run_and_misses
     // The same size and a new mtime (a checkout of another commit): read, and seen.
     let text = sb.read("src/cache/lru.rs");
     assert!(text.contains("pub fn get(&mut self"));
-    sb.write(
-        "src/cache/lru.rs",
-        text.replacen("pub fn get(&mut self", "pub fn gxt(&mut self", 1),
-    );
+    sb.write("src/cache/lru.rs", lru_get_renamed(&text, "gxt"));
     let same_size = index_shared(&sb, &db.writer, "main", &[]);
     assert!(same_size["filesHashed"].as_u64() >= Some(1), "{same_size}");
     assert_eq!(same_size["filesChunked"], 1, "{same_size}");
@@ -1764,10 +1761,7 @@ fn a_file_changed_back_to_the_bases_content_is_not_chunked_though_the_walk_began
     let db = TeamDb::create();
     let (sb, _) = fixture_in_main(&db);
     let original = sb.read("src/cache/lru.rs");
-    sb.write(
-        "src/cache/lru.rs",
-        original.replacen("pub fn get(&mut self", "pub fn gxt(&mut self", 1),
-    );
+    sb.write("src/cache/lru.rs", lru_get_renamed(&original, "gxt"));
     let feature = index_shared(&sb, &db.writer, "feature", &["--base", "main"]);
     assert_eq!(feature["filesChunked"], 1, "{feature}");
     // The writer's last snapshot (feature's) has the edit; main, the base now, has the
@@ -1778,10 +1772,7 @@ fn a_file_changed_back_to_the_bases_content_is_not_chunked_though_the_walk_began
     assert_eq!(back["chunksAdded"], 0, "{back}");
     assert_eq!(back["updated"], false, "{back}");
     // And the early chunking is used when the file does differ from the base.
-    sb.write(
-        "src/cache/lru.rs",
-        original.replacen("pub fn get(&mut self", "pub fn gyt(&mut self", 1),
-    );
+    sb.write("src/cache/lru.rs", lru_get_renamed(&original, "gyt"));
     let changed = index_shared(&sb, &db.writer, "main", &[]);
     assert_eq!(changed["filesChunked"], 1, "{changed}");
     let hits = search_shared(&bare_reader(), &db.reader, "main", "gyt", &NO_OVERLAY);
@@ -1795,10 +1786,7 @@ fn a_file_the_ref_has_that_a_new_ignore_rule_leaves_out_leaves_the_ref_though_it
     // Changed on disk since the writer's last run, whose file list has it, and
     // gitignored from now on: it leaves the ref, its new content unindexed.
     let original = sb.read("src/cache/lru.rs");
-    sb.write(
-        "src/cache/lru.rs",
-        original.replacen("pub fn get(&mut self", "pub fn gzt(&mut self", 1),
-    );
+    sb.write("src/cache/lru.rs", lru_get_renamed(&original, "gzt"));
     sb.write(".gitignore", "src/cache/\n");
     let report = index_shared(&sb, &db.writer, "main", &[]);
     assert_eq!(report["filesRemoved"], 1, "{report}");
@@ -1815,6 +1803,16 @@ fn a_file_the_ref_has_that_a_new_ignore_rule_leaves_out_leaves_the_ref_though_it
          WHERE r.name = 'main' AND f.path = 'src/cache/lru.rs' AND f.blob_id IS NOT NULL",
     );
     assert_eq!(listed, 0, "the ignored file is not listed");
+}
+
+/// The fixture's `src/cache/lru.rs` (`text`) with its `get` method renamed `to`: an edit
+/// of the same size whose new name a search can find.
+fn lru_get_renamed(text: &str, to: &str) -> String {
+    assert!(
+        text.contains("pub fn get(&mut self"),
+        "the fixture's lru.rs changed"
+    );
+    text.replacen("pub fn get(&mut self", &format!("pub fn {to}(&mut self"), 1)
 }
 
 /// The file list a writer keeps of the snapshot it made last (`writer_base`).
@@ -1881,10 +1879,7 @@ fn a_writer_trusts_the_file_list_it_kept_only_while_its_ref_is_still_that_snapsh
     // Mine changes another file and updates main: its own list is of an older snapshot,
     // so main's files are read, and main gets mine's client/retry.py back.
     let text = mine.read("src/cache/lru.rs");
-    mine.write(
-        "src/cache/lru.rs",
-        text.replacen("pub fn get(&mut self", "pub fn gxt(&mut self", 1),
-    );
+    mine.write("src/cache/lru.rs", lru_get_renamed(&text, "gxt"));
     let report = index_shared(&mine, &db.writer, "main", &one_repo);
     assert_eq!(report["filesChunked"], 1, "{report}");
     assert_eq!(report["filesReused"], 1, "{report}");
