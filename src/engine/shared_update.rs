@@ -152,6 +152,13 @@ pub fn index_shared(
         .iter()
         .map(|(f, h)| (f.rel_path.clone(), *h))
         .collect();
+    // The base's versions of the changed paths: a new version may share their postings.
+    let bases: Vec<i64> = changed_paths
+        .iter()
+        .filter_map(|(f, _)| base_files.get(&f.rel_path))
+        .filter(|known| !known.skipped)
+        .map(|known| known.blob_id)
+        .collect();
     let same_base = match (&current, &base_snapshot) {
         (Some(c), Some(b)) => c.id == b.id,
         _ => false,
@@ -168,7 +175,8 @@ pub fn index_shared(
     let answer: OnceLock<KnownVersions> = OnceLock::new();
     let (answered, prepared) = std::thread::scope(|s| {
         let asking = s.spawn(|| {
-            let _ = answer.set(store.known_versions(&keys, &identity, hold.connection())?);
+            let _ =
+                answer.set(store.known_versions(&keys, &bases, &identity, hold.connection())?);
             Ok(())
         });
         // The changed files chunked during the walk, each where its content is the one
@@ -224,9 +232,14 @@ pub fn index_shared(
         }
         report.files_chunked += 1;
         // None: unreadable now (removed since the walk), left out of the new state.
-        let Some((version, texts)) = version else {
+        let Some((mut version, texts)) = version else {
             continue;
         };
+        if let Some(known) = base_files.get(&f.rel_path) {
+            if let Some(base) = versions_known.bases.get(&known.blob_id) {
+                version.share_with(known.blob_id, base);
+            }
+        }
         for (text_hash, text) in texts {
             if asked.insert(text_hash) {
                 needed.push((text_hash, text));

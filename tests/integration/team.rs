@@ -736,7 +736,9 @@ fn file_versions_a_killed_writer_left_unlisted_are_removed_by_the_clean_up_after
     for orphans in [
         unlisted,
         "SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = c.blob_id)",
-        "SELECT count(*) FROM postings p WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = p.blob_id)",
+        "SELECT count(*) FROM postings p WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = p.blob_id)
+         AND NOT EXISTS (SELECT 1 FROM version_sources s WHERE s.src = p.blob_id)",
+        "SELECT count(*) FROM version_sources s WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = s.blob_id)",
         "SELECT count(*) FROM snapshot_postings sp WHERE NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.id = sp.snapshot_id)",
     ] {
         assert_eq!(count(&db.admin, orphans), 0, "{orphans}");
@@ -1693,7 +1695,9 @@ fn two_writers_of_one_ref_at_once_leave_one_whole_state_not_a_mix() {
     for twice in [
         "SELECT count(*) FROM (SELECT blob_id, ord FROM chunks GROUP BY 1, 2 HAVING count(*) > 1) d",
         "SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = c.blob_id)",
-        "SELECT count(*) FROM postings p WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = p.blob_id)",
+        "SELECT count(*) FROM postings p WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = p.blob_id)
+         AND NOT EXISTS (SELECT 1 FROM version_sources s WHERE s.src = p.blob_id)",
+        "SELECT count(*) FROM version_sources s WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = s.blob_id)",
     ] {
         assert_eq!(count(&db.admin, twice), 0, "{twice}");
     }
@@ -1977,7 +1981,9 @@ fn old_snapshots_are_cleaned_up_with_the_file_versions_only_they_had() {
         "SELECT count(*) FROM snapshot_files sf WHERE NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.id = sf.snapshot_id)",
         "SELECT count(*) FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM snapshot_files sf WHERE sf.blob_id = b.id)",
         "SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = c.blob_id)",
-        "SELECT count(*) FROM postings p WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = p.blob_id)",
+        "SELECT count(*) FROM postings p WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = p.blob_id)
+         AND NOT EXISTS (SELECT 1 FROM version_sources s WHERE s.src = p.blob_id)",
+        "SELECT count(*) FROM version_sources s WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = s.blob_id)",
     ] {
         assert_eq!(count(&db.admin, orphans), 0, "{orphans}");
     }
@@ -2047,6 +2053,22 @@ fn assert_ranked_alike(before: &[(String, u64, f64)], after: &[(String, u64, f64
     }
 }
 
+/// Rewrites a database of this schema back to version 11: each version's postings in
+/// rows of its own, those it shared with the version it was made from (schema 12)
+/// merged into them, in the order of its chunks.
+const DOWN_TO_SCHEMA_11: &str = "
+CREATE TEMP TABLE merged AS
+    SELECT v.term, v.blob_id, array_agg(u.e ORDER BY u.e) AS packed
+    FROM version_postings v CROSS JOIN LATERAL unnest(v.packed) AS u(e)
+    WHERE v.blob_id IN (SELECT blob_id FROM version_sources)
+    GROUP BY v.term, v.blob_id;
+DELETE FROM postings WHERE blob_id IN (SELECT blob_id FROM version_sources);
+INSERT INTO postings SELECT * FROM merged;
+DROP TABLE merged;
+DROP VIEW version_postings;
+DROP TABLE version_sources;
+DELETE FROM ragls_schema WHERE version >= 12;";
+
 /// Rewrites a database of this schema back to version 3's postings (a row per term and
 /// chunk, the figures in the covering term index) and its HNSW indexes of whole vectors,
 /// as ragls 0.x before schema 4 left it, its chunks' ids from a sequence as those of a
@@ -2114,6 +2136,7 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
         ),
         1
     );
+    execute(&db.writer, DOWN_TO_SCHEMA_11);
     execute(&db.writer, DOWN_TO_SCHEMA_3);
     assert_eq!(hnsw_indexes("^embeddings_hnsw_[0-9]+$"), 1);
     assert_eq!(hnsw_indexes("^embeddings_hnsw_half_"), 0);
@@ -2144,7 +2167,7 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
     assert_eq!(report["filesChunked"], 0, "{report}");
     assert_eq!(
         count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
-        11
+        12
     );
     // Schema 9: every chunk's id is made from its version's and its place again, as the
     // postings name them.
@@ -2236,6 +2259,7 @@ fn a_schema_8_database_gets_one_number_a_posting_and_its_readers_keep_reading_it
     assert!(!before.is_empty());
     let elements = "SELECT sum(cardinality(packed))::bigint FROM postings";
     let pairs = count(&db.admin, elements);
+    execute(&db.writer, DOWN_TO_SCHEMA_11);
     execute(&db.writer, DOWN_TO_SCHEMA_8);
     assert_eq!(
         count(
@@ -2252,7 +2276,7 @@ fn a_schema_8_database_gets_one_number_a_posting_and_its_readers_keep_reading_it
     assert_eq!(report["filesChunked"], 0, "{report}");
     assert_eq!(
         count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
-        11
+        12
     );
     assert_eq!(count(&db.admin, elements), pairs);
     for reader_pairs in ["20000", "0"] {
@@ -2307,6 +2331,7 @@ fn a_schema_9_database_gets_its_whole_lists_postings_by_term_and_its_readers_kee
     let sb = main_listing_its_changes(&db);
     let reader = bare_reader();
     let before = migrated_rankings(&reader, &db, "20000");
+    execute(&db.writer, DOWN_TO_SCHEMA_11);
     execute(&db.writer, DOWN_TO_SCHEMA_9);
     assert_eq!(
         count(
@@ -2324,7 +2349,7 @@ fn a_schema_9_database_gets_its_whole_lists_postings_by_term_and_its_readers_kee
     assert_eq!(report["filesChunked"], 0, "{report}");
     assert_eq!(
         count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
-        11
+        12
     );
     assert!(count(&db.admin, "SELECT count(*) FROM snapshot_postings") > 0);
     assert_eq!(list_postings_unlike_a_recount(&db), 0);
@@ -2365,6 +2390,7 @@ fn a_schema_10_database_gets_a_version_once_a_group_and_its_readers_rank_as_befo
     let before = migrated_rankings(&reader, &db, "20000");
     let bytes = "SELECT sum(octet_length(postings))::bigint FROM snapshot_postings";
     let grouped = count(&db.admin, bytes);
+    execute(&db.writer, DOWN_TO_SCHEMA_11);
     execute(&db.writer, DOWN_TO_SCHEMA_10);
     let pairs = count(
         &db.admin,
@@ -2406,7 +2432,7 @@ fn a_schema_10_database_gets_a_version_once_a_group_and_its_readers_rank_as_befo
     assert_eq!(report["filesChunked"], 0, "{report}");
     assert_eq!(
         count(&db.admin, "SELECT max(version)::bigint FROM ragls_schema"),
-        11
+        12
     );
     assert_eq!(count(&db.admin, bytes), grouped);
     assert_eq!(list_postings_unlike_a_recount(&db), 0);
@@ -2669,7 +2695,7 @@ fn list_postings_unlike_a_recount(db: &TeamDb) -> i64 {
            SELECT f.snapshot_id, p.term, sum(cardinality(p.packed)) AS n,
                   count(*) * 12 + sum(cardinality(p.packed)) * 8 AS bytes
            FROM snapshots s JOIN snapshot_files f ON f.snapshot_id = s.id
-           JOIN postings p ON p.blob_id = f.blob_id
+           JOIN version_postings p ON p.blob_id = f.blob_id
            WHERE s.base_id IS NULL GROUP BY f.snapshot_id, p.term)
          SELECT count(*) FROM recount r FULL JOIN snapshot_postings sp
            ON sp.snapshot_id = r.snapshot_id AND sp.term = r.term
@@ -2818,4 +2844,248 @@ fn a_small_update_lists_only_its_changes_and_a_large_one_every_file_again() {
         );
         assert!(!finds_by("handler_39_two"), "{only}");
     }
+}
+
+/// Undoes schema 12's sharing in place: each version that shares postings gets them all
+/// in rows of its own, as a writer that shares nothing writes them (what the next test
+/// ranks against).
+const POSTINGS_UNSHARED: &str = "
+CREATE TEMP TABLE merged AS
+    SELECT v.term, v.blob_id, array_agg(u.e ORDER BY u.e) AS packed
+    FROM version_postings v CROSS JOIN LATERAL unnest(v.packed) AS u(e)
+    WHERE v.blob_id IN (SELECT blob_id FROM version_sources)
+    GROUP BY v.term, v.blob_id;
+DELETE FROM postings WHERE blob_id IN (SELECT blob_id FROM version_sources);
+INSERT INTO postings SELECT * FROM merged;
+DROP TABLE merged;
+DELETE FROM version_sources;";
+
+#[test]
+fn a_changed_files_new_version_shares_its_unchanged_chunks_postings_and_ranks_as_if_written_whole()
+{
+    let db = TeamDb::create();
+    let (sb, _) = fixture_in_main(&db);
+    let path = "src/cache/lru.rs";
+    let latest = format!("(SELECT max(id) FROM blobs WHERE path = '{path}')");
+    let own_rows = || {
+        count(
+            &db.admin,
+            &format!("SELECT count(*) FROM postings WHERE blob_id = {latest}"),
+        )
+    };
+    let written_whole = own_rows();
+    let chunks = count(
+        &db.admin,
+        &format!("SELECT count(*) FROM chunks WHERE blob_id = {latest}"),
+    );
+    assert!(chunks >= 3, "{chunks} chunks in {path}");
+
+    // A function added at the end, twice (two updates): each new version shares the
+    // postings of the chunks it starts with, those of the version it was made from and
+    // of the versions that one shared with, and writes its other chunks' alone.
+    let mut text = common::fixture_text(path).to_string();
+    for (round, name) in ["drain_expired_entries", "shrink_to_budget"]
+        .iter()
+        .enumerate()
+    {
+        text.push_str(&format!(
+            "\n/// Added by the test.\npub fn {name}(budget: usize) -> usize {{\n    budget / 2\n}}\n"
+        ));
+        sb.write(path, &text);
+        let report = index_shared(&sb, &db.writer, "main", &[]);
+        assert_eq!(report["filesChunked"], 1, "{report}");
+        let sources = count(
+            &db.admin,
+            &format!("SELECT count(*) FROM version_sources WHERE blob_id = {latest}"),
+        );
+        assert_eq!(sources, round as i64 + 1, "round {round}");
+        // Its own rows hold none of the places it shares.
+        assert_eq!(
+            count(
+                &db.admin,
+                &format!(
+                    "SELECT count(*) FROM postings p CROSS JOIN LATERAL unnest(p.packed) AS e(f)
+                     WHERE p.blob_id = {latest}
+                       AND (e.f >> 40) & 16777215 <= (SELECT max(upto) FROM version_sources WHERE blob_id = {latest})"
+                )
+            ),
+            0
+        );
+        let own = own_rows();
+        assert!(
+            own * 2 < written_whole,
+            "{own} rows of its own, {written_whole} whole"
+        );
+        // Every chunk but those shared has its postings: the shared places and the own
+        // rows' places are the version's chunks, each once.
+        assert_eq!(
+            count(
+                &db.admin,
+                &format!(
+                    "SELECT count(DISTINCT (e.f >> 40) & 16777215) FROM version_postings v
+                     CROSS JOIN LATERAL unnest(v.packed) AS e(f) WHERE v.blob_id = {latest}"
+                )
+            ),
+            count(
+                &db.admin,
+                &format!("SELECT count(*) FROM chunks WHERE blob_id = {latest}")
+            )
+        );
+    }
+
+    // Another ref made from the same files lists them whole: its postings by term are
+    // made from the shared rows too.
+    index_shared(&sb, &db.writer, "whole", &[]);
+    assert_eq!(list_postings_unlike_a_recount(&db), 0);
+    let reader = bare_reader();
+    let questions = [
+        "evict the least recently used entry",
+        "shrink_to_budget",
+        "drain expired entries budget",
+        "retry the request with backoff",
+    ];
+    let rank_all = || -> Vec<Vec<(String, u64, f64)>> {
+        let mut all = Vec::new();
+        for pairs in ["20000", "0"] {
+            for ref_name in ["main", "whole"] {
+                for q in questions {
+                    all.push(ranked_shared(&reader, &db, ref_name, q, pairs));
+                }
+            }
+        }
+        all
+    };
+    let shared = rank_all();
+    assert!(shared.iter().all(|r| !r.is_empty()), "{shared:?}");
+    // An unchanged chunk of the changed file is found, with its lines in the new version.
+    let evict = &shared[0];
+    assert!(evict.iter().take(3).any(|(p, ..)| p == path), "{evict:?}");
+    // The list of changes and the whole list rank alike, whoever ranks BM25.
+    for pairs in 0..2 {
+        for q in 0..questions.len() {
+            let at = |ref_place: usize| {
+                &shared[pairs * 2 * questions.len() + ref_place * questions.len() + q]
+            };
+            assert_ranked_alike(at(0), at(1));
+        }
+    }
+    // And as they would with each version's postings written whole.
+    execute(&db.writer, POSTINGS_UNSHARED);
+    for (before, after) in shared.iter().zip(rank_all()) {
+        assert_ranked_alike(before, &after);
+    }
+}
+
+#[test]
+fn postings_another_version_shares_outlive_their_version_in_the_clean_up_until_the_sharer_goes() {
+    let db = TeamDb::create();
+    let (sb, _) = fixture_in_main(&db);
+    let path = "src/cache/lru.rs";
+    let first = count(
+        &db.admin,
+        &format!("SELECT max(id) FROM blobs WHERE path = '{path}'"),
+    );
+    let text = common::fixture_text(path);
+    sb.write(
+        path,
+        format!("{text}\n/// Added by the test.\npub fn shrink_to_budget(budget: usize) -> usize {{\n    budget / 2\n}}\n"),
+    );
+    index_shared(&sb, &db.writer, "main", &[]);
+    let second = count(
+        &db.admin,
+        &format!("SELECT max(id) FROM blobs WHERE path = '{path}'"),
+    );
+    assert_eq!(
+        count(
+            &db.admin,
+            &format!(
+                "SELECT count(*) FROM version_sources WHERE blob_id = {second} AND src = {first}"
+            )
+        ),
+        1
+    );
+    // More new files than a list of changes takes: main lists every file again, the
+    // first version of lru.rs no more.
+    for i in 0..40 {
+        sb.write(
+            &format!("notes/n{i}.py"),
+            format!("def note_{i}():\n    return {i}\n"),
+        );
+    }
+    index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(main_list(&db).0, 0, "main lists every file");
+    let old = "UPDATE snapshots SET created_at = now() - interval '2 hours'";
+    let rows_of = |blob: i64, table: &str| {
+        count(
+            &db.admin,
+            &format!("SELECT count(*) FROM {table} WHERE blob_id = {blob}"),
+        )
+    };
+    // The snapshots that listed the first version go, and the version with them, but
+    // its postings stay: the second shares them.
+    execute(&db.admin, old);
+    sb.write("notes/n0.py", "def note_zero():\n    return 0\n");
+    index_shared(&sb, &db.writer, "main", &[]);
+    let blob_exists = |blob: i64| {
+        count(
+            &db.admin,
+            &format!("SELECT count(*) FROM blobs WHERE id = {blob}"),
+        )
+    };
+    assert_eq!(blob_exists(first), 0);
+    assert_eq!(rows_of(first, "chunks"), 0);
+    assert!(rows_of(first, "postings") > 0);
+    let reader = bare_reader();
+    let evict = ranked_shared(
+        &reader,
+        &db,
+        "main",
+        "evict the least recently used entry",
+        "20000",
+    );
+    assert!(evict.iter().take(3).any(|(p, ..)| p == path), "{evict:?}");
+    // A change at the top of the file shares nothing: once the second version goes,
+    // so do the first's postings, and nothing is left that no version has.
+    sb.write(
+        path,
+        format!("// Changed at the top.\n{text}\n/// Added by the test.\npub fn shrink_to_budget(budget: usize) -> usize {{\n    budget / 2\n}}\n"),
+    );
+    index_shared(&sb, &db.writer, "main", &[]);
+    let third = count(
+        &db.admin,
+        &format!("SELECT max(id) FROM blobs WHERE path = '{path}'"),
+    );
+    assert_eq!(rows_of(third, "version_sources"), 0);
+    // Forty more files again: a whole list without the second version, then its
+    // snapshots old and cleaned up.
+    for i in 40..80 {
+        sb.write(
+            &format!("notes/n{i}.py"),
+            format!("def note_{i}():\n    return {i}\n"),
+        );
+    }
+    index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(main_list(&db).0, 0, "main lists every file");
+    execute(&db.admin, old);
+    sb.write("notes/n1.py", "def note_one():\n    return 1\n");
+    index_shared(&sb, &db.writer, "main", &[]);
+    assert_eq!(blob_exists(second), 0);
+    assert_eq!(rows_of(second, "version_sources"), 0);
+    assert_eq!(rows_of(first, "postings"), 0);
+    assert_eq!(rows_of(second, "postings"), 0);
+    assert_eq!(
+        count(
+            &db.admin,
+            "SELECT count(*) FROM postings p WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = p.blob_id)"
+        ),
+        0
+    );
+    let evict = ranked_shared(
+        &reader,
+        &db,
+        "main",
+        "evict the least recently used entry",
+        "20000",
+    );
+    assert!(evict.iter().take(3).any(|(p, ..)| p == path), "{evict:?}");
 }

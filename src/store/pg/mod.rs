@@ -78,13 +78,21 @@ macro_rules! files_of {
 /// posting: 9.5-11 bytes a posting for common terms instead of 16 (schema 10), which a
 /// question's reader is sent. Made by the publish of a whole list, and by the migration
 /// for the lists before.
+///
+/// `$postings` is the relation read: `version_postings` (schema 12), where a version
+/// may have several rows of a term (those it shares with the version it was made from,
+/// then its own); each row is a group, the rows of a version ordered by their first
+/// posting, so its postings come in the order of its chunks. Schema 11's migration read
+/// `postings`, a row per (term, version) then.
 macro_rules! list_postings_of {
-    ($snapshots:literal) => {
+    ($postings:literal, $snapshots:literal) => {
         concat!(
             "SELECT f.snapshot_id, p.term, count(*)::integer,
                     string_agg(CASE WHEN u.o = 1 THEN int8send(p.blob_id) || int4send(cardinality(p.packed))
-                                    ELSE ''::bytea END || int8send(u.e), ''::bytea ORDER BY p.blob_id, u.o)
-             FROM snapshot_files f JOIN postings p ON p.blob_id = f.blob_id
+                                    ELSE ''::bytea END || int8send(u.e), ''::bytea ORDER BY p.blob_id, p.packed[1], u.o)
+             FROM snapshot_files f JOIN ",
+            $postings,
+            " p ON p.blob_id = f.blob_id
              CROSS JOIN LATERAL unnest(p.packed) WITH ORDINALITY AS u(e, o)
              WHERE ",
             $snapshots,
@@ -104,7 +112,7 @@ pub use versions::{OpenedWriter, Pending};
 
 /// The schema this ragls writes and reads. Each entry of `schema::MIGRATIONS` moves the
 /// database one version up; a database newer than this is refused, never downgraded.
-pub const PG_SCHEMA_VERSION: i32 = 11;
+pub const PG_SCHEMA_VERSION: i32 = 12;
 
 /// A snapshot of a ref: its id and the embedder its vectors came from.
 #[derive(Clone, Debug, PartialEq)]
@@ -132,6 +140,11 @@ pub enum FileList {
         /// The snapshot's own rows that name a version (path, version), in path order:
         /// passed to a question's BM25 with those of excluded paths left out.
         own: Arc<[(String, i64)]>,
+        /// What its own versions share (schema 12): (the version whose rows hold the
+        /// postings, the own version that shares them, the last place it takes), in the
+        /// order of the first: its rows are read with the own versions' and taken for the
+        /// sharer ([`PostingsShared`]).
+        shared: Arc<[(i64, i64, i32)]>,
     },
 }
 
@@ -153,13 +166,67 @@ pub struct NewFileVersion {
     /// Each chunk's terms, counted where the version is made: a writer makes its
     /// versions on all cores, as it chunks them.
     postings: Vec<ChunkPostings>,
+    /// Its first chunks whose postings it shares (schema 12), and the versions whose
+    /// rows hold them, each with the last place it gives ([`NewFileVersion::share_with`]).
+    shared: usize,
+    sources: Vec<(i64, i32)>,
 }
+
+/// What a version a changed file was made from has, for [`NewFileVersion::share_with`]:
+/// its chunks in order, each as (text hash, name, length in terms), and the versions it
+/// shares postings with, each with the last place it takes from them.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct BaseVersion {
+    pub chunks: Vec<(TextHash, String, i32)>,
+    pub sources: Vec<(i64, i32)>,
+}
+
+/// The most versions a version shares postings with: a file changed again and again
+/// makes a chain (each new version takes its first chunks from its predecessors'
+/// rows, which a reader reads one by one); past this many, the version is written
+/// whole and the chain starts again.
+const MOST_SOURCES: usize = 8;
 
 impl NewFileVersion {
     /// The rows its write inserts, about: its chunks and its (term, chunk) postings
     /// (grouped per term into fewer rows, in proportion).
     fn rows(&self) -> usize {
-        self.chunks.len() + self.postings.iter().map(|p| p.counts.len()).sum::<usize>()
+        let own = self.postings.iter().skip(self.shared);
+        self.chunks.len() + own.map(|p| p.counts.len()).sum::<usize>()
+    }
+
+    /// Shares the postings of the chunks this version starts with that are those of
+    /// `base` (version `base_id`, this path's in the update's base), in the same places:
+    /// the same text, symbol and name give the same terms, so their postings are those
+    /// `base`'s rows (and the rows it shares) hold already. A function added to a file,
+    /// or one changed near its end, leaves most of its chunks' postings unwritten. Only
+    /// the postings are shared: the chunks' rows, with their lines, are written whole.
+    pub fn share_with(&mut self, base_id: i64, base: &BaseVersion) {
+        let same = self
+            .chunks
+            .iter()
+            .zip(&self.postings)
+            .zip(&base.chunks)
+            .take_while(|((c, p), (hash, name, terms))| {
+                c.text_hash == *hash && p.terms == *terms && pg_text(&c.name) == *name
+            })
+            .count();
+        if same == 0 {
+            return;
+        }
+        let upto = same as i32;
+        let mut sources: Vec<(i64, i32)> = base
+            .sources
+            .iter()
+            .map(|&(src, their)| (src, their.min(upto)))
+            .filter(|&(_, upto)| upto > 0)
+            .collect();
+        sources.push((base_id, upto));
+        if sources.len() > MOST_SOURCES {
+            return;
+        }
+        self.shared = same;
+        self.sources = sources;
     }
 
     pub fn new(
@@ -175,6 +242,8 @@ impl NewFileVersion {
             skip_reason,
             chunks,
             postings,
+            shared: 0,
+            sources: Vec::new(),
         }
     }
 }
@@ -193,6 +262,9 @@ pub struct KnownVersions {
     /// text hash: an update that wrote them failed or was killed before it stored
     /// every vector. The update that lists them embeds these too.
     pub unembedded: Vec<(TextHash, String)>,
+    /// The versions in the base of the changed paths, by id: what a new version of one
+    /// may share ([`NewFileVersion::share_with`]).
+    pub bases: HashMap<i64, BaseVersion>,
 }
 
 /// New file versions written ([`PgStore::write_versions`]): each file's path and the

@@ -661,7 +661,7 @@ impl UpdateStart {
 /// paths and versions in path order (see [`FileList`]).
 const REF_SNAPSHOT: &str =
     "SELECT s.id, s.embedder, s.dimensions, (extract(epoch FROM s.created_at) * 1000000)::bigint,
-            s.base_id, l.rows, l.replaced, l.paths, l.versions
+            s.base_id, l.rows, l.replaced, l.paths, l.versions, v.srcs, v.sharers, v.uptos
      FROM refs r JOIN repos p ON p.id = r.repo_id
      JOIN snapshots s ON s.id = r.snapshot_id
      -- The snapshot's own rows, read once (none for a full list: its rows are not needed).
@@ -673,6 +673,12 @@ const REF_SNAPSHOT: &str =
        FROM snapshot_files o
        LEFT JOIN snapshot_files b ON b.snapshot_id = s.base_id AND b.path = o.path
        WHERE o.snapshot_id = s.id AND s.base_id IS NOT NULL) l
+     -- What its own versions share (schema 12).
+     CROSS JOIN LATERAL (
+       SELECT array_agg(v.src ORDER BY v.src, v.blob_id) AS srcs,
+              array_agg(v.blob_id ORDER BY v.src, v.blob_id) AS sharers,
+              array_agg(v.upto ORDER BY v.src, v.blob_id) AS uptos
+       FROM version_sources v WHERE v.blob_id = ANY(l.versions)) v
      WHERE p.name = $1 AND r.name = $2";
 
 /// The files of a ref's snapshot, by repository and ref name; none when that snapshot is
@@ -801,7 +807,7 @@ const STATS_FROM_SCRATCH: &str = "UPDATE snapshots SET (chunk_count, term_total)
 /// the postings have no index by file version.
 const LIST_POSTINGS: &str = concat!(
     "INSERT INTO snapshot_postings (snapshot_id, term, n, postings) ",
-    list_postings_of!("f.snapshot_id = $1")
+    list_postings_of!("version_postings", "f.snapshot_id = $1")
 );
 
 /// Switches the ref named $1 (of the new snapshot's repository) to the new snapshot.
@@ -874,6 +880,14 @@ fn snapshot_of_row(r: &tokio_postgres::Row) -> Snapshot {
                     .unwrap_or_default()
                     .into_iter()
                     .zip(r.get::<_, Option<Vec<i64>>>(8).unwrap_or_default())
+                    .collect(),
+                shared: r
+                    .get::<_, Option<Vec<i64>>>(9)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .zip(r.get::<_, Option<Vec<i64>>>(10).unwrap_or_default())
+                    .zip(r.get::<_, Option<Vec<i32>>>(11).unwrap_or_default())
+                    .map(|((src, sharer), upto)| (src, sharer, upto))
                     .collect(),
             },
             None => FileList::Full,
@@ -972,11 +986,28 @@ async fn collect_garbage(
         .into_iter()
         .map(|r| r.get(0))
         .collect();
+    // A removed version's postings stay while a version that shares them does (schema
+    // 12; its chunks go: the sharer has rows of its own). A sharer names every version
+    // whose rows it reads, so the postings a removed version frees are its own and those
+    // of the versions it shared with, each gone unless a version or a sharer has them.
+    let postings: Vec<i64> = tx
+        .query(
+            "WITH unshared AS (DELETE FROM version_sources WHERE blob_id = ANY($1::bigint[]) RETURNING src),
+                  freed AS (SELECT unnest($1::bigint[]) AS id UNION SELECT src FROM unshared)
+             SELECT f.id FROM freed f
+             WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = f.id)
+               AND NOT EXISTS (SELECT 1 FROM version_sources s WHERE s.src = f.id AND NOT s.blob_id = ANY($1::bigint[]))",
+            &[&blobs],
+        )
+        .await?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
     // No index finds a version's postings (schema 8): one pass over the table, the
     // versions hashed (as `= ANY` of the array, each row would be compared with each).
     tx.execute(
         "DELETE FROM postings WHERE blob_id IN (SELECT unnest($1::bigint[]))",
-        &[&blobs],
+        &[&postings],
     )
     .await?;
     tx.execute(
@@ -1056,6 +1087,7 @@ mod tests {
                 rows: 90,
                 replaced: Arc::from(Vec::new()),
                 own: Arc::from(Vec::new()),
+                shared: Arc::from(Vec::new()),
             },
         );
         // Never a list of changes of a list of changes: the base is the full one.

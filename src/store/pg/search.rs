@@ -58,17 +58,21 @@ const CHUNK_COLUMNS: &str =
 /// chunk of one file version that has it, in an array unnested in the select list (in
 /// `FROM`, a function scan stored each row's elements first: 3.9 ms against 2.6), each
 /// element packed as `versions::posting` packs it, the chunk's id made from the row's
-/// version and the chunk's place as `versions::chunk_id` makes it.
+/// version and the chunk's place as `versions::chunk_id` makes it. `files` gives each
+/// version whose rows are read (`src`), the listed version they are for (`target`) and
+/// the last place taken from them (`upto`): a listed version's own rows, all of them,
+/// and the rows of the versions it shares postings with (schema 12), their first places.
 const BM25_TOP: &str = "SELECT x.chunk_id,
        sum(x.idf * (($6::real * x.head + x.body) * 2.2::real)
            / (($6::real * x.head + x.body) + 1.2::real * (0.25::real + 0.75::real * x.terms / $7::real)))::real AS s
-  FROM (SELECT y.idf, (y.blob_id << 24) | ((y.f >> 40) & 16777215) AS chunk_id,
+  FROM (SELECT y.idf, (y.target << 24) | ((y.f >> 40) & 16777215) AS chunk_id,
                ((y.f >> 32) & 255)::real AS head, ((y.f >> 16) & 65535)::real AS body,
                (y.f & 65535)::real AS terms
-        FROM (SELECT q.idf, p.blob_id, unnest(p.packed) AS f
+        FROM (SELECT q.idf, sf.target, sf.upto, unnest(p.packed) AS f
               FROM unnest($2::text[], $3::real[]) AS q(t, idf)
               JOIN postings p ON p.term = q.t
-              JOIN files sf ON sf.blob_id = p.blob_id) y) x
+              JOIN files sf ON sf.src = p.blob_id) y
+        WHERE (y.f >> 40) & 16777215 <= y.upto) x
   GROUP BY x.chunk_id ORDER BY s DESC, x.chunk_id LIMIT $4";
 
 /// The file list's query for [`SNAPSHOT_BLOBS`], the excluded paths `$excluded`.
@@ -133,7 +137,12 @@ fn lexical_sql(changes: bool) -> String {
         SNAPSHOT_BLOBS
     };
     format!(
-        "WITH files AS MATERIALIZED ({files}), top AS ({BM25_TOP})
+        "WITH listed AS MATERIALIZED ({files}),
+         files AS MATERIALIZED (
+           SELECT blob_id AS src, blob_id AS target, 16777215 AS upto FROM listed
+           UNION ALL
+           SELECT s.src, s.blob_id, s.upto FROM listed JOIN version_sources s ON s.blob_id = listed.blob_id),
+         top AS ({BM25_TOP})
          SELECT top.chunk_id, top.s, {CHUNK_COLUMNS}
          FROM top JOIN chunks c ON c.id = top.chunk_id JOIN blobs b ON b.id = c.blob_id
          ORDER BY top.s DESC, top.chunk_id"
@@ -164,7 +173,9 @@ const LIST_POSTINGS_AT_MOST: &str = "SELECT x.o, x.postings FROM (
 
 /// The postings of the terms `$2` in a list of changes' own file versions `$1`, rows of
 /// (the term's place in `$2`, from 1; the version; its postings, as
-/// `postings.packed`), found by (term, version) in the term index (schema 10).
+/// `postings.packed`), found by (term, version) in the term index (schema 10). `$1` holds
+/// the versions they share postings with too (schema 12): the reader takes those rows'
+/// first places for the sharer ([`PostingsShared`]).
 const OWN_POSTINGS: &str = "SELECT q.o::integer, p.blob_id, p.packed
      FROM unnest($2::text[]) WITH ORDINALITY AS q(t, o)
      JOIN postings p ON p.term = q.t AND p.blob_id = ANY($1::bigint[])";
@@ -402,6 +413,56 @@ fn list_parameters(snapshot: &Snapshot, excluded: &[String]) -> (i64, Option<Vec
     }
 }
 
+/// What a list of changes' own versions share (schema 12), for the rows of
+/// [`OWN_POSTINGS`]: by the version whose rows hold the postings, each sharer and the last
+/// place it takes.
+struct PostingsShared {
+    own: Vec<i64>,
+    shared: Vec<(i64, i64, i32)>,
+}
+
+impl PostingsShared {
+    /// For the own versions `own` (sorted or not), of `snapshot`'s list.
+    fn of(snapshot: &Snapshot, own: &[i64]) -> PostingsShared {
+        let mut own = own.to_vec();
+        own.sort_unstable();
+        let shared = match &snapshot.list {
+            FileList::Changes { shared, .. } => shared
+                .iter()
+                .filter(|(_, sharer, _)| own.binary_search(sharer).is_ok())
+                .copied()
+                .collect(),
+            FileList::Full => Vec::new(),
+        };
+        PostingsShared { own, shared }
+    }
+
+    /// The versions whose rows [`OWN_POSTINGS`] reads: the own ones and those they share.
+    fn read(&self) -> Vec<i64> {
+        let mut read = self.own.clone();
+        read.extend(self.shared.iter().map(|(src, ..)| *src));
+        read.sort_unstable();
+        read.dedup();
+        read
+    }
+
+    /// For a row of version `blob_id`: each version it gives postings to, with the last
+    /// place it gives (all of them for an own version's own row).
+    fn targets(&self, blob_id: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
+        let own = self
+            .own
+            .binary_search(&blob_id)
+            .ok()
+            .map(|_| (blob_id, i64::MAX));
+        let from = self.shared.partition_point(|(src, ..)| *src < blob_id);
+        let shared = self.shared[from..]
+            .iter()
+            .take_while(move |(src, ..)| *src == blob_id)
+            .map(|&(_, sharer, upto)| (sharer, upto as i64));
+        own.into_iter().chain(shared)
+    }
+}
+
 /// Best score first, then the lower chunk id (the order `bm25_ranked` gives, and the
 /// vector ranking's once sorted).
 fn best_first(a: &(ChunkId, f32), b: &(ChunkId, f32)) -> std::cmp::Ordering {
@@ -538,6 +599,7 @@ impl PgStore {
         let at = self.reader_at.clone();
         let id = snapshot.id;
         let (list_id, replaced, own) = list_parameters(snapshot, ask.excluded);
+        let shared = PostingsShared::of(snapshot, &own);
         let changes = replaced.is_some();
         let embedder = snapshot.identity.embedder.clone();
         let excluded = ask.excluded.to_vec();
@@ -568,6 +630,7 @@ impl PgStore {
             // changes' own versions' postings, and the excluded paths' versions.
             let by_reader = lexical.as_ref().is_some_and(|l| l.by_reader);
             let reads_own = by_reader && !own.is_empty();
+            let own_read = shared.read();
             let reads_excluded = by_reader && !excluded.is_empty();
             let frequencies_text = if changes {
                 CHANGED_DOCUMENT_FREQUENCIES
@@ -714,7 +777,7 @@ impl PgStore {
             };
             let own_rows = async {
                 match (&own_stmt, &lexical) {
-                    (Some(stmt), Some(l)) => client.query(stmt, &[&own, &l.terms]).await,
+                    (Some(stmt), Some(l)) => client.query(stmt, &[&own_read, &l.terms]).await,
                     _ => Ok(Vec::new()),
                 }
             };
@@ -836,9 +899,14 @@ impl PgStore {
                             })
                             .map(move |(blob_id, p)| (place, blob_id, p))
                     });
+                    let shared = &shared;
                     let from_own = own_postings.iter().flat_map(|(place, blob_id, p)| {
-                        let (place, blob_id) = (*place, *blob_id);
-                        p.values().map(move |p| (place, blob_id, p))
+                        let place = *place;
+                        shared.targets(*blob_id).flat_map(move |(target, upto)| {
+                            p.values()
+                                .filter(move |&p| versions::posting_fields(p).0 <= upto)
+                                .map(move |p| (place, target, p))
+                        })
                     });
                     let ranked = bm25_ranked(
                         from_list.chain(from_own),

@@ -20,15 +20,21 @@ impl PgStore {
     /// The ids of file versions the database has already, by (path, content hash), and
     /// fresh ids for the others, in one round trip; and the texts of those versions'
     /// chunks that have no vector of embedder `id` (see [`KnownVersions::unembedded`]).
+    ///
+    /// With them, what the versions `bases` have (those of the changed paths in the
+    /// update's base): their chunks' keys and the versions they share postings with, for
+    /// [`NewFileVersion::share_with`].
     pub fn known_versions(
         &self,
         keys: &[(String, [u8; 32])],
+        bases: &[i64],
         id: &Identity,
         via: Option<Via>,
     ) -> Result<KnownVersions> {
         if keys.is_empty() {
             return Ok(KnownVersions::default());
         }
+        let bases = bases.to_vec();
         let paths: Vec<String> = keys.iter().map(|(p, _)| p.clone()).collect();
         let hashes: Vec<Vec<u8>> = keys.iter().map(|(_, h)| h.to_vec()).collect();
         let wanted = keys.len() as i64;
@@ -38,7 +44,8 @@ impl PgStore {
                 (&[&paths, &hashes], [&wanted as &(dyn tokio_postgres::types::ToSql + Sync)]);
             let by_identity: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
                 [&paths, &hashes, &embedder, &dimensions];
-            let (known, fresh, unembedded) = tokio::join!(
+            let base_ids: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&bases];
+            let (known, fresh, unembedded, base_chunks, base_sources) = tokio::join!(
                 db.query(
                     "SELECT b.path, b.content_hash, b.id, b.skip_reason IS NOT NULL FROM blobs b
                      JOIN unnest($1::text[], $2::bytea[]) AS k(path, hash) ON b.path = k.path AND b.content_hash = k.hash",
@@ -49,7 +56,29 @@ impl PgStore {
                     &count,
                 ),
                 db.query(UNEMBEDDED_CHUNKS, &by_identity),
+                db.query(
+                    "SELECT blob_id, text_hash, name, terms FROM chunks
+                     WHERE blob_id = ANY($1::bigint[]) ORDER BY blob_id, ord",
+                    &base_ids,
+                ),
+                db.query(
+                    "SELECT blob_id, src, upto FROM version_sources WHERE blob_id = ANY($1::bigint[])",
+                    &base_ids,
+                ),
             );
+            let mut bases: HashMap<i64, BaseVersion> = HashMap::new();
+            for r in base_chunks? {
+                bases.entry(r.get(0)).or_default().chunks.push((
+                    hash16(r.get::<_, &[u8]>(1)),
+                    r.get(2),
+                    r.get(3),
+                ));
+            }
+            for r in base_sources? {
+                if let Some(base) = bases.get_mut(&r.get::<_, i64>(0)) {
+                    base.sources.push((r.get(1), r.get(2)));
+                }
+            }
             let unembedded = unembedded?
                 .into_iter()
                 .map(|r| {
@@ -85,6 +114,7 @@ impl PgStore {
                 skipped,
                 fresh_ids,
                 unembedded,
+                bases,
             })
         })
     }
@@ -412,6 +442,15 @@ struct VersionBatch {
     chunk_counts: Vec<usize>,
     chunks: ChunkColumns,
     postings: PostingColumns,
+    sources: SourceColumns,
+}
+
+/// The versions new ones share postings with (`version_sources`, schema 12).
+#[derive(Default)]
+struct SourceColumns {
+    blob_id: Vec<i64>,
+    src: Vec<i64>,
+    upto: Vec<i32>,
 }
 
 #[derive(Default)]
@@ -531,12 +570,20 @@ fn version_batches(
             c.text.push(pg_text(&chunk.text));
             c.text_hash.push(chunk.text_hash.0.to_vec());
             c.terms.push(p.terms);
+            if i < v.shared {
+                continue;
+            }
             let q = &mut batch.postings;
             for (term, (head, body)) in p.counts {
                 q.term.push(term);
                 q.chunk_id.push(id);
                 q.packed.push(posting(ord as i64, head, body, p.terms));
             }
+        }
+        for (src, upto) in v.sources {
+            batch.sources.blob_id.push(blob_id);
+            batch.sources.src.push(src);
+            batch.sources.upto.push(upto);
         }
         batch.blob_id.push(blob_id);
         batch.chunk_counts.push(v.chunks.len());
@@ -612,7 +659,11 @@ const INSERT_VERSIONS: &str = "WITH v AS (
        INSERT INTO postings(term, blob_id, packed)
        SELECT g.term, g.blob_id, ($23::bigint[])[g.first:g.last]
        FROM unnest($19::text[], $20::bigint[], $21::integer[], $22::integer[]) AS g(term, blob_id, first, last)
-       WHERE g.blob_id IN (SELECT id FROM added))
+       WHERE g.blob_id IN (SELECT id FROM added)),
+     s AS (
+       INSERT INTO version_sources(blob_id, src, upto)
+       SELECT * FROM unnest($24::bigint[], $25::bigint[], $26::integer[]) AS u(blob_id, src, upto)
+       WHERE u.blob_id IN (SELECT id FROM added))
      SELECT path, id, added, set_config('synchronous_commit', 'off', true) FROM v";
 
 /// Writes a batch of file versions ([`INSERT_VERSIONS`]) and adds what it wrote to
@@ -651,6 +702,9 @@ async fn insert_versions(
                 &p.groups.first,
                 &p.groups.last,
                 &p.packed,
+                &batch.sources.blob_id,
+                &batch.sources.src,
+                &batch.sources.upto,
             ],
         )
         .await?;
@@ -752,6 +806,70 @@ mod tests {
             writer_lanes(vec![version_of("a.rs", 1, 1)], &[9], 2).len(),
             1
         );
+    }
+
+    /// What a version's chunks give [`NewFileVersion::share_with`] as a base.
+    fn as_base(v: &NewFileVersion, sources: Vec<(i64, i32)>) -> BaseVersion {
+        BaseVersion {
+            chunks: v
+                .chunks
+                .iter()
+                .zip(&v.postings)
+                .map(|(c, p)| (c.text_hash, pg_text(&c.name), p.terms))
+                .collect(),
+            sources,
+        }
+    }
+
+    #[test]
+    fn a_new_version_shares_the_postings_of_the_chunks_it_starts_with_unchanged() {
+        let old = version_of("a.rs", 4, 3);
+        // The same four chunks, a fifth added: the four are shared, with the versions
+        // the old one shared with (each up to the places they are still the same).
+        let mut grown = version_of("a.rs", 5, 3);
+        grown.share_with(11, &as_base(&old, vec![(7, 2), (9, 3)]));
+        assert_eq!(
+            (grown.shared, grown.sources.clone()),
+            (4, vec![(7, 2), (9, 3), (11, 4)])
+        );
+        // Its rows: its five chunks, and the postings of the fifth alone (three terms).
+        assert_eq!(grown.rows(), 5 + 3);
+        let batches = version_batches(vec![grown], &[12], 100);
+        let b = &batches[0];
+        assert_eq!(b.chunks.id.len(), 5);
+        assert_eq!(b.postings.packed.len(), 3);
+        assert!(b.postings.packed.iter().all(|&p| posting_fields(p).0 == 5));
+        assert_eq!(
+            (
+                b.sources.blob_id.clone(),
+                b.sources.src.clone(),
+                b.sources.upto.clone()
+            ),
+            (vec![12, 12, 12], vec![7, 9, 11], vec![2, 3, 4])
+        );
+
+        // Changed at its second chunk: only the first is shared, and of the old one's
+        // sources only what reaches it.
+        let mut changed = version_of("a.rs", 4, 3);
+        changed.chunks[1].text_hash = crate::store::text_hash("another text");
+        changed.share_with(11, &as_base(&old, vec![(7, 2), (9, 3)]));
+        assert_eq!(
+            (changed.shared, changed.sources.clone()),
+            (1, vec![(7, 1), (9, 1), (11, 1)])
+        );
+
+        // A renamed first chunk (its head terms differ): nothing shared.
+        let mut renamed = version_of("a.rs", 4, 3);
+        renamed.chunks[0].chunk.name = "renamed".into();
+        renamed.share_with(11, &as_base(&old, Vec::new()));
+        assert_eq!((renamed.shared, renamed.sources.len()), (0, 0));
+
+        // A chain as long as it goes: the version is written whole, sharing nothing.
+        let mut long = version_of("a.rs", 5, 3);
+        let chain: Vec<(i64, i32)> = (1..=MOST_SOURCES as i64).map(|s| (s, 1)).collect();
+        long.share_with(11, &as_base(&old, chain));
+        assert_eq!((long.shared, long.sources.len()), (0, 0));
+        assert_eq!(long.rows(), 5 + 5 * 3);
     }
 
     #[test]

@@ -21,13 +21,21 @@ pub(super) const DOCUMENT_FREQUENCIES: &str = "SELECT u.o::integer, coalesce((SE
 
 /// [`DOCUMENT_FREQUENCIES`] for a snapshot that lists changes (`$1` its base, `$3` its
 /// own rows' versions, `$4` the base's versions it replaces): the base's count, less the
-/// replaced versions' postings, plus its own versions', those found by (term, version).
+/// replaced versions' postings, plus its own versions', those found by (term, version):
+/// each version's own rows, and the first places of the rows of the versions it shares
+/// postings with (schema 12).
 pub(super) const CHANGED_DOCUMENT_FREQUENCIES: &str = "SELECT u.o::integer, (coalesce((SELECT s.n
        FROM snapshot_postings s WHERE s.snapshot_id = $1 AND s.term = u.t), 0)
        + coalesce((SELECT sum(cardinality(p.packed)) FROM postings p
                    WHERE p.term = u.t AND p.blob_id = ANY($3::bigint[])), 0)
+       + (SELECT count(*) FROM version_sources s
+          JOIN postings p ON p.term = u.t AND p.blob_id = s.src CROSS JOIN LATERAL unnest(p.packed) AS e(f)
+          WHERE s.blob_id = ANY($3::bigint[]) AND (e.f >> 40) & 16777215 <= s.upto)
        - coalesce((SELECT sum(cardinality(p.packed)) FROM postings p
-                   WHERE p.term = u.t AND p.blob_id = ANY($4::bigint[])), 0))::bigint
+                   WHERE p.term = u.t AND p.blob_id = ANY($4::bigint[])), 0)
+       - (SELECT count(*) FROM version_sources s
+          JOIN postings p ON p.term = u.t AND p.blob_id = s.src CROSS JOIN LATERAL unnest(p.packed) AS e(f)
+          WHERE s.blob_id = ANY($4::bigint[]) AND (e.f >> 40) & 16777215 <= s.upto))::bigint
      FROM unnest($2::text[]) WITH ORDINALITY AS u(t, o)";
 
 /// A term's inverse document frequency among a snapshot's `total` chunks, `count` of
