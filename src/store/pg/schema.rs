@@ -346,7 +346,6 @@ const READ_TABLES: &[&str] = &[
     "postings",
     "snapshot_postings",
     "version_sources",
-    "version_postings",
     "embeddings",
 ];
 
