@@ -143,7 +143,7 @@ pub enum FileList {
         /// What its own versions share (schema 12): (the version whose rows hold the
         /// postings, the own version that shares them, the last place it takes), in the
         /// order of the first: its rows are read with the own versions' and taken for the
-        /// sharer ([`PostingsShared`]).
+        /// sharer (`search::PostingsShared`).
         shared: Arc<[(i64, i64, i32)]>,
     },
 }

@@ -307,7 +307,9 @@ ANALYZE snapshot_postings;
     // (their places are the same). A 1% update of the performance corpus (a function
     // added to each of five files) wrote some 1,200 postings rows, each with its term
     // index entry: most of its versions' statement, on the way to the update's commit.
-    // Readers read `version_postings`, each version's own rows and those it shares.
+    // A question reads the sources' rows with the own rows (by term and version) and
+    // keeps their first places; `version_postings` gives each version its own rows and
+    // those it shares, for the writer's whole lists (`list_postings_of`).
     concat!(
         r#"
 CREATE TABLE version_sources (
