@@ -2054,20 +2054,16 @@ fn assert_ranked_alike(before: &[(String, u64, f64)], after: &[(String, u64, f64
 }
 
 /// Rewrites a database of this schema back to version 11: each version's postings in
-/// rows of its own, those it shared with the version it was made from (schema 12)
-/// merged into them, in the order of its chunks.
-const DOWN_TO_SCHEMA_11: &str = "
-CREATE TEMP TABLE merged AS
-    SELECT v.term, v.blob_id, array_agg(u.e ORDER BY u.e) AS packed
-    FROM version_postings v CROSS JOIN LATERAL unnest(v.packed) AS u(e)
-    WHERE v.blob_id IN (SELECT blob_id FROM version_sources)
-    GROUP BY v.term, v.blob_id;
-DELETE FROM postings WHERE blob_id IN (SELECT blob_id FROM version_sources);
-INSERT INTO postings SELECT * FROM merged;
-DROP TABLE merged;
-DROP VIEW version_postings;
-DROP TABLE version_sources;
-DELETE FROM ragls_schema WHERE version >= 12;";
+/// rows of its own ([`POSTINGS_UNSHARED`]), then no sharing table and view (schema 12).
+fn down_to_schema_11(db: &TeamDb) {
+    execute(&db.writer, POSTINGS_UNSHARED);
+    execute(
+        &db.writer,
+        "DROP VIEW version_postings;
+         DROP TABLE version_sources;
+         DELETE FROM ragls_schema WHERE version >= 12;",
+    );
+}
 
 /// Rewrites a database of this schema back to version 3's postings (a row per term and
 /// chunk, the figures in the covering term index) and its HNSW indexes of whole vectors,
@@ -2136,7 +2132,7 @@ fn a_schema_3_database_is_migrated_by_the_next_writer_and_its_refs_rank_as_befor
         ),
         1
     );
-    execute(&db.writer, DOWN_TO_SCHEMA_11);
+    down_to_schema_11(&db);
     execute(&db.writer, DOWN_TO_SCHEMA_3);
     assert_eq!(hnsw_indexes("^embeddings_hnsw_[0-9]+$"), 1);
     assert_eq!(hnsw_indexes("^embeddings_hnsw_half_"), 0);
@@ -2259,7 +2255,7 @@ fn a_schema_8_database_gets_one_number_a_posting_and_its_readers_keep_reading_it
     assert!(!before.is_empty());
     let elements = "SELECT sum(cardinality(packed))::bigint FROM postings";
     let pairs = count(&db.admin, elements);
-    execute(&db.writer, DOWN_TO_SCHEMA_11);
+    down_to_schema_11(&db);
     execute(&db.writer, DOWN_TO_SCHEMA_8);
     assert_eq!(
         count(
@@ -2331,7 +2327,7 @@ fn a_schema_9_database_gets_its_whole_lists_postings_by_term_and_its_readers_kee
     let sb = main_listing_its_changes(&db);
     let reader = bare_reader();
     let before = migrated_rankings(&reader, &db, "20000");
-    execute(&db.writer, DOWN_TO_SCHEMA_11);
+    down_to_schema_11(&db);
     execute(&db.writer, DOWN_TO_SCHEMA_9);
     assert_eq!(
         count(
@@ -2390,7 +2386,7 @@ fn a_schema_10_database_gets_a_version_once_a_group_and_its_readers_rank_as_befo
     let before = migrated_rankings(&reader, &db, "20000");
     let bytes = "SELECT sum(octet_length(postings))::bigint FROM snapshot_postings";
     let grouped = count(&db.admin, bytes);
-    execute(&db.writer, DOWN_TO_SCHEMA_11);
+    down_to_schema_11(&db);
     execute(&db.writer, DOWN_TO_SCHEMA_10);
     let pairs = count(
         &db.admin,
