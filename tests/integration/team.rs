@@ -2977,20 +2977,18 @@ fn postings_another_version_shares_outlive_their_version_in_the_clean_up_until_t
     let db = TeamDb::create();
     let (sb, _) = fixture_in_main(&db);
     let path = "src/cache/lru.rs";
-    let first = count(
-        &db.admin,
-        &format!("SELECT max(id) FROM blobs WHERE path = '{path}'"),
-    );
+    let latest = || {
+        count(
+            &db.admin,
+            &format!("SELECT max(id) FROM blobs WHERE path = '{path}'"),
+        )
+    };
+    let first = latest();
     let text = common::fixture_text(path);
-    sb.write(
-        path,
-        format!("{text}\n/// Added by the test.\npub fn shrink_to_budget(budget: usize) -> usize {{\n    budget / 2\n}}\n"),
-    );
+    let added = "\n/// Added by the test.\npub fn shrink_to_budget(budget: usize) -> usize {\n    budget / 2\n}\n";
+    sb.write(path, format!("{text}{added}"));
     index_shared(&sb, &db.writer, "main", &[]);
-    let second = count(
-        &db.admin,
-        &format!("SELECT max(id) FROM blobs WHERE path = '{path}'"),
-    );
+    let second = latest();
     assert_eq!(
         count(
             &db.admin,
@@ -3000,16 +2998,19 @@ fn postings_another_version_shares_outlive_their_version_in_the_clean_up_until_t
         ),
         1
     );
-    // More new files than a list of changes takes: main lists every file again, the
-    // first version of lru.rs no more.
-    for i in 0..40 {
-        sb.write(
-            &format!("notes/n{i}.py"),
-            format!("def note_{i}():\n    return {i}\n"),
-        );
-    }
-    index_shared(&sb, &db.writer, "main", &[]);
-    assert_eq!(main_list(&db).0, 0, "main lists every file");
+    // Forty new files, more than a list of changes takes: main lists every file again.
+    let listed_whole_with_forty_more = |from: usize| {
+        for i in from..from + 40 {
+            sb.write(
+                &format!("notes/n{i}.py"),
+                format!("def note_{i}():\n    return {i}\n"),
+            );
+        }
+        index_shared(&sb, &db.writer, "main", &[]);
+        assert_eq!(main_list(&db).0, 0, "main lists every file");
+    };
+    // The first version of lru.rs no more.
+    listed_whole_with_forty_more(0);
     let old = "UPDATE snapshots SET created_at = now() - interval '2 hours'";
     let rows_of = |blob: i64, table: &str| {
         count(
@@ -3032,36 +3033,26 @@ fn postings_another_version_shares_outlive_their_version_in_the_clean_up_until_t
     assert_eq!(rows_of(first, "chunks"), 0);
     assert!(rows_of(first, "postings") > 0);
     let reader = bare_reader();
-    let evict = ranked_shared(
-        &reader,
-        &db,
-        "main",
-        "evict the least recently used entry",
-        "20000",
-    );
-    assert!(evict.iter().take(3).any(|(p, ..)| p == path), "{evict:?}");
+    // The evicting method of lru.rs, an unchanged chunk, is found.
+    let finds_evict = || {
+        let evict = ranked_shared(
+            &reader,
+            &db,
+            "main",
+            "evict the least recently used entry",
+            "20000",
+        );
+        assert!(evict.iter().take(3).any(|(p, ..)| p == path), "{evict:?}");
+    };
+    finds_evict();
     // A change at the top of the file shares nothing: once the second version goes,
     // so do the first's postings, and nothing is left that no version has.
-    sb.write(
-        path,
-        format!("// Changed at the top.\n{text}\n/// Added by the test.\npub fn shrink_to_budget(budget: usize) -> usize {{\n    budget / 2\n}}\n"),
-    );
+    sb.write(path, format!("// Changed at the top.\n{text}{added}"));
     index_shared(&sb, &db.writer, "main", &[]);
-    let third = count(
-        &db.admin,
-        &format!("SELECT max(id) FROM blobs WHERE path = '{path}'"),
-    );
+    let third = latest();
     assert_eq!(rows_of(third, "version_sources"), 0);
-    // Forty more files again: a whole list without the second version, then its
-    // snapshots old and cleaned up.
-    for i in 40..80 {
-        sb.write(
-            &format!("notes/n{i}.py"),
-            format!("def note_{i}():\n    return {i}\n"),
-        );
-    }
-    index_shared(&sb, &db.writer, "main", &[]);
-    assert_eq!(main_list(&db).0, 0, "main lists every file");
+    // A whole list without the second version, then its snapshots old and cleaned up.
+    listed_whole_with_forty_more(40);
     execute(&db.admin, old);
     sb.write("notes/n1.py", "def note_one():\n    return 1\n");
     index_shared(&sb, &db.writer, "main", &[]);
@@ -3076,12 +3067,5 @@ fn postings_another_version_shares_outlive_their_version_in_the_clean_up_until_t
         ),
         0
     );
-    let evict = ranked_shared(
-        &reader,
-        &db,
-        "main",
-        "evict the least recently used entry",
-        "20000",
-    );
-    assert!(evict.iter().take(3).any(|(p, ..)| p == path), "{evict:?}");
+    finds_evict();
 }
