@@ -21,6 +21,7 @@
 //! asks, which is what sets the 16 clients' p95 on two cores.
 
 use super::*;
+use shared::PostingsShared;
 use statistics::*;
 use tokio_postgres::Row;
 
@@ -112,6 +113,7 @@ macro_rules! changed_blobs {
 }
 
 // After the file lists' macros, which its statements use too.
+mod shared;
 mod statistics;
 
 /// The file versions of snapshot `$1` but those of the paths `$5`, for [`BM25_TOP`]: read
@@ -410,56 +412,6 @@ fn list_parameters(snapshot: &Snapshot, excluded: &[String]) -> (i64, Option<Vec
                 .collect();
             (*base, Some(replaced.to_vec()), own)
         }
-    }
-}
-
-/// What a list of changes' own versions share (schema 12), for the rows of
-/// [`OWN_POSTINGS`]: by the version whose rows hold the postings, each sharer and the last
-/// place it takes.
-struct PostingsShared {
-    own: Vec<i64>,
-    shared: Vec<(i64, i64, i32)>,
-}
-
-impl PostingsShared {
-    /// For the own versions `own` (sorted or not), of `snapshot`'s list.
-    fn of(snapshot: &Snapshot, own: &[i64]) -> PostingsShared {
-        let mut own = own.to_vec();
-        own.sort_unstable();
-        let shared = match &snapshot.list {
-            FileList::Changes { shared, .. } => shared
-                .iter()
-                .filter(|(_, sharer, _)| own.binary_search(sharer).is_ok())
-                .copied()
-                .collect(),
-            FileList::Full => Vec::new(),
-        };
-        PostingsShared { own, shared }
-    }
-
-    /// The versions whose rows [`OWN_POSTINGS`] reads: the own ones and those they share.
-    fn read(&self) -> Vec<i64> {
-        let mut read = self.own.clone();
-        read.extend(self.shared.iter().map(|(src, ..)| *src));
-        read.sort_unstable();
-        read.dedup();
-        read
-    }
-
-    /// For a row of version `blob_id`: each version it gives postings to, with the last
-    /// place it gives (all of them for an own version's own row).
-    fn targets(&self, blob_id: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
-        let own = self
-            .own
-            .binary_search(&blob_id)
-            .ok()
-            .map(|_| (blob_id, i64::MAX));
-        let from = self.shared.partition_point(|(src, ..)| *src < blob_id);
-        let shared = self.shared[from..]
-            .iter()
-            .take_while(move |(src, ..)| *src == blob_id)
-            .map(|&(_, sharer, upto)| (sharer, upto as i64));
-        own.into_iter().chain(shared)
     }
 }
 
