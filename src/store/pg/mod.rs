@@ -166,9 +166,9 @@ pub struct NewFileVersion {
     /// Each chunk's terms, counted where the version is made: a writer makes its
     /// versions on all cores, as it chunks them.
     postings: Vec<ChunkPostings>,
-    /// Its first chunks whose postings it shares (schema 12), and the versions whose
-    /// rows hold them, each with the last place it gives ([`NewFileVersion::share_with`]).
-    shared: usize,
+    /// The versions whose rows hold the postings of its first chunks (schema 12), each
+    /// with the last place it gives; the version it was made from last, with them all
+    /// ([`NewFileVersion::share_with`]).
     sources: Vec<(i64, i32)>,
 }
 
@@ -191,7 +191,7 @@ impl NewFileVersion {
     /// The rows its write inserts, about: its chunks and its (term, chunk) postings
     /// (grouped per term into fewer rows, in proportion).
     fn rows(&self) -> usize {
-        let own = self.postings.iter().skip(self.shared);
+        let own = self.postings.iter().skip(self.shared());
         self.chunks.len() + own.map(|p| p.counts.len()).sum::<usize>()
     }
 
@@ -225,8 +225,12 @@ impl NewFileVersion {
         if sources.len() > MOST_SOURCES {
             return;
         }
-        self.shared = same;
         self.sources = sources;
+    }
+
+    /// How many chunks it starts with whose postings it shares.
+    fn shared(&self) -> usize {
+        self.sources.last().map_or(0, |&(_, upto)| upto as usize)
     }
 
     pub fn new(
@@ -242,7 +246,6 @@ impl NewFileVersion {
             skip_reason,
             chunks,
             postings,
-            shared: 0,
             sources: Vec::new(),
         }
     }

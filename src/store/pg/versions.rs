@@ -552,6 +552,7 @@ fn version_batches(
     let mut batches = Vec::new();
     let mut batch = VersionBatch::default();
     for (v, &blob_id) in versions.into_iter().zip(blob_ids) {
+        let shared = v.shared();
         for (i, (chunk, p)) in v.chunks.iter().zip(v.postings).enumerate() {
             let ord = i + 1;
             let id = chunk_id(blob_id, ord);
@@ -570,7 +571,7 @@ fn version_batches(
             c.text.push(pg_text(&chunk.text));
             c.text_hash.push(chunk.text_hash.0.to_vec());
             c.terms.push(p.terms);
-            if i < v.shared {
+            if i < shared {
                 continue;
             }
             let q = &mut batch.postings;
@@ -829,7 +830,7 @@ mod tests {
         let mut grown = version_of("a.rs", 5, 3);
         grown.share_with(11, &as_base(&old, vec![(7, 2), (9, 3)]));
         assert_eq!(
-            (grown.shared, grown.sources.clone()),
+            (grown.shared(), grown.sources.clone()),
             (4, vec![(7, 2), (9, 3), (11, 4)])
         );
         // Its rows: its five chunks, and the postings of the fifth alone (three terms).
@@ -854,7 +855,7 @@ mod tests {
         changed.chunks[1].text_hash = crate::store::text_hash("another text");
         changed.share_with(11, &as_base(&old, vec![(7, 2), (9, 3)]));
         assert_eq!(
-            (changed.shared, changed.sources.clone()),
+            (changed.shared(), changed.sources.clone()),
             (1, vec![(7, 1), (9, 1), (11, 1)])
         );
 
@@ -862,13 +863,13 @@ mod tests {
         let mut renamed = version_of("a.rs", 4, 3);
         renamed.chunks[0].chunk.name = "renamed".into();
         renamed.share_with(11, &as_base(&old, Vec::new()));
-        assert_eq!((renamed.shared, renamed.sources.len()), (0, 0));
+        assert_eq!((renamed.shared(), renamed.sources.len()), (0, 0));
 
         // A chain as long as it goes: the version is written whole, sharing nothing.
         let mut long = version_of("a.rs", 5, 3);
         let chain: Vec<(i64, i32)> = (1..=MOST_SOURCES as i64).map(|s| (s, 1)).collect();
         long.share_with(11, &as_base(&old, chain));
-        assert_eq!((long.shared, long.sources.len()), (0, 0));
+        assert_eq!((long.shared(), long.sources.len()), (0, 0));
         assert_eq!(long.rows(), 5 + 5 * 3);
     }
 
